@@ -1,0 +1,100 @@
+"""The values that flow through stationmon: readings, station state, alert events.
+
+Pure data, no I/O. Times are Unix seconds as floats (`ts`); the line-protocol encoder turns them into
+integer milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "CANONICAL_QUANTITIES",
+    "LOOP_QUANTITIES",
+    "STATION_QUANTITIES",
+    "TEMPERATURE_QUANTITIES",
+    "AlertEvent",
+    "Reading",
+    "ReadingSink",
+    "StationState",
+]
+
+LOOP_QUANTITIES = frozenset(
+    {"supply_temp", "return_temp", "supply_pressure", "return_pressure", "flow", "heat_power", "indoor_temp"}
+)
+STATION_QUANTITIES = frozenset({"outdoor_temp", "primary_supply_temp", "primary_return_temp"})
+CANONICAL_QUANTITIES = LOOP_QUANTITIES | STATION_QUANTITIES
+TEMPERATURE_QUANTITIES = frozenset(
+    {
+        "supply_temp",
+        "return_temp",
+        "indoor_temp",
+        "outdoor_temp",
+        "primary_supply_temp",
+        "primary_return_temp",
+    }
+)
+
+
+@dataclass(slots=True)
+class Reading:
+    """One value of one quantity at one time.
+
+    `loop` is None for station-level quantities; `sensor` names a household indoor sensor.
+    `fault` is None for a good value, else why the value cannot be trusted ("nan", "sentinel",
+    "out_of_range", ...): such a reading is stored flagged, never as a temperature.
+    """
+
+    station: str
+    quantity: str
+    value: float
+    ts: float
+    loop: str | None = None
+    sensor: str | None = None
+    source: str = "modbus"
+    fault: str | None = None
+
+
+# Collectors hand batches of readings to the service through one of these; it must not block.
+ReadingSink = Callable[[Sequence[Reading]], None]
+
+
+@dataclass(slots=True)
+class StationState:
+    """What the collectors know about one station's connection, for rules, the API and metrics."""
+
+    station: str
+    online: bool = False
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    polls: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One transition of one alert: what notifiers deliver and `alert_events` records.
+
+    `state` is the transition: "firing", "escalated", "acknowledged" or "resolved".
+    `alert_id` is stable for the life of the alert (station/loop/rule plus its start time).
+    """
+
+    alert_id: str
+    rule: str
+    station: str
+    district: str
+    loop: str | None
+    severity: str
+    state: str
+    ts: float
+    since: float
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    comment: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,69 @@
+"""The text `check-config` prints: stations, loops, points, the Modbus read plan, applied defaults."""
+
+from __future__ import annotations
+
+from stationmon.config import Config, StationConfig
+
+__all__ = ["describe_config"]
+
+
+def _station_lines(station: StationConfig) -> list[str]:
+    lines = [f"station {station.id}  {station.name}  [{station.district or 'no district'}]"]
+    if station.modbus is not None:
+        m = station.modbus
+        where = m.serial_port if m.transport == "rtu" else f"{m.host}:{m.port}"
+        lines.append(
+            f"  modbus {m.transport} {where} device_id={m.device_id} every {m.interval_s:g}s "
+            f"timeout {m.timeout_s:g}s byte_order={m.byte_order}"
+        )
+    for loop in station.loops:
+        floors = ""
+        if loop.min_supply is not None or loop.min_return is not None:
+            floors = f" floors {loop.min_supply or '-'}/{loop.min_return or '-'}"
+        lines.append(
+            f"  loop {loop.id}: {loop.emitter} {loop.design_supply:g}/{loop.design_return:g} "
+            f"exponent {loop.exponent:g}{floors}"
+        )
+    for p in station.points:
+        target = f"{p.loop}." if p.loop else ""
+        sensor = f"[{p.sensor}]" if p.sensor else ""
+        if p.address is not None:
+            scale = f" *{p.scale:g}" if p.scale != 1.0 else ""
+            offset = f" {p.offset:+g}" if p.offset else ""
+            lines.append(
+                f"  point {target}{p.quantity}{sensor}: {p.register} {p.address} {p.type} {p.byte_order}{scale}{offset}"
+            )
+        else:
+            lines.append(f"  point {target}{p.quantity}{sensor}: mqtt {p.topic} ({p.format})")
+    if station.modbus is not None and station.modbus_points:
+        from stationmon.domain.registers import plan_reads
+
+        plan = plan_reads(station)
+        lines.append(f"  read plan: {len(plan)} request(s)")
+        for req in plan:
+            lines.append(f"    {req.describe()}")
+    return lines
+
+
+def describe_config(config: Config) -> str:
+    """A short human summary of a valid config."""
+    loops = sum(len(s.loops) for s in config.stations)
+    points = sum(len(s.points) for s in config.stations)
+    ix = config.influxdb
+    target = f"{ix.url} ({ix.api}: {ix.bucket if ix.api == 'v2' else ix.database})" if ix.url else "none"
+    out = [
+        f"{config.path}: valid",
+        f"site {config.site.name or '(unnamed)'}: indoor_target {config.site.indoor_target:g} °C, "
+        f"outdoor_design {config.site.outdoor_design:g} °C, timezone {config.site.timezone}",
+        f"{len(config.stations)} stations, {loops} loops, {points} points",
+        f"influxdb {target}; spool {ix.spool_dir}",
+    ]
+    if config.mqtt is not None:
+        out.append(f"mqtt {config.mqtt.url}: {len(config.mqtt.subscriptions)} subscription template(s)")
+    out.append(f"http {config.http.host}:{config.http.port}")
+    for station in config.stations:
+        out.extend(_station_lines(station))
+    if config.notices:
+        out.append("defaults applied:")
+        out.extend(f"  {n}" for n in config.notices)
+    return "\n".join(out)
