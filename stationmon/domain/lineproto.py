@@ -1,0 +1,270 @@
+"""InfluxDB line protocol: escaping, one line per point, and the three stationmon measurements.
+
+Pure: values in, strings out. Escaping follows InfluxDB's line protocol reference:
+
+    measurement             comma, space
+    tag keys and values     comma, equals sign, space
+    field keys              comma, equals sign, space
+    string field values     double quote, backslash
+
+Line protocol cannot carry a newline inside any element, so newlines (and carriage returns) are written
+as spaces instead of breaking the line in two. InfluxDB 1.x treats any other backslash in names and tag
+values literally, so a name that ends in a backslash would escape the separator after it: such a
+trailing backslash gets a space appended, the nearest value 1.x can store. Empty tag values are
+omitted (InfluxDB rejects them) and tags are sorted by key, which is what the server wants.
+
+Timestamps: `Reading.ts` and `AlertEvent.ts` are Unix seconds (float); lines carry integers in the write
+precision ("ms" unless configured otherwise), see `to_precision`.
+
+    encode_line(measurement, tags, fields, ts)                      any point
+    TelemetryEncoder(stations, precision="ms").encode(readings)     `telemetry`
+    encode_loop_status(station, district, loop, ts_s, ...)          `loop_status`
+    encode_alert_event(event, precision="ms")                       `alert_events`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from stationmon.config import StationConfig
+from stationmon.domain.model import AlertEvent, Reading
+
+__all__ = [
+    "PRECISION_FACTORS",
+    "TelemetryEncoder",
+    "encode_alert_event",
+    "encode_line",
+    "encode_loop_status",
+    "escape_field_key",
+    "escape_measurement",
+    "escape_string_value",
+    "escape_tag",
+    "format_field_value",
+    "to_precision",
+]
+
+PRECISION_FACTORS: Mapping[str, int] = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+_MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
+_TAG_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": " ", "\r": " "})
+_STRING_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": " ", "\r": " "})
+_SPECIAL_MEASUREMENT = frozenset(", \n\r\\")
+_SPECIAL_TAG = frozenset(",= \n\r\\")
+
+
+def _fix_trailing_backslash(escaped: str) -> str:
+    # A trailing backslash would escape the separator that follows it (1.x has no escape for '\').
+    return escaped + " " if escaped.endswith("\\") else escaped
+
+
+def escape_measurement(name: str) -> str:
+    """A measurement name escaped for line protocol (comma, space)."""
+    if _SPECIAL_MEASUREMENT.isdisjoint(name):
+        return name
+    return _fix_trailing_backslash(name.translate(_MEASUREMENT_TABLE))
+
+
+def escape_tag(text: str) -> str:
+    """A tag key, tag value or field key escaped for line protocol (comma, equals sign, space)."""
+    if _SPECIAL_TAG.isdisjoint(text):
+        return text
+    return _fix_trailing_backslash(text.translate(_TAG_TABLE))
+
+
+escape_field_key = escape_tag
+
+
+def escape_string_value(text: str) -> str:
+    """A string field value, quoted, with double quotes and backslashes escaped."""
+    return '"' + text.translate(_STRING_TABLE) + '"'
+
+
+def format_field_value(value: float | bool | str | int) -> str:
+    """One field value: float as shortest repr, int with `i`, bool true/false, string quoted.
+
+    Raises ValueError for a non-finite float: line protocol has no NaN or infinity.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if value - value != 0.0:  # NaN or ±inf
+            raise ValueError(f"line protocol cannot store {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return escape_string_value(value)
+    raise TypeError(f"unsupported field value type {type(value).__name__}")
+
+
+def to_precision(ts_s: float, precision: str = "ms") -> int:
+    """Unix seconds (float) to an integer timestamp in `precision` (s, ms, us, ns), rounded."""
+    return round(ts_s * PRECISION_FACTORS[precision])
+
+
+def encode_line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, float | bool | str | int],
+    ts_ms: int | None,
+) -> str:
+    """One line of line protocol (no trailing newline).
+
+    `ts_ms` is the integer timestamp in the write precision (milliseconds by default; None: the
+    server's time). Tags are sorted, empty tag values omitted. Non-finite float fields are left out;
+    ValueError if no field remains.
+    """
+    parts = [escape_measurement(measurement)]
+    for key in sorted(tags):
+        value = tags[key]
+        if value:
+            parts.append(f",{escape_tag(key)}={escape_tag(value)}")
+    field_parts = []
+    for key, value in fields.items():
+        if isinstance(value, float) and value - value != 0.0:
+            continue
+        field_parts.append(f"{escape_tag(key)}={format_field_value(value)}")
+    if not field_parts:
+        raise ValueError(f"a {measurement!r} point needs at least one field")
+    parts.append(" ")
+    parts.append(",".join(field_parts))
+    if ts_ms is not None:
+        parts.append(f" {ts_ms}")
+    return "".join(parts)
+
+
+class TelemetryEncoder:
+    """Readings to `telemetry` lines, one line per series and timestamp within a batch.
+
+    The escaped tag set of each series (station, loop, sensor, source) is built once and cached, so
+    the hot path is a dict lookup, a float repr and a join per reading.
+    """
+
+    def __init__(self, stations: Sequence[StationConfig], precision: str = "ms") -> None:
+        if precision not in PRECISION_FACTORS:
+            raise ValueError(f"unknown precision {precision!r}")
+        self.precision = precision
+        self._factor = PRECISION_FACTORS[precision]
+        self._districts = {s.id: s.district for s in stations}
+        self._prefixes: dict[tuple[str, str | None, str | None, str], str] = {}
+        self._keys: dict[str, tuple[str, str, str]] = {}
+
+    def _prefix(self, station: str, loop: str | None, sensor: str | None, source: str) -> str:
+        tags = {"station": station, "district": self._districts.get(station, ""), "source": source}
+        if loop:
+            tags["loop"] = loop
+        if sensor:
+            tags["sensor"] = sensor
+        prefix = "telemetry" + "".join(
+            f",{escape_tag(k)}={escape_tag(tags[k])}" for k in sorted(tags) if tags[k]
+        )
+        if len(self._prefixes) > 100_000:  # unknown series from MQTT: keep the cache bounded
+            self._prefixes.clear()
+        self._prefixes[(station, loop, sensor, source)] = prefix + " "
+        return prefix + " "
+
+    def _field_keys(self, quantity: str) -> tuple[str, str, str]:
+        keys = self._keys.get(quantity)
+        if keys is None:
+            esc = escape_tag(quantity)
+            keys = (esc + "=", esc + "_fault=", esc + "_raw=")
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[quantity] = keys
+        return keys
+
+    def encode(self, readings: Sequence[Reading]) -> list[str]:
+        """Encode a batch; readings of one series at one timestamp share a line."""
+        factor = self._factor
+        prefixes = self._prefixes
+        keys_of = self._keys
+        groups: dict[tuple[str, str | None, str | None, str, int], dict[str, str]] = {}
+        for r in readings:
+            ts = round(r.ts * factor)
+            gkey = (r.station, r.loop, r.sensor, r.source, ts)
+            fields = groups.get(gkey)
+            if fields is None:
+                fields = groups[gkey] = {}
+            keys = keys_of.get(r.quantity) or self._field_keys(r.quantity)
+            value = r.value
+            if r.fault is None and value - value == 0.0:
+                fields[keys[0]] = repr(float(value))
+                continue
+            # A faulted (or non-finite) value is never stored as the quantity itself.
+            reason = r.fault or ("nan" if value != value else "inf")
+            fields[keys[1]] = escape_string_value(reason)
+            if value - value == 0.0:
+                fields[keys[2]] = repr(float(value))
+        out = []
+        for (station, loop, sensor, source, ts), fields in groups.items():
+            prefix = prefixes.get((station, loop, sensor, source)) or self._prefix(
+                station, loop, sensor, source
+            )
+            out.append(prefix + ",".join(k + v for k, v in fields.items()) + f" {ts}")
+        return out
+
+
+def encode_loop_status(
+    station: str,
+    district: str,
+    loop: str,
+    ts_s: float,
+    *,
+    status: str,
+    compliant: bool | None = None,
+    required_supply_temp: float | None = None,
+    required_return_temp: float | None = None,
+    estimated_indoor_temp: float | None = None,
+    delta_t: float | None = None,
+    precision: str = "ms",
+) -> str:
+    """One `loop_status` line (CONTRACT section 4); None or non-finite floats are left out.
+
+    `status` is one of ok, noncompliant, sensor_fault, offline, unknown; `ts_s` is Unix seconds.
+    """
+    fields: dict[str, float | bool | str | int] = {"status": status}
+    for key, value in (
+        ("required_supply_temp", required_supply_temp),
+        ("required_return_temp", required_return_temp),
+        ("estimated_indoor_temp", estimated_indoor_temp),
+        ("delta_t", delta_t),
+    ):
+        if value is not None:
+            fields[key] = float(value)
+    if compliant is not None:
+        fields["compliant"] = bool(compliant)
+    return encode_line(
+        "loop_status",
+        {"station": station, "district": district, "loop": loop},
+        fields,
+        to_precision(ts_s, precision),
+    )
+
+
+def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:
+    """One `alert_events` line (CONTRACT section 4) for one alert transition, at `event.ts`.
+
+    Tags station, district, loop (absent for station-level alerts), rule, severity; fields state,
+    value, threshold, message, and alert_id (so a transition can be joined to its alert).
+    """
+    fields: dict[str, float | bool | str | int] = {
+        "state": event.state,
+        "message": event.message,
+        "alert_id": event.alert_id,
+    }
+    if event.value is not None:
+        fields["value"] = float(event.value)
+    if event.threshold is not None:
+        fields["threshold"] = float(event.threshold)
+    return encode_line(
+        "alert_events",
+        {
+            "station": event.station,
+            "district": event.district,
+            "loop": event.loop or "",
+            "rule": event.rule,
+            "severity": event.severity,
+        },
+        fields,
+        to_precision(event.ts, precision),
+    )
