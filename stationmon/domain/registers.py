@@ -1,0 +1,258 @@
+"""Modbus registers, pure: read planning, value decoding (and encoding, for the simulator), fault flags.
+
+No I/O. `plan_reads` runs once per station when the config is loaded; `RequestDecoder` turns the
+registers one request returned into (point, value, fault) triples on the hot path.
+
+Byte orders name the four bytes of a 32-bit value as the device sends them, A being the most
+significant: ABCD is big endian, CDAB swaps the 16-bit words (the common "word swap" of PLCs), BADC
+swaps the bytes inside each word, DCBA is little endian. For 64-bit values the same rule applies to
+all four words (CDAB: word order reversed; BADC: bytes swapped in each word; DCBA: little endian).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from stationmon.config import REGISTER_WIDTH, PointConfig, StationConfig
+
+__all__ = [
+    "FUNCTION_CODES",
+    "MAX_REGISTERS_PER_REQUEST",
+    "PHYSICAL_RANGES",
+    "RAW_SENTINELS",
+    "ReadRequest",
+    "RequestDecoder",
+    "check_value",
+    "decode_point",
+    "decode_value",
+    "encode_value",
+    "plan_reads",
+    "point_label",
+]
+
+# The protocol's limit for FC 3 and FC 4 (a 253-byte PDU).
+MAX_REGISTERS_PER_REQUEST = 125
+# Only reads are ever sent: holding registers with FC 3, input registers with FC 4.
+FUNCTION_CODES = {"holding": 3, "input": 4}
+
+_STRUCT_CODE = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
+
+# Raw register values PLCs send for a broken or missing probe, by type.
+RAW_SENTINELS: dict[str, frozenset[float]] = {
+    "int16": frozenset({-999, 32767, -32768}),
+    "uint16": frozenset({65535}),
+    "int32": frozenset({-999, 2147483647, -2147483648}),
+    "uint32": frozenset({4294967295}),
+    "float32": frozenset({-999.0}),
+    "float64": frozenset({-999.0}),
+}
+# Engineering values (after scale and offset) that mean a broken probe, whatever the type:
+# -999 for any quantity; 850 for temperatures (a broken probe of the PT100/DS18B20 kind reads 850 °C).
+_VALUE_SENTINELS = frozenset({-999.0})
+_TEMPERATURE_SENTINELS = frozenset({850.0})
+
+_WATER = (0.0, 130.0)
+# Physical range per quantity (DOMAIN.md): outside it, a value is a sensor fault, not a temperature.
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "supply_temp": _WATER,
+    "return_temp": _WATER,
+    "primary_supply_temp": _WATER,
+    "primary_return_temp": _WATER,
+    "outdoor_temp": (-50.0, 45.0),
+    # not in DOMAIN.md: a generous band for household thermometers (unheated flats, sunny sills)
+    "indoor_temp": (-20.0, 50.0),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding and encoding
+
+
+def _reorder(data: bytes, byte_order: str) -> bytes:
+    """Bytes as received (register by register, each big endian) -> big-endian bytes of the value."""
+    if byte_order == "ABCD":
+        return data
+    if byte_order in ("CDAB", "DCBA"):
+        # reverse the order of the 16-bit words
+        data = b"".join(data[i : i + 2] for i in range(len(data) - 2, -1, -2))
+    if byte_order in ("BADC", "DCBA"):
+        swapped = bytearray(data)
+        swapped[0::2], swapped[1::2] = data[1::2], data[0::2]
+        data = bytes(swapped)
+    return data
+
+
+def decode_value(registers: Sequence[int], dtype: str, byte_order: str) -> float:
+    """The raw value (before scale/offset) of `dtype` held in `registers` in `byte_order`."""
+    width = REGISTER_WIDTH[dtype]
+    if len(registers) != width:
+        raise ValueError(f"{dtype} needs {width} registers, got {len(registers)}")
+    data = _reorder(struct.pack(f">{width}H", *registers), byte_order)
+    return float(struct.unpack(">" + _STRUCT_CODE[dtype], data)[0])
+
+
+def encode_value(value: float, dtype: str, byte_order: str) -> list[int]:
+    """The registers a device sends for raw `value` (the inverse of decode_value; ints are rounded)."""
+    width = REGISTER_WIDTH[dtype]
+    code = _STRUCT_CODE[dtype]
+    packed = struct.pack(">" + code, value if code in "fd" else round(value))
+    # every reordering is its own inverse
+    return list(struct.unpack(f">{width}H", _reorder(packed, byte_order)))
+
+
+def check_value(quantity: str, raw: float, dtype: str, value: float) -> str | None:
+    """Why a decoded value cannot be trusted ("nan", "inf", "sentinel", "out_of_range"), or None."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    if raw in RAW_SENTINELS[dtype] or value in _VALUE_SENTINELS:
+        return "sentinel"
+    limits = PHYSICAL_RANGES.get(quantity)
+    if limits is not None:
+        if value in _TEMPERATURE_SENTINELS:
+            return "sentinel"
+        if not limits[0] <= value <= limits[1]:
+            return "out_of_range"
+    return None
+
+
+def decode_point(point: PointConfig, registers: Sequence[int]) -> tuple[float, str | None]:
+    """The point's value (raw * scale + offset) and its fault reason, or None for a good value."""
+    raw = decode_value(registers, point.type, point.byte_order)
+    value = raw * point.scale + point.offset if math.isfinite(raw) else raw
+    return value, check_value(point.quantity, raw, point.type, value)
+
+
+def point_label(point: PointConfig) -> str:
+    """How a point is named in plans and logs: loop.quantity[sensor]."""
+    loop = f"{point.loop}." if point.loop else ""
+    sensor = f"[{point.sensor}]" if point.sensor else ""
+    return f"{loop}{point.quantity}{sensor}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Read planning
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """One read of `count` registers from `start`; `points[i]` starts `offsets[i]` registers in."""
+
+    register: str  # "holding" or "input"
+    start: int
+    count: int
+    points: tuple[PointConfig, ...]
+    offsets: tuple[int, ...]
+
+    @property
+    def function_code(self) -> int:
+        """3 for holding registers, 4 for input registers."""
+        return FUNCTION_CODES[self.register]
+
+    @property
+    def end(self) -> int:
+        """The last register read (inclusive)."""
+        return self.start + self.count - 1
+
+    def describe(self) -> str:
+        """One line for check-config: "holding 100..113 (14 registers): sec1.supply_temp, ..."."""
+        noun = "register" if self.count == 1 else "registers"
+        names = ", ".join(point_label(p) for p in self.points)
+        return f"{self.register} {self.start}..{self.end} ({self.count} {noun}): {names}"
+
+
+def _group(points: list[PointConfig], register: str, max_count: int, max_gap: int) -> list[ReadRequest]:
+    requests: list[ReadRequest] = []
+    group: list[PointConfig] = []
+    start = end = 0  # end: one past the last register of the group
+
+    def flush() -> None:
+        if group:
+            offsets = tuple(p.address - start for p in group)  # type: ignore[operator]
+            requests.append(ReadRequest(register, start, end - start, tuple(group), offsets))
+
+    for p in points:
+        assert p.address is not None
+        p_end = p.address + p.width
+        if group and p.address - end <= max_gap and max(end, p_end) - start <= max_count:
+            group.append(p)
+            end = max(end, p_end)
+            continue
+        flush()
+        group = [p]
+        start, end = p.address, p_end
+    flush()
+    return requests
+
+
+def plan_reads(station: StationConfig) -> tuple[ReadRequest, ...]:
+    """Group a station's Modbus points into as few reads as its ModbusConfig allows.
+
+    Holding and input registers are planned separately, in address order. Points whose registers
+    are at most `max_gap` apart share a request of at most `max_registers_per_request` registers
+    (the gap is read and ignored); `one_request_per_point` gives every point its own request. A
+    point wider than the limit (float64 with a limit below 4) still gets one request of its width.
+    """
+    m = station.modbus
+    if m is None:
+        return ()
+    max_count = min(m.max_registers_per_request, MAX_REGISTERS_PER_REQUEST)
+    plan: list[ReadRequest] = []
+    for register in FUNCTION_CODES:
+        points = sorted(
+            (p for p in station.points if p.address is not None and p.register == register),
+            key=lambda p: (p.address, p.width),
+        )
+        if m.one_request_per_point:
+            plan.extend(ReadRequest(register, p.address, p.width, (p,), (0,)) for p in points)  # type: ignore[arg-type]
+        else:
+            plan.extend(_group(points, register, max_count, m.max_gap))
+    return tuple(plan)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The hot path: one precompiled decoder per request
+
+
+def _field_decoder(point: PointConfig, offset: int) -> Callable[[bytes], float]:
+    """A function from a request's big-endian payload bytes to the point's raw value."""
+    size = 2 * point.width
+    start = 2 * offset
+    unpack = struct.Struct(">" + _STRUCT_CODE[point.type]).unpack
+    order = point.byte_order
+    if order == "ABCD":
+        from_ = struct.Struct(">" + _STRUCT_CODE[point.type]).unpack_from
+        return lambda data: from_(data, start)[0]
+    return lambda data: unpack(_reorder(data[start : start + size], order))[0]
+
+
+class RequestDecoder:
+    """Decodes the payload of one ReadRequest's response into (point, value, fault) triples."""
+
+    __slots__ = ("_fields", "request")
+
+    def __init__(self, request: ReadRequest) -> None:
+        self.request = request
+        self._fields = [
+            (p, _field_decoder(p, off), p.scale, p.offset, p.quantity, p.type)
+            for p, off in zip(request.points, request.offsets, strict=True)
+        ]
+
+    def decode_bytes(self, data: bytes) -> list[tuple[PointConfig, float, str | None]]:
+        """`data`: the response's register bytes as sent (2 * count bytes)."""
+        if len(data) != 2 * self.request.count:
+            raise ValueError(f"expected {2 * self.request.count} bytes, got {len(data)}")
+        out = []
+        for point, field, scale, offset, quantity, dtype in self._fields:
+            raw = float(field(data))
+            value = raw * scale + offset if math.isfinite(raw) else raw
+            out.append((point, value, check_value(quantity, raw, dtype, value)))
+        return out
+
+    def decode_registers(self, registers: Sequence[int]) -> list[tuple[PointConfig, float, str | None]]:
+        """Same as decode_bytes, from register values (what pymodbus returns)."""
+        return self.decode_bytes(struct.pack(f">{len(registers)}H", *registers))

@@ -1,0 +1,238 @@
+"""Read planning, decoding and encoding of Modbus registers (pure: no sockets, no event loop)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stationmon.config import BYTE_ORDERS, DATA_TYPES, REGISTER_WIDTH, PointConfig, parse_config_text
+from stationmon.domain.registers import (
+    RequestDecoder,
+    check_value,
+    decode_point,
+    decode_value,
+    encode_value,
+    plan_reads,
+)
+
+READPLANS = Path(__file__).parent.parent / "testcases" / "readplans"
+
+# (type, byte order, registers as the device sends them, raw value): known values worked out by hand.
+KNOWN = [
+    ("float32", "ABCD", [0x47F1, 0x2000], 123456.0),
+    ("float32", "CDAB", [0x2000, 0x47F1], 123456.0),
+    ("float32", "BADC", [0xF147, 0x0020], 123456.0),
+    ("float32", "DCBA", [0x0020, 0xF147], 123456.0),
+    ("float32", "ABCD", [0x4224, 0x0000], 41.0),
+    ("float32", "CDAB", [0x0000, 0xC1C8], -25.0),
+    ("float64", "ABCD", [0x40FE, 0x2400, 0x0000, 0x0000], 123456.0),
+    ("float64", "CDAB", [0x0000, 0x0000, 0x2400, 0x40FE], 123456.0),
+    ("float64", "BADC", [0xFE40, 0x0024, 0x0000, 0x0000], 123456.0),
+    ("float64", "DCBA", [0x0000, 0x0000, 0x0024, 0xFE40], 123456.0),
+    ("int16", "ABCD", [0x01A2], 418.0),
+    ("int16", "CDAB", [0xFF9C], -100.0),
+    ("int16", "BADC", [0xA201], 418.0),
+    ("int16", "DCBA", [0x9CFF], -100.0),
+    ("uint16", "ABCD", [0xFF9C], 65436.0),
+    ("uint16", "CDAB", [0x1234], 4660.0),
+    ("uint16", "BADC", [0x3412], 4660.0),
+    ("uint16", "DCBA", [0x3412], 4660.0),
+    ("int32", "ABCD", [0xFFFE, 0x1DC0], -123456.0),
+    ("int32", "CDAB", [0x1DC0, 0xFFFE], -123456.0),
+    ("int32", "BADC", [0xFEFF, 0xC01D], -123456.0),
+    ("int32", "DCBA", [0xC01D, 0xFEFF], -123456.0),
+    ("uint32", "ABCD", [0x0001, 0xE240], 123456.0),
+    ("uint32", "CDAB", [0xE240, 0x0001], 123456.0),
+    ("uint32", "BADC", [0x0100, 0x40E2], 123456.0),
+    ("uint32", "DCBA", [0x40E2, 0x0100], 123456.0),
+]
+
+
+@pytest.mark.parametrize(("dtype", "order", "registers", "value"), KNOWN)
+def test_decode_known_values(dtype: str, order: str, registers: list[int], value: float) -> None:
+    assert decode_value(registers, dtype, order) == value
+
+
+@pytest.mark.parametrize(("dtype", "order", "registers", "value"), KNOWN)
+def test_encode_known_values(dtype: str, order: str, registers: list[int], value: float) -> None:
+    assert encode_value(value, dtype, order) == registers
+
+
+def test_every_type_and_byte_order_is_covered() -> None:
+    assert {(d, o) for d, o, _, _ in KNOWN} == {(d, o) for d in DATA_TYPES for o in BYTE_ORDERS}
+
+
+def test_wrong_register_count_is_an_error() -> None:
+    with pytest.raises(ValueError, match="float32 needs 2 registers"):
+        decode_value([1, 2, 3], "float32", "ABCD")
+
+
+_VALUES = {
+    "int16": st.integers(-32768, 32767),
+    "uint16": st.integers(0, 65535),
+    "int32": st.integers(-(2**31), 2**31 - 1),
+    "uint32": st.integers(0, 2**32 - 1),
+    "float32": st.floats(width=32, allow_nan=False),
+    "float64": st.floats(allow_nan=False),
+}
+
+
+@given(data=st.data(), dtype=st.sampled_from(DATA_TYPES), order=st.sampled_from(BYTE_ORDERS))
+def test_encode_then_decode_round_trips(data: st.DataObject, dtype: str, order: str) -> None:
+    value = data.draw(_VALUES[dtype])
+    registers = encode_value(value, dtype, order)
+    assert len(registers) == REGISTER_WIDTH[dtype]
+    assert all(0 <= r <= 0xFFFF for r in registers)
+    assert decode_value(registers, dtype, order) == value
+
+
+def _point(**kw: object) -> PointConfig:
+    base: dict[str, object] = {"quantity": "supply_temp", "address": 0}
+    base.update(kw)
+    return PointConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("point", "registers", "value", "fault"),
+    [
+        (_point(type="int16", scale=0.1), [418], 41.8, None),
+        (_point(type="int16", scale=0.1, offset=-40.0), [900], 50.0, None),
+        (_point(type="uint16", scale=0.01, quantity="supply_pressure"), [45], 0.45, None),
+        (_point(type="float32", byte_order="CDAB"), [0x0000, 0x4224], 41.0, None),
+        # broken probes: the PLC's sentinels are flagged, never stored as temperatures
+        (_point(type="int16", scale=0.1), [32767], 3276.7, "sentinel"),
+        (_point(type="int16", scale=0.1), [(-32768) & 0xFFFF], -3276.8, "sentinel"),
+        (_point(type="int16"), [(-999) & 0xFFFF], -999.0, "sentinel"),
+        (_point(type="int16", scale=0.1, quantity="flow"), [(-999) & 0xFFFF], -99.9, "sentinel"),
+        (_point(type="float32"), encode_value(-999.0, "float32", "ABCD"), -999.0, "sentinel"),
+        (_point(type="float32"), encode_value(850.0, "float32", "ABCD"), 850.0, "sentinel"),
+        (_point(type="int16", scale=0.1), [8500], 850.0, "sentinel"),
+        (_point(type="uint16", quantity="flow"), [65535], 65535.0, "sentinel"),
+        # 850 is only a sentinel for temperatures: 850 kW is a plausible heat power
+        (_point(type="float32", quantity="heat_power"), encode_value(850.0, "float32", "ABCD"), 850.0, None),
+        # physical range: water 0..130 °C, outdoor -50..45 °C
+        (_point(type="int16", scale=0.1), [1400], 140.0, "out_of_range"),
+        (_point(type="int16", scale=0.1), [(-5) & 0xFFFF], -0.5, "out_of_range"),
+        (_point(type="int16", scale=0.1), [1300], 130.0, None),
+        (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [(-300) & 0xFFFF], -30.0, None),
+        (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [(-510) & 0xFFFF], -51.0, "out_of_range"),
+        (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [460], 46.0, "out_of_range"),
+        (_point(type="int16", quantity="flow"), [(-5) & 0xFFFF], -5.0, None),
+    ],
+)
+def test_decode_point(point: PointConfig, registers: list[int], value: float, fault: str | None) -> None:
+    got, got_fault = decode_point(point, registers)
+    assert got == pytest.approx(value)
+    assert got_fault == fault
+
+
+@pytest.mark.parametrize(
+    ("bits", "fault"),
+    [(0x7FC00000, "nan"), (0x7F800000, "inf"), (0xFF800000, "inf")],
+)
+def test_nan_and_infinities_are_flagged(bits: int, fault: str) -> None:
+    registers = [bits >> 16, bits & 0xFFFF]
+    value, got = decode_point(_point(type="float32", scale=0.5, offset=1.0), registers)
+    assert got == fault
+    assert not math.isfinite(value)
+
+
+def test_check_value_good_value() -> None:
+    assert check_value("supply_temp", 41.0, "float32", 41.0) is None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Read plans: golden cases, one folder each (config.toml -> expected.txt, one describe() line per request)
+
+CASES = sorted(p.name for p in READPLANS.iterdir() if p.is_dir())
+
+
+def test_there_are_golden_cases() -> None:
+    assert len(CASES) >= 5
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_read_plan_golden(case: str) -> None:
+    folder = READPLANS / case
+    config = parse_config_text(
+        (folder / "config.toml").read_text(), str(folder / "config.toml"), require_influxdb=False
+    )
+    station = config.stations[0]
+    plan = plan_reads(station)
+    got = [r.describe() for r in plan]
+    expected = (folder / "expected.txt").read_text().splitlines()
+    assert got == expected
+    # every Modbus point is served exactly once, inside its request, within the limit
+    served = [p for r in plan for p in r.points]
+    assert sorted(map(id, served)) == sorted(map(id, station.modbus_points))
+    assert station.modbus is not None
+    for r in plan:
+        assert r.count <= max(125, *(p.width for p in r.points))
+        for p, off in zip(r.points, r.offsets, strict=True):
+            assert p.address == r.start + off
+            assert off + p.width <= r.count
+
+
+def test_plan_without_modbus_is_empty() -> None:
+    config = parse_config_text('[[stations]]\nid = "s"\n', require_influxdb=False)
+    assert plan_reads(config.stations[0]) == ()
+
+
+def test_function_codes_are_reads_only() -> None:
+    config = parse_config_text(
+        (READPLANS / "holding_and_input" / "config.toml").read_text(), require_influxdb=False
+    )
+    assert [r.function_code for r in plan_reads(config.stations[0])] == [3, 4]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The hot-path decoder agrees with decode_point
+
+
+def test_request_decoder_matches_decode_point() -> None:
+    config = parse_config_text(
+        """
+[[stations]]
+id = "s"
+[stations.modbus]
+port = 5020
+byte_order = "CDAB"
+[[stations.points]]
+quantity = "supply_temp"
+address = 0
+[[stations.points]]
+quantity = "return_temp"
+address = 2
+type = "int16"
+scale = 0.1
+[[stations.points]]
+quantity = "flow"
+address = 5
+type = "float64"
+byte_order = "DCBA"
+[[stations.points]]
+quantity = "heat_power"
+address = 9
+type = "uint32"
+byte_order = "ABCD"
+""",
+        require_influxdb=False,
+    )
+    station = config.stations[0]
+    (request,) = plan_reads(station)
+    values = {"supply_temp": 51.5, "return_temp": 420, "flow": 12.25, "heat_power": 70000}
+    registers = [0] * request.count
+    for p, off in zip(request.points, request.offsets, strict=True):
+        registers[off : off + p.width] = encode_value(values[p.quantity], p.type, p.byte_order)
+    decoded = RequestDecoder(request).decode_registers(registers)
+    for p, value, fault in decoded:
+        off = request.offsets[request.points.index(p)]
+        assert (value, fault) == decode_point(p, registers[off : off + p.width])
+    assert [v for _, v, _ in decoded] == pytest.approx([51.5, 42.0, 12.25, 70000.0])
+    with pytest.raises(ValueError, match="expected 22 bytes"):
+        RequestDecoder(request).decode_bytes(struct.pack(">2H", 1, 2))
