@@ -1,0 +1,79 @@
+"""Small helpers for tests: free ports, waiting for a condition with a deadline, config files."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["free_port", "port_open", "wait_until", "wait_until_sync", "write_config"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_until(
+    predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    timeout: float = 10.0,
+    message: str = "condition",
+    interval: float = 0.05,
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+        except AssertionError as exc:  # let predicates assert while we wait
+            last_exc = exc
+        if time.monotonic() > deadline:
+            detail = f": {last_exc}" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+        await asyncio.sleep(interval)
+
+
+def wait_until_sync(
+    predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition", interval: float = 0.05
+) -> Any:
+    """The blocking form of `wait_until`."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except AssertionError as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            detail = f": {last_exc}" if last_exc else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+def write_config(tmp_path: Path, text: str, name: str = "stationmon.toml") -> Path:
+    """Write a config file into tmp_path and return its path."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
