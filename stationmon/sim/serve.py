@@ -1,0 +1,261 @@
+"""Serving simulated stations: one pymodbus TCP server per station, MQTT publishing of MQTT points.
+
+The I/O half of the simulator (the physics is in `physics.py`). Every pymodbus call of the simulator
+sits in `StationModbusServer`; every aiomqtt call in `MqttPublisher`. Their errors become
+`StationmonError`s here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from stationmon.config import MqttConfig, PointConfig, StationConfig
+from stationmon.errors import StationmonError
+
+__all__ = ["MqttMessage", "MqttPublisher", "StationModbusServer", "mqtt_messages", "sensor_topic_templates"]
+
+log = logging.getLogger("stationmon.sim")
+
+RegisterImage = dict[str, dict[int, int]]
+MqttMessage = tuple[str, bytes]
+
+
+def _block_size(points: Iterable[PointConfig], register: str) -> int:
+    ends = [p.address + p.width for p in points if p.register == register and p.address is not None]
+    return max(ends, default=1)
+
+
+class StationModbusServer:
+    """One station's Modbus TCP server on its configured host:port and device id.
+
+    Every read is answered from `image()` at the moment of the request, so a poller sees the model's
+    latest values. Registers between points read as 0, as on a real PLC.
+    """
+
+    def __init__(self, station: StationConfig, image: Callable[[], RegisterImage]) -> None:
+        if station.modbus is None:
+            raise ValueError(f"station {station.id} has no [stations.modbus]")
+        self.station = station
+        self.host = station.modbus.host
+        self.port = station.modbus.port
+        self._image = image
+        self._server: Any = None
+        self.requests = 0
+
+    @property
+    def serving(self) -> bool:
+        """True while the server accepts connections."""
+        return self._server is not None
+
+    async def _on_request(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> None:
+        # pymodbus calls this before answering: put the model's current registers in place
+        self.requests += 1
+        block = "input" if function_code == 4 else "holding" if function_code in (3, 6, 16, 22, 23) else ""
+        if not block:
+            return None
+        for addr, reg in self._image()[block].items():
+            i = addr - start_address
+            if 0 <= i < len(current_registers):
+                current_registers[i] = reg
+        return None
+
+    def _device(self) -> Any:
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        assert self.station.modbus is not None
+        points = self.station.modbus_points
+        bits = [SimData(address=0, count=16, values=False, datatype=DataType.BITS)]
+        return SimDevice(
+            id=self.station.modbus.device_id,
+            simdata=(
+                bits,
+                list(bits),
+                [SimData(0, count=_block_size(points, "holding"), values=0, datatype=DataType.REGISTERS)],
+                [SimData(0, count=_block_size(points, "input"), values=0, datatype=DataType.REGISTERS)],
+            ),
+            action=self._on_request,
+        )
+
+    async def start(self) -> None:
+        """Listen on the station's host:port; StationmonError if it cannot."""
+        if self._server is not None:
+            return
+        from pymodbus.server import ModbusTcpServer
+
+        server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        try:
+            await server.serve_forever(background=True)
+        except (RuntimeError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await server.shutdown()
+            raise StationmonError(
+                f"simulated station {self.station.id}: cannot listen on {self.host}:{self.port}: {exc}"
+            ) from exc
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection, as a station that loses power."""
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await server.shutdown()
+
+
+# ----------------------------------------------------------------------------------------------------
+# MQTT
+
+
+def sensor_topic_templates(mqtt: MqttConfig | None) -> list[tuple[str, str, str, str]]:
+    """Subscription templates that household indoor sensors can be published to:
+    (topic template, format, value key, time key), those with {station}, {loop} and {sensor}."""
+    if mqtt is None:
+        return []
+    out = []
+    for sub in mqtt.subscriptions:
+        levels = sub.topic.split("/")
+        if "+" in levels or "#" in levels:
+            continue
+        if not all(f"{{{name}}}" in levels for name in ("station", "loop", "sensor")):
+            continue
+        if sub.quantity not in ("", "indoor_temp"):
+            continue
+        if sub.quantity == "" and "{quantity}" not in levels:
+            continue
+        out.append((sub.topic, sub.format, sub.value, sub.time))
+    return out
+
+
+def _nested(key: str, value: object) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    cur = doc
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})  # type: ignore[assignment]
+    cur[parts[-1]] = value
+    return doc
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def _payload(fmt: str, quantity: str, value: float, ts: float, value_key: str, time_key: str) -> bytes:
+    value = round(value, 3)
+    if fmt == "plain":
+        return f"{value:g}".encode()
+    if fmt == "json_fields":
+        doc: dict[str, Any] = {quantity: value}
+    else:
+        doc = _nested(value_key or "value", value)
+    if time_key:
+        _merge(doc, _nested(time_key, round(ts, 3)))
+    return json.dumps(doc).encode()
+
+
+def mqtt_messages(
+    station: StationConfig,
+    values: dict[tuple[str | None, str | None, str], float],
+    ts: float,
+    sensors: dict[str, list[str]],
+    templates: Sequence[tuple[str, str, str, str]],
+) -> list[MqttMessage]:
+    """What a station publishes now: its MQTT points, and its indoor sensors on the first sensor
+    template (`sensors`: loop id -> sensor names). Pure."""
+    from stationmon.sim.physics import StationSim
+
+    out: list[MqttMessage] = []
+    for p in station.mqtt_points:
+        assert p.topic is not None
+        value = StationSim.value_of(values, p.loop, p.sensor, p.quantity)
+        out.append((p.topic, _payload(p.format, p.quantity, value, ts, p.value_key, p.time_key)))
+    if templates:
+        topic, fmt, value_key, time_key = templates[0]
+        for loop_id, names in sensors.items():
+            for sensor in names:
+                value = StationSim.value_of(values, loop_id, sensor, "indoor_temp")
+                fields = {"station": station.id, "loop": loop_id, "sensor": sensor, "quantity": "indoor_temp"}
+                full = re.sub(r"\{(\w+)\}", lambda m, f=fields: f[m[1]], topic)  # type: ignore[misc]
+                out.append((full, _payload(fmt, "indoor_temp", value, ts, value_key, time_key)))
+    return out
+
+
+class MqttPublisher:
+    """An aiomqtt client for the simulator's publications; reconnects quietly when the broker drops."""
+
+    def __init__(self, mqtt: MqttConfig, client_id: str = "stationmon-sim") -> None:
+        self.mqtt = mqtt
+        self.client_id = client_id
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.published = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> MqttPublisher:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._disconnect()
+
+    async def _connect(self) -> None:
+        import aiomqtt
+
+        stack = contextlib.AsyncExitStack()
+        tls = None
+        if self.mqtt.tls:
+            tls = aiomqtt.TLSParameters(ca_certs=self.mqtt.ca_file or None)
+        client = aiomqtt.Client(
+            self.mqtt.host,
+            self.mqtt.port,
+            identifier=self.client_id,
+            username=self.mqtt.username or None,
+            password=self.mqtt.password.get() if self.mqtt.password else None,
+            tls_params=tls,
+            timeout=5.0,
+        )
+        await stack.enter_async_context(client)
+        self._client, self._stack = client, stack
+
+    async def _disconnect(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    async def publish(self, messages: Sequence[MqttMessage]) -> bool:
+        """Publish (QoS 1); on a broker failure drop this batch and reconnect next time."""
+        if not messages:
+            return True
+        try:
+            if self._client is None:
+                await self._connect()
+            for topic, payload in messages:
+                await self._client.publish(topic, payload, qos=1)
+            self.published += len(messages)
+            return True
+        except Exception as exc:  # aiomqtt's and the socket's errors: the simulator keeps going
+            self.failures += 1
+            if self.failures == 1 or self.failures % 60 == 0:
+                log.warning("simulator: MQTT %s: %s", self.mqtt.url, exc)
+            await self._disconnect()
+            return False
