@@ -8,6 +8,7 @@ are collected and raised together as one `ConfigError`. Secrets are resolved her
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 import tomllib
@@ -452,22 +453,16 @@ class _Table:
         return self._get(name, default, lambda v: isinstance(v, bool), "true or false")
 
     def integer(self, name: str, default: Any = 0, *, lo: int | None = None, hi: int | None = None) -> Any:
-        value = self._get(
-            name, default, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"
-        )
-        if name in self.data and isinstance(value, int) and value is not default:
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-                self.problems.add(self.key(name), f"{value} is out of range (expected {rng})")
-                return default
+        value = self._get(name, default, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
+        out_of_range = isinstance(value, int) and ((lo is not None and value < lo) or (hi is not None and value > hi))
+        if name in self.data and value is not default and out_of_range:
+            rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            self.problems.add(self.key(name), f"{value} is out of range (expected {rng})")
+            return default
         return value
 
-    def number(
-        self, name: str, default: Any = 0.0, *, lo: float | None = None, hi: float | None = None
-    ) -> Any:
-        value = self._get(
-            name, default, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"
-        )
+    def number(self, name: str, default: Any = 0.0, *, lo: float | None = None, hi: float | None = None) -> Any:
+        value = self._get(name, default, lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number")
         if name in self.data and value is not default:
             value = float(value)
             if value != value:
@@ -487,8 +482,7 @@ class _Table:
         if not isinstance(value, str):
             self.problems.add(
                 self.key(name),
-                f'expected a duration string such as "500ms", "10s", "5m" or "24h", '
-                f"got {_type_name(value)} {value!r}",
+                f'expected a duration string such as "500ms", "10s", "5m" or "24h", got {_type_name(value)} {value!r}',
             )
             return default
         try:
@@ -591,9 +585,7 @@ def _split_listen(value: str, path: str, problems: _Problems) -> tuple[str, int]
 def _check_url(value: str, path: str, problems: _Problems, schemes: tuple[str, ...]) -> bool:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.hostname:
-        problems.add(
-            path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}"
-        )
+        problems.add(path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
         return False
     try:
         parts.port  # noqa: B018 - raises on a bad port
@@ -618,9 +610,7 @@ def _site(root: _Table, notices: list[str]) -> SiteConfig:
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        t.problems.add(
-            t.key("timezone"), f"unknown time zone {tz!r} (expected an IANA name such as Asia/Shanghai)"
-        )
+        t.problems.add(t.key("timezone"), f"unknown time zone {tz!r} (expected an IANA name such as Asia/Shanghai)")
         tz = "Asia/Shanghai"
     site = SiteConfig(
         name=t.text("name", ""),
@@ -645,11 +635,7 @@ def _influx(root: _Table, problems: _Problems, notices: list[str], require: bool
             problems.add(t.key("url"), "missing: the InfluxDB URL, such as http://127.0.0.1:8086")
     elif not _check_url(url, t.key("url"), problems, ("http", "https")):
         url = None
-    v1_keys = [
-        k
-        for k in ("database", "retention_policy", "username", "password_env", "password_file")
-        if k in t.data
-    ]
+    v1_keys = [k for k in ("database", "retention_policy", "username", "password_env", "password_file") if k in t.data]
     v2_keys = [k for k in ("org", "bucket", "token_env", "token_file") if k in t.data]
     if t.has("api"):
         api = t.choice("api", ("v1", "v2"), "v2", "API")
@@ -898,9 +884,7 @@ def _modbus(t: _Table, problems: _Problems) -> ModbusConfig:
     transport = t.choice("transport", TRANSPORTS, "tcp", "transport")
     serial_port = t.text("serial_port", "")
     if transport == "rtu" and not serial_port:
-        problems.add(
-            t.key("serial_port"), 'missing: transport = "rtu" needs a serial_port such as /dev/ttyUSB0'
-        )
+        problems.add(t.key("serial_port"), 'missing: transport = "rtu" needs a serial_port such as /dev/ttyUSB0')
     interval = t.duration("interval", 10.0, allow_zero=False)
     timeout = t.duration("timeout", 2.0, allow_zero=False)
     if timeout > interval:
@@ -969,9 +953,7 @@ def _point(
     loop = t.text("loop", None)
     if loop is not None and loop not in loop_ids:
         known = ", ".join(sorted(loop_ids)) or "none defined"
-        problems.add(
-            t.key("loop"), f"unknown loop {loop!r} (this station's loops: {known}){_suggest(loop, loop_ids)}"
-        )
+        problems.add(t.key("loop"), f"unknown loop {loop!r} (this station's loops: {known}){_suggest(loop, loop_ids)}")
     address = t.integer("address", None, lo=0, hi=65535)
     topic = t.text("topic", None)
     register = t.choice("register", REGISTER_TYPES, "holding", "register type")
@@ -988,11 +970,8 @@ def _point(
         problems.add(t.key("address"), "this station has no [stations.modbus] table to read it from")
     if address is not None and address + REGISTER_WIDTH[dtype] - 1 > 65535:
         problems.add(t.key("address"), f"{dtype} at {address} runs past register 65535")
-    if topic is not None:
-        if not topic or any(c in topic for c in "+#{}"):
-            problems.add(
-                t.key("topic"), f"must be a full topic without wildcards or placeholders, got {topic!r}"
-            )
+    if topic is not None and (not topic or any(c in topic for c in "+#{}")):
+        problems.add(t.key("topic"), f"must be a full topic without wildcards or placeholders, got {topic!r}")
     fmt = t.choice("format", ("plain", "json"), "plain", "format")
     cfg = PointConfig(
         quantity=quantity or "",
@@ -1020,7 +999,7 @@ def _check_overlaps(station_key: str, points: list[tuple[int, PointConfig]], pro
             for i, p in points
             if p.address is not None and p.register == register
         )
-        for (a_lo, a_hi, a_i), (b_lo, b_hi, b_i) in zip(spans, spans[1:], strict=False):
+        for (a_lo, a_hi, a_i), (b_lo, b_hi, b_i) in itertools.pairwise(spans):
             if b_lo <= a_hi:
                 problems.add(
                     f"{station_key}.points[{b_i}].address",
@@ -1134,24 +1113,18 @@ def _rules(root: _Table, problems: _Problems) -> RulesConfig:
             min_expected_delta_t=rt.number("min_expected_delta_t", 2.0, lo=0.0)
             if "min_expected_delta_t" in specific
             else 2.0,
-            flatline_window_s=rt.duration("flatline_window", 1800.0)
-            if "flatline_window" in specific
-            else 1800.0,
+            flatline_window_s=rt.duration("flatline_window", 1800.0) if "flatline_window" in specific else 1800.0,
             flatline_tolerance=rt.number("flatline_tolerance", 0.05, lo=0.0)
             if "flatline_tolerance" in specific
             else 0.05,
-            max_rate_per_min=rt.number("max_rate_per_min", 5.0, lo=0.0)
-            if "max_rate_per_min" in specific
-            else 5.0,
+            max_rate_per_min=rt.number("max_rate_per_min", 5.0, lo=0.0) if "max_rate_per_min" in specific else 5.0,
         )
         rt.finish()
     # unknown rule tables
     for name in list(t.data):
         if isinstance(t.data[name], dict) and name not in RULE_NAMES and name not in t.known:
             t.known.add(name)
-            problems.add(
-                t.key(name), f"unknown rule{_suggest(name, RULE_NAMES)} (rules: {', '.join(RULE_NAMES)})"
-            )
+            problems.add(t.key(name), f"unknown rule{_suggest(name, RULE_NAMES)} (rules: {', '.join(RULE_NAMES)})")
     t.finish()
     return RulesConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "rules": rules})
 
@@ -1221,9 +1194,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", *, require_inf
         if station is None:
             continue
         if station.id in seen:
-            problems.add(
-                st.key("id"), f"duplicate station id {station.id!r} (also stations[{seen[station.id]}])"
-            )
+            problems.add(st.key("id"), f"duplicate station id {station.id!r} (also stations[{seen[station.id]}])")
             continue
         seen[station.id] = i
         stations.append(station)

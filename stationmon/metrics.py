@@ -174,7 +174,8 @@ class Histogram(_Metric):
             cumulative = 0
             for bound, n in zip((*self.buckets, math.inf), child.counts, strict=True):
                 cumulative += n
-                out.append(f"{self.name}_bucket{self._labelstr(key, f'le=\"{_fmt(bound)}\"')} {cumulative}")
+                le = 'le="' + _fmt(bound) + '"'
+                out.append(f"{self.name}_bucket{self._labelstr(key, le)} {cumulative}")
             out.append(f"{self.name}_sum{self._labelstr(key)} {_fmt(child.sum)}")
             out.append(f"{self.name}_count{self._labelstr(key)} {child.count}")
         return out

@@ -449,7 +449,7 @@ async def modbus_server_factory() -> AsyncIterator[Callable[..., Awaitable[Modbu
 
     async def make(
         holding: dict[int, int] | None = None,
-        input: dict[int, int] | None = None,  # noqa: A002 - the register type's name
+        input: dict[int, int] | None = None,
         device_id: int = 1,
         port: int | None = None,
     ) -> ModbusTestServer:

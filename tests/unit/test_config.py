@@ -1,0 +1,401 @@
+"""Config validation: every bad config names its key path, all problems are reported at once."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stationmon.cli import main
+from stationmon.config import load_config, parse_config_text, parse_duration
+from stationmon.errors import ConfigError
+
+BASE = """
+[influxdb]
+url = "http://127.0.0.1:8086"
+api = "v1"
+database = "stationmon"
+spool_dir = "/tmp/stationmon-test-spool"
+
+[[stations]]
+id = "s1"
+district = "道里区"
+  [stations.modbus]
+  host = "127.0.0.1"
+  port = 1502
+  [[stations.loops]]
+  id = "sec1"
+  emitter = "floor"
+  design_supply = 50.0
+  design_return = 40.0
+  [[stations.points]]
+  loop = "sec1"
+  quantity = "supply_temp"
+  address = 100
+  type = "float32"
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(textwrap.dedent(text), "plant.toml")
+    return info.value.problems
+
+
+# (name, config text, expected problem line: "plant.toml: <key path>: <start of message>")
+BAD = [
+    ("toml syntax", BASE + "\n[site\n", "plant.toml: TOML syntax error: "),
+    ("unknown top-level key", 'colour = "red"\n' + BASE, "plant.toml: colour: unknown key"),
+    (
+        "unknown key with suggestion",
+        BASE.replace('database = "stationmon"', 'databse = "stationmon"\ndatabase = "x"'),
+        "plant.toml: influxdb.databse: unknown key (did you mean 'database'?)",
+    ),
+    (
+        "misspelt type",
+        BASE.replace('type = "float32"', 'type = "flot32"'),
+        "plant.toml: stations[0].points[0].type: unknown type 'flot32' (expected one of int16, uint16, int32, "
+        "uint32, float32, float64) (did you mean 'float32'?)",
+    ),
+    (
+        "bad byte order",
+        BASE.replace("port = 1502", 'port = 1502\n  byte_order = "ABDC"'),
+        "plant.toml: stations[0].modbus.byte_order: unknown byte order 'ABDC'",
+    ),
+    (
+        "point byte order",
+        BASE.replace('type = "float32"', 'type = "float32"\n  byte_order = "little"'),
+        "plant.toml: stations[0].points[0].byte_order: unknown byte order 'little'",
+    ),
+    (
+        "wrong type for port",
+        BASE.replace("port = 1502", 'port = "1502"'),
+        "plant.toml: stations[0].modbus.port: expected an integer, got string '1502'",
+    ),
+    (
+        "port out of range",
+        BASE.replace("port = 1502", "port = 70000"),
+        "plant.toml: stations[0].modbus.port: 70000 is out of range (expected 1..65535)",
+    ),
+    (
+        "bad duration",
+        BASE.replace("port = 1502", 'port = 1502\n  interval = "10 sec"'),
+        "plant.toml: stations[0].modbus.interval: bad duration '10 sec'",
+    ),
+    (
+        "duration as a number",
+        BASE + "[rules]\nevaluate_every = 10\n",
+        "plant.toml: rules.evaluate_every: expected a duration string",
+    ),
+    (
+        "timeout longer than interval",
+        BASE.replace("port = 1502", 'port = 1502\n  interval = "1s"\n  timeout = "5s"'),
+        "plant.toml: stations[0].modbus.timeout: 5s is longer than the interval (1s)",
+    ),
+    (
+        "duplicate station id",
+        BASE + '[[stations]]\nid = "s1"\n',
+        "plant.toml: stations[1].id: duplicate station id 's1' (also stations[0])",
+    ),
+    (
+        "bad station id",
+        BASE + '[[stations]]\nid = "Station 2"\n',
+        "plant.toml: stations[1].id: 'Station 2' may only",
+    ),
+    ("station without id", BASE + '[[stations]]\nname = "x"\n', "plant.toml: stations[1].id: missing"),
+    (
+        "duplicate loop id",
+        BASE.replace(
+            "  [[stations.points]]", '  [[stations.loops]]\n  id = "sec1"\n  [[stations.points]]', 1
+        ),
+        "plant.toml: stations[0].loops[1].id: duplicate loop id 'sec1' (also loops[0])",
+    ),
+    (
+        "point names an unknown loop",
+        BASE.replace('loop = "sec1"', 'loop = "sec2"'),
+        "plant.toml: stations[0].points[0].loop: unknown loop 'sec2' (this station's loops: sec1)",
+    ),
+    (
+        "overlapping registers",
+        BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "return_temp"\n  address = 101\n',
+        "plant.toml: stations[0].points[1].address: holding registers 101..102 overlap points[0] (100..101)",
+    ),
+    (
+        "modbus point without address",
+        BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "return_temp"\n',
+        "plant.toml: stations[0].points[1].address: missing: a Modbus point needs an address",
+    ),
+    (
+        "mqtt point without mqtt section",
+        BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "flow"\n  topic = "a/b"\n',
+        "plant.toml: stations[0].points: has MQTT points (topic) but there is no [mqtt] table",
+    ),
+    (
+        "point with both address and topic",
+        BASE.replace("address = 100", 'address = 100\n  topic = "x/y"'),
+        "plant.toml: stations[0].points[0].topic: a point is either Modbus (address) or MQTT (topic), not both",
+    ),
+    (
+        "unset secret env",
+        BASE.replace(
+            'database = "stationmon"',
+            'database = "stationmon"\nusername = "u"\npassword_env = "NOPE_UNSET_1"',
+        ),
+        "plant.toml: influxdb.password_env: environment variable NOPE_UNSET_1 is not set",
+    ),
+    (
+        "unreadable secret file",
+        BASE.replace(
+            'database = "stationmon"',
+            'database = "stationmon"\nusername = "u"\npassword_file = "/nonexistent/pw"',
+        ),
+        "plant.toml: influxdb.password_file: cannot read /nonexistent/pw",
+    ),
+    (
+        "secret in the file",
+        BASE.replace(
+            'database = "stationmon"', 'database = "stationmon"\nusername = "u"\npassword = "hunter2"'
+        ),
+        "plant.toml: influxdb.password: secrets do not belong in the config file",
+    ),
+    (
+        "v2 setting with api v1",
+        BASE.replace('database = "stationmon"', 'database = "stationmon"\nbucket = "b"'),
+        'plant.toml: influxdb.bucket: only for api = "v2"',
+    ),
+    (
+        "v1 setting with api v2",
+        BASE.replace('api = "v1"', 'api = "v2"\norg = "o"\nbucket = "b"\ntoken_env = "HOME"'),
+        'plant.toml: influxdb.database: only for api = "v1"',
+    ),
+    (
+        "v2 without bucket",
+        BASE.replace('api = "v1"\ndatabase = "stationmon"', 'api = "v2"\norg = "o"\ntoken_env = "HOME"'),
+        'plant.toml: influxdb.bucket: missing: api = "v2" needs a bucket',
+    ),
+    (
+        "v1 without database",
+        BASE.replace('database = "stationmon"\n', ""),
+        'plant.toml: influxdb.database: missing: api = "v1" needs a database',
+    ),
+    ("unknown api", BASE.replace('api = "v1"', 'api = "v3"'), "plant.toml: influxdb.api: unknown API 'v3'"),
+    (
+        "bad influx url",
+        BASE.replace('url = "http://127.0.0.1:8086"', 'url = "127.0.0.1:8086"'),
+        "plant.toml: influxdb.url: expected a URL starting with http:// or https://",
+    ),
+    (
+        "no influxdb",
+        BASE.split("[[stations]]")[0].replace("[influxdb]", "[site]\nname = 'x'\n[x]"),
+        "plant.toml: ",
+    ),
+    (
+        "no stations",
+        BASE.split("[[stations]]")[0],
+        "plant.toml: stations: missing: at least one [[stations]]",
+    ),
+    (
+        "unknown emitter",
+        BASE.replace('emitter = "floor"', 'emitter = "flor"'),
+        "plant.toml: stations[0].loops[0].emitter: unknown emitter 'flor' (expected one of floor, radiator) "
+        "(did you mean 'floor'?)",
+    ),
+    (
+        "design return above supply",
+        BASE.replace("design_return = 40.0", "design_return = 55.0"),
+        "plant.toml: stations[0].loops[0].design_return: 55 must be below design_supply (50)",
+    ),
+    (
+        "unknown register type",
+        BASE.replace('type = "float32"', 'type = "float32"\n  register = "coil"'),
+        "plant.toml: stations[0].points[0].register: unknown register type 'coil' (expected one of holding, input)",
+    ),
+    (
+        "unknown rule",
+        BASE + "[rules.supply_lo]\nenabled = false\n",
+        "plant.toml: rules.supply_lo: unknown rule (did you mean 'supply_low'?)",
+    ),
+    (
+        "unknown severity",
+        BASE + '[rules.supply_low]\nseverity = "urgent"\n',
+        "plant.toml: rules.supply_low.severity: unknown severity 'urgent' (expected one of warning, major, critical)",
+    ),
+    (
+        "rule-specific key on the wrong rule",
+        BASE + "[rules.supply_low]\nmin_sensors = 2\n",
+        "plant.toml: rules.supply_low.min_sensors: unknown key",
+    ),
+    (
+        "bad season date",
+        BASE + '[rules]\nseason_start = "10-32"\n',
+        "plant.toml: rules.season_start: expected a date as MM-DD such as \"10-20\", got '10-32'",
+    ),
+    (
+        "escalation order",
+        BASE + '[rules]\nescalate_major_after = "48h"\nescalate_critical_after = "24h"\n',
+        "plant.toml: rules.escalate_critical_after: must be later than escalate_major_after",
+    ),
+    (
+        "bad template placeholder",
+        BASE
+        + '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[[mqtt.subscriptions]]\ntopic = "heat/{stattion}/{quantity}"\n',
+        "plant.toml: mqtt.subscriptions[0].topic: unknown placeholder {stattion} (did you mean 'station'?)",
+    ),
+    (
+        "bad mqtt url",
+        BASE + '[mqtt]\nurl = "http://broker"\n',
+        "plant.toml: mqtt.url: expected a URL starting with mqtt:// or mqtts://",
+    ),
+    (
+        "unknown payload format",
+        BASE
+        + '[mqtt]\nurl = "mqtt://h"\n[[mqtt.subscriptions]]\ntopic = "h/{station}/{quantity}"\nformat = "xml"\n',
+        "plant.toml: mqtt.subscriptions[0].format: unknown format 'xml'",
+    ),
+    (
+        "bad listen address",
+        BASE + '[http]\nlisten = "9640"\n',
+        "plant.toml: http.listen: expected HOST:PORT such as 127.0.0.1:9640, got '9640'",
+    ),
+    (
+        "fault on unknown station",
+        BASE + '[[simulator.faults]]\nstation = "s9"\nloop = "sec1"\nkind = "undersupply"\n',
+        "plant.toml: simulator.faults[0].station: unknown station 's9'",
+    ),
+    (
+        "unknown fault kind",
+        BASE + '[[simulator.faults]]\nstation = "s1"\nloop = "sec1"\nkind = "leak"\n',
+        "plant.toml: simulator.faults[0].kind: unknown fault kind 'leak'",
+    ),
+    (
+        "slave is device_id now",
+        BASE.replace("port = 1502", "port = 1502\n  slave = 3"),
+        "plant.toml: stations[0].modbus.slave: unknown key (did you mean 'device_id'?)",
+    ),
+    (
+        "rtu without serial port",
+        BASE.replace("port = 1502", 'port = 1502\n  transport = "rtu"'),
+        'plant.toml: stations[0].modbus.serial_port: missing: transport = "rtu" needs a serial_port',
+    ),
+    (
+        "indoor target out of range",
+        BASE + "[site]\nindoor_target = 200.0\n",
+        "plant.toml: site.indoor_target: 200 is out of range (expected 5.0..30.0)",
+    ),
+    (
+        "unknown timezone",
+        BASE + '[site]\ntimezone = "Mars/Olympus"\n',
+        "plant.toml: site.timezone: unknown time zone",
+    ),
+    (
+        "register past the end",
+        BASE.replace("address = 100", "address = 65535"),
+        "plant.toml: stations[0].points[0].address: float32 at 65535 runs past register 65535",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_names_the_key(name: str, text: str, expected: str) -> None:
+    problems = problems_of(text)
+    assert any(p.startswith(expected) for p in problems), f"{expected!r} not in {problems}"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = "colour = 1\n" + BASE.replace('type = "float32"', 'type = "flot32"').replace(
+        "port = 1502", 'port = "x"'
+    )
+    problems = problems_of(text)
+    keys = [p.split(": ")[1] for p in problems]
+    assert sorted(keys) == ["colour", "stations[0].modbus.port", "stations[0].points[0].type"]
+
+
+def test_good_config_has_the_contract_defaults() -> None:
+    cfg = parse_config_text(BASE, "plant.toml")
+    assert cfg.site.timezone == "Asia/Shanghai"
+    assert cfg.site.indoor_target == 18.0
+    assert cfg.site.outdoor_design == -24.2
+    station = cfg.stations[0]
+    assert station.modbus is not None
+    assert (station.modbus.device_id, station.modbus.byte_order, station.modbus.interval_s) == (
+        1,
+        "ABCD",
+        10.0,
+    )
+    assert station.modbus.timeout_s == 2.0
+    assert station.points[0].register == "holding"
+    assert station.loops[0].exponent == 1.1
+    assert cfg.http.host == "127.0.0.1" and cfg.http.port == 9640
+    assert cfg.rules.rule("supply_low").for_s == 600.0
+    assert cfg.rules.season_start == (10, 20) and cfg.rules.season_end == (4, 20)
+    assert cfg.mqtt is None and cfg.alerting.alertmanager == ()
+    assert any("outdoor_design" in n for n in cfg.notices)
+
+
+def test_per_rule_settings_fall_back_to_rules() -> None:
+    cfg = parse_config_text(
+        BASE + '[rules]\nfor = "2m"\nmargin = 2.0\n[rules.supply_low]\nfor = "30s"\n', "p.toml"
+    )
+    assert cfg.rules.rule("supply_low").for_s == 30.0
+    assert cfg.rules.rule("return_low").for_s == 120.0
+    assert cfg.rules.rule("return_low").margin == 2.0
+    assert cfg.rules.rule("station_offline").severity == "major"
+
+
+def test_secrets_come_from_env_and_file_and_never_show(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SM_TEST_TOKEN", "s3cret-token")
+    pw = tmp_path / "pw"
+    pw.write_text("file-secret\n")
+    text = (
+        BASE.replace(
+            'database = "stationmon"', f'database = "stationmon"\nusername = "u"\npassword_file = "{pw}"'
+        )
+        + '[http]\ntoken_env = "SM_TEST_TOKEN"\n'
+    )
+    cfg = parse_config_text(text, "p.toml")
+    assert cfg.http.token is not None and cfg.http.token.get() == "s3cret-token"
+    assert cfg.influxdb.password is not None and cfg.influxdb.password.get() == "file-secret"
+    assert "s3cret" not in repr(cfg) and "file-secret" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("10s", 10), ("5m", 300), ("24h", 86400), ("1h30m", 5400), ("2d", 172800)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "s", "10 s", "-5s", "1.5.2s", "10sec"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFLUX_TOKEN", "t")
+    monkeypatch.setenv("STATIONMON_TOKEN", "t")
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "example.toml")
+    assert len(cfg.stations) == 3
+    assert {lp.emitter for s in cfg.stations for lp in s.loops} == {"floor", "radiator"}
+
+
+def test_check_config_exit_codes_and_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "plant.toml"
+    bad.write_text(BASE.replace('type = "float32"', 'type = "flot32"'))
+    assert main(["check-config", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plant.toml: stations[0].points[0].type: unknown type 'flot32'")
+    assert "Traceback" not in err
+    good = tmp_path / "good.toml"
+    good.write_text(BASE)
+    assert main(["check-config", "-c", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "1 stations, 1 loops, 1 points" in out
+    assert "read plan" in out
+    missing = tmp_path / "nope.toml"
+    assert main(["check-config", "-c", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith("nope.toml: cannot read config")
