@@ -1,0 +1,83 @@
+"""A direct webhook: every alert transition as the body Alertmanager's own webhook sends (version "4").
+
+Receivers written for Alertmanager work unchanged. One message per transition: firing, escalated (still
+"firing", with the new severity), acknowledged ("firing", with `acknowledged_by`/`acknowledged_at`
+annotations) and resolved (unless `send_resolved = false`). With `hmac_secret`, the header named by
+`hmac_header` carries `sha256=<hex HMAC-SHA256 of the exact body bytes>`, as GitHub-style receivers
+expect. Failed deliveries are retried with capped backoff (forever, or `max_attempts`); a 4xx other than
+408/429 means the receiver refuses the message, so it is dropped at once and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from stationmon.adapters.notify import HttpNotifier, post_json, redact_url, webhook_message
+from stationmon.config import WebhookConfig
+from stationmon.domain.model import AlertEvent
+from stationmon.metrics import Metrics
+
+__all__ = ["WebhookNotifier", "sign_body"]
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The signature header value for `body`: `sha256=` and the hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+class WebhookNotifier(HttpNotifier):
+    """POSTs Alertmanager-format webhook messages to one URL, from its own queue."""
+
+    kind = "webhook"
+
+    def __init__(
+        self,
+        config: WebhookConfig,
+        metrics: Metrics,
+        *,
+        external_url: str,
+        name: str = "webhook",
+        receiver: str = "stationmon",
+        queue_size: int = 10000,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 60.0,
+        drain_timeout_s: float = 2.0,
+    ) -> None:
+        super().__init__(
+            name,
+            redact_url(config.url),
+            metrics,
+            queue_size=queue_size,
+            retry_initial_s=retry_initial_s,
+            retry_max_s=retry_max_s,
+            max_attempts=config.max_attempts,
+            drain_timeout_s=drain_timeout_s,
+        )
+        self.config = config
+        self.external_url = external_url
+        self.receiver = receiver
+
+    def accepts(self, event: AlertEvent) -> bool:
+        """Every transition, except resolutions when `send_resolved` is off."""
+        return self.config.send_resolved or event.state != "resolved"
+
+    def encode(self, event: AlertEvent) -> tuple[bytes, dict[str, str]]:
+        """The body bytes and extra headers (the signature) for one event."""
+        body = json.dumps(
+            webhook_message(event, self.external_url, self.receiver),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
+        headers = {}
+        if self.config.hmac_secret is not None:
+            headers[self.config.hmac_header] = sign_body(self.config.hmac_secret.get(), body)
+        return body, headers
+
+    async def deliver(self, event: AlertEvent) -> None:
+        """POST one message; NotifyError (retry) or RejectedError (drop) on failure."""
+        body, headers = self.encode(event)
+        await post_json(
+            self._session(), self.config.url, body, timeout_s=self.config.timeout_s, headers=headers
+        )
