@@ -93,6 +93,11 @@ class Service:
             for station in self.config.stations
             if station.modbus is not None and station.modbus_points
         ]
+        mqtt = self.config.mqtt
+        if mqtt is not None and (mqtt.subscriptions or any(s.mqtt_points for s in self.config.stations)):
+            from stationmon.adapters.mqtt import MqttCollector
+
+            collectors.append(MqttCollector(mqtt, self.config.stations, self.ingest, self.metrics, clock=self.clock))
         return collectors
 
     def _build_evaluator(self) -> Any:

@@ -1,0 +1,250 @@
+"""The MQTT collector: subscribe, route each message by topic, parse it, hand readings to the sink.
+
+Every aiomqtt (and paho) call of stationmon sits in this module; their errors become
+`stationmon.errors.MqttError` or a logged reconnect, never a crash of the service.
+
+Delivery: QoS 1 on a persistent session (stable client id, clean start off, MQTT v5 session expiry),
+so what the broker queued while stationmon restarted arrives when it returns. Every connection
+subscribes again (the broker may have lost the session), with "retained only for new subscriptions"
+so a reconnect does not replay retained values as if they were new. A watchdog reconnects a connection
+that is up but silent for longer than `[mqtt].watchdog`, the failure mode where other consumers stop
+without a word after a broker restart.
+
+Bad input (not a number, malformed JSON, oversized, unknown station, NaN, ...) is counted in
+`stationmon_mqtt_rejected_total{reason}`, logged at most once a minute per topic, and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Sequence
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from stationmon.config import MqttConfig, StationConfig
+from stationmon.domain.model import Reading, ReadingSink
+from stationmon.domain.payloads import REJECT_REASONS, parse_payload
+from stationmon.domain.topics import TopicRouter, shared_filter
+from stationmon.errors import MqttError
+from stationmon.logutil import FailureLog, RateLimitedLog
+from stationmon.metrics import Metrics
+
+__all__ = ["MqttCollector", "build_tls_context"]
+
+log = logging.getLogger("stationmon.mqtt")
+
+_BATCH_MAX = 1000  # readings handed to the sink at once under load
+_BACKOFF_INITIAL_S = 0.5
+_MAX_SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT v5: four bytes; this value means "never expires"
+
+
+class _WatchdogExpired(Exception):
+    """The connection was up but silent for longer than the watchdog allows."""
+
+
+def build_tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """The client TLS context: the system CAs or `ca_file`, plus the client certificate if given."""
+    try:
+        ctx = ssl.create_default_context(cafile=config.ca_file or None)
+        if config.cert_file:
+            ctx.load_cert_chain(config.cert_file, config.key_file or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise MqttError(f"MQTT TLS files (ca_file, cert_file, key_file): {exc}") from exc
+    return ctx
+
+
+class MqttCollector:
+    """Subscribes to `[mqtt]`'s topics and passes readings to `sink`; `await run()` until cancelled."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        stations: Sequence[StationConfig],
+        sink: ReadingSink,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.clock = clock
+        self.router = TopicRouter.from_config(config, stations)
+        self.filters = [(shared_filter(f, config.share_group), qos) for f, qos in self.router.filters()]
+        self.connected = False
+        self.last_error: str | None = None
+        self._where = f"MQTT broker {config.url}"
+        self._failures = FailureLog(log, self._where)
+        self._bad_input = RateLimitedLog(log, 60.0)
+        self._last_activity = 0.0  # loop time of the last message or (re)connection
+        self._messages = metrics.counter(
+            "stationmon_mqtt_messages_total", "MQTT messages received (good and bad)"
+        ).labels()
+        rejected = metrics.counter(
+            "stationmon_mqtt_rejected_total",
+            "MQTT messages (or json_fields entries) not stored, by reason",
+            ("reason",),
+        )
+        self._rejected_metric = rejected
+        self._rejected = {reason: rejected.labels(reason) for reason in REJECT_REASONS}
+        self._connected_gauge = metrics.gauge(
+            "stationmon_mqtt_connected", "1 while connected to the MQTT broker and subscribed"
+        ).labels()
+        self._reconnects = metrics.counter(
+            "stationmon_mqtt_reconnects_total", "MQTT connections lost or refused, and watchdog reconnects"
+        ).labels()
+
+    # ------------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, subscribe and consume; reconnect with capped, jittered backoff. Runs until cancelled."""
+        delay = _BACKOFF_INITIAL_S
+        try:
+            while True:
+                was_connected = await self._session()
+                self._reconnects.inc()
+                if was_connected:
+                    delay = _BACKOFF_INITIAL_S  # a fresh outage starts from a short wait
+                # jitter: many instances restarted together must not hammer the broker in step
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2.0, self.config.reconnect_max_s)
+        finally:
+            self._set_connected(False)
+
+    async def _session(self) -> bool:
+        """One connection: connect, subscribe, consume until it fails. True if it got subscribed."""
+        subscribed = False
+        try:
+            client = self._client()
+            async with client:
+                await self._subscribe(client)
+                subscribed = True
+                self._set_connected(True)
+                self._failures.success()
+                log.info("%s: connected, subscribed to %s", self._where, ", ".join(f for f, _ in self.filters))
+                await self._consume_watched(client)
+        except* aiomqtt.MqttError as group:
+            self._failed(_describe(group))
+        except* MqttError as group:
+            self._failed(_describe(group))
+        except* _WatchdogExpired:
+            self._failed(f"no message for {self.config.watchdog_s:g}s (watchdog): reconnecting")
+        self._set_connected(False)
+        return subscribed
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = min(int(cfg.session_expiry_s), _MAX_SESSION_EXPIRY_S)
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username or None,
+            password=cfg.password.get() if cfg.password is not None else None,
+            identifier=cfg.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=cfg.clean_start,
+            keepalive=max(1, int(cfg.keepalive_s)),
+            properties=properties,
+            tls_context=build_tls_context(cfg) if cfg.tls else None,
+            timeout=10.0,
+        )
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        topics = [
+            (f, SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
+            for f, qos in self.filters
+        ]
+        if not topics:
+            return
+        codes = await client.subscribe(topics)
+        refused = [
+            f"{f} ({code})"
+            for (f, _), code in zip(self.filters, codes, strict=False)
+            if getattr(code, "is_failure", False) or (isinstance(code, int) and code >= 0x80)
+        ]
+        if refused:
+            # running on with a refused subscription is exactly the silent stop we must not have
+            raise MqttError(f"subscription refused: {', '.join(refused)}")
+
+    async def _consume_watched(self, client: aiomqtt.Client) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume(client), name="mqtt-consume")
+            if self.config.watchdog_s > 0:
+                tg.create_task(self._watchdog(), name="mqtt-watchdog")
+
+    async def _watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.config.watchdog_s
+        while True:
+            silent = loop.time() - self._last_activity
+            if silent > limit:
+                raise _WatchdogExpired
+            await asyncio.sleep(max(limit - silent, 0.0) + 0.01)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        # The hot path: keep attribute lookups out of the loop.
+        messages = client.messages
+        route_of = self.router.route
+        clock = self.clock
+        loop_time = asyncio.get_running_loop().time
+        max_bytes = self.config.max_payload_bytes
+        batch: list[Reading] = []
+        count = 0
+        async for message in messages:
+            count += 1
+            topic = message.topic.value
+            payload = message.payload
+            if not isinstance(payload, bytes):  # paho always gives bytes; guard the type
+                payload = str(payload).encode()
+            routes = route_of(topic)
+            if isinstance(routes, str):
+                self._reject(topic, routes, payload)
+            else:
+                now = clock()
+                for route in routes:
+                    readings, reason = parse_payload(payload, route, now, max_bytes=max_bytes)
+                    if readings:
+                        batch.extend(readings)
+                    if reason is not None:
+                        self._reject(topic, reason, payload)
+            if len(batch) >= _BATCH_MAX or not len(messages):
+                self._last_activity = loop_time()
+                self._messages.inc(count)
+                count = 0
+                if batch:
+                    self._deliver(batch)
+                    batch = []
+
+    def _deliver(self, batch: list[Reading]) -> None:
+        try:
+            self.sink(batch)
+        except Exception:
+            # the sink is the service's; a bug there must not stop ingestion of the next message
+            log.exception("%s: the reading sink failed on a batch of %d readings", self._where, len(batch))
+
+    def _reject(self, topic: str, reason: str, payload: bytes) -> None:
+        counter = self._rejected.get(reason)
+        if counter is None:
+            counter = self._rejected[reason] = self._rejected_metric.labels(reason)
+        counter.inc()
+        self._bad_input.warning(topic, "MQTT %s: dropped a message (%s): %r", topic, reason, payload[:100])
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self._connected_gauge.set(1.0 if connected else 0.0)
+
+    def _failed(self, reason: str) -> None:
+        self.last_error = reason
+        self._failures.failure(reason)
+
+
+def _describe(group: BaseExceptionGroup[BaseException]) -> str:
+    return "; ".join(str(exc) or type(exc).__name__ for exc in group.exceptions)

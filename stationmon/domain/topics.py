@@ -1,0 +1,216 @@
+"""MQTT topics -> routes. Pure: the config in, broker filters and a topic router out.
+
+A subscription template such as `heat/{station}/{loop}/{quantity}` becomes the broker filter
+`heat/+/+/+` and a matcher that captures each placeholder from its level. `+` and `#` keep their MQTT
+meaning and capture nothing. A point with a full `topic` is found by exact lookup before any template;
+templates are tried in config order and the first whose literal levels match wins.
+
+`TopicRouter.route(topic)` is on the hot path (tens of thousands of messages a second): each topic is
+resolved once and the answer cached, since a district's sensors publish to the same topics over and over.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from stationmon.config import MqttConfig, PointConfig, StationConfig, SubscriptionConfig
+from stationmon.domain.payloads import PayloadSpec, Route
+
+__all__ = [
+    "CompiledTemplate",
+    "PayloadSpec",
+    "Route",
+    "TopicRouter",
+    "compile_template",
+    "filter_matches",
+    "shared_filter",
+]
+
+_FIELDS = ("station", "loop", "quantity", "sensor")
+_QUANTITY_RE = re.compile(r"[a-z][a-z0-9_]*")
+_MAX_CACHED_TOPICS = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """One `[[mqtt.subscriptions]]` entry, ready to match topics split into levels."""
+
+    filter: str  # what to subscribe to: placeholders replaced by '+'
+    qos: int
+    levels: int  # levels before a trailing '#' (or all of them)
+    multi_level: bool  # ends in '#': topics may have more levels
+    literals: tuple[tuple[int, str], ...]  # (level index, text) that must match exactly
+    captures: tuple[tuple[str, int], ...]  # (field, level index)
+    fixed: tuple[tuple[str, str], ...]  # (field, value) set in the config, not captured
+    spec: PayloadSpec
+
+    def match(self, parts: Sequence[str]) -> dict[str, str] | None:
+        """The captured and fixed fields if `parts` (the topic's levels) match, else None."""
+        n = len(parts)
+        if n != self.levels and not (self.multi_level and n >= self.levels):
+            return None
+        for i, text in self.literals:
+            if parts[i] != text:
+                return None
+        fields = dict(self.fixed)
+        for name, i in self.captures:
+            fields[name] = parts[i]
+        return fields
+
+
+def compile_template(sub: SubscriptionConfig) -> CompiledTemplate:
+    """Compile one subscription's topic template (validated by config.py) into a matcher."""
+    levels = sub.topic.split("/")
+    multi_level = levels[-1] == "#"
+    if multi_level:
+        levels = levels[:-1]
+    literals: list[tuple[int, str]] = []
+    captures: list[tuple[str, int]] = []
+    filter_levels: list[str] = []
+    for i, level in enumerate(levels):
+        if level.startswith("{") and level.endswith("}") and level[1:-1] in _FIELDS:
+            captures.append((level[1:-1], i))
+            filter_levels.append("+")
+        elif level == "+":
+            filter_levels.append("+")
+        else:
+            literals.append((i, level))
+            filter_levels.append(level)
+    if multi_level:
+        filter_levels.append("#")
+    captured = {name for name, _ in captures}
+    fixed = tuple(
+        (name, value)
+        for name, value in (
+            ("station", sub.station),
+            ("loop", sub.loop),
+            ("quantity", sub.quantity),
+            ("sensor", sub.sensor),
+        )
+        if value and name not in captured  # a captured level wins over a fixed value
+    )
+    return CompiledTemplate(
+        filter="/".join(filter_levels),
+        qos=sub.qos,
+        levels=len(levels),
+        multi_level=multi_level,
+        literals=tuple(literals),
+        captures=tuple(captures),
+        fixed=fixed,
+        spec=PayloadSpec(format=sub.format, value_key=sub.value, time_key=sub.time),
+    )
+
+
+def filter_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT matching of one concrete topic against a filter with `+` and `#` (no `$share` prefix)."""
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    if topic.startswith("$") and f_levels[0] in ("+", "#"):
+        return False  # MQTT 4.7.2: wildcards at the first level do not match $SYS and friends
+    for i, f in enumerate(f_levels):
+        if f == "#":
+            return True
+        if i >= len(t_levels) or (f != "+" and f != t_levels[i]):
+            return False
+    return len(f_levels) == len(t_levels)
+
+
+def shared_filter(topic_filter: str, share_group: str) -> str:
+    """`t` -> `$share/<group>/t` (MQTT v5 shared subscription), or `t` unchanged without a group."""
+    return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+
+
+class TopicRouter:
+    """Topic -> the routes of its readings, or the reason it has none; built once from the config."""
+
+    def __init__(
+        self,
+        stations: Iterable[StationConfig],
+        subscriptions: Iterable[SubscriptionConfig],
+        *,
+        point_qos: int = 1,
+        max_cached_topics: int = _MAX_CACHED_TOPICS,
+    ) -> None:
+        self.stations = {s.id: s for s in stations}
+        self._loops = {s.id: frozenset(lp.id for lp in s.loops) for s in self.stations.values()}
+        self.templates = tuple(compile_template(s) for s in subscriptions)
+        self.point_qos = point_qos
+        points: dict[str, list[Route]] = {}
+        for station in self.stations.values():
+            for point in station.mqtt_points:
+                assert point.topic is not None
+                points.setdefault(point.topic, []).append(_point_route(station.id, point))
+        self.points: dict[str, tuple[Route, ...]] = {t: tuple(r) for t, r in points.items()}
+        self._cache: dict[str, tuple[Route, ...] | str] = {}
+        self._max_cached = max_cached_topics
+
+    @classmethod
+    def from_config(cls, config: MqttConfig, stations: Iterable[StationConfig]) -> TopicRouter:
+        """The router for one `[mqtt]` table and the configured stations."""
+        return cls(stations, config.subscriptions, point_qos=config.qos)
+
+    def filters(self) -> list[tuple[str, int]]:
+        """(filter, qos) to subscribe to: every template's filter and every point topic no filter covers."""
+        out: dict[str, int] = {}
+        for t in self.templates:
+            out[t.filter] = max(out.get(t.filter, 0), t.qos)
+        template_filters = list(out)
+        for topic in self.points:
+            # the broker would deliver a topic covered twice twice; the point's lookup wins anyway
+            covered = any(filter_matches(f, topic) and out[f] >= self.point_qos for f in template_filters)
+            if not covered:
+                out[topic] = max(out.get(topic, 0), self.point_qos)
+        return list(out.items())
+
+    def route(self, topic: str) -> tuple[Route, ...] | str:
+        """The routes for one message's topic (usually one), or a rejection reason."""
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        found = self._resolve(topic)
+        if len(self._cache) >= self._max_cached:
+            # a flood of distinct topics must not grow memory without bound
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def _resolve(self, topic: str) -> tuple[Route, ...] | str:
+        routes = self.points.get(topic)
+        if routes is not None:
+            return routes
+        parts = topic.split("/")
+        for template in self.templates:
+            fields = template.match(parts)
+            if fields is not None:
+                return self._template_route(fields, template.spec)
+        return "no_match"
+
+    def _template_route(self, fields: dict[str, str], spec: PayloadSpec) -> tuple[Route, ...] | str:
+        station = fields.get("station", "")
+        if station not in self.stations:
+            return "unknown_station"
+        loop = fields.get("loop")
+        if loop is not None and loop not in self._loops[station]:
+            # an unconfigured loop has no design temperatures: no rule could judge it
+            return "unknown_loop"
+        quantity = fields.get("quantity")
+        if quantity is not None and not _QUANTITY_RE.fullmatch(quantity):
+            return "bad_quantity"
+        if quantity is None and spec.format == "plain":
+            return "bad_quantity"
+        sensor = fields.get("sensor")
+        if sensor is not None and not sensor:
+            return "bad_sensor"
+        return (Route(station, loop, quantity, sensor, spec),)
+
+
+def _point_route(station: str, point: PointConfig) -> Route:
+    return Route(
+        station,
+        point.loop,
+        point.quantity,
+        point.sensor,
+        PayloadSpec(format=point.format, value_key=point.value_key, time_key=point.time_key),
+    )
