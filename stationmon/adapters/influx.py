@@ -1,0 +1,560 @@
+"""The InfluxDB writer: batches, gzip, bounded concurrent writes, retries, dead letters, durable spool.
+
+    submit(lines)  -> memory buffer (sync, never blocks)
+    flusher task   -> every flush_interval, or at batch_size lines: cut batches
+                      - healthy and nothing spooled: write directly (at most max_concurrent_writes at once)
+                      - InfluxDB failing, something already spooled, too many lines in memory, or no
+                        url configured: append the batch to the spool (order kept)
+    replay task    -> oldest spooled batch first: write it, acknowledge it durably, next; on 429, 5xx or
+                      a network error wait (exponential backoff, at least Retry-After) and try again
+
+A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
+disk. A 400 answer names the lines it rejected (InfluxDB 1.x: `unable to parse '<line>': ...`); those go
+to the dead-letter file with the server's reason and the rest is sent again. When the server does not
+say which lines (a field type conflict), the batch is split in halves until the culprits stand alone.
+Resending lines a partial write already stored is harmless: the same series, time and fields overwrite
+the same point. A 413 splits the batch too.
+
+`api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
+`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from stationmon.adapters.spool import Spool
+from stationmon.config import InfluxConfig
+from stationmon.errors import StorageError
+from stationmon.logutil import FailureLog
+from stationmon.metrics import Metrics
+
+__all__ = ["InfluxWriter", "find_rejected_lines"]
+
+log = logging.getLogger("stationmon.influx")
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _Retryable(StorageError):
+    """The write may succeed later: 429, 5xx, 401/403/404 (fixable by an operator), network errors."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class _BadRequest(StorageError):
+    """400: some lines (or all) were rejected; `reason` is the server's message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _TooLarge(StorageError):
+    """413: the body is over the server's limit."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for InfluxDB; our own backoff applies
+
+
+def _error_text(body: str) -> str:
+    """The message inside InfluxDB's JSON error body (1.x `error`, 2.x `message`), else the body."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if isinstance(doc, dict):
+        return str(doc.get("error") or doc.get("message") or body).strip()
+    return body.strip()
+
+
+def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
+    """Indexes of the lines a 400 answer names, each with its part of the reason.
+
+    InfluxDB reports each unparsable line as `unable to parse '<line>': <why>`; lines it does not name
+    (a field type conflict names none) are not returned.
+    """
+    found: dict[int, str] = {}
+    if "unable to parse '" not in reason:
+        return found
+    for i, line in enumerate(lines):
+        marker = f"unable to parse '{line}'"
+        at = reason.find(marker)
+        if at >= 0:
+            end = reason.find("unable to parse '", at + len(marker))
+            found[i] = reason[at : end if end >= 0 else len(reason)].strip()
+    return found
+
+
+class _V1Transport:
+    """`POST /write` of InfluxDB 1.x through aiohttp."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        assert config.url is not None
+        self.url = config.url.rstrip("/") + "/write"
+        self.params = {"db": config.database, "precision": config.precision}
+        if config.retention_policy:
+            self.params["rp"] = config.retention_policy
+        self.auth = (
+            aiohttp.BasicAuth(config.username, config.password.get() if config.password else "")
+            if config.username
+            else None
+        )
+        self.gzip = config.gzip
+        self.timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=self.timeout)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def write(self, body: bytes) -> None:
+        assert self.session is not None
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            async with self.session.post(
+                self.url, params=self.params, data=body, headers=headers, auth=self.auth
+            ) as resp:
+                if 200 <= resp.status < 300:
+                    return
+                text = await resp.text(errors="replace")
+                status = resp.status
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        _raise_for(status, _error_text(text), retry_after)
+
+
+class _V2Transport:
+    """InfluxDB 2.x through influxdb-client's async write API."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self.config = config
+        self.client: Any = None
+        self.write_api: Any = None
+
+    async def open(self) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+        cfg = self.config
+        self.client = InfluxDBClientAsync(
+            url=cfg.url,
+            token=cfg.token.get() if cfg.token else "",
+            org=cfg.org,
+            timeout=int(cfg.timeout_s * 1000),
+            enable_gzip=cfg.gzip,
+        )
+        self.write_api = self.client.write_api()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+            self.client = None
+
+    async def write(self, body: bytes) -> None:
+        from influxdb_client.client.exceptions import InfluxDBError
+
+        try:
+            await self.write_api.write(
+                bucket=self.config.bucket,
+                org=self.config.org,
+                record=body,
+                write_precision=self.config.precision,
+            )
+        except InfluxDBError as exc:
+            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0) or 0
+            body_text = getattr(exc, "body", None) or exc.message or ""
+            if isinstance(body_text, bytes):
+                body_text = body_text.decode("utf-8", "replace")
+            _raise_for(int(status), _error_text(str(body_text)), _retry_after(exc.retry_after), exc)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _raise_for(status: int, message: str, retry_after: float | None, cause: BaseException | None = None) -> None:
+    if status == 400:
+        raise _BadRequest(message) from cause
+    if status == 413:
+        raise _TooLarge(message) from cause
+    # 401/403/404 (bad token, missing database) need an operator: keep the data and keep trying.
+    raise _Retryable(f"HTTP {status}: {message[:300]}", retry_after) from cause
+
+
+class InfluxWriter:
+    """Stores line protocol in InfluxDB without losing it; `async with writer:` runs it.
+
+    `submit()` is the only call on the hot path. `status()` feeds /healthz.
+    """
+
+    def __init__(self, config: InfluxConfig, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.target = (
+            f"InfluxDB {config.url} ({config.api}, {config.bucket if config.api == 'v2' else config.database})"
+            if config.url
+            else "InfluxDB (none configured)"
+        )
+        self._buffer: list[str] = []
+        self._buffer_since = 0.0
+        self._inflight: dict[asyncio.Task[None], tuple[list[str], float]] = {}
+        self._spool: Spool | None = None
+        self._spool_pending = False
+        self._transport: _V1Transport | _V2Transport | None = None
+        self._wake = asyncio.Event()
+        self._replay_wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(config.max_concurrent_writes)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failure = FailureLog(log, self.target)
+        self._spool_failure = FailureLog(log, f"spool {config.spool_dir}")
+        self.last_error: str | None = None
+        self.last_success: float | None = None
+
+        m = metrics
+        self._m_queued = m.counter("stationmon_influx_lines_queued_total", "Lines submitted for storage")
+        self._m_written = m.counter("stationmon_influx_lines_written_total", "Lines InfluxDB acknowledged")
+        self._m_retried = m.counter(
+            "stationmon_influx_lines_retried_total", "Lines in write attempts that failed and will be retried"
+        )
+        self._m_dead = m.counter(
+            "stationmon_influx_lines_dead_lettered_total", "Lines InfluxDB rejected (written to dead letters)"
+        )
+        self._m_dropped = m.counter(
+            "stationmon_influx_lines_dropped_total", "Lines lost: spool over its bound or unwritable", ("reason",)
+        )
+        self._m_spooled = m.counter("stationmon_influx_lines_spooled_total", "Lines written to the spool")
+        self._m_latency = m.histogram(
+            "stationmon_influx_write_duration_seconds", "InfluxDB write latency", buckets=_LATENCY_BUCKETS
+        )
+        m.gauge("stationmon_influx_spool_bytes", "Bytes in the spool not yet written to InfluxDB").set_function(
+            lambda: float(self._spool.pending_bytes) if self._spool else 0.0
+        )
+        m.gauge(
+            "stationmon_influx_spool_oldest_age_seconds", "Age of the oldest spooled reading (0: none)"
+        ).set_function(self.spool_oldest_age_s)
+        m.gauge("stationmon_influx_buffered_lines", "Lines held in memory").set_function(
+            lambda: float(self.buffered_lines)
+        )
+        self._spool_dropped_seen = 0
+        self._dropped = 0
+
+    # ------------------------------------------------------------------------------------------------
+    # The hot path
+
+    def submit(self, lines: Sequence[str]) -> None:
+        """Queue lines for storage. Sync and never blocks; call it from the event loop."""
+        if not lines:
+            return
+        if not self._buffer:
+            self._buffer_since = self.clock()
+        self._buffer.extend(lines)
+        self._m_queued.inc(len(lines))
+        if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
+            self._wake.set()
+
+    # ------------------------------------------------------------------------------------------------
+    # Status
+
+    @property
+    def buffered_lines(self) -> int:
+        """Lines held in memory: waiting for a batch, or in a write not yet acknowledged."""
+        return len(self._buffer) + sum(len(b) for b, _ in self._inflight.values())
+
+    def spool_oldest_age_s(self) -> float:
+        """Seconds since the oldest spooled batch was submitted (0 when nothing is spooled)."""
+        if self._spool is None:
+            return 0.0
+        try:
+            oldest = self._spool.oldest_ts()
+        except StorageError:
+            return 0.0
+        return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz: state, counts and the last error."""
+        if self.config.url is None:
+            state = "spool-only"
+        elif self._failure.failing:
+            state = "failing"
+        elif self._spool_pending:
+            state = "replaying"
+        else:
+            state = "ok"
+        return {
+            "state": state,
+            "target": self.target,
+            "buffered_lines": self.buffered_lines,
+            "spool_bytes": self._spool.pending_bytes if self._spool else 0,
+            "spool_oldest_age_s": round(self.spool_oldest_age_s(), 3),
+            "lines_written": int(self._m_written.value()),
+            "lines_dead_lettered": int(self._m_dead.value()),
+            "lines_dropped": self._dropped,
+            "last_error": self.last_error,
+            "last_success": self.last_success,
+        }
+
+    # ------------------------------------------------------------------------------------------------
+    # Lifecycle
+
+    async def __aenter__(self) -> InfluxWriter:
+        cfg = self.config
+        try:
+            self._spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
+        except OSError as exc:
+            raise StorageError(f"spool {cfg.spool_dir}: {exc}") from exc
+        self._spool_pending = self._spool.peek() is not None
+        if cfg.url is None:
+            log.warning("no InfluxDB url configured: readings are kept in the spool %s only", cfg.spool_dir)
+        else:
+            self._transport = _V1Transport(cfg) if cfg.api == "v1" else _V2Transport(cfg)
+            await self._transport.open()
+            self._tasks.append(asyncio.create_task(self._replay_loop(), name="influx-replay"))
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="influx-flush"))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop: write what is held if InfluxDB answers within `timeout`, spool the rest."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        deadline = time.monotonic() + min(self.config.timeout_s, 10.0)
+        try:
+            if self._inflight:
+                await asyncio.wait(list(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
+                for task in list(self._inflight):
+                    task.cancel()  # the task spools its own batch when cancelled
+                await asyncio.gather(*list(self._inflight), return_exceptions=True)
+            while self._buffer:
+                batch, since = self._cut_batch()
+                remaining = deadline - time.monotonic()
+                if self._transport is None or self._spool_pending or remaining <= 0:
+                    self._to_spool(batch, since)
+                    continue
+                try:
+                    await asyncio.wait_for(self._deliver(batch), remaining)
+                except (StorageError, TimeoutError) as exc:
+                    self._note_failure(str(exc) or type(exc).__name__)
+                    self._to_spool(batch, since)
+        finally:
+            if self._transport is not None:
+                await self._transport.close()
+                self._transport = None
+            if self._spool is not None:
+                try:
+                    self._spool.close()
+                except OSError as exc:
+                    log.error("spool %s: cannot close: %s", self.config.spool_dir, exc)
+
+    async def flush(self) -> None:
+        """Write (or spool) everything buffered now and wait for the direct writes (for tests)."""
+        await self._flush_buffer()
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------------
+    # Background work
+
+    def _cut_batch(self) -> tuple[list[str], float]:
+        size = self.config.batch_size
+        batch = self._buffer[:size]
+        del self._buffer[:size]
+        since = self._buffer_since
+        if self._buffer:
+            self._buffer_since = self.clock()
+        return batch, since
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.flush_interval_s)
+            self._wake.clear()
+            await self._flush_buffer()
+
+    async def _flush_buffer(self) -> None:
+        while self._buffer:
+            if len(self._buffer) < self.config.batch_size and self._wake.is_set():
+                self._wake.clear()
+            batch, since = self._cut_batch()
+            if (
+                self._transport is None
+                or self._spool_pending
+                or self._failure.failing
+                or self.buffered_lines + len(batch) > self.config.max_buffered_lines
+            ):
+                self._to_spool(batch, since)
+                continue
+            try:
+                await self._slots.acquire()
+            except asyncio.CancelledError:
+                self._to_spool(batch, since)  # stopping while every write slot is busy
+                raise
+            if self._spool_pending or self._failure.failing:  # a write failed while we waited
+                self._slots.release()
+                self._to_spool(batch, since)
+                continue
+            task = asyncio.create_task(self._direct_write(batch, since), name="influx-write")
+            self._inflight[task] = (batch, since)
+        self._sync_spool()
+
+    async def _direct_write(self, batch: list[str], since: float) -> None:
+        try:
+            await self._deliver(batch)
+        except StorageError as exc:
+            self._note_failure(str(exc))
+            self._m_retried.inc(len(batch))
+            self._to_spool(batch, since)
+        except asyncio.CancelledError:
+            self._to_spool(batch, since)
+            raise
+        finally:
+            self._slots.release()
+            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+
+    async def _replay_loop(self) -> None:
+        assert self._spool is not None
+        backoff = 0.5
+        while True:
+            try:
+                record = self._spool.peek()
+            except StorageError as exc:
+                self._spool_failure.failure(str(exc))
+                record = None
+            if record is None:
+                self._spool_pending = False
+                self._replay_wake.clear()
+                await self._replay_wake.wait()
+                continue
+            try:
+                await self._deliver(record.lines)
+            except StorageError as exc:
+                self._note_failure(str(exc))
+                self._m_retried.inc(len(record.lines))
+                hint = exc.retry_after_s if isinstance(exc, _Retryable) else None
+                delay = min(self.config.max_retry_delay_s, max(backoff, hint or 0.0))
+                backoff = min(self.config.max_retry_delay_s, backoff * 2)
+                await asyncio.sleep(delay)
+                continue
+            backoff = 0.5
+            try:
+                self._spool.ack(record)
+            except StorageError as exc:
+                self._spool_failure.failure(str(exc))
+                await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------------------------------------
+    # Writing one batch
+
+    async def _deliver(self, lines: list[str]) -> None:
+        """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable if it may work later."""
+        assert self._transport is not None
+        started = time.monotonic()
+        try:
+            await self._transport.write("\n".join(lines).encode("utf-8"))
+        except _BadRequest as exc:
+            await self._quarantine(lines, exc.reason)
+            return
+        except _TooLarge:
+            if len(lines) == 1:
+                self._dead_letter(lines, "413 request too large")
+                return
+            mid = len(lines) // 2
+            await self._deliver(lines[:mid])
+            await self._deliver(lines[mid:])
+            return
+        self._m_latency.observe(time.monotonic() - started)
+        self._m_written.inc(len(lines))
+        self.last_success = self.clock()
+        self._failure.success()
+
+    async def _quarantine(self, lines: list[str], reason: str) -> None:
+        # The server answered, so it is up: rejected lines are our problem, not an outage.
+        self._failure.success()
+        rejected = find_rejected_lines(lines, reason)
+        if rejected:
+            for i, why in rejected.items():
+                self._dead_letter([lines[i]], why)
+            rest = [line for i, line in enumerate(lines) if i not in rejected]
+            if rest:
+                await self._deliver(rest)
+            return
+        if len(lines) == 1:
+            self._dead_letter(lines, reason)
+            return
+        mid = len(lines) // 2
+        await self._deliver(lines[:mid])
+        await self._deliver(lines[mid:])
+
+    def _dead_letter(self, lines: list[str], reason: str) -> None:
+        self._m_dead.inc(len(lines))
+        log.warning(
+            "%s rejected %d line(s), kept in %s: %s",
+            self.target,
+            len(lines),
+            self.config.dead_letter_file,
+            reason[:300],
+        )
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        text = f"# {stamp} {' '.join(reason.split())}\n" + "".join(line + "\n" for line in lines)
+        try:
+            path = Path(self.config.dead_letter_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
+
+    def _note_failure(self, reason: str) -> None:
+        self.last_error = reason
+        self._failure.failure(reason)
+
+    def _to_spool(self, batch: list[str], since: float) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.append(batch, since)
+        except StorageError as exc:
+            self._spool_failure.failure(str(exc))
+            self._m_dropped.labels("spool_error").inc(len(batch))
+            self._dropped += len(batch)
+            return
+        self._spool_failure.success()
+        self._m_spooled.inc(len(batch))
+        self._spool_pending = True
+        self._replay_wake.set()
+        dropped = self._spool.dropped_lines
+        if dropped > self._spool_dropped_seen:
+            self._m_dropped.labels("spool_full").inc(dropped - self._spool_dropped_seen)
+            self._dropped += dropped - self._spool_dropped_seen
+            self._spool_dropped_seen = dropped
+
+    def _sync_spool(self) -> None:
+        if self._spool is None:
+            return
+        try:
+            self._spool.sync()
+        except StorageError as exc:
+            self._spool_failure.failure(str(exc))
