@@ -383,6 +383,14 @@ def test_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert {lp.emitter for s in cfg.stations for lp in s.loops} == {"floor", "radiator"}
 
 
+@pytest.mark.parametrize("name", ["example.toml", "compose.toml"])
+def test_shipped_configs_validate(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFLUX_TOKEN", "t")
+    monkeypatch.setenv("STATIONMON_TOKEN", "t")
+    cfg = load_config(Path(__file__).parents[2] / "configs" / name)
+    assert [s.id for s in cfg.stations] == ["daoli-youyi-334", "daoli-jingwei-12", "daoli-anjing-7"]
+
+
 def test_check_config_exit_codes_and_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "plant.toml"
     bad.write_text(BASE.replace('type = "float32"', 'type = "flot32"'))

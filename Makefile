@@ -1,0 +1,51 @@
+# stationmon: `make demo` runs a simulated district; `make test` sets up and runs every test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := mosquitto influxdb prometheus-alertmanager chromium
+
+.PHONY: venv demo deps test test-unit check bench clean
+
+$(BIN)/stationmon: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+venv: $(BIN)/stationmon
+
+## The first command: a whole simulated district, nothing to install beside the package.
+demo: venv
+	$(BIN)/stationmon demo $(ARGS)
+
+## The servers the integration tests start from their own binaries (Debian's packages; needs root).
+deps:
+	@missing=""; \
+	for b in mosquitto influxd prometheus-alertmanager chromium; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+
+## The second command: set up and run every test (unit and integration, against real servers).
+test: deps venv
+	@set +e; $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy stationmon
+
+bench: deps venv
+	$(BIN)/python bench/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts *.egg-info
