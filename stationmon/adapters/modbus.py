@@ -1,0 +1,553 @@
+"""The Modbus collector: one asyncio poller per station, read-only, isolated from every other station.
+
+Modbus TCP goes through a small native client (an asyncio Protocol speaking MBAP, FC 3 and FC 4 only):
+at 1,000 polls/s pymodbus's per-request machinery costs several times the CPU of the reads
+themselves (see bench/bench_modbus.py). RTU over a serial line and RTU-over-TCP gateways go through
+pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain TCP too. Every pymodbus call sits in
+this module and its exceptions are converted to `stationmon.errors.ModbusError` subclasses here.
+
+Schedule: polls are aligned to the wall clock (every `interval` seconds, at a multiple of the interval)
+plus a per-station phase derived from the station id, so thousands of stations spread over the jitter
+window instead of firing at once, and a station's polls keep their phase across restarts. A slow poll
+that overruns its slot skips the missed slots rather than queueing them.
+
+Failures: a Modbus exception or a timeout fails only the points of its request; the rest of the
+station's readings are stored. A dropped connection is reopened on the next poll; repeated connection
+failures back off exponentially (with jitter, capped). Exception code 6 (device busy) and 5
+(acknowledge) are retried `retries` times; timeouts are not, because each retry would cost a full
+timeout and push the next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from stationmon.config import ModbusConfig, StationConfig
+from stationmon.domain.model import Reading, ReadingSink, StationState
+from stationmon.domain.registers import ReadRequest, RequestDecoder, plan_reads
+from stationmon.errors import ModbusError
+from stationmon.logutil import FailureLog
+from stationmon.metrics import Metrics
+
+__all__ = [
+    "EXCEPTION_NAMES",
+    "ModbusConnectionError",
+    "ModbusDeadline",
+    "ModbusExceptionResponse",
+    "ModbusPoller",
+    "ModbusProtocolError",
+    "ModbusTimeout",
+    "backoff_delay",
+    "station_phase",
+]
+
+log = logging.getLogger("stationmon.modbus")
+
+# Modbus exception codes -> the reason label used in metrics and logs.
+EXCEPTION_NAMES = {
+    1: "illegal_function",
+    2: "illegal_address",
+    3: "illegal_value",
+    4: "device_failure",
+    5: "acknowledge",
+    6: "busy",
+    8: "parity_error",
+    10: "gateway_path",
+    11: "gateway_no_response",
+}
+_RETRY_CODES = frozenset({5, 6})
+_REASONS = (
+    "timeout",
+    "connection",
+    "protocol",
+    "deadline",
+    "exception",
+    *EXCEPTION_NAMES.values(),
+)
+_LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ModbusTimeout(ModbusError):
+    """No answer within the request's timeout."""
+
+    reason = "timeout"
+
+
+class ModbusDeadline(ModbusTimeout):
+    """Not sent: the poll's interval had no time left for this request's timeout."""
+
+    reason = "deadline"
+
+
+class ModbusConnectionError(ModbusError):
+    """Could not connect, or the connection dropped."""
+
+    reason = "connection"
+
+
+class ModbusProtocolError(ModbusError):
+    """The answer made no sense (wrong function code, byte count, device id)."""
+
+    reason = "protocol"
+
+
+class ModbusExceptionResponse(ModbusError):
+    """The device answered with a Modbus exception (illegal address, busy, ...)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.reason = EXCEPTION_NAMES.get(code, "exception")
+        super().__init__(f"Modbus exception {code} ({self.reason})")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Schedule helpers (pure)
+
+
+def station_phase(station_id: str, jitter_s: float) -> float:
+    """A stable offset in [0, jitter_s) for this station: crc32 of its id, so it survives restarts."""
+    return (zlib.crc32(station_id.encode()) / 2**32) * jitter_s
+
+
+def backoff_delay(failures: int, interval_s: float, cap_s: float, rand: Callable[[], float]) -> float:
+    """Seconds to wait before the next connection attempt after `failures` failures in a row.
+
+    The first failure retries at the next poll (a gateway blip); then interval x 2^(n-2), capped,
+    times a random factor in [0.5, 1) so stations that died together do not reconnect together.
+    """
+    if failures <= 1:
+        return 0.0
+    return min(cap_s, interval_s * 2 ** min(failures - 2, 30)) * (0.5 + 0.5 * rand())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Links: one connection to one device, reads only
+
+
+class _Link(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None: ...
+
+    async def read(self, function_code: int, start: int, count: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class _MbapProtocol(asyncio.Protocol):
+    """Modbus TCP framing: requests are matched to answers by transaction id, late answers dropped."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 8:
+            tid, proto, length = struct.unpack_from(">HHH", buf)
+            if proto != 0 or not 2 <= length <= 254:
+                # garbage: no way to find the next frame boundary, start over on a new connection
+                self._fail_all(ModbusProtocolError(f"bad MBAP header (protocol {proto}, length {length})"))
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            end = 6 + length
+            if len(buf) < end:
+                return
+            frame = bytes(buf[6:end])
+            del buf[:end]
+            fut = self.pending.pop(tid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail_all(ModbusConnectionError(f"connection lost: {exc}" if exc else "connection closed by peer"))
+
+    def _fail_all(self, error: ModbusError) -> None:
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+
+
+def _expire(fut: asyncio.Future[bytes], timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(ModbusTimeout(f"no answer within {timeout_s:g}s"))
+
+
+class _TcpLink:
+    """Native Modbus TCP client for one device: FC 3 and FC 4 only."""
+
+    def __init__(self, host: str, port: int, device_id: int, timeout_s: float) -> None:
+        self.host = host
+        self.port = port
+        self.device_id = device_id
+        self.timeout_s = timeout_s
+        self._protocol: _MbapProtocol | None = None
+        self._tid = 0
+
+    @property
+    def connected(self) -> bool:
+        p = self._protocol
+        return p is not None and not p.lost and p.transport is not None
+
+    async def connect(self) -> None:
+        self.close()
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(_MbapProtocol, self.host, self.port), self.timeout_s
+            )
+        except TimeoutError as exc:
+            raise ModbusConnectionError(f"connect timed out after {self.timeout_s:g}s") from exc
+        except OSError as exc:
+            raise ModbusConnectionError(f"cannot connect: {exc.strerror or exc}") from exc
+        self._protocol = protocol
+
+    async def read(self, function_code: int, start: int, count: int) -> bytes:
+        protocol = self._protocol
+        if protocol is None or protocol.lost or protocol.transport is None:
+            raise ModbusConnectionError("not connected")
+        self._tid = tid = (self._tid + 1) & 0xFFFF
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+        protocol.pending[tid] = fut
+        protocol.transport.write(struct.pack(">HHHBBHH", tid, 0, 6, self.device_id, function_code, start, count))
+        timer = loop.call_later(self.timeout_s, _expire, fut, self.timeout_s)
+        try:
+            frame = await fut
+        finally:
+            timer.cancel()
+            protocol.pending.pop(tid, None)
+        # frame: unit id, function code, then byte count and data (or the exception code)
+        if len(frame) >= 3 and frame[1] == function_code | 0x80:
+            raise ModbusExceptionResponse(frame[2])
+        if frame[0] != self.device_id and self.device_id != 0:
+            raise ModbusProtocolError(f"answer from device {frame[0]}, asked {self.device_id}")
+        if frame[1] != function_code or len(frame) < 3 or frame[2] != 2 * count or len(frame) != 3 + 2 * count:
+            raise ModbusProtocolError(f"bad answer to FC {function_code} for {count} registers: {frame[:8].hex()}...")
+        return frame[3:]
+
+    def close(self) -> None:
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+
+
+class _PymodbusLink:
+    """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP."""
+
+    def __init__(self, m: ModbusConfig, transport: str) -> None:
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+        from pymodbus.framer import FramerType
+
+        self.device_id = m.device_id
+        self.timeout_s = m.timeout_s
+        # pymodbus's own retries and reconnect task are off: the poller owns both (and leaks no tasks).
+        common: dict[str, Any] = {"timeout": m.timeout_s, "retries": 0, "reconnect_delay": 0}
+        self.client: Any
+        if transport == "rtu":
+            self.client = AsyncModbusSerialClient(
+                m.serial_port,
+                framer=FramerType.RTU,
+                baudrate=m.baudrate,
+                bytesize=m.bytesize,
+                parity=m.parity,
+                stopbits=m.stopbits,
+                **common,
+            )
+        else:
+            framer = FramerType.RTU if transport == "rtu-over-tcp" else FramerType.SOCKET
+            self.client = AsyncModbusTcpClient(m.host, port=m.port, framer=framer, **common)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.connected)
+
+    async def connect(self) -> None:
+        from pymodbus.exceptions import ModbusException
+
+        self.client.close()
+        try:
+            ok = await asyncio.wait_for(self.client.connect(), self.timeout_s + 1.0)
+        except (TimeoutError, ModbusException, OSError) as exc:
+            self.client.close()
+            raise ModbusConnectionError(f"cannot connect: {exc}") from exc
+        if not ok:
+            self.client.close()
+            raise ModbusConnectionError("cannot connect")
+
+    async def read(self, function_code: int, start: int, count: int) -> bytes:
+        from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+        fn = self.client.read_holding_registers if function_code == 3 else self.client.read_input_registers
+        try:
+            # pymodbus applies the timeout itself; the outer one only guards against it hanging
+            response = await asyncio.wait_for(fn(start, count=count, device_id=self.device_id), self.timeout_s + 1.0)
+        except TimeoutError as exc:
+            raise ModbusTimeout(f"no answer within {self.timeout_s:g}s") from exc
+        except ConnectionException as exc:
+            raise ModbusConnectionError(str(exc)) from exc
+        except ModbusIOException as exc:
+            if not self.client.connected:
+                raise ModbusConnectionError(str(exc)) from exc
+            raise ModbusTimeout(f"no answer within {self.timeout_s:g}s") from exc
+        except ModbusException as exc:
+            raise ModbusProtocolError(str(exc)) from exc
+        if response.isError():
+            raise ModbusExceptionResponse(int(getattr(response, "exception_code", 0)))
+        registers = list(response.registers)
+        if len(registers) != count:
+            raise ModbusProtocolError(f"asked {count} registers, got {len(registers)}")
+        return struct.pack(f">{count}H", *registers)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _make_link(m: ModbusConfig, client: str) -> _Link:
+    if m.transport == "tcp" and client != "pymodbus":
+        return _TcpLink(m.host, m.port, m.device_id, m.timeout_s)
+    return _PymodbusLink(m, m.transport)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The poller
+
+
+class _Metrics:
+    """The collector's metrics; every poller shares the same registry entries."""
+
+    def __init__(self, metrics: Metrics, station_id: str) -> None:
+        polls = metrics.counter("stationmon_modbus_polls_total", "Modbus polls by result", ("result",))
+        self.poll_ok = polls.labels("ok")
+        self.poll_partial = polls.labels("partial")
+        self.poll_failed = polls.labels("failed")
+        failures = metrics.counter(
+            "stationmon_modbus_request_failures_total", "Modbus requests that failed, by reason", ("reason",)
+        )
+        self.failures = {reason: failures.labels(reason) for reason in _REASONS}
+        self.connect_failures = metrics.counter(
+            "stationmon_modbus_connect_failures_total", "Failed Modbus connection attempts"
+        ).labels()
+        self.skipped = metrics.counter(
+            "stationmon_modbus_polls_skipped_total",
+            "Poll slots skipped: the previous poll overran, or the station is backing off",
+            ("why",),
+        )
+        self.skipped_overrun = self.skipped.labels("overrun")
+        self.skipped_backoff = self.skipped.labels("backoff")
+        self.lateness = metrics.histogram(
+            "stationmon_modbus_poll_lateness_seconds",
+            "How late a poll started after its scheduled time",
+            buckets=_LATENESS_BUCKETS,
+        ).labels()
+        self.duration = metrics.histogram(
+            "stationmon_modbus_poll_duration_seconds", "Time one poll of one station took", buckets=_DURATION_BUCKETS
+        ).labels()
+        self.online_total = metrics.gauge("stationmon_modbus_stations_online", "Stations answering Modbus").labels()
+        self.station_up = metrics.gauge(
+            "stationmon_modbus_station_up", "1 if the station's last Modbus poll got data", ("station",)
+        ).labels(station_id)
+        faulty = metrics.counter(
+            "stationmon_modbus_faulty_readings_total", "Readings flagged as sensor faults, by reason", ("reason",)
+        )
+        self.faulty = {r: faulty.labels(r) for r in ("nan", "inf", "sentinel", "out_of_range")}
+
+
+class ModbusPoller:
+    """Polls one station's Modbus points on its schedule until cancelled; see the module docstring."""
+
+    def __init__(
+        self,
+        station: StationConfig,
+        sink: ReadingSink,
+        state: StationState,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        client: str = "auto",
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        if station.modbus is None:
+            raise ValueError(f"station {station.id} has no [stations.modbus]")
+        self.station = station
+        self.modbus = m = station.modbus
+        self.sink = sink
+        self.state = state
+        self.clock = clock
+        self.plan = plan_reads(station)
+        self._requests = [(r, RequestDecoder(r)) for r in self.plan]
+        self._link = _make_link(m, client)
+        self._rand = rand or random.Random(zlib.crc32(station.id.encode())).random
+        self.interval_s = m.interval_s
+        jitter = m.jitter_s if m.jitter_s >= 0 else min(1.0, m.interval_s / 10)
+        self.phase_s = station_phase(station.id, min(jitter, m.interval_s))
+        self.backoff_cap_s = max(m.interval_s, min(60.0, 10 * m.interval_s))
+        self._connect_failures = 0
+        self._reconnect_at = 0.0
+        self._last_slot: int | None = None
+        self._m = _Metrics(metrics, station.id)
+        where = m.serial_port if m.transport == "rtu" else f"{m.host}:{m.port}"
+        self.where = f"station {station.id} (modbus {m.transport} {where} device {m.device_id})"
+        self._station_log = FailureLog(log, self.where)
+        self._request_logs = [FailureLog(log, f"{self.where} {r.register} {r.start}..{r.end}") for r in self.plan]
+        self._online = False
+
+    # ------------------------------------------------------------------------------------------------
+
+    def next_slot(self, now: float) -> tuple[int, float]:
+        """The next scheduled poll after `now`: (slot number, wall-clock time)."""
+        slot = math.floor((now - self.phase_s) / self.interval_s) + 1
+        return slot, slot * self.interval_s + self.phase_s
+
+    async def run(self) -> None:
+        """Poll on schedule until cancelled; cancellation closes the connection."""
+        try:
+            while True:
+                slot, at = self.next_slot(self.clock())
+                if self._last_slot is not None and slot > self._last_slot + 1:
+                    self._m.skipped_overrun.inc(slot - self._last_slot - 1)
+                self._last_slot = slot
+                delay = at - self.clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = self.clock()
+                if started < self._reconnect_at:
+                    self._m.skipped_backoff.inc()
+                    continue
+                self._m.lateness.observe(max(0.0, started - at))
+                await self.poll_once(deadline=at + self.interval_s)
+                self._m.duration.observe(max(0.0, self.clock() - started))
+        finally:
+            self._link.close()
+            self._set_online(False)
+
+    async def poll_once(self, deadline: float | None = None) -> list[Reading]:
+        """One poll: connect if needed, run every request, hand the readings to the sink."""
+        if not self._link.connected:
+            try:
+                await self._link.connect()
+            except ModbusError as exc:
+                self._connection_failed(exc)
+                return []
+            self._connect_failures = 0
+        readings: list[Reading] = []
+        ok = 0
+        failed = 0
+        first_error: ModbusError | None = None
+        for i, (request, decoder) in enumerate(self._requests):
+            try:
+                if deadline is not None and self.clock() + self.modbus.timeout_s > deadline:
+                    # a slow device must not push this station's next poll: skip what cannot finish
+                    raise ModbusDeadline("not sent: no time left in this interval for its timeout")
+                data = await self._read(request)
+            except ModbusError as exc:
+                failed += 1
+                first_error = first_error or exc
+                reason = getattr(exc, "reason", "exception")
+                self._m.failures[reason].inc()
+                self._request_logs[i].failure(str(exc))
+                if isinstance(exc, ModbusConnectionError):
+                    # the rest of this poll would fail the same way; reconnect on the next one
+                    remaining = len(self._requests) - i - 1
+                    failed += remaining
+                    self._m.failures["connection"].inc(remaining)
+                    break
+                continue
+            ts = self.clock()
+            ok += 1
+            self._request_logs[i].success()
+            readings.extend(self._readings(decoder, data, ts))
+        self._finish_poll(ok, failed, first_error)
+        if readings:
+            self.sink(readings)
+        return readings
+
+    async def _read(self, request: ReadRequest) -> bytes:
+        attempt = 0
+        while True:
+            try:
+                return await self._link.read(request.function_code, request.start, request.count)
+            except ModbusExceptionResponse as exc:
+                if exc.code not in _RETRY_CODES or attempt >= self.modbus.retries:
+                    raise
+                attempt += 1
+                # a busy device wants a moment, not a hammering
+                await asyncio.sleep(min(0.2, self.modbus.timeout_s / 4) * attempt)
+
+    def _readings(self, decoder: RequestDecoder, data: bytes, ts: float) -> list[Reading]:
+        sid = self.station.id
+        out = []
+        for point, value, fault in decoder.decode_bytes(data):
+            if fault is not None:
+                self._m.faulty[fault].inc()
+            out.append(Reading(sid, point.quantity, value, ts, point.loop, point.sensor, "modbus", fault))
+        return out
+
+    # ------------------------------------------------------------------------------------------------
+    # State
+
+    def _set_online(self, online: bool) -> None:
+        if online != self._online:
+            self._online = online
+            self._m.online_total.inc(1 if online else -1)
+            self._m.station_up.set(1 if online else 0)
+        self.state.online = online
+
+    def _record_error(self, error: ModbusError) -> None:
+        self.state.last_error = str(error)
+        self.state.last_error_at = self.clock()
+
+    def _finish_poll(self, ok: int, failed: int, error: ModbusError | None) -> None:
+        st = self.state
+        st.polls += 1
+        if ok:
+            st.last_success = self.clock()
+            st.consecutive_failures = 0
+            self._set_online(True)
+            self._station_log.success()
+            (self._m.poll_partial if failed else self._m.poll_ok).inc()
+            if error is not None:
+                self._record_error(error)
+            return
+        st.failures += 1
+        st.consecutive_failures += 1
+        self._m.poll_failed.inc()
+        self._set_online(False)
+        if error is not None:
+            self._record_error(error)
+            self._station_log.failure(f"every request failed: {error}")
+        if isinstance(error, ModbusTimeout) and failed == len(self._requests):
+            # a device that answers nothing may sit behind a half-open connection: start afresh
+            self._link.close()
+
+    def _connection_failed(self, error: ModbusError) -> None:
+        self._connect_failures += 1
+        self._m.connect_failures.inc()
+        self._m.failures["connection"].inc(len(self._requests))
+        delay = backoff_delay(self._connect_failures, self.interval_s, self.backoff_cap_s, self._rand)
+        self._reconnect_at = self.clock() + delay
+        self._station_log.failure(
+            f"{error}" + (f"; next attempt in {delay:.1f}s" if delay else "; retrying at the next poll")
+        )
+        self._finish_poll(0, 0, None)
+        self._record_error(error)
