@@ -8,9 +8,10 @@ Pure: values in, strings out. Escaping follows InfluxDB's line protocol referenc
     string field values     double quote, backslash
 
 Line protocol cannot carry a newline inside any element, so newlines (and carriage returns) are written
-as spaces instead of breaking the line in two. InfluxDB 1.x treats any other backslash in names and tag
+as (escaped) spaces instead of breaking the line in two. InfluxDB 1.x treats any other backslash in names and tag
 values literally, so a name that ends in a backslash would escape the separator after it: such a
-trailing backslash gets a space appended, the nearest value 1.x can store. Empty tag values are
+trailing backslash is written as an escaped space, the nearest value 1.x can store (it has no escape
+for a backslash before a separator). Empty tag values are
 omitted (InfluxDB rejects them) and tags are sorted by key, which is what the server wants.
 
 Timestamps: `Reading.ts` and `AlertEvent.ts` are Unix seconds (float); lines carry integers in the write
@@ -45,8 +46,8 @@ __all__ = [
 
 PRECISION_FACTORS: Mapping[str, int] = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
-_MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
-_TAG_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": " ", "\r": " "})
+_MEASUREMENT_TABLE = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
+_TAG_TABLE = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
 _STRING_TABLE = str.maketrans({'"': '\\"', "\\": "\\\\", "\n": " ", "\r": " "})
 _SPECIAL_MEASUREMENT = frozenset(", \n\r\\")
 _SPECIAL_TAG = frozenset(",= \n\r\\")
@@ -116,9 +117,9 @@ def encode_line(
     """
     parts = [escape_measurement(measurement)]
     for key in sorted(tags):
-        value = tags[key]
-        if value:
-            parts.append(f",{escape_tag(key)}={escape_tag(value)}")
+        tag_value = tags[key]
+        if tag_value:
+            parts.append(f",{escape_tag(key)}={escape_tag(tag_value)}")
     field_parts = []
     for key, value in fields.items():
         if isinstance(value, float) and value - value != 0.0:
@@ -155,9 +156,7 @@ class TelemetryEncoder:
             tags["loop"] = loop
         if sensor:
             tags["sensor"] = sensor
-        prefix = "telemetry" + "".join(
-            f",{escape_tag(k)}={escape_tag(tags[k])}" for k in sorted(tags) if tags[k]
-        )
+        prefix = "telemetry" + "".join(f",{escape_tag(k)}={escape_tag(tags[k])}" for k in sorted(tags) if tags[k])
         if len(self._prefixes) > 100_000:  # unknown series from MQTT: keep the cache bounded
             self._prefixes.clear()
         self._prefixes[(station, loop, sensor, source)] = prefix + " "
@@ -197,9 +196,7 @@ class TelemetryEncoder:
                 fields[keys[2]] = repr(float(value))
         out = []
         for (station, loop, sensor, source, ts), fields in groups.items():
-            prefix = prefixes.get((station, loop, sensor, source)) or self._prefix(
-                station, loop, sensor, source
-            )
+            prefix = prefixes.get((station, loop, sensor, source)) or self._prefix(station, loop, sensor, source)
             out.append(prefix + ",".join(k + v for k, v in fields.items()) + f" {ts}")
         return out
 
