@@ -107,7 +107,9 @@ class Service:
         return []
 
     def _build_http(self) -> Any:
-        return None
+        from stationmon.adapters.http import HttpServer
+
+        return HttpServer(self)
 
     # ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,294 @@
+"""The HTTP server against a running service fed by simulated stations over real Modbus TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from stationmon.adapters.http import HttpServer, check_bearer
+from stationmon.config import Config, parse_config_text
+from stationmon.errors import StationmonError
+from stationmon.service import Service
+from stationmon.sim.runner import Simulator
+from tests.helpers import free_port, wait_until
+
+
+def _config(tmp_path: Path, http_port: int, faults: str = "") -> Config:
+    p1, p2 = free_port(), free_port()
+    return parse_config_text(
+        f"""
+[site]
+name = "测试区"
+[influxdb]
+api = "v1"
+database = "unused"
+spool_dir = "{tmp_path / "spool"}"
+[http]
+listen = "127.0.0.1:{http_port}"
+[rules]
+offline_after = "3s"
+
+[[stations]]
+id = "alpha"
+name = "阿尔法换热站"
+district = "道里区"
+[stations.modbus]
+host = "127.0.0.1"
+port = {p1}
+interval = "500ms"
+timeout = "400ms"
+[[stations.loops]]
+id = "sec1"
+emitter = "floor"
+design_supply = 50.0
+design_return = 40.0
+[[stations.points]]
+quantity = "outdoor_temp"
+address = 0
+[[stations.points]]
+loop = "sec1"
+quantity = "supply_temp"
+address = 2
+[[stations.points]]
+loop = "sec1"
+quantity = "return_temp"
+address = 4
+
+[[stations]]
+id = "beta"
+name = "贝塔换热站"
+district = "南岗区"
+[stations.modbus]
+host = "127.0.0.1"
+port = {p2}
+interval = "500ms"
+timeout = "400ms"
+byte_order = "CDAB"
+[[stations.loops]]
+id = "sec1"
+emitter = "radiator"
+[[stations.points]]
+quantity = "outdoor_temp"
+register = "input"
+address = 0
+type = "int16"
+scale = 0.1
+[[stations.points]]
+loop = "sec1"
+quantity = "supply_temp"
+address = 10
+[[stations.points]]
+loop = "sec1"
+quantity = "return_temp"
+address = 12
+
+[simulator]
+outdoor_temp = -10.0
+noise = 0.0
+{faults}
+""",
+        str(tmp_path / "test.toml"),
+        require_influxdb=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[tuple[Service, Simulator, aiohttp.ClientSession, str]]:
+    """Simulator, service and an HTTP client; everything closed on exit."""
+    async with Simulator(config) as sim:
+        service = Service(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop), name="service")
+        base = f"http://127.0.0.1:{config.http.port}"
+        try:
+            async with aiohttp.ClientSession() as client:
+
+                async def up() -> bool:
+                    if task.done():
+                        task.result()
+                    try:
+                        async with client.get(base + "/healthz") as r:
+                            return r.status == 200
+                    except aiohttp.ClientConnectionError:
+                        return False
+
+                await wait_until(up, timeout=15, message="the HTTP server")
+                yield service, sim, client, base
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=20)
+
+
+async def _json(client: aiohttp.ClientSession, url: str, status: int = 200) -> Any:
+    async with client.get(url) as r:
+        assert r.status == status, await r.text()
+        assert r.content_type == "application/json"
+        return await r.json()
+
+
+async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    async with running(config) as (_service, sim, client, base):
+
+        async def both_seen() -> Any:
+            doc = await _json(client, base + "/api/v1/stations")
+            loops = {st["id"]: st["loops"][0] for st in doc["stations"]}
+            return doc if all("supply_temp" in lp["values"] for lp in loops.values()) else None
+
+        doc = await wait_until(both_seen, timeout=15, message="readings from both stations")
+        assert doc["site"]["name"] == "测试区"
+        by_id = {st["id"]: st for st in doc["stations"]}
+        assert set(by_id) == {"alpha", "beta"}
+        beta = by_id["beta"]
+        assert beta["name"] == "贝塔换热站" and beta["district"] == "南岗区"
+        assert beta["online"] is True and beta["status"] != "offline"
+        assert beta["age_s"] < 5 and beta["last_seen"] > 0
+        assert beta["values"]["outdoor_temp"]["value"] == pytest.approx(-10.0)
+        loop = beta["loops"][0]
+        want = sim.values["beta"]
+        assert loop["values"]["supply_temp"]["value"] == pytest.approx(want[("sec1", None, "supply_temp")], abs=0.05)
+        assert loop["values"]["return_temp"]["value"] == pytest.approx(want[("sec1", None, "return_temp")], abs=0.05)
+        assert loop["values"]["supply_temp"]["ts"] > 0 and loop["values"]["supply_temp"]["fault"] is None
+        # the curve's required values at -10 °C for 75/50 radiators (DOMAIN.md table: 58.8/42.2)
+        assert loop["required_supply_temp"] == pytest.approx(58.8, abs=0.1)
+        assert loop["required_return_temp"] == pytest.approx(42.2, abs=0.1)
+        assert loop["delta_t"] == pytest.approx(
+            loop["values"]["supply_temp"]["value"] - loop["values"]["return_temp"]["value"], abs=0.2
+        )
+        assert 15.0 < loop["estimated_indoor_temp"] < 25.0
+        assert loop["status"] in ("ok", "unknown", "noncompliant", "sensor_fault")
+        assert beta["connection"]["polls"] > 0
+
+        alerts = await _json(client, base + "/api/v1/alerts")
+        assert isinstance(alerts["alerts"], list)
+
+
+async def test_health_metrics_page_and_history(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    async with running(config) as (service, _sim, client, base):
+        health = await _json(client, base + "/healthz")
+        assert health["status"] == "ok"
+        assert health["components"]["http"] == "ok"
+        assert "storage" in health["components"]
+        assert health["stations"]["total"] == 2
+
+        await wait_until(lambda: len(service.latest.history) >= 6, timeout=15, message="history")
+        hist = await _json(client, base + "/api/v1/history?station=alpha&loop=sec1")
+        quantities = {s["quantity"] for s in hist["series"]}
+        assert quantities == {"supply_temp", "return_temp"}
+        assert all(len(s["points"]) >= 1 and len(s["points"][0]) == 2 for s in hist["series"])
+        await _json(client, base + "/api/v1/history?station=nope", status=404)
+        await _json(client, base + "/api/v1/history", status=400)
+        await _json(client, base + "/api/v1/history?station=alpha&since=yesterday", status=400)
+
+        async with client.get(base + "/metrics") as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+        assert 'stationmon_http_requests_total{route="/healthz",code="200"}' in text
+        assert 'stationmon_station_online{station="alpha"} 1' in text
+        assert "stationmon_reading_age_seconds" in text
+        for line in text.splitlines():
+            assert line.startswith(("# HELP stationmon_", "# TYPE stationmon_", "stationmon_")), line
+
+        async with client.get(base + "/") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            page = await r.text()
+        assert '<script src="/static/app.js">' in page and "http://" not in page.replace(
+            'xmlns="http://www.w3.org/2000/svg"', ""
+        )
+        for name, ctype in (("app.js", "text/javascript"), ("style.css", "text/css")):
+            async with client.get(f"{base}/static/{name}") as r:
+                assert r.status == 200 and r.content_type == ctype
+                assert "https://" not in await r.text()  # nothing from a CDN
+        for bad in ("/static/..%2F..%2Fconfig.py", "/static/nope.js", "/nope"):
+            async with client.get(base + bad) as r:
+                assert r.status == 404, bad
+                assert "error" in await r.json()
+
+
+async def test_a_station_that_goes_quiet_is_offline(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+    async with running(config) as (_service, sim, client, base):
+
+        async def status_of(sid: str) -> str:
+            doc = await _json(client, base + "/api/v1/stations")
+            return str({st["id"]: st for st in doc["stations"]}[sid]["status"])
+
+        await wait_until(lambda: _online(client, base, "alpha", True), timeout=15, message="alpha online")
+        await sim.servers["alpha"].stop()
+        sim.servers.pop("alpha")  # keep the simulator from restarting it
+        await wait_until(lambda: _online(client, base, "alpha", False), timeout=15, message="alpha offline")
+        assert await status_of("alpha") == "offline"
+        assert await status_of("beta") != "offline"
+
+
+async def _online(client: aiohttp.ClientSession, base: str, sid: str, online: bool) -> bool:
+    doc = await _json(client, base + "/api/v1/stations")
+    st = {s["id"]: s for s in doc["stations"]}[sid]
+    return bool(st["online"] is online and st["last_seen"] is not None)
+
+
+async def test_a_failing_handler_answers_500_and_the_server_keeps_serving(tmp_path: Path) -> None:
+    config = _config(tmp_path, free_port())
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("boom")
+
+    async def ack(request: web.Request) -> web.StreamResponse:
+        if not check_bearer(request, "s3cret"):
+            raise web.HTTPUnauthorized(reason="needs Authorization: Bearer <token>")
+        return web.json_response({"ok": True})
+
+    service = Service(config)
+    service.http.add_route("GET", "/api/v1/broken", broken)
+    service.http.add_route("POST", "/api/v1/alerts/{id}/ack", ack)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    base = f"http://127.0.0.1:{config.http.port}"
+    try:
+        async with aiohttp.ClientSession() as client:
+
+            async def up() -> bool:
+                try:
+                    async with client.get(base + "/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await wait_until(up, timeout=15, message="the HTTP server")
+            async with client.get(base + "/api/v1/broken") as r:
+                assert r.status == 500
+                assert await r.json() == {"error": "internal error"}
+            async with client.post(base + "/api/v1/alerts/x/ack") as r:
+                assert r.status == 401
+            async with client.post(base + "/api/v1/alerts/x/ack", headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with client.post(base + "/api/v1/alerts/x/ack", headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 200
+            async with client.get(base + "/healthz") as r:
+                assert r.status == 200
+            metrics = service.metrics.render()
+            assert 'stationmon_http_requests_total{route="/api/v1/broken",code="500"} 1' in metrics
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+
+async def test_a_taken_port_is_a_stationmon_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _config(tmp_path, port)
+        server = HttpServer(Service(config))
+        with pytest.raises(StationmonError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await server.__aenter__()
