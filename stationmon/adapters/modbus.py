@@ -83,7 +83,7 @@ class ModbusTimeout(ModbusError):
 
 
 class ModbusDeadline(ModbusTimeout):
-    """Not sent: the poll's interval had no time left for this request's timeout."""
+    """Not sent: the poll ran past its interval (slow answers), so the next poll comes first."""
 
     reason = "deadline"
 
@@ -456,9 +456,10 @@ class ModbusPoller:
         first_error: ModbusError | None = None
         for i, (request, decoder) in enumerate(self._requests):
             try:
-                if deadline is not None and self.clock() + self.modbus.timeout_s > deadline:
-                    # a slow device must not push this station's next poll: skip what cannot finish
-                    raise ModbusDeadline("not sent: no time left in this interval for its timeout")
+                if deadline is not None and self.clock() >= deadline:
+                    # a slow device must not push this station's polls ever later: once the next slot
+                    # has come, the rest of this poll is dropped (its points fail, the next poll runs)
+                    raise ModbusDeadline("not sent: the poll ran into its next slot")
                 data = await self._read(request)
             except ModbusError as exc:
                 failed += 1
