@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -46,7 +47,7 @@ from stationmon.domain.model import AlertEvent
 from stationmon.errors import NotifyError
 from stationmon.metrics import Metrics
 
-__all__ = ["AlertmanagerNotifier", "PostableAlert", "silence_body"]
+__all__ = ["AlertmanagerNotifier", "PostableAlert", "event_from_snapshot", "silence_body", "silence_marker"]
 
 log = logging.getLogger("stationmon.notify")
 
@@ -79,19 +80,46 @@ class PostableAlert:
         }
 
 
-def silence_body(
-    labels: dict[str, str], now: float, duration_s: float, by: str, comment: str
-) -> dict[str, Any]:
+def silence_marker(alert_id: str) -> str:
+    """The tag in an acknowledgement silence's comment that names its alert (found again after a restart)."""
+    return f"[stationmon alert {alert_id}]"
+
+
+def silence_body(labels: dict[str, str], now: float, duration_s: float, by: str, comment: str) -> dict[str, Any]:
     """A silence matching exactly this label set, from `now` for `duration_s`."""
     return {
-        "matchers": [
-            {"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())
-        ],
+        "matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())],
         "startsAt": rfc3339(now),
         "endsAt": rfc3339(now + duration_s),
         "createdBy": by,
         "comment": comment,
     }
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def event_from_snapshot(snapshot: Any, now: float) -> AlertEvent:
+    """An active alert as the evaluator lists it (an AlertSnapshot), as a "firing" event."""
+    since = snapshot.since if snapshot.since is not None else snapshot.pending_since
+    return AlertEvent(
+        alert_id=snapshot.id,
+        rule=snapshot.rule,
+        station=snapshot.station,
+        district=snapshot.district,
+        loop=snapshot.loop,
+        severity=snapshot.severity,
+        state="firing",
+        ts=now,
+        since=since,
+        value=_finite(snapshot.value),
+        threshold=_finite(snapshot.threshold),
+        message=snapshot.message,
+        acknowledged_by=snapshot.acknowledged_by,
+        acknowledged_at=snapshot.acknowledged_at,
+        comment=snapshot.comment,
+    )
 
 
 class AlertmanagerNotifier(HttpNotifier):
@@ -133,6 +161,8 @@ class AlertmanagerNotifier(HttpNotifier):
         self._silence_create: dict[str, dict[str, Any]] = {}  # alert_id -> silence to create
         self.silences: dict[str, str] = {}  # alert_id -> Alertmanager's silence id
         self._silence_expire: set[str] = set()  # silence ids to expire
+        self._acked_unknown: set[str] = set()  # acknowledged before we started: silence id unknown
+        self._silence_lookup: set[str] = set()  # alert ids whose silences to find and expire
         self._headers: dict[str, str] = {}
         if config.bearer_token is not None:
             self._headers["Authorization"] = f"Bearer {config.bearer_token.get()}"
@@ -164,7 +194,7 @@ class AlertmanagerNotifier(HttpNotifier):
             self._unsilence(event.alert_id)
         elif event.state == "acknowledged":
             by = event.acknowledged_by or "stationmon"
-            comment = event.comment or f"acknowledged in stationmon (alert {event.alert_id})"
+            comment = f"{event.comment or 'acknowledged in stationmon'} {silence_marker(event.alert_id)}"
             self._unsilence(event.alert_id)
             self._silence_create[event.alert_id] = silence_body(
                 alert.labels, self.clock(), self.ack_silence_s, by, comment
@@ -175,6 +205,10 @@ class AlertmanagerNotifier(HttpNotifier):
         silence_id = self.silences.pop(alert_id, None)
         if silence_id is not None:
             self._silence_expire.add(silence_id)
+        elif alert_id in self._acked_unknown:
+            # Acknowledged before a restart: the silence id is lost, find it by its marker.
+            self._acked_unknown.discard(alert_id)
+            self._silence_lookup.add(alert_id)
 
     def _apply_queued(self) -> None:
         while self._events:
@@ -186,7 +220,7 @@ class AlertmanagerNotifier(HttpNotifier):
             self._pending.setdefault(alert.fingerprint, alert)
 
     def _has_work(self) -> bool:
-        return bool(self._pending or self._silence_create or self._silence_expire)
+        return bool(self._pending or self._silence_create or self._silence_expire or self._silence_lookup)
 
     @property
     def pending(self) -> int:
@@ -199,9 +233,12 @@ class AlertmanagerNotifier(HttpNotifier):
         loop = asyncio.get_running_loop()
         resend_s = self.config.resend_interval_s
         if self.active_alerts is not None:
+            # Alerts restored from the evaluator's state file: assert them again at once.
             for event in self.active_alerts():
                 if event.state != "resolved":
                     self._apply(replace(event, state="firing"))
+                    if event.acknowledged_at is not None:
+                        self._acked_unknown.add(event.alert_id)
         next_resend = loop.time() + resend_s
         retry_at: float | None = None
         self.backoff.reset()
@@ -278,9 +315,33 @@ class AlertmanagerNotifier(HttpNotifier):
             self._silence_create.pop(alert_id, None)
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 self.silences[alert_id] = str(json.loads(reply)["silenceID"])
+        for alert_id in list(self._silence_lookup):
+            self._silence_expire.update(await self._find_silences(session, alert_id))
+            self._silence_lookup.discard(alert_id)
         for silence_id in list(self._silence_expire):
             await self._expire_silence(session, silence_id)
             self._silence_expire.discard(silence_id)
+
+    async def _find_silences(self, session: aiohttp.ClientSession, alert_id: str) -> list[str]:
+        marker = silence_marker(alert_id)
+        try:
+            async with session.get(
+                f"{self.config.url}/api/v2/silences",
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+            ) as resp:
+                if resp.status >= 300:
+                    raise NotifyError(f"listing silences: HTTP {resp.status}")
+                silences = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise NotifyError(f"listing silences: {type(exc).__name__}: {exc}") from exc
+        return [
+            str(s["id"])
+            for s in silences
+            if isinstance(s, dict)
+            and s.get("status", {}).get("state") != "expired"
+            and marker in str(s.get("comment", ""))
+        ]
 
     async def _expire_silence(self, session: aiohttp.ClientSession, silence_id: str) -> None:
         url = f"{self.config.url}/api/v2/silence/{silence_id}"

@@ -25,12 +25,13 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 
+from stationmon.config import Config
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import NotifyError
 from stationmon.logutil import FailureLog
@@ -321,9 +322,7 @@ class QueuedNotifier:
         if len(self._events) >= self.queue_size:
             self._events.popleft()
             self._dropped("queue_full")
-            log.warning(
-                "%s %s: queue full (%d), dropped the oldest event", self.kind, self.target, self.queue_size
-            )
+            log.warning("%s %s: queue full (%d), dropped the oldest event", self.kind, self.target, self.queue_size)
         self._events.append(event)
         self._queue_length.set(len(self._events))
         self._idle.clear()
@@ -451,3 +450,58 @@ class HttpNotifier(QueuedNotifier):
 
 
 __all__ += ["HttpNotifier"]
+
+
+def external_url_of(config: Config) -> str:
+    """The URL our alerts link to: `[http] external_url`, else http://<listen>."""
+    return (config.http.external_url or f"http://{config.http.listen}").rstrip("/")
+
+
+def build_notifiers(
+    config: Config,
+    metrics: Metrics,
+    active_alerts: Callable[[], Iterable[AlertEvent]] | None = None,
+) -> list[QueuedNotifier]:
+    """One notifier per `[[alerting.alertmanager]]` and `[[alerting.webhook]]`, plus MQTT if enabled.
+
+    `active_alerts` lists the evaluator's active alerts (restored from its state file) so Alertmanager
+    gets them again after a restart of stationmon.
+    """
+    # Imported here: these modules build on this one.
+    from stationmon.adapters.alertmanager import AlertmanagerNotifier
+    from stationmon.adapters.mqtt_alerts import MqttAlertNotifier
+    from stationmon.adapters.webhook import WebhookNotifier
+
+    alerting = config.alerting
+    external_url = external_url_of(config)
+    common: dict[str, Any] = {"queue_size": alerting.queue_size, "retry_max_s": alerting.retry_max_s}
+    notifiers: list[QueuedNotifier] = []
+    many = len(alerting.alertmanager) > 1
+    for i, am in enumerate(alerting.alertmanager):
+        notifiers.append(
+            AlertmanagerNotifier(
+                am,
+                metrics,
+                external_url=external_url,
+                name=f"alertmanager-{i}" if many else "alertmanager",
+                active_alerts=active_alerts,
+                **common,
+            )
+        )
+    many = len(alerting.webhook) > 1
+    for i, hook in enumerate(alerting.webhook):
+        notifiers.append(
+            WebhookNotifier(
+                hook, metrics, external_url=external_url, name=f"webhook-{i}" if many else "webhook", **common
+            )
+        )
+    if alerting.mqtt.enabled:
+        if config.mqtt is None:
+            # config.py does not tie [alerting.mqtt] to [mqtt]; say so once instead of failing later.
+            log.error("alerting.mqtt: enabled, but there is no [mqtt] table with the broker's url; not publishing")
+        else:
+            notifiers.append(MqttAlertNotifier(alerting.mqtt, config.mqtt, metrics, **common))
+    return notifiers
+
+
+__all__ += ["build_notifiers", "external_url_of"]
