@@ -104,7 +104,19 @@ class Service:
         return None
 
     def _build_notifiers(self) -> list[Any]:
-        return []
+        from stationmon.adapters.alertmanager import event_from_snapshot
+        from stationmon.adapters.notify import build_notifiers
+
+        def active_alerts() -> list[AlertEvent]:
+            book = getattr(self.evaluator, "alerts", None)
+            if book is None:
+                return []
+            return [event_from_snapshot(a, self.clock()) for a in book.active_alerts()]
+
+        notifiers = build_notifiers(self.config, self.metrics, active_alerts)
+        for notifier in notifiers:
+            self.on_event(notifier.notify)
+        return notifiers
 
     def _build_http(self) -> Any:
         from stationmon.adapters.http import HttpServer
