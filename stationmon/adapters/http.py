@@ -136,13 +136,43 @@ class HttpServer:
         r.add_get("/api/v1/stations", self.stations)
         r.add_get("/api/v1/alerts", self.alerts)
         r.add_get("/api/v1/history", self.history)
-        # POST /api/v1/alerts/{id}/ack is the alert delivery's: it registers it through
-        # `service.http.add_route("POST", "/api/v1/alerts/{id}/ack", handler)` and checks the token
-        # with `check_bearer(request, token)`.
+        r.add_post("/api/v1/alerts/{id}/ack", self.acknowledge)
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Add an endpoint (before the server starts); its exceptions get the same JSON 500 handling."""
         self.app.router.add_route(method, path, handler)
+
+    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
+        """Acknowledge a firing alert: needs the Bearer token; the JSON body may carry "by" and "comment".
+
+        401 without or with a wrong token, 404 for no such firing alert. The "acknowledged" event goes to
+        every listener (notifiers, alert_events): repeats stop, escalation still goes out.
+        """
+        token = self.service.config.http.token
+        if not check_bearer(request, token.get() if token is not None else None):
+            response = json_response({"error": "missing or wrong bearer token"}, status=401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="stationmon"'
+            return response
+        doc: Any = {}
+        if request.body_exists:
+            try:
+                doc = json.loads(await request.read() or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise web.HTTPBadRequest(reason="the body must be JSON") from None
+        if not isinstance(doc, dict):
+            raise web.HTTPBadRequest(reason='the body must be a JSON object such as {"by": "...", "comment": "..."}')
+        by, comment = doc.get("by", "api"), doc.get("comment")
+        if not isinstance(by, str) or not by.strip() or len(by) > 200:
+            raise web.HTTPBadRequest(reason='"by" must be a non-empty string of at most 200 characters')
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+            raise web.HTTPBadRequest(reason='"comment" must be a string of at most 2000 characters')
+        alert_id = request.match_info["id"]
+        book = getattr(getattr(self.service, "evaluator", None), "alerts", None)
+        event = book.acknowledge(alert_id, by.strip(), comment, self.service.clock()) if book is not None else None
+        if event is None:
+            raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
+        self.service.emit_event(event)
+        return json_response({"acknowledged": alert_to_json(event)})
 
     # ------------------------------------------------------------------------------------------------
 

@@ -78,6 +78,4 @@ class WebhookNotifier(HttpNotifier):
     async def deliver(self, event: AlertEvent) -> None:
         """POST one message; NotifyError (retry) or RejectedError (drop) on failure."""
         body, headers = self.encode(event)
-        await post_json(
-            self._session(), self.config.url, body, timeout_s=self.config.timeout_s, headers=headers
-        )
+        await post_json(self._session(), self.config.url, body, timeout_s=self.config.timeout_s, headers=headers)
