@@ -101,7 +101,17 @@ class Service:
         return collectors
 
     def _build_evaluator(self) -> Any:
-        return None
+        from stationmon.evaluator import Evaluator
+
+        return Evaluator(
+            self.config,
+            self.latest,
+            self.station_states,
+            self.metrics,
+            write_lines=self.write_lines,
+            emit_event=self.emit_event,
+            clock=self.clock,
+        )
 
     def _build_notifiers(self) -> list[Any]:
         from stationmon.adapters.alertmanager import event_from_snapshot

@@ -1,0 +1,516 @@
+"""The alert lifecycle: a pure state machine, time given as a parameter.
+
+Each alert is keyed by (rule, station, loop) (loop None for station-level alerts) and goes
+
+    inactive --condition--> pending --held for `for`--> firing --gone for `clear_for`--> resolved
+                               |                           |  \\--age >= escalate_*_after--> escalated
+                               \\--gone: back to inactive   \\--acknowledge()--> acknowledged
+
+Every tick the caller passes the conditions that hold now (sparse: only the true ones) and a lookup
+that tells, for any other key, whether it was judged this tick (a `Condition` with the current value)
+or could not be judged (None: data missing, out of season, inhibited). Not judged never counts as
+gone: a firing alert of a station that went offline stays firing, its clear timer does not run, and a
+pending one drops back to inactive, because firing needs `for` of unbroken evidence.
+
+Inhibition: an active `station_offline` condition suppresses that station's loop conditions (one
+alert per outage, not one per loop); an active `sensor_fault` condition names its faulty sensors and
+suppresses the conditions of that loop (or, station-level, of every loop of the station) that read
+one of them. Suppressed conditions count as not judged.
+
+Hysteresis on values is the rules' job (they get `held_keys()`); this module handles time.
+The state serialises to a JSON-able dict so a restart neither forgets a firing alert nor fires it anew.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stationmon.domain.model import AlertEvent
+
+__all__ = [
+    "COMPLIANCE_RULES",
+    "SEVERITY_ORDER",
+    "STATE_VERSION",
+    "Alert",
+    "AlertBook",
+    "AlertKey",
+    "AlertSnapshot",
+    "Condition",
+    "RulePolicy",
+    "make_alert_id",
+]
+
+AlertKey = tuple[str, str, str | None]  # rule, station, loop (None: station level)
+
+SEVERITY_ORDER = {"warning": 0, "major": 1, "critical": 2}
+COMPLIANCE_RULES = frozenset(
+    {"supply_low", "return_low", "indoor_estimate_low", "indoor_low", "delta_t_low", "delta_t_high"}
+)
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RulePolicy:
+    """The timing and base severity of one rule."""
+
+    for_s: float = 600.0
+    clear_for_s: float = 600.0
+    severity: str = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """What a rule saw for one key this tick.
+
+    `sensors`: for `sensor_fault`, the faulty quantities (e.g. {"supply_temp"}); for the other
+    rules, the quantities the judgement read, so a fault on one of them suppresses it.
+    """
+
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    district: str = ""
+    sensors: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Alert:
+    """One pending or firing alert (mutable, owned by the AlertBook)."""
+
+    rule: str
+    station: str
+    loop: str | None
+    district: str
+    state: str  # "pending" or "firing"
+    pending_since: float
+    base_severity: str
+    severity: str
+    alert_id: str = ""
+    since: float | None = None  # when it started firing
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    clearing_since: float | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    comment: str | None = None
+
+    @property
+    def key(self) -> AlertKey:
+        return (self.rule, self.station, self.loop)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSnapshot:
+    """A read-only view of one alert for the HTTP API and the status page."""
+
+    id: str
+    rule: str
+    station: str
+    district: str
+    loop: str | None
+    severity: str
+    state: str
+    since: float | None
+    pending_since: float
+    value: float | None
+    threshold: float | None
+    message: str
+    acknowledged_by: str | None
+    acknowledged_at: float | None
+    comment: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (NaN values become None)."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "station": self.station,
+            "district": self.district,
+            "loop": self.loop,
+            "severity": self.severity,
+            "state": self.state,
+            "since": self.since,
+            "pending_since": self.pending_since,
+            "value": _clean(self.value),
+            "threshold": _clean(self.threshold),
+            "message": self.message,
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": self.acknowledged_at,
+            "comment": self.comment,
+        }
+
+
+def _clean(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def make_alert_id(rule: str, station: str, loop: str | None, since: float) -> str:
+    """Stable, URL-safe id of one alert's life: station.loop.rule.<start in ms>."""
+    return f"{station}.{loop or ''}.{rule}.{round(since * 1000)}"
+
+
+_NO_LOOKUP: Callable[[AlertKey], Condition | None] = lambda key: None  # noqa: E731
+
+
+@dataclass(slots=True)
+class _Inhibitors:
+    offline: set[str] = field(default_factory=set)
+    faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
+
+    def suppresses(self, key: AlertKey, cond: Condition | None) -> bool:
+        rule, station, loop = key
+        if rule == "station_offline":
+            return False
+        if station in self.offline:
+            # the outage is the one alert; the station's loop alerts and sensor faults wait
+            return True
+        if rule == "sensor_fault" or cond is None or not cond.sensors:
+            return False
+        for scope in ((station, loop), (station, None)):
+            bad = self.faults.get(scope)
+            if bad and not bad.isdisjoint(cond.sensors):
+                return True
+        return False
+
+
+class AlertBook:
+    """Every pending and firing alert, and the transitions between them."""
+
+    def __init__(
+        self,
+        policies: Mapping[str, RulePolicy],
+        *,
+        escalate_major_after_s: float = 86400.0,
+        escalate_critical_after_s: float = 172800.0,
+        keep_resolved: int = 100,
+    ) -> None:
+        self.policies = dict(policies)
+        self.escalate_major_after_s = escalate_major_after_s
+        self.escalate_critical_after_s = escalate_critical_after_s
+        self._alerts: dict[AlertKey, Alert] = {}
+        self._by_id: dict[str, AlertKey] = {}
+        self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
+        self.dirty = False  # set on every change worth persisting; the owner clears it after saving
+
+    @classmethod
+    def from_rules_config(cls, rules: Any) -> AlertBook:
+        """Build from a `stationmon.config.RulesConfig`."""
+        policies = {
+            name: RulePolicy(s.for_s, s.clear_for_s, s.severity) for name, s in rules.rules.items() if s.enabled
+        }
+        return cls(
+            policies,
+            escalate_major_after_s=rules.escalate_major_after_s,
+            escalate_critical_after_s=rules.escalate_critical_after_s,
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Queries
+
+    def __len__(self) -> int:
+        return len(self._alerts)
+
+    def get(self, key: AlertKey) -> Alert | None:
+        """The pending or firing alert of this key, or None."""
+        return self._alerts.get(key)
+
+    def held_keys(self) -> Iterable[AlertKey]:
+        """Keys with a pending or firing alert: the rules judge these with hysteresis."""
+        return self._alerts.keys()
+
+    def active_alerts(self, *, include_pending: bool = False) -> list[AlertSnapshot]:
+        """Firing alerts (and pending ones if asked), oldest first."""
+        out = [self._snapshot(a) for a in self._alerts.values() if include_pending or a.state == "firing"]
+        out.sort(key=lambda s: (s.since if s.since is not None else s.pending_since, s.station, s.loop or "", s.rule))
+        return out
+
+    def snapshot(self, alert_id: str) -> AlertSnapshot | None:
+        """The firing alert with this id, or None."""
+        key = self._by_id.get(alert_id)
+        return self._snapshot(self._alerts[key]) if key is not None else None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Number of alerts per (rule, state) for the metrics gauge (every known rule, zeros too)."""
+        out = {(rule, state): 0 for rule in self.policies for state in ("pending", "firing")}
+        for a in self._alerts.values():
+            out[(a.rule, a.state)] = out.get((a.rule, a.state), 0) + 1
+        return out
+
+    @staticmethod
+    def _snapshot(a: Alert) -> AlertSnapshot:
+        return AlertSnapshot(
+            id=a.alert_id,
+            rule=a.rule,
+            station=a.station,
+            district=a.district,
+            loop=a.loop,
+            severity=a.severity,
+            state=a.state,
+            since=a.since,
+            pending_since=a.pending_since,
+            value=a.value,
+            threshold=a.threshold,
+            message=a.message,
+            acknowledged_by=a.acknowledged_by,
+            acknowledged_at=a.acknowledged_at,
+            comment=a.comment,
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Transitions
+
+    def update(
+        self,
+        now: float,
+        conditions: Mapping[AlertKey, Condition],
+        lookup: Callable[[AlertKey], Condition | None] = _NO_LOOKUP,
+    ) -> list[AlertEvent]:
+        """Advance every alert to `now`; return the events of the transitions made.
+
+        `conditions`: the keys whose condition holds now. `lookup(key)`: for a key not in
+        `conditions`, its judged-and-clear Condition (current value), or None if not judged.
+        """
+        inhibit = _Inhibitors()
+        for (rule, station, loop), cond in conditions.items():
+            if rule == "station_offline" and rule in self.policies:
+                inhibit.offline.add(station)
+            elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
+                scope = (station, loop)
+                inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
+        events: list[AlertEvent] = []
+        for key, cond in conditions.items():
+            policy = self.policies.get(key[0])
+            if policy is None:
+                continue
+            alert = self._alerts.get(key)
+            if inhibit.suppresses(key, cond):
+                # not judged: a pending alert starts over, a firing one waits
+                if alert is not None and alert.state == "pending":
+                    del self._alerts[key]
+                    self.dirty = True
+                continue
+            if alert is None:
+                alert = self._alerts[key] = Alert(
+                    rule=key[0],
+                    station=key[1],
+                    loop=key[2],
+                    district=cond.district,
+                    state="pending",
+                    pending_since=now,
+                    base_severity=policy.severity,
+                    severity=policy.severity,
+                )
+                self.dirty = True
+            alert.value, alert.threshold, alert.message = cond.value, cond.threshold, cond.message
+            alert.district = cond.district or alert.district
+            if alert.clearing_since is not None:
+                alert.clearing_since = None
+                self.dirty = True
+            if alert.state == "pending" and now - alert.pending_since >= policy.for_s:
+                events.append(self._fire(alert, now))
+            if alert.state == "firing":
+                event = self._escalate(alert, now)
+                if event is not None:
+                    events.append(event)
+        for key in [k for k in self._alerts if k not in conditions]:
+            alert = self._alerts[key]
+            policy = self.policies.get(key[0])
+            seen = lookup(key)
+            judged = seen is not None and policy is not None and not inhibit.suppresses(key, seen)
+            if alert.state == "pending":
+                # pending needs unbroken evidence: gone or not judged, it starts over
+                del self._alerts[key]
+                self.dirty = True
+                continue
+            if not judged or policy is None:
+                continue
+            assert seen is not None
+            if alert.clearing_since is None:
+                alert.clearing_since = now
+                self.dirty = True
+            if now - alert.clearing_since >= policy.clear_for_s:
+                events.append(self._resolve(alert, now, seen))
+        return events
+
+    def _fire(self, alert: Alert, now: float) -> AlertEvent:
+        alert.state = "firing"
+        alert.since = now
+        alert.alert_id = make_alert_id(alert.rule, alert.station, alert.loop, now)
+        self._by_id[alert.alert_id] = alert.key
+        self.dirty = True
+        # an alert that fires after a long pending time may already be past a deadline
+        self._escalate(alert, now)
+        return self._event(alert, "firing", now)
+
+    def _escalate(self, alert: Alert, now: float) -> AlertEvent | None:
+        assert alert.since is not None
+        age = now - alert.since
+        due = alert.base_severity
+        if age >= self.escalate_critical_after_s:
+            due = "critical"
+        elif age >= self.escalate_major_after_s and SEVERITY_ORDER[due] < SEVERITY_ORDER["major"]:
+            due = "major"
+        if SEVERITY_ORDER[due] <= SEVERITY_ORDER[alert.severity]:
+            return None
+        alert.severity = due
+        self.dirty = True
+        return self._event(alert, "escalated", now)
+
+    def _resolve(self, alert: Alert, now: float, seen: Condition) -> AlertEvent:
+        del self._alerts[alert.key]
+        self._by_id.pop(alert.alert_id, None)
+        alert.value, alert.threshold = seen.value, seen.threshold
+        alert.message = seen.message or alert.message
+        self.dirty = True
+        event = self._event(alert, "resolved", now)
+        self.recently_resolved.append(self._snapshot(alert))
+        return event
+
+    def acknowledge(self, alert_id: str, who: str, comment: str | None, now: float) -> AlertEvent | None:
+        """Acknowledge a firing alert; None if no firing alert has this id."""
+        key = self._by_id.get(alert_id)
+        if key is None:
+            return None
+        alert = self._alerts[key]
+        alert.acknowledged_by, alert.acknowledged_at, alert.comment = who, now, comment
+        self.dirty = True
+        return self._event(alert, "acknowledged", now)
+
+    def retain(self, keep: Callable[[AlertKey], bool], now: float, reason: str = "") -> list[AlertEvent]:
+        """Drop alerts whose key `keep` refuses (a loop removed from the config): resolved events."""
+        events = []
+        for key in [k for k in self._alerts if not keep(k)]:
+            alert = self._alerts[key]
+            if alert.state == "firing":
+                events.append(self._resolve(alert, now, Condition(message=reason)))
+            else:
+                del self._alerts[key]
+            self.dirty = True
+        return events
+
+    @staticmethod
+    def _event(alert: Alert, state: str, now: float) -> AlertEvent:
+        return AlertEvent(
+            alert_id=alert.alert_id,
+            rule=alert.rule,
+            station=alert.station,
+            district=alert.district,
+            loop=alert.loop,
+            severity=alert.severity,
+            state=state,
+            ts=now,
+            since=alert.since if alert.since is not None else alert.pending_since,
+            value=_clean(alert.value),
+            threshold=_clean(alert.threshold),
+            message=alert.message,
+            acknowledged_by=alert.acknowledged_by,
+            acknowledged_at=alert.acknowledged_at,
+            comment=alert.comment,
+            labels={
+                "alertname": alert.rule,
+                "station": alert.station,
+                "district": alert.district,
+                "loop": alert.loop or "",
+                "severity": alert.severity,
+            },
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    # Persistence
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole state as a JSON-able dict."""
+        return {
+            "version": STATE_VERSION,
+            "alerts": [
+                {
+                    "rule": a.rule,
+                    "station": a.station,
+                    "loop": a.loop,
+                    "district": a.district,
+                    "state": a.state,
+                    "id": a.alert_id,
+                    "pending_since": a.pending_since,
+                    "since": a.since,
+                    "base_severity": a.base_severity,
+                    "severity": a.severity,
+                    "value": _clean(a.value),
+                    "threshold": _clean(a.threshold),
+                    "message": a.message,
+                    "clearing_since": a.clearing_since,
+                    "acknowledged_by": a.acknowledged_by,
+                    "acknowledged_at": a.acknowledged_at,
+                    "comment": a.comment,
+                }
+                for a in self._alerts.values()
+            ],
+        }
+
+    def load_dict(self, data: Mapping[str, Any]) -> int:
+        """Replace the state with one saved by `to_dict`; returns alerts restored.
+
+        Entries of unknown or disabled rules and malformed entries are skipped; ValueError if the
+        document as a whole is not a state of a version we read.
+        """
+        if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
+            raise ValueError(f"not an alert state of version {STATE_VERSION}")
+        alerts: dict[AlertKey, Alert] = {}
+        for item in data.get("alerts", ()):
+            try:
+                alert = _alert_from_dict(item)
+            except (KeyError, TypeError, ValueError):
+                continue
+            policy = self.policies.get(alert.rule)
+            if policy is None:
+                continue
+            if SEVERITY_ORDER[policy.severity] > SEVERITY_ORDER[alert.severity]:
+                alert.severity = policy.severity  # the config raised the rule's severity since
+            alert.base_severity = policy.severity
+            alerts[alert.key] = alert
+        self._alerts = alerts
+        self._by_id = {a.alert_id: a.key for a in alerts.values() if a.state == "firing"}
+        self.dirty = False
+        return len(alerts)
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _opt_str(x: Any) -> str | None:
+    return None if x is None else str(x)
+
+
+def _alert_from_dict(d: Mapping[str, Any]) -> Alert:
+    state = str(d["state"])
+    severity = str(d["severity"])
+    if state not in ("pending", "firing") or severity not in SEVERITY_ORDER:
+        raise ValueError(state)
+    since = _opt_float(d.get("since"))
+    alert_id = str(d.get("id") or "")
+    if state == "firing" and (since is None or not alert_id):
+        raise ValueError("firing without since/id")
+    return Alert(
+        rule=str(d["rule"]),
+        station=str(d["station"]),
+        loop=_opt_str(d.get("loop")),
+        district=str(d.get("district", "")),
+        state=state,
+        pending_since=float(d["pending_since"]),
+        base_severity=str(d.get("base_severity", severity)),
+        severity=severity,
+        alert_id=alert_id,
+        since=since,
+        value=_opt_float(d.get("value")),
+        threshold=_opt_float(d.get("threshold")),
+        message=str(d.get("message", "")),
+        clearing_since=_opt_float(d.get("clearing_since")),
+        acknowledged_by=_opt_str(d.get("acknowledged_by")),
+        acknowledged_at=_opt_float(d.get("acknowledged_at")),
+        comment=_opt_str(d.get("comment")),
+    )
