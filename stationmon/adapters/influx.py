@@ -22,6 +22,7 @@ the same point. A 413 splits the batch too.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import json
@@ -43,6 +44,7 @@ __all__ = ["InfluxWriter", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
+_FIRST_BACKOFF_S = 0.5
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -113,11 +115,11 @@ class _V1Transport:
         self.params = {"db": config.database, "precision": config.precision}
         if config.retention_policy:
             self.params["rp"] = config.retention_policy
-        self.auth = (
-            aiohttp.BasicAuth(config.username, config.password.get() if config.password else "")
-            if config.username
-            else None
-        )
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if config.username:
+            # Basic auth built here: aiohttp.BasicAuth is deprecated in the 3.x line we support.
+            secret = f"{config.username}:{config.password.get() if config.password else ''}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
         self.gzip = config.gzip
         self.timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self.session: aiohttp.ClientSession | None = None
@@ -132,14 +134,12 @@ class _V1Transport:
 
     async def write(self, body: bytes) -> None:
         assert self.session is not None
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers = dict(self.headers)
         if self.gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            async with self.session.post(
-                self.url, params=self.params, data=body, headers=headers, auth=self.auth
-            ) as resp:
+            async with self.session.post(self.url, params=self.params, data=body, headers=headers) as resp:
                 if 200 <= resp.status < 300:
                     return
                 text = await resp.text(errors="replace")
@@ -261,6 +261,8 @@ class InfluxWriter:
         )
         self._spool_dropped_seen = 0
         self._dropped = 0
+        self._backoff_s = _FIRST_BACKOFF_S
+        self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
     # ------------------------------------------------------------------------------------------------
     # The hot path
@@ -427,6 +429,7 @@ class InfluxWriter:
         except StorageError as exc:
             self._note_failure(str(exc))
             self._m_retried.inc(len(batch))
+            self._back_off(exc)
             self._to_spool(batch, since)
         except asyncio.CancelledError:
             self._to_spool(batch, since)
@@ -437,8 +440,10 @@ class InfluxWriter:
 
     async def _replay_loop(self) -> None:
         assert self._spool is not None
-        backoff = 0.5
         while True:
+            wait = self._next_attempt - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 record = self._spool.peek()
             except StorageError as exc:
@@ -454,12 +459,9 @@ class InfluxWriter:
             except StorageError as exc:
                 self._note_failure(str(exc))
                 self._m_retried.inc(len(record.lines))
-                hint = exc.retry_after_s if isinstance(exc, _Retryable) else None
-                delay = min(self.config.max_retry_delay_s, max(backoff, hint or 0.0))
-                backoff = min(self.config.max_retry_delay_s, backoff * 2)
-                await asyncio.sleep(delay)
+                self._back_off(exc)
                 continue
-            backoff = 0.5
+            self._backoff_s = _FIRST_BACKOFF_S
             try:
                 self._spool.ack(record)
             except StorageError as exc:
@@ -527,6 +529,13 @@ class InfluxWriter:
                 f.write(text)
         except OSError as exc:
             log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
+
+    def _back_off(self, exc: StorageError) -> None:
+        """Push the next replay attempt back: exponential backoff, at least the server's Retry-After."""
+        hint = exc.retry_after_s if isinstance(exc, _Retryable) else None
+        delay = min(self.config.max_retry_delay_s, max(self._backoff_s, hint or 0.0))
+        self._backoff_s = min(self.config.max_retry_delay_s, self._backoff_s * 2)
+        self._next_attempt = max(self._next_attempt, time.monotonic() + delay)
 
     def _note_failure(self, reason: str) -> None:
         self.last_error = reason
