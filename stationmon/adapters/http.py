@@ -167,11 +167,11 @@ class HttpServer:
         if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
             raise web.HTTPBadRequest(reason='"comment" must be a string of at most 2000 characters')
         alert_id = request.match_info["id"]
-        book = getattr(getattr(self.service, "evaluator", None), "alerts", None)
-        event = book.acknowledge(alert_id, by.strip(), comment, self.service.clock()) if book is not None else None
+        evaluator = getattr(self.service, "evaluator", None)
+        # The evaluator's acknowledge records alert_events, saves its state and emits the event.
+        event = evaluator.acknowledge(alert_id, by.strip(), comment) if evaluator is not None else None
         if event is None:
             raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
-        self.service.emit_event(event)
         return json_response({"acknowledged": alert_to_json(event)})
 
     # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,157 @@
+"""The whole service: a station that stops answering fires station_offline, which reaches Alertmanager;
+acknowledging it over the HTTP API needs the token, silences it in Alertmanager, and is recorded in
+InfluxDB's alert_events. Real InfluxDB, Alertmanager, HTTP server; the station is a closed port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from stationmon.config import load_config
+from stationmon.service import Service
+from tests.helpers import free_port, wait_until, write_config
+
+TOKEN = "t0ken-for-the-test"
+
+
+def service_config(tmp_path: Path, influx: Any, db: str, am_url: str, http_port: int) -> Path:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    return write_config(
+        tmp_path,
+        f"""
+[influxdb]
+url = "{influx.url}"
+api = "v1"
+database = "{db}"
+spool_dir = "{tmp_path / "spool"}"
+flush_interval = "100ms"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+token_file = "{token_file}"
+
+[[alerting.alertmanager]]
+url = "{am_url}"
+resend_interval = "1s"
+
+[rules]
+evaluate_every = "200ms"
+for = "0s"
+clear_for = "0s"
+offline_after = "1s"
+season_start = "01-01"
+season_end = "12-31"
+
+[[stations]]
+id = "daoli-334"
+district = "daoli"
+
+  [stations.modbus]
+  host = "127.0.0.1"
+  port = {free_port()}
+  interval = "200ms"
+  timeout = "200ms"
+
+  [[stations.loops]]
+  id = "sec1"
+  emitter = "floor"
+
+  [[stations.points]]
+  loop = "sec1"
+  quantity = "supply_temp"
+  address = 0
+""",
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service) -> AsyncIterator[Service]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop), name="service")
+    try:
+        yield service
+    finally:
+        stop.set()
+        await task
+
+
+AM_YAML = """
+route:
+  receiver: none
+  group_wait: 100ms
+  group_interval: 200ms
+receivers:
+  - name: none
+"""
+
+
+async def test_ack_over_the_api(tmp_path: Path, influxdb: Any, influx_db: str, alertmanager_factory: Any) -> None:
+    am = alertmanager_factory(AM_YAML)
+    http_port = free_port()
+    config = load_config(service_config(tmp_path, influxdb, influx_db, am.url, http_port))
+    base = f"http://127.0.0.1:{http_port}"
+    async with running(Service(config)), aiohttp.ClientSession() as http:
+
+        async def offline_alert() -> dict[str, Any] | None:
+            try:
+                async with http.get(f"{base}/api/v1/alerts") as resp:
+                    alerts = (await resp.json())["alerts"]
+            except aiohttp.ClientConnectionError:
+                return None  # the server is still starting
+            return next((a for a in alerts if a["rule"] == "station_offline"), None)
+
+        alert = await wait_until(offline_alert, message="station_offline firing")
+        await wait_until(
+            lambda: any(a["labels"]["alertname"] == "station_offline" for a in am.alerts()),
+            message="station_offline in Alertmanager",
+        )
+        url = f"{base}/api/v1/alerts/{alert['id']}/ack"
+        body = {"by": "wang", "comment": "crew on the way"}
+        async with http.post(url, json=body) as resp:
+            assert resp.status == 401
+        async with http.post(url, json=body, headers={"Authorization": "Bearer wrong"}) as resp:
+            assert resp.status == 401
+        async with http.post(url, json=body, headers={"Authorization": f"Token {TOKEN}"}) as resp:
+            assert resp.status == 401
+        async with http.post(
+            f"{base}/api/v1/alerts/no-such-alert/ack", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp:
+            assert resp.status == 404
+        async with http.post(url, data=b"[1,2]", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 400
+        after_bad = await offline_alert()
+        assert after_bad is not None and after_bad["acknowledged_by"] is None
+
+        async with http.post(url, json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["acknowledged"]["acknowledged_by"] == "wang"
+        acked = await offline_alert()
+        assert acked is not None and acked["acknowledged_by"] == "wang" and acked["acknowledged_at"]
+
+        # Alertmanager: the alert is silenced by the acknowledgement
+        def silenced() -> bool:
+            return any(
+                a["labels"]["alertname"] == "station_offline" and a["status"]["state"] == "suppressed"
+                for a in am.alerts()
+            )
+
+        await wait_until(silenced, message="the acknowledged alert silenced in Alertmanager")
+
+        # InfluxDB: the transition is recorded
+        def ack_rows() -> list[dict[str, Any]]:
+            return influxdb.query(
+                influx_db,
+                "SELECT * FROM alert_events WHERE \"state\" = 'acknowledged' AND \"rule\" = 'station_offline'",
+            )
+
+        rows = await wait_until(ack_rows, message="the acknowledged event in alert_events")
+        assert rows[0]["station"] == "daoli-334"
+        firing = influxdb.query(influx_db, "SELECT * FROM alert_events WHERE \"state\" = 'firing'")
+        assert any(r["rule"] == "station_offline" for r in firing)
