@@ -1,0 +1,85 @@
+"""The command line: --version, --help on every command, log formats, the failure/recovery log pattern."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from stationmon import __version__
+from stationmon.cli import build_parser, main
+from stationmon.logutil import FailureLog, RateLimitedLog, setup_logging
+
+COMMANDS = ["run", "check-config", "demo", "simulate", "curve", "report"]
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "stationmon", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"stationmon {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_on_every_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: stationmon {command}" in capsys.readouterr().out
+
+
+def test_every_contract_command_is_there() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(COMMANDS) <= set(sub.choices)  # type: ignore[arg-type]
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: stationmon" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["curve", "--design", "50/40"])  # --outdoor missing
+    assert info.value.code == 2
+
+
+def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", "json")
+        logging.getLogger("stationmon.test").warning("PLC %s unreachable", "daoli-youyi-334")
+        doc = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert doc["level"] == "warning" and doc["logger"] == "stationmon.test"
+        assert doc["msg"] == "PLC daoli-youyi-334 unreachable" and doc["ts"].endswith("Z")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+
+
+def test_failure_logs_error_once_then_debug_then_recovery(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="stationmon.t")
+    flog = FailureLog(logging.getLogger("stationmon.t"), "station s1 (10.0.0.1:502)")
+    flog.success()  # no recovery message when it was never failing
+    for _ in range(3):
+        flog.failure("connection refused")
+    flog.success()
+    flog.success()
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert levels == [
+        ("ERROR", "station s1 (10.0.0.1:502): connection refused"),
+        ("DEBUG", "station s1 (10.0.0.1:502): still failing: connection refused"),
+        ("DEBUG", "station s1 (10.0.0.1:502): still failing: connection refused"),
+        ("INFO", "station s1 (10.0.0.1:502): recovered"),
+    ]
+
+
+def test_rate_limited_log_once_a_minute_per_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stationmon.r")
+    rl = RateLimitedLog(logging.getLogger("stationmon.r"), interval_s=60)
+    assert rl.warning("t/a", "bad payload on %s", "t/a", now=0.0)
+    assert not rl.warning("t/a", "bad payload on %s", "t/a", now=59.0)
+    assert rl.warning("t/b", "bad payload on %s", "t/b", now=59.0)
+    assert rl.warning("t/a", "bad payload on %s", "t/a", now=61.0)
+    assert len(caplog.records) == 3
