@@ -154,6 +154,8 @@ class MqttCollector:
             properties=properties,
             tls_context=build_tls_context(cfg) if cfg.tls else None,
             timeout=10.0,
+            # paho logs socket errors we report ourselves; "aiomqtt" is the logger the CLI quietens
+            logger=logging.getLogger("aiomqtt"),
         )
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
