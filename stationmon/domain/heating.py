@@ -212,14 +212,12 @@ def running_mean_update(
     mean_a, mean_ts_a, value_a, ts_a = (_f(v) for v in (mean, mean_ts, value, ts))
     with np.errstate(invalid="ignore", over="ignore"):
         fresh = ~np.isnan(value_a) & ~(ts_a <= mean_ts_a)
-        if window_s > 0.0:
-            dt = np.where(np.isnan(mean_ts_a), np.inf, ts_a - mean_ts_a)
-            # irregular sampling: the weight of a sample grows with the time it stands for
-            alpha = -np.expm1(-np.maximum(dt, 0.0) / window_s)
-        else:
-            alpha = np.ones_like(value_a)
-        alpha = np.where(np.isnan(mean_a), 1.0, alpha)
-        new_mean = np.where(fresh, mean_a + alpha * (value_a - np.where(np.isnan(mean_a), 0.0, mean_a)), mean_a)
-        new_mean = np.where(fresh & np.isnan(mean_a), value_a, new_mean)
+        # irregular sampling: a sample's weight grows with the time since the last one
+        gap = np.maximum(ts_a - mean_ts_a, 0.0)
+        keep = np.exp(-gap / window_s) if window_s > 0.0 else np.zeros(np.shape(gap))
+        keep = np.where(np.isnan(mean_a) | np.isnan(keep), 0.0, keep)
+        # written as value + keep*(mean - value) so keep == 0 gives the sample exactly
+        blended = value_a + keep * np.where(np.isnan(mean_a), 0.0, mean_a - value_a)
+        new_mean = np.where(fresh, blended, mean_a)
         new_ts = np.where(fresh, ts_a, mean_ts_a)
     return new_mean, new_ts
