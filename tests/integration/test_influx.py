@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -360,3 +361,20 @@ async def test_v1_auth_and_missing_database_keep_data_until_fixed(influxdb: Infl
         influxdb.create_database(name)
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     assert stored(influxdb, name) == {i: float(i) for i in range(50)}
+
+
+async def test_exit_with_influx_down_spools_what_it_holds(
+    influxdb: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    dead = v1_config(influxdb, influx_db, tmp_path, flush_interval_s=30.0, timeout_s=1.0)
+    dead = dataclasses.replace(dead, url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    async with InfluxWriter(dead, Metrics()) as writer:
+        writer.submit(lines_for(0, 300))  # below batch_size and before the interval: still in memory
+        assert writer.buffered_lines == 300
+    spool = Spool(tmp_path / "spool")
+    record = spool.peek()
+    assert record is not None and record.lines == lines_for(0, 300)
+    spool.close()
+    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+        await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(300)}
