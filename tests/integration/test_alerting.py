@@ -24,7 +24,7 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
-from stationmon.adapters.alertmanager import AlertmanagerNotifier
+from stationmon.adapters.alertmanager import AlertmanagerNotifier, silence_marker
 from stationmon.adapters.mqtt_alerts import MqttAlertNotifier
 from stationmon.adapters.notify import label_fingerprint
 from stationmon.adapters.webhook import WebhookNotifier
@@ -362,7 +362,7 @@ async def test_acknowledged_alert_is_silenced_until_it_escalates(
         [silence_id] = await wait_until(suppressed, message="the alert silenced")
         silence = await am_get(am.url, f"/api/v2/silence/{silence_id}")
         assert silence["createdBy"] == "wang"
-        assert silence["comment"] == "fixing"
+        assert silence["comment"] == f"fixing {silence_marker(firing.alert_id)}"
         alerts = await am_get(am.url, "/api/v2/alerts")
         assert alerts[0]["annotations"]["acknowledged_by"] == "wang"
 
@@ -381,6 +381,29 @@ async def test_acknowledged_alert_is_silenced_until_it_escalates(
         active = await am_get(am.url, "/api/v2/alerts?active=true")
         # the warning label set was ended when the alert escalated: only the major one is left
         assert [a["labels"]["severity"] for a in active] == ["major"]
+
+
+async def test_acknowledgement_silence_is_found_again_after_a_restart(alertmanager_factory: Any) -> None:
+    """stationmon restarts with an acknowledged alert restored from its state: the resolution still
+    expires the silence the previous run created (found by the marker in its comment)."""
+    am = alertmanager_factory(am_yaml("http://127.0.0.1:9/unused"))
+    firing = make_event()
+    acked = replace(firing, state="acknowledged", acknowledged_by="li", acknowledged_at=time.time())
+
+    async def silences() -> list[dict[str, Any]]:
+        got = await am_get(am.url, "/api/v2/silences")
+        return [s for s in got if s["status"]["state"] == "active"]
+
+    async with am_notifier(am.url, Metrics()) as first:
+        first.notify(firing)
+        first.notify(acked)
+        [silence] = await wait_until(silences, message="the acknowledgement silence")
+    async with am_notifier(am.url, Metrics(), active_alerts=lambda: [acked]) as second:
+        assert second.silences == {}  # a new process does not know the silence id
+        second.notify(replace(firing, state="resolved", ts=time.time()))
+        await wait_until(lambda: second.pending == 0, message="the resolution delivered")
+    after = await am_get(am.url, f"/api/v2/silence/{silence['id']}")
+    assert after["status"]["state"] == "expired"
 
 
 async def test_station_offline_inhibits_its_loop_alerts(alertmanager_factory: Any, receiver_factory: Any) -> None:
