@@ -7,6 +7,7 @@ import hmac
 import json
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from stationmon.adapters.notify import (
     RejectedError,
     alert_annotations,
     alert_labels,
+    build_notifiers,
+    external_url_of,
     generator_url,
     group_key,
     label_fingerprint,
@@ -27,7 +30,7 @@ from stationmon.adapters.notify import (
     webhook_message,
 )
 from stationmon.adapters.webhook import WebhookNotifier, sign_body
-from stationmon.config import Secret, WebhookConfig
+from stationmon.config import Secret, WebhookConfig, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import NotifyError
 from stationmon.metrics import Metrics
@@ -351,3 +354,38 @@ async def test_events_queued_before_start_are_delivered() -> None:
     async with receiver:
         await wait_until(lambda: receiver.got, message="the early event")
     assert receiver.got == [FIRING]
+
+
+def test_build_notifiers_from_config(tmp_path: Path) -> None:
+    config = parse_config_text(
+        f"""
+[influxdb]
+api = "v1"
+database = "d"
+spool_dir = "{tmp_path}"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[http]
+listen = "10.0.0.5:9640"
+[[alerting.alertmanager]]
+url = "http://am1:9093"
+[[alerting.alertmanager]]
+url = "http://am2:9093"
+[[alerting.webhook]]
+url = "https://hook.example/x?key=secret"
+[alerting.mqtt]
+enabled = true
+[[stations]]
+id = "s1"
+""",
+        require_influxdb=False,
+    )
+    notifiers = build_notifiers(config, Metrics())
+    assert [(n.kind, n.name) for n in notifiers] == [
+        ("alertmanager", "alertmanager-0"),
+        ("alertmanager", "alertmanager-1"),
+        ("webhook", "webhook"),
+        ("mqtt", "mqtt"),
+    ]
+    assert notifiers[2].target == "https://hook.example/x"  # the key stays out of logs
+    assert external_url_of(config) == "http://10.0.0.5:9640"
