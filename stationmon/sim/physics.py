@@ -113,12 +113,14 @@ class StationSim:
         self.outdoor_smooth = self.outdoor
         self.loops: dict[str, LoopState] = {}
         for loop in station.loops:
-            supply, ret = self._setpoints(loop, None)
+            # a fault active at start is already in effect: the station was in that state before we looked
+            fault = self.fault_of(loop.id, start_ts)
+            supply, ret = self._setpoints(loop, fault)
             design_flow = self._rng.uniform(15.0, 60.0)
             self.loops[loop.id] = LoopState(
                 supply=supply,
                 ret=ret,
-                flow=design_flow,
+                flow=design_flow * (2.5 if fault == "low_delta_t" else 1.0),
                 indoor=site.indoor_target + 1.0,
                 design_flow=design_flow,
             )
@@ -166,7 +168,7 @@ class StationSim:
             ret = t_i + 0.6 * (ret - t_i)
         elif fault == "low_delta_t":
             # overflow ("大流量小温差"): the return comes back nearly as warm as the supply
-            ret = supply - 0.25 * (supply - ret)
+            ret = supply - 0.15 * (supply - ret)
         return supply, ret
 
     # ------------------------------------------------------------------------------------------------
