@@ -1,0 +1,234 @@
+"""The evaluator with real files and a real event loop: lines, events, metrics, the state file, run()."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from stationmon.config import Config, parse_config_text
+from stationmon.domain.latest import LatestValues
+from stationmon.domain.model import AlertEvent, Reading, StationState
+from stationmon.evaluator import Evaluator
+from stationmon.metrics import Metrics
+from tests.helpers import wait_until
+
+T0 = 1_760_000_000.0
+
+
+def make_config(tmp_path: Path, *, loops: str = "rad,floor", extra: str = "", state_file: str = "") -> Config:
+    loop_tables = {
+        "rad": '[[stations.loops]]\nid = "rad"\nemitter = "radiator"\n',
+        "floor": '[[stations.loops]]\nid = "floor"\nemitter = "floor"\n',
+    }
+    text = f"""
+state_dir = "{tmp_path}/state"
+[rules]
+evaluate_every = "50ms"
+for = "0s"
+clear_for = "30s"
+season_start = "01-01"
+season_end = "12-31"
+outdoor_smoothing = "0s"
+{f'state_file = "{state_file}"' if state_file else ""}
+{extra}
+[[stations]]
+id = "s1"
+district = "d1"
+{"".join(loop_tables[name] for name in loops.split(",") if name)}
+"""
+    return parse_config_text(text, require_influxdb=False)
+
+
+class Harness:
+    """An evaluator with a settable clock, collecting what it writes and emits."""
+
+    def __init__(self, config: Config, latest: LatestValues | None = None) -> None:
+        self.now = T0
+        self.latest = latest or LatestValues()
+        self.lines: list[str] = []
+        self.events: list[AlertEvent] = []
+        self.metrics = Metrics()
+        self.evaluator = Evaluator(
+            config,
+            self.latest,
+            {"s1": StationState("s1")},
+            self.metrics,
+            write_lines=self.lines.extend,
+            emit_event=self.events.append,
+            clock=lambda: self.now,
+        )
+
+    def feed(
+        self, supply: float, ret: float, outdoor: float = -10.0, loops: tuple[str, ...] = ("rad", "floor")
+    ) -> None:
+        readings = [Reading("s1", "outdoor_temp", outdoor, self.now)]
+        for loop in loops:
+            readings.append(Reading("s1", "supply_temp", supply, self.now, loop=loop))
+            readings.append(Reading("s1", "return_temp", ret, self.now, loop=loop))
+        self.latest.update(readings)
+
+    def tick(self, advance: float = 10.0) -> list[AlertEvent]:
+        self.now += advance
+        return self.evaluator.tick(self.now)
+
+
+def test_tick_writes_status_and_event_lines_and_metrics(tmp_path: Path) -> None:
+    h = Harness(make_config(tmp_path))
+    h.feed(41.0, 34.0)
+    events = h.tick(1.0)
+    assert sorted(e.rule for e in events) == ["delta_t_low", "indoor_estimate_low", "return_low", "supply_low"]
+    assert all(e.loop == "rad" and e.state == "firing" for e in events)
+    assert h.events == events
+    status_lines = [ln for ln in h.lines if ln.startswith("loop_status")]
+    event_lines = [ln for ln in h.lines if ln.startswith("alert_events")]
+    assert len(status_lines) == 2 and len(event_lines) == 4
+    rad = next(ln for ln in status_lines if "loop=rad" in ln)
+    assert 'status="noncompliant"' in rad and "compliant=false" in rad and "required_supply_temp=58.75" in rad
+    assert rad.endswith(f" {round((T0 + 1.0) * 1000)}")
+    floor = next(ln for ln in status_lines if "loop=floor" in ln)
+    assert 'status="ok"' in floor and "compliant=true" in floor and "estimated_indoor_temp=18.56" in floor
+    supply_line = next(ln for ln in event_lines if "rule=supply_low" in ln)
+    assert 'state="firing"' in supply_line and "value=41" in supply_line and "severity=warning" in supply_line
+    text = h.metrics.render()
+    assert "stationmon_evaluation_seconds_count 1" in text
+    assert 'stationmon_alerts{rule="supply_low",state="firing"} 1' in text
+    assert 'stationmon_alerts{rule="indoor_low",state="firing"} 0' in text
+    assert 'stationmon_loops{status="noncompliant"} 1' in text
+    assert 'stationmon_alert_events_total{rule="supply_low",state="firing"} 1' in text
+    status = h.evaluator.loop_status[("s1", "rad")]
+    assert status.compliant is False and status.reasons[0].startswith("supply_low: supply 41.0 °C below")
+    assert set(h.evaluator.loop_status) == {("s1", "rad"), ("s1", "floor")}
+    assert h.evaluator.status()["state"] == "ok"
+
+
+def test_state_file_is_written_atomically_and_restores_without_refiring(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    h = Harness(config)
+    h.feed(41.0, 34.0)
+    [fired] = [e for e in h.tick(1.0) if e.rule == "supply_low"]
+    path = tmp_path / "state" / "alerts.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["version"] == 1 and {a["id"] for a in doc["alerts"]["alerts"]} >= {fired.alert_id}
+    assert doc["outdoor_mean"]["s1"][0] == -10.0
+    assert [p.name for p in path.parent.iterdir()] == ["alerts.json"]  # no temp file left behind
+    ack = h.evaluator.acknowledge(fired.alert_id, "ops", "on it")
+    assert ack is not None and ack.state == "acknowledged" and h.events[-1] is ack
+    assert any("alert_events" in ln and 'state="acknowledged"' in ln for ln in h.lines)
+    assert h.evaluator.acknowledge("nope", "ops") is None
+
+    # a new process: same latest values, same file
+    h2 = Harness(config, h.latest)
+    h2.now = h.now
+    assert h2.tick(5.0) == []
+    [snap] = [a for a in h2.evaluator.alerts.active_alerts() if a.rule == "supply_low"]
+    assert (snap.id, snap.acknowledged_by, snap.comment) == (fired.alert_id, "ops", "on it")
+
+
+def test_restored_alerts_of_a_removed_loop_resolve(tmp_path: Path) -> None:
+    h = Harness(make_config(tmp_path))
+    h.feed(41.0, 34.0)
+    h.tick(1.0)
+    h2 = Harness(make_config(tmp_path, loops="floor"), h.latest)
+    h2.now = h.now
+    events = h2.tick(1.0)
+    assert events and {(e.loop, e.state) for e in events} == {("rad", "resolved")}
+    assert all(e.message == "no longer in the configuration" for e in events)
+    assert h2.evaluator.alerts.active_alerts() == []
+
+
+def test_corrupt_state_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "custom" / "my-alerts.json"
+    state.parent.mkdir()
+    state.write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.ERROR, logger="stationmon.evaluator"):
+        h = Harness(make_config(tmp_path, state_file=str(state)))
+    assert "unreadable alert state" in caplog.text
+    assert [p.name for p in state.parent.iterdir()] == [f"my-alerts.json.corrupt-{int(T0)}"]
+    h.feed(41.0, 34.0)
+    assert h.tick(1.0)
+    assert json.loads(state.read_text(encoding="utf-8"))["version"] == 1
+
+
+def test_unwritable_state_is_reported_once_and_judging_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("", encoding="utf-8")
+    h = Harness(make_config(tmp_path, state_file=str(blocker / "alerts.json")))
+    with caplog.at_level(logging.DEBUG, logger="stationmon.evaluator"):
+        h.feed(41.0, 34.0)
+        assert h.tick(1.0)
+        h.feed(41.0, 34.0)
+        h.evaluator.alerts.dirty = True
+        h.tick(1.0)
+    saves = [r for r in caplog.records if "cannot save" in r.getMessage()]
+    assert [r.levelno for r in saves] == [logging.ERROR, logging.DEBUG]  # ERROR once, then DEBUG
+    assert h.evaluator.status()["state_file_ok"] is False
+
+
+def test_a_failing_listener_does_not_stop_the_others(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[AlertEvent] = []
+
+    def flaky(event: AlertEvent) -> None:
+        seen.append(event)
+        raise RuntimeError("notifier bug")
+
+    h = Harness(make_config(tmp_path))
+    h.evaluator.emit_event = flaky
+    h.feed(41.0, 34.0)
+    with caplog.at_level(logging.ERROR, logger="stationmon.evaluator"):
+        events = h.tick(1.0)
+    assert len(seen) == len(events) == 4
+    assert "alert event listener failed" in caplog.text
+
+
+def test_indoor_sensors_appearing_later_are_judged(tmp_path: Path) -> None:
+    h = Harness(make_config(tmp_path, extra="[rules.indoor_low]\nmin_sensors = 2\n"))
+    h.feed(62.0, 45.0, loops=("rad",))
+    h.feed(45.0, 38.0, loops=("floor",))
+    assert h.tick(1.0) == []
+    h.latest.update(
+        [
+            Reading("s1", "indoor_temp", 15.5, h.now, loop="floor", sensor="flat-101", source="mqtt"),
+            Reading("s1", "indoor_temp", 16.0, h.now, loop="floor", sensor="flat-102", source="mqtt"),
+            Reading("s1", "indoor_temp", 21.0, h.now, loop="rad", sensor="flat-201", source="mqtt"),
+        ]
+    )
+    h.feed(62.0, 45.0, loops=("rad",))
+    h.feed(45.0, 38.0, loops=("floor",))
+    events = h.tick(1.0)
+    assert [(e.rule, e.loop, e.value) for e in events] == [("indoor_low", "floor", 15.5)]
+    assert "2 of 2 indoor sensors" in events[0].message
+
+
+async def test_run_ticks_until_cancelled_and_saves_on_the_way_out(tmp_path: Path) -> None:
+    latest = LatestValues()
+    lines: list[str] = []
+    config = make_config(tmp_path)
+    evaluator = Evaluator(
+        config, latest, {"s1": StationState("s1")}, Metrics(), write_lines=lines.extend, emit_event=lambda e: None
+    )
+    now = time.time()
+    latest.update(
+        [
+            Reading("s1", "outdoor_temp", -10.0, now),
+            Reading("s1", "supply_temp", 41.0, now, loop="rad"),
+            Reading("s1", "return_temp", 34.0, now, loop="rad"),
+        ]
+    )
+    task = asyncio.create_task(evaluator.run(), name="evaluator")
+    try:
+        await wait_until(lambda: sum(ln.startswith("loop_status") for ln in lines) >= 6, message="three ticks")
+        assert evaluator.alerts.active_alerts()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    path = tmp_path / "state" / "alerts.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert any(a["rule"] == "supply_low" for a in doc["alerts"]["alerts"])
