@@ -247,6 +247,7 @@ quantity = "indoor_temp"
 
 [http]
 listen = "{plan.http_listen}"
+history_window = "30m"      # the charts keep a point every 2.5 s, so a short demo draws lines
 
 # Short timings so that alerts appear within the first 30 seconds (a real plant uses minutes).
 [rules]

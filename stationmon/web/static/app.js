@@ -55,7 +55,7 @@ function filters() {
 
 function visible(st, f) {
   if (f.district && st.district !== f.district) return false;
-  if (f.status === "problem" && !PROBLEMS.has(st.status)) return false;
+  if (f.status === "problem" && !PROBLEMS.has(st.status) && !st.active_alerts) return false;
   if (f.status && f.status !== "problem" && st.status !== f.status) return false;
   if (f.text && !`${st.id} ${st.name}`.toLowerCase().includes(f.text)) return false;
   return true;
@@ -161,7 +161,8 @@ function renderStation(st) {
   const stale = st.status === "offline";
   return el(
     "article",
-    { class: `station ${st.status}`, id: `station-${st.id}`, "data-station": st.id, "data-status": st.status,
+    { class: `station ${st.status}${st.active_alerts ? " has-alerts" : ""}`, id: `station-${st.id}`,
+      "data-station": st.id, "data-status": st.status, "data-alerts": String(st.active_alerts || 0),
       "data-district": st.district || "" },
     el("div", { class: "station-head" },
       el("div", {},
@@ -206,7 +207,8 @@ function render() {
   const shown = state.stations.filter((s) => visible(s, f));
   // problems first, then by district and name, so the eye lands on what needs attention
   const rank = { offline: 0, noncompliant: 1, sensor_fault: 2, unknown: 3, ok: 4 };
-  shown.sort((a, b) => (rank[a.status] ?? 5) - (rank[b.status] ?? 5) || (a.district || "").localeCompare(b.district || "") || a.id.localeCompare(b.id));
+  const weight = (s) => (rank[s.status] ?? 5) - (s.active_alerts ? 0.5 : 0);
+  shown.sort((a, b) => weight(a) - weight(b) || (a.district || "").localeCompare(b.district || "") || a.id.localeCompare(b.id));
   document.getElementById("stations").replaceChildren(...shown.map(renderStation));
   document.getElementById("station-count").textContent = `${shown.length} / ${state.stations.length}`;
   renderSummary();
@@ -251,8 +253,35 @@ async function refresh() {
   }
 }
 
-for (const id of ["filter-district", "filter-status", "filter-text"]) {
-  document.getElementById(id).addEventListener("input", render);
+// Filters live in the URL too (?district=道里区&status=problem&q=youyi), so a view can be bookmarked.
+const URL_KEYS = { "filter-district": "district", "filter-status": "status", "filter-text": "q" };
+
+function filtersFromUrl() {
+  const params = new URLSearchParams(location.search);
+  for (const [id, key] of Object.entries(URL_KEYS)) {
+    const value = params.get(key);
+    if (value === null) continue;
+    const control = document.getElementById(id);
+    if (control.tagName === "SELECT" && ![...control.options].some((o) => o.value === value)) {
+      control.append(el("option", { value, text: value }));
+    }
+    control.value = value;
+  }
 }
+
+function filtersToUrl() {
+  const params = new URLSearchParams();
+  for (const [id, key] of Object.entries(URL_KEYS)) {
+    const value = document.getElementById(id).value;
+    if (value) params.set(key, value);
+  }
+  const query = params.toString();
+  history.replaceState(null, "", query ? `?${query}` : location.pathname);
+}
+
+for (const id of Object.keys(URL_KEYS)) {
+  document.getElementById(id).addEventListener("input", () => { filtersToUrl(); render(); });
+}
+filtersFromUrl();
 refresh();
 setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,163 @@
+"""The status page in a real headless Chromium, against a running service fed by simulated stations.
+
+Debian's chromium renders the page (no internet: every script and style comes from the package);
+the rendered DOM must show every station, mark the faulty ones and honour the URL filters. The
+screenshot is kept as a test artifact under artifacts/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from stationmon.config import Config, parse_config_text
+from stationmon.demo import FAULT_PLAN, DemoPlan, build_demo_config, demo_stations
+from stationmon.service import Service
+from stationmon.sim.runner import Simulator
+from tests.conftest import MosquittoServer
+from tests.helpers import free_port, wait_until
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+N_STATIONS = 6
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium", pytrace=False)
+    return path
+
+
+async def _browser(url: str, tmp_path: Path, *args: str) -> str:
+    """Run headless Chromium on `url` with extra arguments; its stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1400,1000",
+        # let the page's script fetch the API and render before the DOM is dumped
+        "--virtual-time-budget=4000",
+        *args,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode()
+
+
+def _config(tmp_path: Path, mosquitto: MosquittoServer) -> Config:
+    stations = demo_stations(N_STATIONS)
+    plan = DemoPlan(
+        workdir=tmp_path,
+        http_listen=f"127.0.0.1:{free_port()}",
+        mqtt_url=mosquitto.url,
+        influx_url=None,
+        modbus_ports={st.id: free_port() for st in stations if st.kind != "mqtt"},
+    )
+    return parse_config_text(build_demo_config(stations, plan), str(tmp_path / "demo.toml"), require_influxdb=False)
+
+
+@contextlib.asynccontextmanager
+async def _running(config: Config) -> AsyncIterator[Service]:
+    async with Simulator(config, lag_s=30.0):
+        service = Service(config)
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop), name="service")
+        try:
+            yield service
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+
+
+def _articles(dom: str) -> dict[str, dict[str, str]]:
+    """station id -> the data-* attributes of its rendered <article>."""
+    out = {}
+    for tag in re.findall(r"<article\b[^>]*>", dom):
+        attrs = {k: html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', tag)}
+        out[attrs["data-station"]] = attrs
+    return out
+
+
+async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    config = _config(tmp_path, mosquitto)
+    stations = demo_stations(N_STATIONS)
+    faulty = {stations[i].id for i in FAULT_PLAN if i < N_STATIONS and FAULT_PLAN[i][0] != "offline"}
+    offline = {stations[i].id for i in FAULT_PLAN if i < N_STATIONS and FAULT_PLAN[i][0] == "offline"}
+    healthy = {st.id for st in stations} - faulty - offline
+    assert faulty and healthy
+    base = f"http://{config.http.listen}"
+    async with _running(config), aiohttp.ClientSession() as client:
+
+        async def api() -> dict[str, Any]:
+            try:
+                async with client.get(base + "/api/v1/stations") as r:
+                    doc = await r.json()
+            except aiohttp.ClientConnectionError:
+                return {}  # not listening yet
+            return {st["id"]: st for st in doc["stations"]}
+
+        async def settled() -> bool:
+            by_id = await api()
+            if not by_id:
+                return False
+            marked = all(by_id[s]["status"] != "ok" or by_id[s]["active_alerts"] > 0 for s in faulty)
+            fine = all(by_id[s]["status"] == "ok" and by_id[s]["active_alerts"] == 0 for s in healthy)
+            return marked and fine
+
+        await wait_until(settled, timeout=60, message="faults to show in the API")
+
+        dom = await _browser(base + "/", tmp_path, "--dump-dom")
+        articles = _articles(dom)
+        assert set(articles) == {st.id for st in stations}, dom[-3000:]
+        for sid in faulty:
+            a = articles[sid]
+            assert a["data-status"] != "ok" or int(a["data-alerts"]) > 0, a
+        for sid in healthy:
+            assert articles[sid]["data-status"] == "ok" and articles[sid]["data-alerts"] == "0", articles[sid]
+        # names, districts and alerts rendered; the page loaded its data
+        for st in stations:
+            assert html.escape(st.name) in dom or st.name in dom
+        assert 'data-loaded="true"' in dom
+        assert re.search(r'<tr data-alert="[^"]+" data-station="', dom)
+        assert "<svg" in dom and "polyline" in dom  # the charts draw the in-memory history
+        assert "Cannot reach stationmon" not in dom or re.search(r'<div id="error" class="error" hidden', dom)
+
+        # the URL filters: only problems, then one district
+        dom = await _browser(base + "/?status=problem", tmp_path, "--dump-dom")
+        shown = set(_articles(dom))
+        assert faulty <= shown and not (shown & healthy), shown
+        district = stations[0].district
+        dom = await _browser(base + "/?district=" + district, tmp_path, "--dump-dom")
+        assert set(_articles(dom)) == {st.id for st in stations if st.district == district}
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "status_page.png"
+        shot.unlink(missing_ok=True)
+        await _browser(base + "/", tmp_path, f"--screenshot={shot}")
+        assert shot.stat().st_size > 10_000
