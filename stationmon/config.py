@@ -1184,6 +1184,8 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", *, require_inf
     mqtt = _mqtt(root, problems)
     http = _http(root, problems)
     alerting = _alerting(root, problems)
+    if alerting.mqtt.enabled and mqtt is None:
+        problems.add("alerting.mqtt", "alerts over MQTT need an [mqtt] table with the broker's url")
     stations: list[StationConfig] = []
     seen: dict[str, int] = {}
     if "stations" not in data:
