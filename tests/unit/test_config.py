@@ -284,6 +284,11 @@ BAD = [
         "plant.toml: site.indoor_target: 200 is out of range (expected 5.0..30.0)",
     ),
     (
+        "mqtt alerts without a broker",
+        BASE + "[alerting.mqtt]\nenabled = true\n",
+        "plant.toml: alerting.mqtt: alerts over MQTT need an [mqtt] table",
+    ),
+    (
         "unknown timezone",
         BASE + '[site]\ntimezone = "Mars/Olympus"\n',
         "plant.toml: site.timezone: unknown time zone",
