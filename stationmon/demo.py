@@ -7,6 +7,9 @@ the real service (collectors, rules, alerts, HTTP) with short rule timings so th
 raise alerts within the first 30 seconds, alerts printed as they fire and resolve, the status page on
 --listen, and a short summary at the end. The config is built as TOML and validated by
 stationmon.config like any user's, and written to the work directory for the curious.
+
+The broker is a private mosquitto when one is installed (stationmon's collector speaks MQTT 5, which
+amqtt does not); `STATIONMON_DEMO_BROKER=amqtt` forces the embedded one.
 """
 
 from __future__ import annotations
@@ -511,7 +514,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         broker = "external"
         if mqtt_port is not None:
             broker = "amqtt"
+            # Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH
             mosquitto_bin = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+            if os.environ.get("STATIONMON_DEMO_BROKER", "") == "amqtt":
+                mosquitto_bin = None
             if mosquitto_bin:
                 mosquitto = PrivateMosquitto(mosquitto_bin, workdir, mqtt_port)
                 try:
@@ -608,6 +614,7 @@ async def _run_demo(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_cancellations)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         if mqtt_port is not None:
@@ -631,6 +638,14 @@ async def _run_demo(
             await run  # re-raises a component's crash, after a clean stop of the rest
     _summary(service, doc, printer, time.monotonic() - started, influxd)
     return 0
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # amqtt's shutdown cancels its connection tasks while asyncio still holds callbacks for them, and
+    # asyncio logs each as an error with a traceback; a cancelled task at shutdown is no error
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _summary(
