@@ -42,6 +42,10 @@ log = logging.getLogger("stationmon.mqtt")
 
 _BATCH_MAX = 1000  # readings handed to the sink at once under load
 _BACKOFF_INITIAL_S = 0.5
+# The broker sends a persistent session's backlog before the SUBACK, and paho reads one packet per
+# event-loop round: a big backlog takes a while. The consumer runs meanwhile; a dead connection is
+# noticed by keepalive or the watchdog, not by this timeout.
+_SUBACK_TIMEOUT_S = 300.0
 _MAX_SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT v5: four bytes; this value means "never expires"
 
 
@@ -77,6 +81,8 @@ class MqttCollector:
         self.clock = clock
         self.router = TopicRouter.from_config(config, stations)
         self.filters = [(shared_filter(f, config.share_group), qos) for f, qos in self.router.filters()]
+        self._max_bytes = config.max_payload_bytes
+        self._subscribed = False
         self.connected = False
         self.last_error: str | None = None
         self._where = f"MQTT broker {config.url}"
@@ -119,30 +125,38 @@ class MqttCollector:
 
     async def _session(self) -> bool:
         """One connection: connect, subscribe, consume until it fails. True if it got subscribed."""
-        subscribed = False
+        self._subscribed = False
+        inbox: asyncio.Queue[aiomqtt.Message] | None = None
         try:
-            client = self._client()
+            client, inbox = self._client()
             async with client:
-                await self._subscribe(client)
-                subscribed = True
-                self._set_connected(True)
-                self._failures.success()
-                log.info("%s: connected, subscribed to %s", self._where, ", ".join(f for f, _ in self.filters))
-                await self._consume_watched(client)
+                await self._consume_watched(client, inbox)
         except* aiomqtt.MqttError as group:
             self._failed(_describe(group))
         except* MqttError as group:
             self._failed(_describe(group))
         except* _WatchdogExpired:
             self._failed(f"no message for {self.config.watchdog_s:g}s (watchdog): reconnecting")
-        self._set_connected(False)
-        return subscribed
+        finally:
+            self._set_connected(False)
+            if inbox is not None:
+                # paho acknowledged these to the broker already: they exist nowhere else now
+                self._drain(inbox)
+        return self._subscribed
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> tuple[aiomqtt.Client, asyncio.Queue[aiomqtt.Message]]:
+        """A new client and the queue it fills with incoming messages (`queue_type` is aiomqtt's hook)."""
         cfg = self.config
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = min(int(cfg.session_expiry_s), _MAX_SESSION_EXPIRY_S)
-        return aiomqtt.Client(
+        made: list[asyncio.Queue[aiomqtt.Message]] = []
+
+        class _Inbox(asyncio.Queue[aiomqtt.Message]):
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                made.append(self)
+
+        client = aiomqtt.Client(
             cfg.host,
             cfg.port,
             username=cfg.username or None,
@@ -156,31 +170,53 @@ class MqttCollector:
             timeout=10.0,
             # paho logs socket errors we report ourselves; "aiomqtt" is the logger the CLI quietens
             logger=logging.getLogger("aiomqtt"),
+            queue_type=_Inbox,
         )
+        if len(made) != 1:  # an aiomqtt that no longer builds its queue from queue_type
+            raise MqttError("aiomqtt did not create its message queue from queue_type")
+        return client, made[0]
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
+        """Subscribe (again) to every filter; runs beside the consumer, so a session's backlog, which
+        the broker sends before the SUBACK, is taken while we wait."""
         topics = [
             (f, SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
             for f, qos in self.filters
         ]
-        if not topics:
-            return
-        codes = await client.subscribe(topics)
-        refused = [
-            f"{f} ({code})"
-            for (f, _), code in zip(self.filters, codes, strict=False)
-            if getattr(code, "is_failure", False) or (isinstance(code, int) and code >= 0x80)
-        ]
-        if refused:
-            # running on with a refused subscription is exactly the silent stop we must not have
-            raise MqttError(f"subscription refused: {', '.join(refused)}")
+        if topics:
+            codes = await client.subscribe(topics, timeout=_SUBACK_TIMEOUT_S)
+            refused = [
+                f"{f} ({code})"
+                for (f, _), code in zip(self.filters, codes, strict=False)
+                if getattr(code, "is_failure", False) or (isinstance(code, int) and code >= 0x80)
+            ]
+            if refused:
+                # running on with a refused subscription is exactly the silent stop we must not have
+                raise MqttError(f"subscription refused: {', '.join(refused)}")
+        self._subscribed = True
+        self._set_connected(True)
+        self._failures.success()
+        log.info("%s: connected, subscribed to %s", self._where, ", ".join(f for f, _ in self.filters))
 
-    async def _consume_watched(self, client: aiomqtt.Client) -> None:
+    async def _consume_watched(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
         self._last_activity = asyncio.get_running_loop().time()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._consume(client), name="mqtt-consume")
+            tg.create_task(self._consume(client, inbox), name="mqtt-consume")
+            tg.create_task(self._subscribe(client), name="mqtt-subscribe")
             if self.config.watchdog_s > 0:
                 tg.create_task(self._watchdog(), name="mqtt-watchdog")
+
+    def _drain(self, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+        """Parse and deliver whatever the queue still holds."""
+        batch: list[Reading] = []
+        count = 0
+        while not inbox.empty():
+            self._take(inbox.get_nowait(), batch)
+            count += 1
+        if count:
+            self._messages.inc(count)
+        if batch:
+            self._deliver(batch)
 
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
@@ -191,39 +227,42 @@ class MqttCollector:
                 raise _WatchdogExpired
             await asyncio.sleep(max(limit - silent, 0.0) + 0.01)
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        # The hot path: keep attribute lookups out of the loop.
+    async def _consume(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+        # The hot path. aiomqtt's iterator costs a task and an event-loop round per message, so it is
+        # used only to wait for the first message of a burst (and to notice a disconnect); the rest
+        # of the burst is taken straight from the queue aiomqtt fills, up to _BATCH_MAX at a time.
         messages = client.messages
-        route_of = self.router.route
-        clock = self.clock
         loop_time = asyncio.get_running_loop().time
-        max_bytes = self.config.max_payload_bytes
+        take = self._take
         batch: list[Reading] = []
-        count = 0
         async for message in messages:
-            count += 1
-            topic = message.topic.value
-            payload = message.payload
-            if not isinstance(payload, bytes):  # paho always gives bytes; guard the type
-                payload = str(payload).encode()
-            routes = route_of(topic)
-            if isinstance(routes, str):
-                self._reject(topic, routes, payload)
-            else:
-                now = clock()
-                for route in routes:
-                    readings, reason = parse_payload(payload, route, now, max_bytes=max_bytes)
-                    if readings:
-                        batch.extend(readings)
-                    if reason is not None:
-                        self._reject(topic, reason, payload)
-            if len(batch) >= _BATCH_MAX or not len(messages):
-                self._last_activity = loop_time()
-                self._messages.inc(count)
-                count = 0
-                if batch:
-                    self._deliver(batch)
-                    batch = []
+            take(message, batch)
+            count = 1
+            while count < _BATCH_MAX and not inbox.empty():
+                take(inbox.get_nowait(), batch)
+                count += 1
+            self._last_activity = loop_time()
+            self._messages.inc(count)
+            if batch:
+                self._deliver(batch)
+                batch = []
+
+    def _take(self, message: aiomqtt.Message, batch: list[Reading]) -> None:
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, bytes):  # paho always gives bytes; guard the type
+            payload = str(payload).encode()
+        routes = self.router.route(topic)
+        if isinstance(routes, str):
+            self._reject(topic, routes, payload)
+            return
+        now = self.clock()
+        for route in routes:
+            readings, reason = parse_payload(payload, route, now, max_bytes=self._max_bytes)
+            if readings:
+                batch.extend(readings)
+            if reason is not None:
+                self._reject(topic, reason, payload)
 
     def _deliver(self, batch: list[Reading]) -> None:
         try:

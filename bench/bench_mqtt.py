@@ -1,0 +1,267 @@
+"""Benchmark: MqttCollector (topic routing, payload parsing, line protocol) against a bare aiomqtt
+consumer that only counts, fed the same messages by the same Mosquitto in the same run.
+
+    .venv/bin/python bench/bench_mqtt.py [--messages 60000] [--rounds 2]
+
+For each scenario and consumer: a persistent session is created (client id, subscription), N QoS 1
+messages are published while the consumer is away (the broker queues them), then the consumer
+connects and the clock runs until it has taken all N: pure consumer throughput, the publisher is not
+in the measurement. The collector's sink encodes every batch to line protocol (TelemetryEncoder), as
+the service does before handing lines to the InfluxDB writer; writing to InfluxDB itself is the
+writer's benchmark. Target: 20,000 messages/s, ratio to the bare consumer >= 0.6. Best of `rounds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiomqtt  # noqa: E402
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+from stationmon.adapters.mqtt import MqttCollector  # noqa: E402
+from stationmon.config import Config, parse_config_text  # noqa: E402
+from stationmon.domain.lineproto import TelemetryEncoder  # noqa: E402
+from stationmon.domain.model import Reading  # noqa: E402
+from stationmon.metrics import Metrics  # noqa: E402
+
+TARGET_RATE = 20_000.0
+TARGET_RATIO = 0.6
+STATIONS = 50
+LOOPS = ("sec1", "sec2")
+QUANTITIES = ("supply_temp", "return_temp", "flow", "supply_pressure")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(port: int) -> Config:
+    stations = "\n".join(
+        f'[[stations]]\nid = "st{i}"\n' + "".join(f'  [[stations.loops]]\n  id = "{lp}"\n' for lp in LOOPS)
+        for i in range(STATIONS)
+    )
+    text = f"""
+[mqtt]
+url = "mqtt://127.0.0.1:{port}"
+client_id = "bench-collector"
+[[mqtt.subscriptions]]
+topic = "heat/{{station}}/{{loop}}/{{quantity}}"
+[[mqtt.subscriptions]]
+topic = "plc/{{station}}/{{loop}}"
+format = "json_fields"
+time = "ts"
+{stations}
+"""
+    return parse_config_text(text, require_influxdb=False)
+
+
+def _messages(scenario: str, n: int) -> list[tuple[str, bytes]]:
+    out = []
+    ts = int(time.time()) - 3600
+    for i in range(n):
+        station, loop = f"st{i % STATIONS}", LOOPS[(i // STATIONS) % 2]
+        if scenario == "plain":
+            q = QUANTITIES[(i // (2 * STATIONS)) % len(QUANTITIES)]
+            out.append((f"heat/{station}/{loop}/{q}", f"{40 + (i % 997) / 100:.2f}".encode()))
+        else:
+            doc = {"supply_temp": 41.2 + i % 7, "return_temp": 34.1, "flow": 12.5, "ts": ts + i // 1000}
+            out.append((f"plc/{station}/{loop}", json.dumps(doc).encode()))
+    return out
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-mqtt-"))
+        self.port = _free_port()
+        conf = self.dir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_queued_messages 0",
+            "max_inflight_messages 0",
+            "log_dest none",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        conf.write_text("\n".join(lines) + "\n")
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mosquitto did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _session_properties() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    return props
+
+
+async def _prepare_session(port: int, client_id: str, filters: Sequence[str]) -> None:
+    """Create the persistent session and its subscriptions, then leave."""
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+        properties=_session_properties(),
+    ) as client:
+        await client.subscribe([(f, 1) for f in filters])
+
+
+def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish QoS 1 as fast as paho's threaded loop allows; return when the broker acknowledged all."""
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(*_: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(messages):
+            done.set()
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=1)
+        if not done.wait(120):
+            raise RuntimeError(f"only {acked} of {len(messages)} publishes acknowledged")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def _bare(port: int, n: int) -> float:
+    start = time.perf_counter()
+    count = 0
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier="bench-bare",
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+        properties=_session_properties(),
+    ) as client:
+        async for _ in client.messages:
+            count += 1
+            if count == n:
+                break
+    return time.perf_counter() - start
+
+
+async def _collector(cfg: Config, n: int, expected_readings: int) -> tuple[float, int]:
+    assert cfg.mqtt is not None
+    encoder = TelemetryEncoder(cfg.stations)
+    done = asyncio.Event()
+    lines = 0
+    readings = 0
+
+    def sink(batch: Sequence[Reading]) -> None:
+        nonlocal lines, readings
+        lines += len(encoder.encode(batch))
+        readings += len(batch)
+        if readings >= expected_readings:
+            done.set()
+
+    metrics = Metrics()
+    collector = MqttCollector(cfg.mqtt, cfg.stations, sink, metrics)
+    start = time.perf_counter()
+    task = asyncio.create_task(collector.run())
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+        elapsed = time.perf_counter() - start
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    bad = [line for line in metrics.render().splitlines() if "rejected_total{" in line and not line.endswith(" 0")]
+    assert not bad, bad
+    return elapsed, lines
+
+
+async def _round(
+    broker: Broker, cfg: Config, scenario: str, messages: list[tuple[str, bytes]], log: Callable[[str], None]
+) -> tuple[float, float]:
+    assert cfg.mqtt is not None
+    n = len(messages)
+    per_message = 1 if scenario == "plain" else 3
+    filters = [f for f, _ in MqttCollector(cfg.mqtt, cfg.stations, lambda _: None, Metrics()).filters]
+
+    await _prepare_session(broker.port, "bench-bare", filters)
+    await asyncio.to_thread(_publish, broker.port, messages)
+    bare_s = await _bare(broker.port, n)
+
+    await _prepare_session(broker.port, "bench-collector", filters)
+    await asyncio.to_thread(_publish, broker.port, messages)
+    collector_s, lines = await _collector(cfg, n, n * per_message)
+    log(f"  {scenario}: bare {n / bare_s:,.0f} msg/s, collector {n / collector_s:,.0f} msg/s ({lines:,} lines)")
+    return n / bare_s, n / collector_s
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    broker = Broker()
+    results: dict[str, tuple[float, float]] = {}
+    try:
+        cfg = _config(broker.port)
+        for scenario in ("plain", "json_fields"):
+            messages = _messages(scenario, args.messages)
+            best = (0.0, 0.0)
+            for _ in range(args.rounds):
+                bare, coll = await _round(broker, cfg, scenario, messages, lambda s: print(s, file=sys.stderr))
+                best = (max(best[0], bare), max(best[1], coll))
+            results[scenario] = best
+    finally:
+        broker.stop()
+
+    print(f"\nMQTT ingestion, {args.messages:,} QoS 1 messages per run, best of {args.rounds} (same mosquitto)")
+    print(f"{'scenario':<14}{'bare msg/s':>12}{'collector msg/s':>17}{'ratio':>8}{'target':>22}")
+    ok = True
+    for scenario, (bare, coll) in results.items():
+        ratio = coll / bare
+        met = coll >= TARGET_RATE and ratio >= TARGET_RATIO
+        ok &= met
+        target = f">= {TARGET_RATE:,.0f}, >= {TARGET_RATIO}"
+        print(f"{scenario:<14}{bare:>12,.0f}{coll:>17,.0f}{ratio:>8.2f}{target:>18} {'ok' if met else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
