@@ -75,7 +75,6 @@ def cmd_curve(args: argparse.Namespace) -> int:
             exponent,
             outdoor_design=args.outdoor_design,
             design_indoor=DESIGN_INDOOR,
-            tolerance=1e-4,
         )
         doc["estimated_indoor_temp"] = round(float(estimate), 3)
     if args.json:

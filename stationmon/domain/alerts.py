@@ -62,19 +62,47 @@ class RulePolicy:
     severity: str = "warning"
 
 
-@dataclass(frozen=True, slots=True)
 class Condition:
     """What a rule saw for one key this tick.
 
     `sensors`: for `sensor_fault`, the faulty quantities (e.g. {"supply_temp"}); for the other
     rules, the quantities the judgement read, so a fault on one of them suppresses it.
+    `message` may be given as text or as `describe`, a callable asked only when the text is needed:
+    thousands of conditions hold every tick and most messages are never read.
     """
 
-    value: float | None = None
-    threshold: float | None = None
-    message: str = ""
-    district: str = ""
-    sensors: frozenset[str] = frozenset()
+    __slots__ = ("_describe", "_message", "district", "sensors", "threshold", "value")
+
+    def __init__(
+        self,
+        value: float | None = None,
+        threshold: float | None = None,
+        message: str = "",
+        district: str = "",
+        sensors: frozenset[str] = frozenset(),
+        *,
+        describe: Callable[[], str] | None = None,
+    ) -> None:
+        self.value = value
+        self.threshold = threshold
+        self.district = district
+        self.sensors = sensors
+        self._message = message
+        self._describe = describe
+
+    @property
+    def message(self) -> str:
+        """The human description (built on first use)."""
+        if self._describe is not None:
+            self._message = self._describe()
+            self._describe = None
+        return self._message
+
+    def __repr__(self) -> str:
+        return (
+            f"Condition(value={self.value!r}, threshold={self.threshold!r}, message={self.message!r}, "
+            f"district={self.district!r}, sensors={set(self.sensors)!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -98,10 +126,18 @@ class Alert:
     acknowledged_by: str | None = None
     acknowledged_at: float | None = None
     comment: str | None = None
+    source: Condition | None = field(default=None, repr=False, compare=False)  # message not yet read
 
     @property
     def key(self) -> AlertKey:
         return (self.rule, self.station, self.loop)
+
+    def text(self) -> str:
+        """The message of the latest condition (built now if it was not needed before)."""
+        if self.source is not None:
+            self.message = self.source.message
+            self.source = None
+        return self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +291,7 @@ class AlertBook:
             pending_since=a.pending_since,
             value=a.value,
             threshold=a.threshold,
-            message=a.message,
+            message=a.text(),
             acknowledged_by=a.acknowledged_by,
             acknowledged_at=a.acknowledged_at,
             comment=a.comment,
@@ -282,13 +318,16 @@ class AlertBook:
             elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
                 scope = (station, loop)
                 inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
+        inhibiting = bool(inhibit.offline or inhibit.faults)
+        escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
         events: list[AlertEvent] = []
+        alerts = self._alerts
         for key, cond in conditions.items():
             policy = self.policies.get(key[0])
             if policy is None:
                 continue
-            alert = self._alerts.get(key)
-            if inhibit.suppresses(key, cond):
+            alert = alerts.get(key)
+            if inhibiting and inhibit.suppresses(key, cond):
                 # not judged: a pending alert starts over, a firing one waits
                 if alert is not None and alert.state == "pending":
                     del self._alerts[key]
@@ -306,30 +345,29 @@ class AlertBook:
                     severity=policy.severity,
                 )
                 self.dirty = True
-            alert.value, alert.threshold, alert.message = cond.value, cond.threshold, cond.message
+            alert.value, alert.threshold, alert.source = cond.value, cond.threshold, cond
             alert.district = cond.district or alert.district
             if alert.clearing_since is not None:
                 alert.clearing_since = None
                 self.dirty = True
             if alert.state == "pending" and now - alert.pending_since >= policy.for_s:
                 events.append(self._fire(alert, now))
-            if alert.state == "firing":
+            # (the age test first: escalation is rare and this runs for every held alert every tick)
+            if alert.state == "firing" and now - alert.since >= escalate_from and alert.severity != "critical":  # type: ignore[operator]
                 event = self._escalate(alert, now)
                 if event is not None:
                     events.append(event)
-        for key in [k for k in self._alerts if k not in conditions]:
-            alert = self._alerts[key]
-            policy = self.policies.get(key[0])
-            seen = lookup(key)
-            judged = seen is not None and policy is not None and not inhibit.suppresses(key, seen)
+        for key in [k for k in alerts if k not in conditions]:
+            alert = alerts[key]
             if alert.state == "pending":
                 # pending needs unbroken evidence: gone or not judged, it starts over
-                del self._alerts[key]
+                del alerts[key]
                 self.dirty = True
                 continue
-            if not judged or policy is None:
-                continue
-            assert seen is not None
+            policy = self.policies.get(key[0])
+            seen = lookup(key)
+            if seen is None or policy is None or (inhibiting and inhibit.suppresses(key, seen)):
+                continue  # not judged: neither gone nor there
             if alert.clearing_since is None:
                 alert.clearing_since = now
                 self.dirty = True
@@ -365,6 +403,7 @@ class AlertBook:
         del self._alerts[alert.key]
         self._by_id.pop(alert.alert_id, None)
         alert.value, alert.threshold = seen.value, seen.threshold
+        alert.source = None
         alert.message = seen.message or alert.message
         self.dirty = True
         event = self._event(alert, "resolved", now)
@@ -407,7 +446,7 @@ class AlertBook:
             since=alert.since if alert.since is not None else alert.pending_since,
             value=_clean(alert.value),
             threshold=_clean(alert.threshold),
-            message=alert.message,
+            message=alert.text(),
             acknowledged_by=alert.acknowledged_by,
             acknowledged_at=alert.acknowledged_at,
             comment=alert.comment,
@@ -441,7 +480,7 @@ class AlertBook:
                     "severity": a.severity,
                     "value": _clean(a.value),
                     "threshold": _clean(a.threshold),
-                    "message": a.message,
+                    "message": a.text(),
                     "clearing_since": a.clearing_since,
                     "acknowledged_by": a.acknowledged_by,
                     "acknowledged_at": a.acknowledged_at,

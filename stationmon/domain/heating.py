@@ -151,13 +151,16 @@ def estimate_indoor_temp(
     *,
     outdoor_design: ArrayLike = -24.2,
     design_indoor: ArrayLike = DESIGN_INDOOR,
-    tolerance: float = 0.05,
+    tolerance: float = 1e-6,
+    method: str = "newton",
 ) -> FloatArray:
     """Steady-state indoor temperature that measured supply/return water sustains at this outdoor, °C.
 
-    Vectorised bisection on [t_o, t_m] down to a bracket of `tolerance` K, then one linear
-    interpolation inside the last bracket (the function is smooth there, so the result is far closer
-    than `tolerance`). Water no warmer than outside gives t_o.
+    Solves r(t) = ((t_m - t)/(t_m,d - t_i,d))^m - (t - t_o)/(t_i,d - t_o,d) = 0 on [t_o, t_m] for
+    every loop at once. r falls and, for m >= 1, is convex there, so Newton's method started at t_o
+    (where r >= 0) climbs monotonically to the root without overshooting: 3-5 steps to 1e-6 K, each
+    one power evaluation. `method="bisection"` halves the bracket instead (about 3x the steps; the
+    reference the tests hold Newton to). Water no warmer than outside gives t_o; NaN in, NaN out.
     """
     t_o = _f(outdoor)
     t_m = 0.5 * (_f(supply) + _f(return_))
@@ -166,39 +169,72 @@ def estimate_indoor_temp(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         inv_a = np.broadcast_to(1.0 / (0.5 * (_f(design_supply) + _f(design_return)) - _f(design_indoor)), shape)
         inv_b = np.broadcast_to(1.0 / (_f(design_indoor) - _f(outdoor_design)), shape)
-        x = np.array(t_o, dtype=np.float64)  # lower end of the bracket: the residual is > 0 here
-        width = np.maximum(t_m - t_o, 0.0)
-        finite = width[np.isfinite(width)]
-        span = float(finite.max()) if finite.size else 0.0
-        steps = max(1, math.ceil(math.log2(span / tolerance))) if span > tolerance else 1
-        steps = min(steps, 60)
-        tmp = np.empty(shape)
-        res = np.empty(shape)
+        if method == "bisection":
+            return _bisect(t_o, t_m, m, inv_a, inv_b, tolerance)
+        if method != "newton":
+            raise ValueError(f"unknown method {method!r} (newton or bisection)")
+        x = np.array(t_o, dtype=np.float64)
+        u = np.empty(shape)
+        um = np.empty(shape)
+        slope = np.zeros(shape)
+        step = np.empty(shape)
+        for _ in range(50):
+            np.subtract(t_m, x, out=u)
+            np.maximum(u, 0.0, out=u)
+            np.multiply(u, inv_a, out=u)
+            np.power(u, m, out=um)
+            # r(x) into step, -r'(x) = m inv_a u^(m-1) + inv_b into slope (u^(m-1) = u^m / u)
+            np.subtract(x, t_o, out=step)
+            np.multiply(step, inv_b, out=step)
+            np.subtract(um, step, out=step)
+            slope.fill(0.0)
+            np.divide(um, u, out=slope, where=u > 0.0)
+            np.multiply(slope, m, out=slope)
+            np.multiply(slope, inv_a, out=slope)
+            np.add(slope, inv_b, out=slope)
+            np.divide(step, slope, out=step)
+            np.add(x, step, out=x)
+            finite = step[np.isfinite(step)]
+            if not finite.size or float(np.abs(finite).max()) <= tolerance:
+                break
+        return x
 
-        def residual(t: FloatArray, out: FloatArray) -> FloatArray:
-            # ((t_m - t)/(t_m,d - t_i,d))^m - (t - t_o)/(t_i,d - t_o,d): falls as t rises
-            np.subtract(t_m, t, out=tmp)
-            np.maximum(tmp, 0.0, out=tmp)
-            np.multiply(tmp, inv_a, out=tmp)
-            np.power(tmp, m, out=out)
-            np.subtract(t, t_o, out=tmp)
-            np.multiply(tmp, inv_b, out=tmp)
-            np.subtract(out, tmp, out=out)
-            return out
 
-        # x moves up by each halved width where the residual at x + width is still positive; this
-        # avoids masked copies, which cost more than the arithmetic at 100,000 loops.
-        mid = np.empty(shape)
-        for _ in range(steps):
-            width *= 0.5
-            np.add(x, width, out=mid)
-            positive = residual(mid, res) > 0.0
-            x += width * positive
-        f_lo = residual(x, np.empty(shape))
-        f_hi = residual(x + width, np.empty(shape))
-        drop = f_lo - f_hi
-        frac = np.where(drop > 0.0, f_lo / np.where(drop > 0.0, drop, 1.0), 0.5)
-        return x + width * np.clip(frac, 0.0, 1.0)
+def _bisect(
+    t_o: FloatArray, t_m: FloatArray, m: FloatArray, inv_a: FloatArray, inv_b: FloatArray, tolerance: float
+) -> FloatArray:
+    """Vectorised bisection on [t_o, t_m] to a bracket of `tolerance` K, then one interpolation."""
+    shape = t_o.shape
+    x = np.array(t_o, dtype=np.float64)  # lower end of the bracket: the residual is >= 0 here
+    width = np.maximum(t_m - t_o, 0.0)
+    finite = width[np.isfinite(width)]
+    span = float(finite.max()) if finite.size else 0.0
+    steps = min(60, max(1, math.ceil(math.log2(span / tolerance)))) if span > tolerance else 1
+    tmp = np.empty(shape)
+
+    def residual(t: FloatArray, out: FloatArray) -> FloatArray:
+        np.subtract(t_m, t, out=tmp)
+        np.maximum(tmp, 0.0, out=tmp)
+        np.multiply(tmp, inv_a, out=tmp)
+        np.power(tmp, m, out=out)
+        np.subtract(t, t_o, out=tmp)
+        np.multiply(tmp, inv_b, out=tmp)
+        np.subtract(out, tmp, out=out)
+        return out
+
+    # x moves up by each halved width where the residual at x + width is still positive (no masked
+    # copies: they cost more than the arithmetic at 100,000 loops)
+    mid = np.empty(shape)
+    res = np.empty(shape)
+    for _ in range(steps):
+        width *= 0.5
+        np.add(x, width, out=mid)
+        x += width * (residual(mid, res) > 0.0)
+    f_lo = residual(x, np.empty(shape))
+    f_hi = residual(x + width, np.empty(shape))
+    drop = f_lo - f_hi
+    frac = np.where(drop > 0.0, f_lo / np.where(drop > 0.0, drop, 1.0), 0.5)
+    return x + width * np.clip(frac, 0.0, 1.0)
 
 
 def running_mean_update(

@@ -30,6 +30,7 @@ import math
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -124,15 +125,16 @@ def describe_faults(bits: int) -> str:
 def range_faults(values: FloatArray, lo: float, hi: float) -> FaultArray:
     """Sentinel and out-of-range bits per value (NaN gives FAULT_FLAGGED)."""
     v = np.asarray(values, dtype=np.float64)
-    sentinel = np.zeros(v.shape, dtype=bool)
-    for s in SENTINELS:
-        sentinel |= np.abs(v - s) < 1e-3
-    with np.errstate(invalid="ignore"):
-        out_of_range = ~sentinel & ((v < lo) | (v > hi))
     bits = np.zeros(v.shape, dtype=np.uint16)
-    bits[sentinel] |= FAULT_SENTINEL
-    bits[out_of_range] |= FAULT_RANGE
-    bits[np.isnan(v)] |= FAULT_FLAGGED
+    with np.errstate(invalid="ignore"):
+        outside = np.flatnonzero((v < lo) | (v > hi) | np.isnan(v))
+    if outside.size:
+        # sentinels lie outside every physical range: only the few outside values need the test
+        odd = v[outside]
+        sentinel = np.zeros(odd.shape, dtype=bool)
+        for s in SENTINELS:
+            sentinel |= np.abs(odd - s) < 1e-3
+        bits[outside] = np.where(np.isnan(odd), FAULT_FLAGGED, np.where(sentinel, FAULT_SENTINEL, FAULT_RANGE))
     return bits
 
 
@@ -397,6 +399,8 @@ class RuleResults:
     in_season: bool
     status: NDArray[np.int8]
     outdoor: FloatArray  # smoothed, per loop
+    supply: FloatArray  # the measured values judged (NaN where unusable)
+    return_: FloatArray
     required_supply: FloatArray
     required_return: FloatArray
     estimated_indoor: FloatArray
@@ -424,19 +428,37 @@ class RuleResults:
     # -- to the alert state machine -----------------------------------------------------------------
 
     def conditions(self) -> dict[AlertKey, Condition]:
-        """Every active check as a sparse {(rule, station, loop): Condition}."""
+        """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
         out: dict[AlertKey, Condition] = {}
         t = self.table
         for rule, check in self.station_checks.items():
-            for i in np.flatnonzero(check.active).tolist():
-                out[(rule, t.station_ids[i], None)] = self._station_condition(rule, i, True)
+            for s in np.flatnonzero(check.active).tolist():
+                out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
+        stations, loops, districts = t.station_ids, t.loop_ids, t.districts
         for rule, check in self.loop_checks.items():
-            for i in np.flatnonzero(check.active).tolist():
-                out[(rule, t.station_of(i), t.loop_ids[i])] = self._loop_condition(rule, i, True)
+            idx = np.flatnonzero(check.active)
+            if not idx.size:
+                continue
+            # plain lists: indexing numpy arrays one element at a time costs more than the rest
+            values = check.value[idx].tolist()
+            thresholds = check.threshold[idx].tolist()
+            owners = t.loop_station[idx].tolist()
+            sensors = self._sensors_of(rule, idx)
+            describe = self._loop_message
+            fault = rule == "sensor_fault"
+            for i, value, threshold, s, reads in zip(idx.tolist(), values, thresholds, owners, sensors, strict=True):
+                out[(rule, stations[s], loops[i])] = Condition(
+                    _nan_none(value) if fault else value,
+                    None if fault else threshold,
+                    "",
+                    districts[s],
+                    reads,
+                    describe=partial(describe, rule, i, True),
+                )
         return out
 
     def lookup(self, key: AlertKey) -> Condition | None:
-        """The judged-and-clear Condition of `key`, None if not judged (or unknown key)."""
+        """The judged Condition of `key` (active or clear), None if not judged (or unknown key)."""
         rule, station, loop = key
         t = self.table
         if loop is None:
@@ -449,7 +471,30 @@ class RuleResults:
         check = self.loop_checks.get(rule)
         if i is None or check is None or not check.judged[i]:
             return None
-        return self._loop_condition(rule, i, bool(check.active[i]))
+        value, threshold = float(check.value[i]), float(check.threshold[i])
+        fault = rule == "sensor_fault"
+        return Condition(
+            _nan_none(value) if fault else value,
+            None if fault else threshold,
+            "",
+            t.districts[int(t.loop_station[i])],
+            self._sensors_of(rule, np.array([i]))[0],
+            describe=partial(self._loop_message, rule, i, bool(check.active[i])),
+        )
+
+    def _sensors_of(self, rule: str, idx: IntArray) -> list[frozenset[str]]:
+        """Per loop in `idx`: the sensors the rule read (sensor_fault: the faulty ones)."""
+        if rule == "sensor_fault":
+            codes = ((self.supply_faults[idx] != 0) * 1 + (self.return_faults[idx] != 0) * 2).tolist()
+            return [_FAULT_SETS[c] for c in codes]
+        if rule in ("supply_low", "return_low"):
+            word = _QUANTITY_WORD[rule]
+            used = self.curve_used.get(rule)
+            with_curve, floor_only = frozenset({f"{word}_temp", "outdoor_temp"}), frozenset({f"{word}_temp"})
+            if used is None:
+                return [floor_only] * len(idx)
+            return [with_curve if u else floor_only for u in used[idx].tolist()]
+        return [_RULE_READS[rule]] * len(idx)
 
     def _station_condition(self, rule: str, s: int, active: bool) -> Condition:
         check = self.station_checks[rule]
@@ -467,49 +512,55 @@ class RuleResults:
         msg = "; ".join(f"{q}: {describe_faults(b)}" for q, b in faults.items() if b) or "sensors ok"
         return Condition(_nan_none(value), None, msg, district, bad)
 
-    def _loop_condition(self, rule: str, i: int, active: bool) -> Condition:
+    def _loop_message(self, rule: str, i: int, active: bool) -> str:
         check = self.loop_checks[rule]
         value, threshold = float(check.value[i]), float(check.threshold[i])
-        district = self.table.districts[int(self.table.loop_station[i])]
         if rule == "sensor_fault":
             faults = {"supply_temp": int(self.supply_faults[i]), "return_temp": int(self.return_faults[i])}
-            bad = frozenset(q for q, b in faults.items() if b)
-            msg = "; ".join(f"{q}: {describe_faults(b)}" for q, b in faults.items() if b) or "sensors ok"
-            return Condition(_nan_none(value), None, msg, district, bad)
+            return "; ".join(f"{q}: {describe_faults(b)}" for q, b in faults.items() if b) or "sensors ok"
         outdoor = float(self.outdoor[i])
         if rule in ("supply_low", "return_low"):
             word = _QUANTITY_WORD[rule]
-            reads = {f"{word}_temp"}
             used = self.curve_used.get(rule)
             if used is not None and used[i]:
-                reads.add("outdoor_temp")
                 required = float(self.required_supply[i] if rule == "supply_low" else self.required_return[i])
                 margin = self.margins.get(rule, 0.0)
                 why = f"required {required:.1f} °C at outdoor {outdoor:.1f} °C less margin {margin:g} K"
             else:
                 why = "the fixed minimum"
             verb = "below" if active else "back above"
-            msg = f"{word} {value:.1f} °C {verb} {threshold:.1f} °C ({why})"
-            return Condition(value, threshold, msg, district, frozenset(reads))
+            return f"{word} {value:.1f} °C {verb} {threshold:.1f} °C ({why})"
         if rule == "indoor_estimate_low":
             verb = "below" if active else "back above"
-            msg = (
+            return (
                 f"estimated indoor {value:.1f} °C {verb} {threshold:.1f} °C "
-                f"(water {float(self.delta_t[i]):.1f} K apart at outdoor {outdoor:.1f} °C)"
+                f"(supply/return {float(self.supply[i]):.1f}/{float(self.return_[i]):.1f} °C "
+                f"at outdoor {outdoor:.1f} °C)"
             )
-            return Condition(value, threshold, msg, district, frozenset({"supply_temp", "return_temp", "outdoor_temp"}))
         if rule == "indoor_low":
             n_low, n = int(self.indoor_low[i]), int(self.indoor_valid[i])
-            msg = f"{n_low} of {n} indoor sensors below {threshold:.1f} °C (lowest {value:.1f} °C)"
-            return Condition(value, threshold, msg, district, frozenset({"indoor_temp"}))
+            return f"{n_low} of {n} indoor sensors below {threshold:.1f} °C (lowest {value:.1f} °C)"
         expected = float(self.expected_delta_t[i])
         if rule == "delta_t_low":
             what = "below" if active else "back above"
-            msg = f"ΔT {value:.1f} K {what} {threshold:.1f} K (expected {expected:.1f} K: overflow or bypass)"
-        else:
-            what = "above" if active else "back below"
-            msg = f"ΔT {value:.1f} K {what} {threshold:.1f} K (expected {expected:.1f} K: too little flow)"
-        return Condition(value, threshold, msg, district, frozenset({"supply_temp", "return_temp", "outdoor_temp"}))
+            return f"ΔT {value:.1f} K {what} {threshold:.1f} K (expected {expected:.1f} K: overflow or bypass)"
+        what = "above" if active else "back below"
+        return f"ΔT {value:.1f} K {what} {threshold:.1f} K (expected {expected:.1f} K: too little flow)"
+
+
+_WATER_AND_OUTDOOR = frozenset({"supply_temp", "return_temp", "outdoor_temp"})
+_RULE_READS = {
+    "indoor_estimate_low": _WATER_AND_OUTDOOR,
+    "indoor_low": frozenset({"indoor_temp"}),
+    "delta_t_low": _WATER_AND_OUTDOOR,
+    "delta_t_high": _WATER_AND_OUTDOOR,
+}
+_FAULT_SETS: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset({"supply_temp"}),
+    frozenset({"return_temp"}),
+    frozenset({"supply_temp", "return_temp"}),
+)
 
 
 def _nan_none(x: float) -> float | None:
@@ -567,19 +618,18 @@ class RuleEngine:
                 self.outdoor_mean[s], self.outdoor_mean_ts[s] = mean, ts
 
     def held_masks(self, keys: Iterable[AlertKey]) -> dict[str, BoolArray]:
-        """Boolean masks per rule of the loops (or stations) whose alert is pending or firing."""
-        t = self.table
-        masks: dict[str, BoolArray] = {}
+        """Boolean masks per rule of the loops whose alert is pending or firing."""
+        index = self.table.loop_index
+        by_rule: dict[str, list[int]] = {}
         for rule, station, loop in keys:
-            if loop is None:
-                continue
-            i = t.loop_index.get((station, loop))
-            if i is None:
-                continue
-            mask = masks.get(rule)
-            if mask is None:
-                mask = masks[rule] = np.zeros(t.n_loops, dtype=bool)
-            mask[i] = True
+            if loop is not None:
+                i = index.get((station, loop))
+                if i is not None:
+                    by_rule.setdefault(rule, []).append(i)
+        masks: dict[str, BoolArray] = {}
+        for rule, found in by_rule.items():
+            mask = masks[rule] = np.zeros(self.table.n_loops, dtype=bool)
+            mask[np.array(found, dtype=np.int64)] = True
         return masks
 
     def evaluate(self, inp: RuleInputs, held: Mapping[str, BoolArray] | None = None) -> RuleResults:
@@ -803,6 +853,8 @@ class RuleEngine:
             in_season=season,
             status=status,
             outdoor=t_o,
+            supply=np.where(sup_ok, sup.value, np.nan),
+            return_=np.where(ret_ok, ret.value, np.nan),
             required_supply=req_supply,
             required_return=req_return,
             estimated_indoor=est_in,

@@ -232,3 +232,59 @@ async def test_run_ticks_until_cancelled_and_saves_on_the_way_out(tmp_path: Path
     path = tmp_path / "state" / "alerts.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert any(a["rule"] == "supply_low" for a in doc["alerts"]["alerts"])
+
+
+def test_fast_status_lines_equal_the_generic_encoder(tmp_path: Path) -> None:
+    from stationmon.domain.lineproto import encode_loop_status
+
+    text = f"""
+state_dir = "{tmp_path}/state"
+[rules]
+season_start = "01-01"
+season_end = "12-31"
+[[stations]]
+id = "s1"
+district = "道里 区,=1"
+  [[stations.loops]]
+  id = "rad"
+  [[stations.loops]]
+  id = "floor"
+  emitter = "floor"
+  [[stations.loops]]
+  id = "never"
+[[stations]]
+id = "s2"
+  [[stations.loops]]
+  id = "x"
+"""
+    h = Harness(parse_config_text(text, require_influxdb=False))
+    h.now += 120.0  # s2 has never reported: offline once offline_after has passed since the start
+    h.feed(41.0, 34.0, loops=("rad",))
+    h.feed(850.0, 34.0, loops=("floor",))
+    h.tick(1.0)
+    r = h.evaluator.results
+    assert r is not None
+    got = h.evaluator.status_lines(r)
+    want = []
+    for (station, loop), st in h.evaluator.loop_status.items():
+        want.append(
+            encode_loop_status(
+                station,
+                st.district,
+                loop,
+                r.now,
+                status=st.status,
+                compliant=st.compliant,
+                required_supply_temp=st.required_supply_temp,
+                required_return_temp=st.required_return_temp,
+                estimated_indoor_temp=st.estimated_indoor_temp,
+                delta_t=st.delta_t,
+            )
+        )
+    assert got == want
+    assert {ln.split('status="')[1].split('"')[0] for ln in got} == {
+        "noncompliant",
+        "sensor_fault",
+        "unknown",
+        "offline",
+    }

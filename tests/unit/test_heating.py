@@ -229,3 +229,25 @@ def test_curve_bad_arguments_exit_2(extra: list[str], capsys: pytest.CaptureFixt
     assert main(["curve", "--outdoor", "-10", *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("stationmon curve: --") and "Traceback" not in err
+
+
+def test_newton_agrees_with_bisection() -> None:
+    rng = np.random.default_rng(11)
+    n = 20000
+    ds = rng.uniform(35, 95, n)
+    dr = ds - rng.uniform(3, 25, n)
+    m = rng.uniform(1.0, 1.6, n)
+    t_o = rng.uniform(-40, 15, n)
+    supply = rng.uniform(-5, 100, n)
+    ret = supply - rng.uniform(-3, 25, n)
+    supply[::97] = math.nan
+    newton = estimate_indoor_temp(supply, ret, t_o, ds, dr, m)
+    bisect = estimate_indoor_temp(supply, ret, t_o, ds, dr, m, method="bisection", tolerance=1e-4)
+    assert np.array_equal(np.isnan(newton), np.isnan(bisect))
+    ok = ~np.isnan(newton)
+    assert np.abs(newton[ok] - bisect[ok]).max() < 1e-4
+    # the root lies in [t_o, t_m]
+    t_m = (supply + ret) / 2
+    assert (newton[ok] >= t_o[ok] - 1e-9).all() and (newton[ok] <= np.maximum(t_m, t_o)[ok] + 1e-9).all()
+    with pytest.raises(ValueError):
+        estimate_indoor_temp(41, 34, -10, 50, 40, 1.1, method="secant")

@@ -21,6 +21,10 @@ from stationmon.domain.rules import (
     FAULT_RATE,
     FAULT_SENTINEL,
     FAULT_SWAPPED,
+    INDOOR_RANGE,
+    OUTDOOR_RANGE,
+    SENTINELS,
+    WATER_RANGE,
     LoopTable,
     RuleEngine,
     RuleInputs,
@@ -256,6 +260,9 @@ def test_range_faults() -> None:
     bits = range_faults(np.array([20.0, 850.0, -999.0, 32767.0, 140.0, -1.0, NAN]), 0.0, 130.0)
     assert list(bits) == [0, FAULT_SENTINEL, FAULT_SENTINEL, FAULT_SENTINEL, FAULT_RANGE, FAULT_RANGE, FAULT_FLAGGED]
     assert describe_faults(FAULT_SENTINEL | FAULT_FLATLINE) == "sentinel value, flatline"
+    # range_faults only tests values outside the range for sentinels: they must all lie outside
+    for lo, hi in (WATER_RANGE, OUTDOOR_RANGE, INDOOR_RANGE):
+        assert all(s < lo or s > hi for s in SENTINELS)
 
 
 def test_sentinel_and_flagged_values_give_sensor_fault_and_suppress_compliance() -> None:
