@@ -312,3 +312,44 @@ async def test_each_fault_kind_raises_its_alert_and_the_healthy_station_none(tmp
     by = {(e.station, e.rule): e for e in events if e.state == "firing"}
     assert "flatline" in by[("flatline", "sensor_fault")].message
     assert "supply below return" in by[("swapped-sensors", "sensor_fault")].message
+
+
+def test_simulate_command_serves_until_duration_and_exits_0(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import wait_until_sync, write_config
+
+    port = free_port()
+    path = write_config(
+        tmp_path,
+        f"""
+[[stations]]
+id = "cli"
+[stations.modbus]
+port = {port}
+[[stations.loops]]
+id = "l"
+[[stations.points]]
+loop = "l"
+quantity = "supply_temp"
+address = 0
+""",
+    )
+    exe = str(Path(sys.executable).parent / "stationmon")
+    proc = subprocess.Popen([exe, "simulate", "-c", str(path), "--duration", "4"], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_until_sync(lambda: port_open(port), timeout=15, message="the simulated station's port")
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert f"station cli, modbus 127.0.0.1:{port} device 1 (1 points)" in out
+    assert not port_open(port)
+
+    bad = write_config(tmp_path, '[[stations]]\nid = "x"\n[simulator]\nnoise = "loud"\n', "bad.toml")
+    done = subprocess.run([exe, "simulate", "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "bad.toml: simulator.noise: expected a number, got string 'loud'"
