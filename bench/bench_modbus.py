@@ -119,10 +119,10 @@ class _RawProtocol(asyncio.Protocol):
                 self.waiter.set_result(frame)
 
 
-async def _raw_station(sid: str, port: int, interval: float, stats: _Stats) -> None:
+async def _raw_station(sid: str, port: int, interval: float, jitter: float, stats: _Stats) -> None:
     """What a minimal hand-written collector does: connect, then per poll two reads and unpack."""
     loop = asyncio.get_running_loop()
-    phase = _phase(sid, interval)
+    phase = _phase(sid, jitter)
     transport, proto = await loop.create_connection(_RawProtocol, "127.0.0.1", port)
     tid = 0
     try:
@@ -144,7 +144,7 @@ async def _raw_station(sid: str, port: int, interval: float, stats: _Stats) -> N
         transport.close()
 
 
-def _stations(n: int, ports: list[int], interval: float) -> list:  # type: ignore[type-arg]
+def _stations(n: int, ports: list[int], interval: float, jitter: float) -> list:  # type: ignore[type-arg]
     from stationmon.config import ModbusConfig, PointConfig, StationConfig
 
     points = tuple(
@@ -155,7 +155,7 @@ def _stations(n: int, ports: list[int], interval: float) -> list:  # type: ignor
         StationConfig(
             id=f"st-{i}",
             modbus=ModbusConfig(
-                port=ports[i % len(ports)], interval_s=interval, timeout_s=min(2.0, interval), jitter_s=interval
+                port=ports[i % len(ports)], interval_s=interval, timeout_s=min(2.0, interval), jitter_s=jitter
             ),
             points=points,
         )
@@ -163,8 +163,15 @@ def _stations(n: int, ports: list[int], interval: float) -> list:  # type: ignor
     ]
 
 
-async def _collect(mode: str, n: int, ports: list[int], interval: float, duration: float) -> dict[str, float]:
+async def _collect(
+    mode: str, n: int, ports: list[int], interval: float, jitter: float, duration: float, gc_freeze: bool
+) -> dict[str, float]:
     import gc
+
+    # imported before the baseline in every mode, so RSS per station counts stations, not modules
+    from stationmon.adapters.modbus import ModbusPoller
+    from stationmon.domain.model import StationState
+    from stationmon.metrics import Metrics
 
     stats = _Stats()
     rss_before = _rss_mb()
@@ -172,23 +179,22 @@ async def _collect(mode: str, n: int, ports: list[int], interval: float, duratio
     if mode == "raw":
         for i in range(n):
             port = ports[i % len(ports)]
-            tasks.append(asyncio.create_task(_raw_station(f"st-{i}", port, interval, stats)))
+            tasks.append(asyncio.create_task(_raw_station(f"st-{i}", port, interval, jitter, stats)))
     else:
-        from stationmon.adapters.modbus import ModbusPoller
-        from stationmon.domain.model import StationState
-        from stationmon.metrics import Metrics
-
         metrics = Metrics()
 
         def sink(readings: object) -> None:
             stats.poll(len(readings) == 12)  # type: ignore[arg-type]
 
         client = "pymodbus" if mode == "stationmon+pymodbus" else "auto"
-        for st in _stations(n, ports, interval):
+        for st in _stations(n, ports, interval, jitter):
             poller = ModbusPoller(st, sink, StationState(st.id), metrics, client=client)
             poller._m.lateness = stats  # type: ignore[assignment]  # the bench reads every sample
             tasks.append(asyncio.create_task(poller.run()))
     gc.collect()
+    if gc_freeze:
+        # what a long-running service can do after startup: full collections skip the config objects
+        gc.freeze()
     # warm up: every station connects at its first slot, spread over one interval
     await asyncio.sleep(interval + 1.0)
     t0 = time.time()
@@ -236,6 +242,9 @@ def _child(mode: str, args: argparse.Namespace, ports: list[int]) -> dict[str, f
         str(args.interval),
         "--duration",
         str(args.duration),
+        "--jitter",
+        str(args.jitter),
+        *(["--gc-freeze"] if args.gc_freeze else []),
     ]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.duration + args.interval + 90)
     if out.returncode != 0:
@@ -249,11 +258,17 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=2.0, help="poll interval, seconds")
     parser.add_argument("--duration", type=float, default=10.0, help="measuring window per collector, seconds")
+    parser.add_argument(
+        "--jitter", type=float, default=None, help="per-station phase window, seconds (default: the interval)"
+    )
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after setup (both collectors)")
     parser.add_argument("--no-pymodbus", action="store_true", help="skip the pymodbus-client run")
     parser.add_argument("--serve", type=int, metavar="PORTS", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.jitter is None:
+        args.jitter = args.interval
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(args.serve))
@@ -263,7 +278,17 @@ def main() -> None:
 
         # a hung collector shows where it hangs instead of stalling the benchmark
         faulthandler.dump_traceback_later(args.duration + args.interval + 60, exit=True)
-        result = asyncio.run(_collect(args.child, args.stations, json.loads(args.ports), args.interval, args.duration))
+        result = asyncio.run(
+            _collect(
+                args.child,
+                args.stations,
+                json.loads(args.ports),
+                args.interval,
+                args.jitter,
+                args.duration,
+                args.gc_freeze,
+            )
+        )
         print(json.dumps(result))
         return
 
@@ -287,6 +312,7 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> N
     print(
         f"\nModbus collector: {args.stations} stations @ {args.interval:g}s = {rate:.0f} polls/s offered "
         f"(target {TARGET_STATIONS} @ {TARGET_INTERVAL_S:g}s = {target_rate:.0f} polls/s), "
+        f"phases spread over {args.jitter:g}s, "
         f"20 registers in 2 requests per poll, {args.duration:g}s window, {os.cpu_count()} CPUs shared\n"
     )
     rows = [
@@ -305,7 +331,7 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> N
     for label, key, fmt in rows:
         cells = "".join(f"{fmt.format(results[m][key]):>22}" for m in modes)
         base = results["raw"][key]
-        ratios = "".join(f"{(results[m][key] / base if base else math.nan):>25.2f}x" for m in modes[1:])
+        ratios = "".join((f"{results[m][key] / base:>25.2f}x" if base else f"{'-':>26}") for m in modes[1:])
         print(f"{label:18}{cells}{ratios}")
     sm = results["stationmon"]
     cores_at_target = sm["cpu_per_poll_us"] * target_rate / 1e6
