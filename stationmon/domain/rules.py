@@ -16,6 +16,7 @@ What is judged when (CONTRACT section 5, DOMAIN.md):
   delta_t_high): only inside the heating season, only while the station is online, and only on the
   sensors they read being fresh and fault-free. `supply_low`/`return_low` still judge the fixed
   `min_supply`/`min_return` floor when the outdoor sensor is faulty (the floor does not read it).
+  Outside the season they count as judged and clear, so alerts left firing at its end resolve.
 Hysteresis: for keys with a pending or firing alert (`held`), a condition holds until the value is
 `hysteresis` K past the threshold, so a loop hovering at the threshold does not flap.
 
@@ -89,6 +90,7 @@ LOOP_RULES = (
 )
 STATION_RULES = ("station_offline", "sensor_fault")
 _COMPLIANCE = ("supply_low", "return_low", "indoor_estimate_low", "indoor_low")
+_SEASONAL = (*_COMPLIANCE, "delta_t_low", "delta_t_high")  # judged only inside the heating season
 
 FAULT_FLAGGED = 1  # the collector flagged it (NaN, decode error, its own checks)
 FAULT_RANGE = 2  # outside the physical range
@@ -513,6 +515,8 @@ class RuleResults:
         return Condition(_nan_none(value), None, msg, district, bad)
 
     def _loop_message(self, rule: str, i: int, active: bool) -> str:
+        if not self.in_season and rule in _SEASONAL:
+            return "outside the heating season"
         check = self.loop_checks[rule]
         value, threshold = float(check.value[i]), float(check.threshold[i])
         if rule == "sensor_fault":
@@ -835,6 +839,13 @@ class RuleEngine:
             station_sf = Check.off("sensor_fault", ns)
         if not enabled("station_offline"):
             offline_check = Check.off("station_offline", ns)
+
+        if not season:
+            # the season is over: compliance conditions are gone (judged clear), so alerts still
+            # firing from the season resolve after clear_for instead of lasting all summer
+            for rule in _SEASONAL:
+                if rule in p.enabled:
+                    checks[rule].judged = online.copy()
 
         # -- status: offline > sensor_fault > noncompliant > unknown > ok ----------------------------
         noncompliant = np.zeros(n, dtype=bool)

@@ -288,3 +288,49 @@ id = "s2"
         "unknown",
         "offline",
     }
+
+
+def test_season_boundaries_in_local_time(tmp_path: Path) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    harbin = zoneinfo.ZoneInfo("Asia/Shanghai")
+    text = f"""
+state_dir = "{tmp_path}/state"
+[rules]
+for = "0s"
+clear_for = "1m"
+season_start = "10-20"
+season_end = "04-20"
+[[stations]]
+id = "s1"
+district = "d1"
+  [[stations.loops]]
+  id = "rad"
+"""
+    h = Harness(parse_config_text(text, require_influxdb=False))
+    # 19 Oct, 23:59:30 in Harbin (15:59:30 UTC): not yet the season
+    h.now = dt.datetime(2025, 10, 19, 23, 59, 30, tzinfo=harbin).timestamp()
+    h.feed(41.0, 34.0, loops=("rad",))
+    assert h.tick(10.0) == []
+    assert h.evaluator.loop_status[("s1", "rad")].status == "unknown"
+    # midnight: 20 Oct, the season starts and the cold loop fires
+    h.now = dt.datetime(2025, 10, 20, 0, 0, 0, tzinfo=harbin).timestamp() - 5
+    h.feed(41.0, 34.0, loops=("rad",))
+    assert "supply_low" in {e.rule for e in h.tick(5.0)}
+    assert h.evaluator.loop_status[("s1", "rad")].status == "noncompliant"
+    # across the new year it keeps firing, no new events
+    # (a little movement in the water: a value frozen for 30 min would be a flatline fault)
+    h.now = dt.datetime(2026, 1, 1, 0, 0, 5, tzinfo=harbin).timestamp() - 5
+    h.feed(41.3, 34.2, outdoor=-10.4, loops=("rad",))
+    assert {e.state for e in h.tick(5.0)} <= {"escalated"}
+    assert any(a.rule == "supply_low" for a in h.evaluator.alerts.active_alerts())
+    # 21 Apr: the season is over; the still-cold loop's alerts resolve after clear_for
+    h.now = dt.datetime(2026, 4, 21, 0, 0, 0, tzinfo=harbin).timestamp()
+    h.feed(40.8, 34.1, outdoor=-9.7, loops=("rad",))
+    h.tick(1.0)
+    h.feed(40.8, 34.1, outdoor=-9.7, loops=("rad",))
+    events = h.tick(60.0)
+    assert "supply_low" in {e.rule for e in events if e.state == "resolved"}
+    assert next(e for e in events if e.rule == "supply_low").message == "outside the heating season"
+    assert h.evaluator.alerts.active_alerts() == []

@@ -214,8 +214,11 @@ def test_out_of_season_judges_faults_but_not_compliance() -> None:
     eng = engine()
     r = eng.evaluate(inputs(eng, [41.0, 850.0], [34.0, 34.0], in_season=False))
     assert r.status_name(0) == "unknown" and r.status_name(1) == "sensor_fault"
-    assert judged(r, 0) == {"sensor_fault"}
-    assert active(r, 1) == {"sensor_fault"}
+    assert active(r, 0) == set() and active(r, 1) == {"sensor_fault"}
+    # compliance counts as judged clear, so alerts left firing at the season's end resolve
+    assert judged(r, 0) == set(RULE_NAMES) - {"station_offline"}
+    clear = r.lookup(("supply_low", "s1", "rad"))
+    assert clear is not None and clear.message == "outside the heating season"
     assert not np.isnan(r.required_supply[0])  # still computed for the status page
 
 
