@@ -99,9 +99,21 @@ def _dumps(doc: Any) -> str:
     return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _default(value: Any) -> Any:
+    converted = _jsonable(value)
+    if converted is value:
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return converted
+
+
 def json_response(doc: Any, status: int = 200) -> web.Response:
     """A JSON response (UTF-8, NaN as null)."""
-    return web.Response(text=_dumps(_jsonable(doc)), status=status, content_type="application/json")
+    try:
+        # the documents are built from plain values already: the fast path skips the deep walk
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
+    except ValueError:  # a NaN or infinity somewhere: walk it and write them as null
+        text = _dumps(_jsonable(doc))
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 class HttpServer:
@@ -427,13 +439,17 @@ def stations_document(service: Any) -> dict[str, Any]:
         key = (str(getattr(a, "station", "")), getattr(a, "loop", None))
         alerts_by_place[key] = alerts_by_place.get(key, 0) + 1
     offline_after = cfg.rules.offline_after_s
+    # one pass over every series, grouped by station (series_of per station would be O(stations²))
+    by_station: dict[str, list[tuple[Any, Any]]] = {}
+    for key, sample in list(service.latest.latest.items()):
+        by_station.setdefault(key[0], []).append((key, sample))
     stations = []
     for st in cfg.stations:
-        series = service.latest.series_of(st.id)
+        series = by_station.get(st.id, ())
         station_values: dict[str, Any] = {}
         loop_values: dict[str, dict[str, Any]] = {lp.id: {} for lp in st.loops}
         indoor: dict[str, dict[str, Any]] = {lp.id: {} for lp in st.loops}
-        for (_, lid, sensor, qty), sample in series.items():
+        for (_, lid, sensor, qty), sample in series:
             doc = _sample(sample, now)
             if lid is None:
                 station_values[qty] = doc
