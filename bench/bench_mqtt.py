@@ -1,7 +1,7 @@
 """Benchmark: MqttCollector (topic routing, payload parsing, line protocol) against a bare aiomqtt
 consumer that only counts, fed the same messages by the same Mosquitto in the same run.
 
-    .venv/bin/python bench/bench_mqtt.py [--messages 60000] [--rounds 2]
+    .venv/bin/python bench/bench_mqtt.py [--messages 20000] [--rounds 2]
 
 For each scenario and consumer: a persistent session is created (client id, subscription), N QoS 1
 messages are published while the consumer is away (the broker queues them), then the consumer
@@ -29,16 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiomqtt  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from paho.mqtt.properties import Properties  # noqa: E402
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from stationmon.adapters.mqtt import MqttCollector  # noqa: E402
-from stationmon.config import Config, parse_config_text  # noqa: E402
-from stationmon.domain.lineproto import TelemetryEncoder  # noqa: E402
-from stationmon.domain.model import Reading  # noqa: E402
-from stationmon.metrics import Metrics  # noqa: E402
+from stationmon.adapters.mqtt import MqttCollector
+from stationmon.config import Config, parse_config_text
+from stationmon.domain.lineproto import TelemetryEncoder
+from stationmon.domain.model import Reading
+from stationmon.metrics import Metrics
 
 TARGET_RATE = 20_000.0
 TARGET_RATIO = 0.6
@@ -234,7 +234,7 @@ async def _round(
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     broker = Broker()
