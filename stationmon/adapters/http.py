@@ -47,6 +47,7 @@ _LOOP_STATUS_FIELDS = (
     "estimated_indoor_temp",
     "delta_t",
     "expected_delta_t",
+    "outdoor_temp",
     "compliant",
     "status",
     "reasons",

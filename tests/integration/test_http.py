@@ -35,6 +35,7 @@ spool_dir = "{tmp_path / "spool"}"
 listen = "127.0.0.1:{http_port}"
 [rules]
 offline_after = "3s"
+evaluate_every = "500ms"
 
 [[stations]]
 id = "alpha"
@@ -141,7 +142,8 @@ async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp
         async def both_seen() -> Any:
             doc = await _json(client, base + "/api/v1/stations")
             loops = {st["id"]: st["loops"][0] for st in doc["stations"]}
-            return doc if all("supply_temp" in lp["values"] for lp in loops.values()) else None
+            judged = all(lp["required_supply_temp"] is not None for lp in loops.values())
+            return doc if judged and all("supply_temp" in lp["values"] for lp in loops.values()) else None
 
         doc = await wait_until(both_seen, timeout=15, message="readings from both stations")
         assert doc["site"]["name"] == "测试区"
@@ -158,7 +160,7 @@ async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp
         assert loop["values"]["return_temp"]["value"] == pytest.approx(want[("sec1", None, "return_temp")], abs=0.05)
         assert loop["values"]["supply_temp"]["ts"] > 0 and loop["values"]["supply_temp"]["fault"] is None
         # the curve's required values at -10 °C for 75/50 radiators (DOMAIN.md table: 58.8/42.2)
-        assert loop["required_supply_temp"] == pytest.approx(58.8, abs=0.1)
+        assert loop["required_supply_temp"] == pytest.approx(58.8, abs=0.1), loop
         assert loop["required_return_temp"] == pytest.approx(42.2, abs=0.1)
         assert loop["delta_t"] == pytest.approx(
             loop["values"]["supply_temp"]["value"] - loop["values"]["return_temp"]["value"], abs=0.2
@@ -243,14 +245,14 @@ async def test_a_failing_handler_answers_500_and_the_server_keeps_serving(tmp_pa
     async def broken(request: web.Request) -> web.StreamResponse:
         raise RuntimeError("boom")
 
-    async def ack(request: web.Request) -> web.StreamResponse:
+    async def write(request: web.Request) -> web.StreamResponse:
         if not check_bearer(request, "s3cret"):
             raise web.HTTPUnauthorized(reason="needs Authorization: Bearer <token>")
         return web.json_response({"ok": True})
 
     service = Service(config)
     service.http.add_route("GET", "/api/v1/broken", broken)
-    service.http.add_route("POST", "/api/v1/alerts/{id}/ack", ack)
+    service.http.add_route("POST", "/api/v1/test-write", write)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     base = f"http://127.0.0.1:{config.http.port}"
@@ -268,12 +270,16 @@ async def test_a_failing_handler_answers_500_and_the_server_keeps_serving(tmp_pa
             async with client.get(base + "/api/v1/broken") as r:
                 assert r.status == 500
                 assert await r.json() == {"error": "internal error"}
+            # a write endpoint guarded by check_bearer, as the acknowledgement is
+            async with client.post(base + "/api/v1/test-write") as r:
+                assert r.status == 401
+            async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer s3cret"}) as r:
+                assert r.status == 200
+            # CONTRACT 7: the acknowledgement without a token is 401 (no token configured: always)
             async with client.post(base + "/api/v1/alerts/x/ack") as r:
                 assert r.status == 401
-            async with client.post(base + "/api/v1/alerts/x/ack", headers={"Authorization": "Bearer wrong"}) as r:
-                assert r.status == 401
-            async with client.post(base + "/api/v1/alerts/x/ack", headers={"Authorization": "Bearer s3cret"}) as r:
-                assert r.status == 200
             async with client.get(base + "/healthz") as r:
                 assert r.status == 200
             metrics = service.metrics.render()
