@@ -1,9 +1,9 @@
 """The Modbus collector: one asyncio poller per station, read-only, isolated from every other station.
 
 Modbus TCP goes through a small native client (an asyncio Protocol speaking MBAP, FC 3 and FC 4 only):
-at 1,000 polls/s pymodbus's client costs about 1.9x the CPU of a bare asyncio client and its p99
-lateness is 15x higher, against 1.3x for the native one (bench/bench_modbus.py), and the issue's
-target is 1.5x. RTU over a serial line and RTU-over-TCP gateways go through
+at 1,000 polls/s pymodbus's client costs 1.9-2.7x the CPU of a bare asyncio client and its p99
+lateness is 8-17x higher, against 1.3x and about 1x for the native one (bench/bench_modbus.py;
+the target is 1.5x). RTU over a serial line and RTU-over-TCP gateways go through
 pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain TCP too. Every pymodbus call sits in
 this module and its exceptions are converted to `stationmon.errors.ModbusError` subclasses here.
 
