@@ -318,7 +318,8 @@ class RuleSettings:
     clear_for_s: float = 600.0
     margin: float = 1.0
     severity: str = "warning"
-    # indoor_low: fire when at least `min_sensors` sensors, or at least `min_share` of them, are low
+    # indoor_low: fire when at least `min_sensors` sensors AND at least `min_share` of them are low
+    # (min_share 0 turns the share test off)
     min_sensors: int = 1
     min_share: float = 0.0
     # delta_t_low / delta_t_high: measured ΔT below ratio x expected / above ratio x expected
