@@ -167,6 +167,10 @@ async def test_only_read_function_codes_are_sent() -> None:
         st = station(server.port, extra="device_id = 17")
         async with running(ModbusPoller(st, sink, StationState(st.id), Metrics())):
             await wait_until(lambda: len(sink.batches) >= 5, message="five polls")
+            assert len(server._writers) == 1, "one connection, kept open between polls"
+        # cancelling the poller closed its connection
+        await wait_until(lambda: not server._writers, message="the connection closed")
+    assert server.connections == 1
     assert server.requests, "the server saw no requests"
     assert {fc for fc, _, _, _ in server.requests} == {3, 4}
     assert {unit for _, _, _, unit in server.requests} == {17}
@@ -305,6 +309,7 @@ async def test_fifty_stations_five_dead_or_slow_keep_schedule() -> None:
             assert max(gaps) < 1.5 * interval, f"{sid} skipped a slot: {gaps}"
         lateness.sort()
         p99 = lateness[int(0.99 * (len(lateness) - 1))]
+        print(f"live stations: {len(lateness)} polls, p99 lateness {p99 * 1000:.1f} ms of {interval * 1000:.0f} ms")
         # the dead/slow stations each cost up to 3 x 200 ms per poll; none of it may reach the live ones
         assert p99 < 0.2 * interval, f"p99 lateness {p99:.3f}s of a {interval}s interval"
         for sid, state in states.items():

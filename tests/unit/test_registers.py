@@ -184,9 +184,7 @@ def test_plan_without_modbus_is_empty() -> None:
 
 
 def test_function_codes_are_reads_only() -> None:
-    config = parse_config_text(
-        (READPLANS / "holding_and_input" / "config.toml").read_text(), require_influxdb=False
-    )
+    config = parse_config_text((READPLANS / "holding_and_input" / "config.toml").read_text(), require_influxdb=False)
     assert [r.function_code for r in plan_reads(config.stations[0])] == [3, 4]
 
 
