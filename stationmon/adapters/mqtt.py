@@ -288,4 +288,10 @@ class MqttCollector:
 
 
 def _describe(group: BaseExceptionGroup[BaseException]) -> str:
-    return "; ".join(str(exc) or type(exc).__name__ for exc in group.exceptions)
+    parts = []
+    for exc in group.exceptions:
+        text = str(exc) or type(exc).__name__
+        if exc.__cause__ is not None and str(exc.__cause__):
+            text += f": {exc.__cause__}"  # aiomqtt's "Disconnected..." carries paho's reason here
+        parts.append(text)
+    return "; ".join(parts)

@@ -7,7 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import os
+import signal
 import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.domain.model import Reading
 from stationmon.metrics import Metrics
 from tests.conftest import InfluxServer, MosquittoServer, TlsFiles
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until, write_config
 
 NOW = 1_764_000_000  # payload times: 2025-11-24T16:00:00Z, in the past for any clock running this test
 
@@ -236,7 +241,8 @@ async def test_bad_input_is_logged_once_a_minute_per_topic(
     assert len(warnings) == 2, [r.getMessage() for r in warnings]
 
 
-async def test_broker_restart_mid_stream(mosquitto: MosquittoServer) -> None:
+async def test_broker_restart_mid_stream(mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="stationmon.mqtt")
     cfg = make_config(mosquitto, 'reconnect_max = "500ms"')
     assert cfg.mqtt is not None
     metrics, sink = Metrics(), Sink()
@@ -249,6 +255,8 @@ async def test_broker_restart_mid_stream(mosquitto: MosquittoServer) -> None:
         mosquitto.stop()
         await wait_until(lambda: not collector.connected, message="collector notices the broker is gone")
         assert metric_value(metrics, "stationmon_mqtt_connected") == 0
+        # several refused attempts while the broker is down
+        await wait_until(lambda: metric_value(metrics, "stationmon_mqtt_reconnects_total") >= 3)
         mosquitto.start()
         await wait_until(lambda: collector.connected, timeout=20, message="collector reconnects")
         async with publisher(mosquitto) as pub:
@@ -256,7 +264,10 @@ async def test_broker_restart_mid_stream(mosquitto: MosquittoServer) -> None:
                 await pub.publish("heat/s1/sec1/supply_temp", str(60 + i).encode(), qos=1)
         await wait_until(lambda: len(sink.readings) == 20, message="readings after the restart")
     assert sink.values("supply_temp") == [float(v) for v in [*range(40, 50), *range(60, 70)]]
-    assert metric_value(metrics, "stationmon_mqtt_reconnects_total") >= 1
+    # the outage is logged once at ERROR (repeats at DEBUG) and the recovery once
+    ours = [r for r in caplog.records if r.name == "stationmon.mqtt"]
+    assert len([r for r in ours if r.levelname == "ERROR"]) == 1, [r.getMessage() for r in ours]
+    assert len([r for r in ours if r.getMessage().endswith("recovered")]) == 1
 
 
 async def test_qos1_published_while_down_arrive_after_return(mosquitto: MosquittoServer) -> None:
@@ -463,3 +474,63 @@ async def test_watchdog_reconnects_a_silent_connection(mosquitto: MosquittoServe
             assert sorted(set(sink.values("supply_temp"))) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     finally:
         await proxy.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The service as a user runs it
+
+
+async def test_stationmon_run_stores_mqtt_readings(
+    mosquitto: MosquittoServer, influxdb: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    """`stationmon run -c FILE` with only MQTT: the collector is wired in, readings land, metrics show it."""
+    http_port = free_port()
+    config = write_config(
+        tmp_path,
+        f'[influxdb]\nurl = "{influxdb.url}"\napi = "v1"\ndatabase = "{influx_db}"\n'
+        f'spool_dir = "{tmp_path}/spool"\nflush_interval = "100ms"\n'
+        f'[http]\nlisten = "127.0.0.1:{http_port}"\n'
+        f'[mqtt]\nurl = "{mosquitto.url}"\nclient_id = "stationmon-run"\n{SUBSCRIPTIONS}\n{STATIONS}',
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stationmon", "run", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+
+        def metrics_text() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+                return str(resp.read().decode())
+
+        async def connected() -> bool:
+            try:
+                return "stationmon_mqtt_connected 1" in await asyncio.to_thread(metrics_text)
+            except OSError:
+                return False
+
+        await wait_until(connected, timeout=30, message="stationmon connected to the broker")
+        async with publisher(mosquitto) as pub:
+            await pub.publish("heat/s1/sec1/indoor/flat-9", b"19.25", qos=1)
+            await pub.publish("heat/s1/sec1/supply_temp", b"not a number", qos=1)
+
+        def stored() -> list[dict[str, Any]]:
+            return influxdb.query(influx_db, "SELECT indoor_temp, sensor, source FROM telemetry")
+
+        rows = await wait_until(stored, timeout=20, message="the indoor reading in InfluxDB")
+        assert [(r["indoor_temp"], r["sensor"], r["source"]) for r in rows] == [(19.25, "flat-9", "mqtt")]
+        text = await asyncio.to_thread(metrics_text)
+        assert 'stationmon_mqtt_rejected_total{reason="not_a_number"} 1' in text
+        assert "stationmon_mqtt_messages_total 2" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+            raise AssertionError(f"stationmon did not stop on SIGTERM: {err.decode()[-2000:]}") from None
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert b"Traceback" not in err
