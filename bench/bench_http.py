@@ -8,7 +8,8 @@ every series filled through `Service.ingest` and judged once by the real evaluat
 - `/api/v1/stations` document built by `stations_document` (one pass over the latest values, grouped by
   station), against the baseline of the same document built with `LatestValues.series_of` per station
   (the obvious way, quadratic in the number of stations);
-- JSON serialisation of that document, and the full GET over HTTP (aiohttp server and client);
+- JSON serialisation of that document, and the full GET over HTTP (aiohttp server and client), built
+  per request and served from the 1 s cache that other viewers share;
 - GET /metrics and GET /api/v1/alerts over HTTP;
 - one simulator tick (physics + register images) per station, against the baseline of the physics alone.
 
@@ -171,14 +172,17 @@ async def main() -> None:
 
         base = f"http://127.0.0.1:{port}"
         async with service.http, aiohttp.ClientSession() as session:
+            service.http.STATIONS_CACHE_S = 0.0  # every request builds the document
             get_t, size = await _http_time(session, base + "/api/v1/stations", args.repeat)
             rows.append((f"GET /api/v1/stations over HTTP ({size / 1e6:.1f} MB)", get_t, f"{get_t / naive:.3f}"))
+            service.http.STATIONS_CACHE_S = 60.0  # the next viewers within the cache time
+            await _http_time(session, base + "/api/v1/stations", 1)
+            hit_t, _ = await _http_time(session, base + "/api/v1/stations", args.repeat)
+            rows.append(("  same, cached for another viewer within 1 s", hit_t, f"{hit_t / naive:.3f}"))
             m_t, m_size = await _http_time(session, base + "/metrics", args.repeat)
             rows.append((f"GET /metrics over HTTP ({m_size / 1e3:.0f} kB)", m_t, f"{m_t / naive:.3f}"))
             a_t, _ = await _http_time(session, base + "/api/v1/alerts", args.repeat)
             rows.append(("GET /api/v1/alerts over HTTP", a_t, f"{a_t / naive:.3f}"))
-        if hasattr(service.writer, "close"):
-            pass
 
         ticks = [T0 + 10 + k for k in range(1, args.repeat + 1)]
 

@@ -107,18 +107,24 @@ def _default(value: Any) -> Any:
     return converted
 
 
-def json_response(doc: Any, status: int = 200) -> web.Response:
-    """A JSON response (UTF-8, NaN as null)."""
+def json_text(doc: Any) -> str:
+    """`doc` as compact JSON (UTF-8, NaN and infinities as null, dataclasses as objects)."""
     try:
         # the documents are built from plain values already: the fast path skips the deep walk
-        text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
     except ValueError:  # a NaN or infinity somewhere: walk it and write them as null
-        text = _dumps(_jsonable(doc))
-    return web.Response(text=text, status=status, content_type="application/json")
+        return _dumps(_jsonable(doc))
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    """A JSON response (UTF-8, NaN as null)."""
+    return web.Response(text=json_text(doc), status=status, content_type="application/json")
 
 
 class HttpServer:
     """The service's HTTP endpoints; `async with HttpServer(service):` serves them."""
+
+    STATIONS_CACHE_S = 1.0
 
     def __init__(self, service: Any, *, host: str | None = None, port: int | None = None) -> None:
         self.service = service
@@ -127,6 +133,7 @@ class HttpServer:
         self.port = cfg.port if port is None else port
         self.app = web.Application(middlewares=[self._errors])
         self._runner: web.AppRunner | None = None
+        self._stations_cache: tuple[float, str] | None = None
         metrics = service.metrics
         self._requests = metrics.counter(
             "stationmon_http_requests_total", "HTTP requests by route and status code", ("route", "code")
@@ -292,8 +299,16 @@ class HttpServer:
         )
 
     async def stations(self, request: web.Request) -> web.StreamResponse:
-        """Every station and loop: latest values with times, loop status, connection state."""
-        return json_response(stations_document(self.service))
+        """Every station and loop: latest values with times, loop status, connection state.
+
+        Built at most once per `STATIONS_CACHE_S`: every open status page asks every few seconds, and a
+        district of thousands of stations costs tenths of a second to describe (bench/bench_http.py).
+        """
+        now = time.monotonic()
+        cached = self._stations_cache
+        if cached is None or now - cached[0] >= self.STATIONS_CACHE_S:
+            cached = self._stations_cache = (now, json_text(stations_document(self.service)))
+        return web.Response(text=cached[1], content_type="application/json")
 
     async def alerts(self, request: web.Request) -> web.StreamResponse:
         """The active alerts, newest first."""
@@ -518,4 +533,4 @@ def stations_document(service: Any) -> dict[str, Any]:
     }
 
 
-__all__ += ["json_response", "stations_document"]
+__all__ += ["json_response", "json_text", "stations_document"]
