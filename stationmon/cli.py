@@ -122,6 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(config)
     for notice in config.notices:
         log.info("config: %s", notice)
+    # Everything built so far (config, read plans, encoders) lives as long as the process: keep it out of
+    # the collector's way, which at 1,000 polls/s cuts the p99 poll lateness markedly (bench_modbus.py).
+    import gc
+
+    gc.collect()
+    gc.freeze()
     return asyncio.run(_run_until_signal(service.run))
 
 

@@ -253,7 +253,7 @@ class ModbusConfig:
     max_gap: int = 10
     one_request_per_point: bool = False
     retries: int = 1
-    jitter_s: float = -1.0  # < 0: automatic (a tenth of the interval, at most 1 s)
+    jitter_s: float = -1.0  # < 0: automatic (see adapters.modbus.automatic_jitter)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,10 +88,12 @@ class Service:
     def _build_collectors(self) -> list[Any]:
         from stationmon.adapters.modbus import ModbusPoller
 
+        modbus_stations = [s for s in self.config.stations if s.modbus is not None and s.modbus_points]
         collectors: list[Any] = [
-            ModbusPoller(station, self.ingest, self.station_states[station.id], self.metrics)
-            for station in self.config.stations
-            if station.modbus is not None and station.modbus_points
+            ModbusPoller(
+                station, self.ingest, self.station_states[station.id], self.metrics, fleet_size=len(modbus_stations)
+            )
+            for station in modbus_stations
         ]
         mqtt = self.config.mqtt
         if mqtt is not None and (mqtt.subscriptions or any(s.mqtt_points for s in self.config.stations)):

@@ -46,6 +46,7 @@ __all__ = [
     "ModbusPoller",
     "ModbusProtocolError",
     "ModbusTimeout",
+    "automatic_jitter",
     "backoff_delay",
     "station_phase",
 ]
@@ -112,6 +113,17 @@ class ModbusExceptionResponse(ModbusError):
 
 # ----------------------------------------------------------------------------------------------------
 # Schedule helpers (pure)
+
+
+def automatic_jitter(interval_s: float, fleet_size: int) -> float:
+    """The spread of poll phases when `jitter` is not configured.
+
+    Small sites: a tenth of the interval, at most 1 s, so readings stay close to the clock. Large ones:
+    wide enough that about 1,000 stations start a poll per second, at most the whole interval, so
+    10,000 stations at 10 s do not all fire within the same second.
+    """
+    small = min(1.0, interval_s / 10)
+    return min(interval_s, max(small, fleet_size / 1000.0))
 
 
 def station_phase(station_id: str, jitter_s: float) -> float:
@@ -387,6 +399,7 @@ class ModbusPoller:
         clock: Callable[[], float] = time.time,
         client: str = "auto",
         rand: Callable[[], float] | None = None,
+        fleet_size: int = 1,
     ) -> None:
         if station.modbus is None:
             raise ValueError(f"station {station.id} has no [stations.modbus]")
@@ -401,7 +414,7 @@ class ModbusPoller:
         # the module's generator: a Random per station would cost ~5 KB each at 10,000 stations
         self._rand = rand or random.random
         self.interval_s = m.interval_s
-        jitter = m.jitter_s if m.jitter_s >= 0 else min(1.0, m.interval_s / 10)
+        jitter = m.jitter_s if m.jitter_s >= 0 else automatic_jitter(m.interval_s, fleet_size)
         self.phase_s = station_phase(station.id, min(jitter, m.interval_s))
         self.backoff_cap_s = max(m.interval_s, min(60.0, 10 * m.interval_s))
         self._connect_failures = 0

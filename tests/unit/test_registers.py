@@ -234,3 +234,13 @@ byte_order = "ABCD"
     assert [v for _, v, _ in decoded] == pytest.approx([51.5, 42.0, 12.25, 70000.0])
     with pytest.raises(ValueError, match="expected 22 bytes"):
         RequestDecoder(request).decode_bytes(struct.pack(">2H", 1, 2))
+
+
+def test_automatic_jitter_is_small_for_small_sites_and_spreads_large_ones() -> None:
+    from stationmon.adapters.modbus import automatic_jitter
+
+    assert automatic_jitter(10.0, 12) == 1.0
+    assert automatic_jitter(2.0, 12) == 0.2
+    assert automatic_jitter(10.0, 5000) == 5.0
+    assert automatic_jitter(10.0, 10000) == 10.0
+    assert automatic_jitter(10.0, 50000) == 10.0  # never past the interval
