@@ -67,6 +67,8 @@ def build_tls_context(config: MqttConfig) -> ssl.SSLContext:
 class MqttCollector:
     """Subscribes to `[mqtt]`'s topics and passes readings to `sink`; `await run()` until cancelled."""
 
+    name = "mqtt"
+
     def __init__(
         self,
         config: MqttConfig,
@@ -85,6 +87,7 @@ class MqttCollector:
         self._subscribed = False
         self.connected = False
         self.last_error: str | None = None
+        self.last_message_at: float | None = None  # clock() time of the newest message
         self._where = f"MQTT broker {config.url}"
         self._failures = FailureLog(log, self._where)
         self._bad_input = RateLimitedLog(log, 60.0)
@@ -105,6 +108,18 @@ class MqttCollector:
         self._reconnects = metrics.counter(
             "stationmon_mqtt_reconnects_total", "MQTT connections lost or refused, and watchdog reconnects"
         ).labels()
+
+    def status(self) -> dict[str, object]:
+        """For /healthz: connected or not, the broker, the last error, the age of the newest message."""
+        age = None if self.last_message_at is None else round(self.clock() - self.last_message_at, 3)
+        return {
+            "state": "ok" if self.connected else ("failing" if self._failures.failing else "connecting"),
+            "broker": self.config.url,
+            "client_id": self.config.client_id,
+            "subscriptions": [f for f, _ in self.filters],
+            "last_error": self.last_error,
+            "last_message_age_s": age,
+        }
 
     # ------------------------------------------------------------------------------------------------
 
@@ -242,6 +257,7 @@ class MqttCollector:
                 take(inbox.get_nowait(), batch)
                 count += 1
             self._last_activity = loop_time()
+            self.last_message_at = self.clock()
             self._messages.inc(count)
             if batch:
                 self._deliver(batch)

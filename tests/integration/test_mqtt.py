@@ -211,13 +211,16 @@ async def test_garbage_is_counted_dropped_and_never_fatal(mosquitto: MosquittoSe
         ("heat/s1/sec9/supply_temp", b"41.0", "unknown_loop"),
         ("heat/s1/sec1/Supply-Temp", b"41.0", "bad_quantity"),
     ]
-    async with running(MqttCollector(cfg.mqtt, cfg.stations, sink, metrics)) as task, publisher(mosquitto) as pub:
+    collector = MqttCollector(cfg.mqtt, cfg.stations, sink, metrics, clock=lambda: NOW)
+    async with running(collector) as task, publisher(mosquitto) as pub:
         for topic, payload, _ in garbage:
             await pub.publish(topic, payload, qos=1)
         await pub.publish("heat/s1/sec1/return_temp", b"34.5", qos=1)  # the good one after the garbage
         await wait_until(lambda: sink.values("return_temp") == [34.5], message="the good reading")
         await wait_until(lambda: metric_value(metrics, "stationmon_mqtt_messages_total") == len(garbage) + 1)
         assert not task.done()
+        status = collector.status()
+        assert (status["state"], status["broker"], status["last_message_age_s"]) == ("ok", mosquitto.url, 0.0)
         expected: dict[str, int] = {}
         for _, _, reason in garbage:
             expected[reason] = expected.get(reason, 0) + 1
@@ -375,7 +378,7 @@ async def test_username_and_password(
     collector = MqttCollector(bad.mqtt, bad.stations, Sink(), metrics2)
     async with running(collector, wait_connected=False):
         await wait_until(lambda: metric_value(metrics2, "stationmon_mqtt_reconnects_total") >= 2)
-        assert not collector.connected
+        assert not collector.connected and collector.status()["state"] == "failing"
         assert "authori" in (collector.last_error or "").lower() or "bad user" in (collector.last_error or "").lower()
 
 
