@@ -137,7 +137,10 @@ function renderLoop(st, loop) {
   const row = (k, v) => { kv.append(el("dt", { text: k }), el("dd", {}, v)); };
   row("supply / req.", measured(loop, "supply_temp", loop.required_supply_temp));
   row("return / req.", measured(loop, "return_temp", loop.required_return_temp));
-  row("ΔT", `${fmt(loop.delta_t)} K` + (typeof loop.expected_delta_t === "number" ? ` (exp. ${fmt(loop.expected_delta_t)})` : ""));
+  // the evaluator leaves ΔT out where a sensor is faulty; the raw difference still tells the operator something
+  const s = loop.values.supply_temp, r = loop.values.return_temp;
+  const dt = typeof loop.delta_t === "number" ? loop.delta_t : (s && r && typeof s.value === "number" && typeof r.value === "number" ? s.value - r.value : null);
+  row("ΔT", `${fmt(dt)} K` + (typeof loop.expected_delta_t === "number" ? ` (exp. ${fmt(loop.expected_delta_t)})` : ""));
   row("est. indoor", `${fmt(loop.estimated_indoor_temp)} °C`);
   const sensors = indoorSensors(loop);
   if (sensors) row("indoor", sensors);
