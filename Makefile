@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := mosquitto influxdb prometheus-alertmanager chromium
+DEBIAN_PACKAGES := mosquitto influxdb prometheus-alertmanager chromium fonts-wqy-microhei
 
 .PHONY: venv demo deps test test-unit check bench clean
 

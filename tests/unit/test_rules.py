@@ -329,6 +329,26 @@ def test_flatline() -> None:
     assert r.supply_faults[0] == 0
 
 
+def test_no_flatline_from_readings_either_side_of_an_outage() -> None:
+    eng = engine(loops=[FLOOR], flatline_window_s=1800.0, flatline_tolerance=0.05)
+    # a few identical readings, then silence for an hour, then the same value again: no evidence
+    for k in (0, 10, 20):
+        eng.evaluate(inputs(eng, [42.0], [33.0], outdoor=[-10.0], now=NOW + k + 1, ts=NOW + k))
+    r = eng.evaluate(inputs(eng, [42.0], [33.0], outdoor=[-10.0], now=NOW + 3601, ts=NOW + 3600))
+    assert r.supply_faults[0] == 0
+    # readings every 600 s (more than a quarter of the window apart) never make a flatline
+    t = NOW + 3600
+    for _ in range(6):
+        t += 600
+        r = eng.evaluate(inputs(eng, [42.0], [33.0], outdoor=[-10.0], now=t + 1, ts=t))
+    assert r.supply_faults[0] == 0
+    # every 400 s they do, once they span the window
+    for _ in range(6):
+        t += 400
+        r = eng.evaluate(inputs(eng, [42.0], [33.0], outdoor=[-10.0], now=t + 1, ts=t))
+    assert r.supply_faults[0] == FAULT_FLATLINE
+
+
 def test_implausible_rate_of_change_holds_until_the_next_good_sample() -> None:
     eng = engine(loops=[FLOOR], max_rate_per_min=5.0)
     eng.evaluate(inputs(eng, [42.0], [33.0], now=NOW, ts=NOW - 1))
