@@ -29,9 +29,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log verbosity (default: info)",
     )
-    p.add_argument(
-        "--log-format", default="text", choices=["text", "json"], help="log format (default: text)"
-    )
+    p.add_argument("--log-format", default="text", choices=["text", "json"], help="log format (default: text)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stations", type=int, default=12, metavar="N", help="number of stations (default 12)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     p.add_argument("--listen", default="127.0.0.1:9640", metavar="HOST:PORT", help="status page address")
-    p.add_argument(
-        "--mqtt", default=None, metavar="URL", help="use this MQTT broker instead of an embedded one"
-    )
+    p.add_argument("--mqtt", default=None, metavar="URL", help="use this MQTT broker instead of an embedded one")
     p.add_argument("--workdir", default=None, metavar="DIR", help="where the demo keeps its spool and state")
     _common(p)
 
@@ -71,22 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emitter", choices=["floor", "radiator"], default="radiator", help="emitter type")
     p.add_argument("--exponent", type=float, default=None, help="emitter exponent (overrides --emitter)")
     p.add_argument("--outdoor", type=float, required=True, metavar="C", help="outdoor temperature, °C")
-    p.add_argument(
-        "--indoor-target", type=float, default=18.0, metavar="C", help="indoor target (default 18)"
-    )
-    p.add_argument(
-        "--outdoor-design", type=float, default=-24.2, metavar="C", help="design outdoor (default -24.2)"
-    )
-    p.add_argument(
-        "--measured", default=None, metavar="SUPPLY/RETURN", help="measured temperatures, e.g. 41/34"
-    )
+    p.add_argument("--indoor-target", type=float, default=18.0, metavar="C", help="indoor target (default 18)")
+    p.add_argument("--outdoor-design", type=float, default=-24.2, metavar="C", help="design outdoor (default -24.2)")
+    p.add_argument("--measured", default=None, metavar="SUPPLY/RETURN", help="measured temperatures, e.g. 41/34")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("report", help="compliance report per station and loop, from InfluxDB")
     p.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
-    p.add_argument(
-        "--from", dest="from_", required=True, metavar="T", help="RFC 3339, now, or relative (-24h)"
-    )
+    p.add_argument("--from", dest="from_", required=True, metavar="T", help="RFC 3339, now, or relative (-24h)")
     p.add_argument("--to", default="now", metavar="T", help="RFC 3339, now, or relative (default now)")
     p.add_argument("--format", choices=["csv", "html", "json"], default="csv", help="output format")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default stdout)")

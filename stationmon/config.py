@@ -182,6 +182,7 @@ class MqttConfig:
     key_file: str = ""
     keepalive_s: float = 30.0
     qos: int = 1
+    protocol: str = "5"  # "5", or "3.1.1" for brokers that speak only that (no session expiry)
     clean_start: bool = False
     session_expiry_s: float = 7 * 86400.0
     share_group: str = ""
@@ -795,6 +796,7 @@ def _mqtt(root: _Table, problems: _Problems) -> MqttConfig | None:
         key_file=files["key_file"],
         keepalive_s=t.duration("keepalive", 30.0, allow_zero=False),
         qos=t.integer("qos", 1, lo=0, hi=2),
+        protocol=t.choice("protocol", ("5", "3.1.1"), "5", "MQTT protocol version"),
         clean_start=t.flag("clean_start", False),
         session_expiry_s=t.duration("session_expiry", 7 * 86400.0),
         share_group=share_group,

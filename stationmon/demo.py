@@ -8,8 +8,9 @@ raise alerts within the first 30 seconds, alerts printed as they fire and resolv
 --listen, and a short summary at the end. The config is built as TOML and validated by
 stationmon.config like any user's, and written to the work directory for the curious.
 
-The broker is a private mosquitto when one is installed (stationmon's collector speaks MQTT 5, which
-amqtt does not); `STATIONMON_DEMO_BROKER=amqtt` forces the embedded one.
+The embedded broker speaks MQTT 3.1.1 only, so the demo's collector is configured with
+`protocol = "3.1.1"`; `STATIONMON_DEMO_BROKER=mosquitto` runs a private mosquitto from PATH instead
+(MQTT 5), and --mqtt URL uses the broker at URL (MQTT 5).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class DemoPlan:
     http_listen: str
     mqtt_url: str
     influx_url: str | None
+    mqtt_protocol: str
     modbus_ports: dict[str, int]
 
 
@@ -241,6 +243,7 @@ flush_interval = "1s"
 [mqtt]
 url = "{plan.mqtt_url}"
 client_id = "stationmon-demo-{os.getpid()}"
+protocol = "{plan.mqtt_protocol}"
 clean_start = true
 
 [[mqtt.subscriptions]]
@@ -380,8 +383,8 @@ bind-address = "127.0.0.1:{_free_port()}"
 class PrivateMosquitto:
     """`mosquitto` from PATH on 127.0.0.1 and a free port, anonymous, no persistence; stopped with the demo.
 
-    Preferred over the embedded amqtt broker because stationmon's MQTT collector speaks MQTT 5 (session
-    expiry, shared subscriptions), which amqtt 0.12 refuses ("unsupported protocol version").
+    Used with STATIONMON_DEMO_BROKER=mosquitto: MQTT 5 (session expiry, shared subscriptions), which
+    the embedded amqtt 0.12 refuses ("unsupported protocol version").
     """
 
     def __init__(self, binary: str, workdir: Path, port: int) -> None:
@@ -516,7 +519,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             broker = "amqtt"
             # Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH
             mosquitto_bin = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-            if os.environ.get("STATIONMON_DEMO_BROKER", "") == "amqtt":
+            if os.environ.get("STATIONMON_DEMO_BROKER", "") != "mosquitto":
                 mosquitto_bin = None
             if mosquitto_bin:
                 mosquitto = PrivateMosquitto(mosquitto_bin, workdir, mqtt_port)
@@ -539,6 +542,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             http_listen=f"{host}:{port}",
             mqtt_url=args.mqtt or f"mqtt://127.0.0.1:{mqtt_port}",
             influx_url=influxd.url if influxd else None,
+            mqtt_protocol="3.1.1" if broker == "amqtt" else "5",
             modbus_ports={st.id: _free_port() for st in stations if st.kind != "mqtt"},
         )
         text = build_demo_config(stations, plan)
@@ -586,9 +590,7 @@ def _banner(
     if broker == "mosquitto":
         _say(f"  MQTT          private mosquitto (from PATH) on 127.0.0.1:{mqtt_port}")
     elif broker == "amqtt":
-        _say(f"  MQTT          embedded broker (amqtt) on 127.0.0.1:{mqtt_port}")
-        _say("                note: amqtt speaks MQTT 3.1.1 only and the collector MQTT 5, so the MQTT-only")
-        _say("                stations and indoor sensors stay silent; install mosquitto for the full demo")
+        _say(f"  MQTT          embedded broker (amqtt, MQTT 3.1.1) on 127.0.0.1:{mqtt_port}")
     else:
         _say(f"  MQTT          {plan.mqtt_url}")
     if influxd is not None:

@@ -40,9 +40,7 @@ class Service:
         self._readings_total = self.metrics.counter(
             "stationmon_readings_total", "Readings received by source", ("source",)
         )
-        self._readings_by_source = {
-            src: self._readings_total.labels(src) for src in ("modbus", "mqtt", "sim")
-        }
+        self._readings_by_source = {src: self._readings_total.labels(src) for src in ("modbus", "mqtt", "sim")}
         self._event_listeners: list[Callable[[AlertEvent], None]] = []
         self.writer: Any = self._build_writer()
         self.collectors: list[Any] = self._build_collectors()
@@ -181,4 +179,3 @@ async def _wait_stop_or_failure(stop: asyncio.Event, tasks: list[asyncio.Task[No
         stop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stop_task
-

@@ -477,9 +477,7 @@ def _no_leaked_threads() -> Iterator[None]:
     yield
     deadline = time.monotonic() + 5
     while True:
-        leaked = [
-            t for t in _live_threads() - before if not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))
-        ]
+        leaked = [t for t in _live_threads() - before if not t.name.startswith(("asyncio_", "ThreadPoolExecutor"))]
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.05)

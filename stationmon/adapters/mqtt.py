@@ -22,8 +22,10 @@ import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -162,8 +164,11 @@ class MqttCollector:
     def _client(self) -> tuple[aiomqtt.Client, asyncio.Queue[aiomqtt.Message]]:
         """A new client and the queue it fills with incoming messages (`queue_type` is aiomqtt's hook)."""
         cfg = self.config
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = min(int(cfg.session_expiry_s), _MAX_SESSION_EXPIRY_S)
+        v5 = cfg.protocol == "5"
+        properties: Properties | None = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = min(int(cfg.session_expiry_s), _MAX_SESSION_EXPIRY_S)
         made: list[asyncio.Queue[aiomqtt.Message]] = []
 
         class _Inbox(asyncio.Queue[aiomqtt.Message]):
@@ -177,8 +182,10 @@ class MqttCollector:
             username=cfg.username or None,
             password=cfg.password.get() if cfg.password is not None else None,
             identifier=cfg.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=cfg.clean_start,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            # 3.1.1 has no session expiry: clean_session=False keeps the session until the broker drops it
+            clean_start=cfg.clean_start if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            clean_session=None if v5 else cfg.clean_start,
             keepalive=max(1, int(cfg.keepalive_s)),
             properties=properties,
             tls_context=build_tls_context(cfg) if cfg.tls else None,
@@ -194,8 +201,10 @@ class MqttCollector:
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         """Subscribe (again) to every filter; runs beside the consumer, so a session's backlog, which
         the broker sends before the SUBACK, is taken while we wait."""
-        topics = [
+        topics: list[tuple[str, Any]] = [
             (f, SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
+            if self.config.protocol == "5"
+            else (f, qos)
             for f, qos in self.filters
         ]
         if topics:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from stationmon.domain.model import Reading
 
-__all__ = ["LatestValues", "SeriesKey", "Sample"]
+__all__ = ["LatestValues", "Sample", "SeriesKey"]
 
 SeriesKey = tuple[str, str | None, str | None, str]  # station, loop, sensor, quantity
 

@@ -19,17 +19,13 @@ def test_influxdb_write_query_and_restart(influxdb, influx_db):  # type: ignore[
 
 
 async def test_mosquitto_keeps_queued_qos1_across_restart(mosquitto):  # type: ignore[no-untyped-def]
-    async with aiomqtt.Client(
-        mosquitto.host, mosquitto.port, identifier="harness-sub", clean_session=False
-    ) as c:
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="harness-sub", clean_session=False) as c:
         await c.subscribe("t/#", qos=1)
     async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
         await pub.publish("t/x", b"42", qos=1)
     mosquitto.stop()
     mosquitto.start()
-    async with aiomqtt.Client(
-        mosquitto.host, mosquitto.port, identifier="harness-sub", clean_session=False
-    ) as c:
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="harness-sub", clean_session=False) as c:
         await c.subscribe("t/#", qos=1)
         async with asyncio.timeout(10):
             async for msg in c.messages:

@@ -273,9 +273,10 @@ async def test_broker_restart_mid_stream(mosquitto: MosquittoServer, caplog: pyt
     assert len([r for r in ours if r.getMessage().endswith("recovered")]) == 1
 
 
-async def test_qos1_published_while_down_arrive_after_return(mosquitto: MosquittoServer) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_qos1_published_while_down_arrive_after_return(mosquitto: MosquittoServer, protocol: str) -> None:
     """Persistent session: stationmon stops, readings are published, the broker restarts, stationmon returns."""
-    cfg = make_config(mosquitto)
+    cfg = make_config(mosquitto, f'protocol = "{protocol}"')
     assert cfg.mqtt is not None
     metrics, sink = Metrics(), Sink()
     async with running(MqttCollector(cfg.mqtt, cfg.stations, sink, metrics)):

@@ -75,6 +75,7 @@ def _config(tmp_path: Path, mosquitto: MosquittoServer) -> Config:
         http_listen=f"127.0.0.1:{free_port()}",
         mqtt_url=mosquitto.url,
         influx_url=None,
+        mqtt_protocol="5",
         modbus_ports={st.id: free_port() for st in stations if st.kind != "mqtt"},
     )
     return parse_config_text(build_demo_config(stations, plan), str(tmp_path / "demo.toml"), require_influxdb=False)

@@ -106,9 +106,7 @@ BAD = [
     ("station without id", BASE + '[[stations]]\nname = "x"\n', "plant.toml: stations[1].id: missing"),
     (
         "duplicate loop id",
-        BASE.replace(
-            "  [[stations.points]]", '  [[stations.loops]]\n  id = "sec1"\n  [[stations.points]]', 1
-        ),
+        BASE.replace("  [[stations.points]]", '  [[stations.loops]]\n  id = "sec1"\n  [[stations.points]]', 1),
         "plant.toml: stations[0].loops[1].id: duplicate loop id 'sec1' (also loops[0])",
     ),
     (
@@ -154,9 +152,7 @@ BAD = [
     ),
     (
         "secret in the file",
-        BASE.replace(
-            'database = "stationmon"', 'database = "stationmon"\nusername = "u"\npassword = "hunter2"'
-        ),
+        BASE.replace('database = "stationmon"', 'database = "stationmon"\nusername = "u"\npassword = "hunter2"'),
         "plant.toml: influxdb.password: secrets do not belong in the config file",
     ),
     (
@@ -238,8 +234,7 @@ BAD = [
     ),
     (
         "bad template placeholder",
-        BASE
-        + '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[[mqtt.subscriptions]]\ntopic = "heat/{stattion}/{quantity}"\n',
+        BASE + '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n[[mqtt.subscriptions]]\ntopic = "heat/{stattion}/{quantity}"\n',
         "plant.toml: mqtt.subscriptions[0].topic: unknown placeholder {stattion} (did you mean 'station'?)",
     ),
     (
@@ -249,8 +244,7 @@ BAD = [
     ),
     (
         "unknown payload format",
-        BASE
-        + '[mqtt]\nurl = "mqtt://h"\n[[mqtt.subscriptions]]\ntopic = "h/{station}/{quantity}"\nformat = "xml"\n',
+        BASE + '[mqtt]\nurl = "mqtt://h"\n[[mqtt.subscriptions]]\ntopic = "h/{station}/{quantity}"\nformat = "xml"\n',
         "plant.toml: mqtt.subscriptions[0].format: unknown format 'xml'",
     ),
     (
@@ -308,9 +302,7 @@ def test_bad_config_names_the_key(name: str, text: str, expected: str) -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    text = "colour = 1\n" + BASE.replace('type = "float32"', 'type = "flot32"').replace(
-        "port = 1502", 'port = "x"'
-    )
+    text = "colour = 1\n" + BASE.replace('type = "float32"', 'type = "flot32"').replace("port = 1502", 'port = "x"')
     problems = problems_of(text)
     keys = [p.split(": ")[1] for p in problems]
     assert sorted(keys) == ["colour", "stations[0].modbus.port", "stations[0].points[0].type"]
@@ -339,25 +331,19 @@ def test_good_config_has_the_contract_defaults() -> None:
 
 
 def test_per_rule_settings_fall_back_to_rules() -> None:
-    cfg = parse_config_text(
-        BASE + '[rules]\nfor = "2m"\nmargin = 2.0\n[rules.supply_low]\nfor = "30s"\n', "p.toml"
-    )
+    cfg = parse_config_text(BASE + '[rules]\nfor = "2m"\nmargin = 2.0\n[rules.supply_low]\nfor = "30s"\n', "p.toml")
     assert cfg.rules.rule("supply_low").for_s == 30.0
     assert cfg.rules.rule("return_low").for_s == 120.0
     assert cfg.rules.rule("return_low").margin == 2.0
     assert cfg.rules.rule("station_offline").severity == "major"
 
 
-def test_secrets_come_from_env_and_file_and_never_show(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_secrets_come_from_env_and_file_and_never_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SM_TEST_TOKEN", "s3cret-token")
     pw = tmp_path / "pw"
     pw.write_text("file-secret\n")
     text = (
-        BASE.replace(
-            'database = "stationmon"', f'database = "stationmon"\nusername = "u"\npassword_file = "{pw}"'
-        )
+        BASE.replace('database = "stationmon"', f'database = "stationmon"\nusername = "u"\npassword_file = "{pw}"')
         + '[http]\ntoken_env = "SM_TEST_TOKEN"\n'
     )
     cfg = parse_config_text(text, "p.toml")
