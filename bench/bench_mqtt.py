@@ -53,7 +53,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(port: int) -> Config:
+def _client_options(protocol: str) -> dict[str, object]:
+    """aiomqtt options for a persistent session in this protocol version."""
+    if protocol == "5":
+        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": _session_properties()}
+    return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+
+
+def _config(port: int, protocol: str = "5") -> Config:
     stations = "\n".join(
         f'[[stations]]\nid = "st{i}"\n' + "".join(f'  [[stations.loops]]\n  id = "{lp}"\n' for lp in LOOPS)
         for i in range(STATIONS)
@@ -62,6 +69,7 @@ def _config(port: int) -> Config:
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
 client_id = "bench-collector"
+protocol = "{protocol}"
 [[mqtt.subscriptions]]
 topic = "heat/{{station}}/{{loop}}/{{quantity}}"
 [[mqtt.subscriptions]]
@@ -126,16 +134,9 @@ def _session_properties() -> Properties:
     return props
 
 
-async def _prepare_session(port: int, client_id: str, filters: Sequence[str]) -> None:
+async def _prepare_session(port: int, client_id: str, filters: Sequence[str], protocol: str) -> None:
     """Create the persistent session and its subscriptions, then leave."""
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        identifier=client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=False,
-        properties=_session_properties(),
-    ) as client:
+    async with aiomqtt.Client("127.0.0.1", port, identifier=client_id, **_client_options(protocol)) as client:
         await client.subscribe([(f, 1) for f in filters])
 
 
@@ -166,17 +167,10 @@ def _publish(port: int, messages: list[tuple[str, bytes]]) -> None:
         client.loop_stop()
 
 
-async def _bare(port: int, n: int) -> float:
+async def _bare(port: int, n: int, protocol: str) -> float:
     start = time.perf_counter()
     count = 0
-    async with aiomqtt.Client(
-        "127.0.0.1",
-        port,
-        identifier="bench-bare",
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=False,
-        properties=_session_properties(),
-    ) as client:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-bare", **_client_options(protocol)) as client:
         async for _ in client.messages:
             count += 1
             if count == n:
@@ -221,14 +215,17 @@ async def _round(
     per_message = 1 if scenario == "plain" else 3
     filters = [f for f, _ in MqttCollector(cfg.mqtt, cfg.stations, lambda _: None, Metrics()).filters]
 
-    await _prepare_session(broker.port, "bench-bare", filters)
+    protocol = cfg.mqtt.protocol
+    await _prepare_session(broker.port, "bench-bare", filters, protocol)
     await asyncio.to_thread(_publish, broker.port, messages)
-    bare_s = await _bare(broker.port, n)
+    bare_s = await _bare(broker.port, n, protocol)
 
-    await _prepare_session(broker.port, "bench-collector", filters)
+    await _prepare_session(broker.port, "bench-collector", filters, protocol)
     await asyncio.to_thread(_publish, broker.port, messages)
     collector_s, lines = await _collector(cfg, n, n * per_message)
-    log(f"  {scenario}: bare {n / bare_s:,.0f} msg/s, collector {n / collector_s:,.0f} msg/s ({lines:,} lines)")
+    log(
+        f"  MQTT {protocol} {scenario}: bare {n / bare_s:,.0f} msg/s, collector {n / collector_s:,.0f} msg/s ({lines:,} lines)"
+    )
     return n / bare_s, n / collector_s
 
 
@@ -236,30 +233,32 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--protocols", default="5,3.1.1", help="protocol versions to measure (default 5,3.1.1)")
     args = parser.parse_args()
     broker = Broker()
     results: dict[str, tuple[float, float]] = {}
     try:
-        cfg = _config(broker.port)
-        for scenario in ("plain", "json_fields"):
-            messages = _messages(scenario, args.messages)
-            best = (0.0, 0.0)
-            for _ in range(args.rounds):
-                bare, coll = await _round(broker, cfg, scenario, messages, lambda s: print(s, file=sys.stderr))
-                best = (max(best[0], bare), max(best[1], coll))
-            results[scenario] = best
+        for protocol in args.protocols.split(","):
+            cfg = _config(broker.port, protocol)
+            for scenario in ("plain", "json_fields"):
+                messages = _messages(scenario, args.messages)
+                best = (0.0, 0.0)
+                for _ in range(args.rounds):
+                    bare, coll = await _round(broker, cfg, scenario, messages, lambda s: print(s, file=sys.stderr))
+                    best = (max(best[0], bare), max(best[1], coll))
+                results[f"MQTT {protocol} {scenario}"] = best
     finally:
         broker.stop()
 
     print(f"\nMQTT ingestion, {args.messages:,} QoS 1 messages per run, best of {args.rounds} (same mosquitto)")
-    print(f"{'scenario':<14}{'bare msg/s':>12}{'collector msg/s':>17}{'ratio':>8}{'target':>22}")
+    print(f"{'scenario':<24}{'bare msg/s':>12}{'collector msg/s':>17}{'ratio':>8}{'target':>22}")
     ok = True
     for scenario, (bare, coll) in results.items():
         ratio = coll / bare
         met = coll >= TARGET_RATE and ratio >= TARGET_RATIO
         ok &= met
         target = f">= {TARGET_RATE:,.0f}, >= {TARGET_RATIO}"
-        print(f"{scenario:<14}{bare:>12,.0f}{coll:>17,.0f}{ratio:>8.2f}{target:>18} {'ok' if met else 'MISSED'}")
+        print(f"{scenario:<24}{bare:>12,.0f}{coll:>17,.0f}{ratio:>8.2f}{target:>18} {'ok' if met else 'MISSED'}")
     return 0 if ok else 1
 
 

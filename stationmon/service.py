@@ -1,4 +1,4 @@
-"""Wiring: collectors -> pipeline -> storage, rules, alerts, HTTP, in one asyncio TaskGroup.
+"""Wiring: collectors -> pipeline -> storage, rules, alerts, HTTP, as tasks of one asyncio program.
 
 Readings from every collector arrive at `Service.ingest` (sync, never blocks): they update the latest
 values (for rules, API and status page) and are encoded to line protocol for the InfluxDB writer.
