@@ -224,7 +224,8 @@ async def _round(
     await asyncio.to_thread(_publish, broker.port, messages)
     collector_s, lines = await _collector(cfg, n, n * per_message)
     log(
-        f"  MQTT {protocol} {scenario}: bare {n / bare_s:,.0f} msg/s, collector {n / collector_s:,.0f} msg/s ({lines:,} lines)"
+        f"  MQTT {protocol} {scenario}: bare {n / bare_s:,.0f} msg/s, "
+        f"collector {n / collector_s:,.0f} msg/s ({lines:,} lines)"
     )
     return n / bare_s, n / collector_s
 
