@@ -98,7 +98,12 @@ def _num(value: float | None) -> str:
 
 
 def alert_annotations(event: AlertEvent) -> dict[str, str]:
-    """Annotations: summary, description, value, threshold, and who acknowledged the alert, if anyone."""
+    """Annotations: summary, description, value, threshold, and who acknowledged the alert, if anyone.
+
+    The four of CONTRACT section 5 are always there: `value` and `threshold` are "" when the alert has
+    no number (a sensor fault), so receivers can read them without checking. The acknowledgement ones
+    appear only once acknowledged, and only those with content.
+    """
     where = event.station if event.loop is None else f"{event.station} loop {event.loop}"
     annotations = {
         "summary": f"{event.rule} at {where}",
@@ -106,13 +111,13 @@ def alert_annotations(event: AlertEvent) -> dict[str, str]:
         "value": _num(event.value),
         "threshold": _num(event.threshold),
     }
-    if event.acknowledged_by is not None or event.acknowledged_at is not None:
-        annotations["acknowledged_by"] = event.acknowledged_by or ""
-        if event.acknowledged_at is not None:
-            annotations["acknowledged_at"] = rfc3339(event.acknowledged_at)
-        if event.comment:
-            annotations["comment"] = event.comment
-    return {k: v for k, v in annotations.items() if v}
+    if event.acknowledged_by:
+        annotations["acknowledged_by"] = event.acknowledged_by
+    if event.acknowledged_at is not None:
+        annotations["acknowledged_at"] = rfc3339(event.acknowledged_at)
+    if event.comment and (event.acknowledged_by or event.acknowledged_at is not None):
+        annotations["comment"] = event.comment
+    return annotations
 
 
 def generator_url(external_url: str, event: AlertEvent) -> str:

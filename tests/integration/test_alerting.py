@@ -308,6 +308,31 @@ async def test_alertmanager_groups_then_resolves(alertmanager_factory: Any, rece
     assert counter(metrics, "stationmon_notify_failed_total", "alertmanager") == 0
 
 
+async def test_an_alert_without_a_number_keeps_value_and_threshold(
+    alertmanager_factory: Any, receiver_factory: Any
+) -> None:
+    """CONTRACT 5: annotations summary, description, value, threshold, also for a sensor fault (no
+    number): the webhook body carries them, and so does what Alertmanager received and passes on."""
+    hook, am_hook = await receiver_factory(), await receiver_factory()
+    am = alertmanager_factory(am_yaml(am_hook.url))
+    fault = replace(make_event(rule="sensor_fault"), value=None, threshold=None)
+    metrics = Metrics()
+    webhook = WebhookNotifier(WebhookConfig(url=hook.url), metrics, external_url="http://mon", name="hook")
+    async with webhook, am_notifier(am.url, metrics) as notifier:
+        webhook.notify(fault)
+        notifier.notify(fault)
+        await wait_until(lambda: hook.accepted and am_hook.accepted, message="both receivers notified")
+        api = await am_get(am.url, "/api/v2/alerts")
+    want = {"summary", "description", "value", "threshold"}
+    sent = hook.accepted[0].body
+    assert set(sent["alerts"][0]["annotations"]) == want and set(sent["commonAnnotations"]) == want
+    assert (sent["alerts"][0]["annotations"]["value"], sent["alerts"][0]["annotations"]["threshold"]) == ("", "")
+    [stored] = api
+    assert stored["annotations"]["value"] == "" and stored["annotations"]["threshold"] == ""
+    relayed = am_hook.accepted[0].body["alerts"][0]["annotations"]
+    assert (relayed["value"], relayed["threshold"]) == ("", "")
+
+
 async def test_alertmanager_down_then_up_gets_the_alert(alertmanager_factory: Any, receiver_factory: Any) -> None:
     rec = await receiver_factory()
     am = alertmanager_factory(am_yaml(rec.url))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stationmon.adapters.alertmanager import PostableAlert, silence_body
+from stationmon.adapters.alertmanager import AlertmanagerNotifier, PostableAlert, silence_body
 from stationmon.adapters.mqtt_alerts import alert_payload, alert_topic
 from stationmon.adapters.notify import (
     ZERO_TIME,
@@ -30,7 +30,7 @@ from stationmon.adapters.notify import (
     webhook_message,
 )
 from stationmon.adapters.webhook import WebhookNotifier, sign_body
-from stationmon.config import Secret, WebhookConfig, parse_config_text
+from stationmon.config import AlertmanagerConfig, Secret, WebhookConfig, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import NotifyError
 from stationmon.metrics import Metrics
@@ -110,10 +110,31 @@ def test_annotations() -> None:
     assert ann["comment"] == "on it"
 
 
-def test_annotations_without_value_leave_it_out() -> None:
-    ann = alert_annotations(replace(FIRING, value=None, threshold=None, message=""))
-    assert "value" not in ann and "threshold" not in ann
-    assert ann["description"] == ann["summary"]
+def test_annotations_without_a_number_still_carry_value_and_threshold() -> None:
+    # CONTRACT 5: summary, description, value, threshold, always; "" when there is no number
+    fault = replace(FIRING, rule="sensor_fault", value=None, threshold=None, message="")
+    ann = alert_annotations(fault)
+    assert ann == {
+        "summary": "sensor_fault at daoli-334 loop sec1",
+        "description": ann["summary"],
+        "value": "",
+        "threshold": "",
+    }
+    # the same four in the webhook body (the alert and commonAnnotations) and the Alertmanager body
+    msg = webhook_message(fault, "http://x")
+    assert msg["alerts"][0]["annotations"] == ann and msg["commonAnnotations"] == ann
+    am = AlertmanagerNotifier(AlertmanagerConfig(url="http://am"), Metrics(), external_url="http://x")
+    assert am._postable(fault, None).to_json(T0)["annotations"] == ann
+    # an acknowledgement without a comment adds who and when, and no empty comment
+    acked = replace(fault, state="acknowledged", acknowledged_by="wang", acknowledged_at=T0)
+    assert set(alert_annotations(acked)) == {
+        "summary",
+        "description",
+        "value",
+        "threshold",
+        "acknowledged_by",
+        "acknowledged_at",
+    }
 
 
 @pytest.mark.parametrize(
