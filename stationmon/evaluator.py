@@ -335,7 +335,13 @@ class Evaluator:
         return events
 
     def acknowledge(self, alert_id: str, who: str, comment: str | None = None) -> AlertEvent | None:
-        """Acknowledge a firing alert now: the event goes to notifiers and `alert_events`; None if unknown."""
+        """Acknowledge a firing alert now: the event goes to notifiers and `alert_events`; None if unknown.
+
+        A repeat returns the existing acknowledgement and changes, records and sends nothing.
+        """
+        existing = self.alerts.acknowledgement(alert_id)
+        if existing is not None:
+            return existing
         now = self.clock()
         event = self.alerts.acknowledge(alert_id, who, comment, now)
         if event is None:

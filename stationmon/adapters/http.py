@@ -166,7 +166,8 @@ class HttpServer:
         """Acknowledge a firing alert: needs the Bearer token; the JSON body may carry "by" and "comment".
 
         401 without or with a wrong token, 404 for no such firing alert. The "acknowledged" event goes to
-        every listener (notifiers, alert_events): repeats stop, escalation still goes out.
+        every listener (notifiers, alert_events): repeats stop, escalation still goes out. Acknowledging
+        an acknowledged alert answers 200 with the acknowledgement as it was, and changes nothing.
         """
         token = self.service.config.http.token
         if not check_bearer(request, token.get() if token is not None else None):

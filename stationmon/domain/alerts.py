@@ -411,14 +411,29 @@ class AlertBook:
         return event
 
     def acknowledge(self, alert_id: str, who: str, comment: str | None, now: float) -> AlertEvent | None:
-        """Acknowledge a firing alert; None if no firing alert has this id."""
+        """Acknowledge a firing alert; None if no firing alert has this id.
+
+        Idempotent: an alert acknowledged already keeps its acknowledgement (who, when, comment) and
+        this returns it unchanged, as `acknowledgement` does; check that first to tell a new
+        acknowledgement (to record and notify) from a repeat (nothing to do).
+        """
         key = self._by_id.get(alert_id)
         if key is None:
             return None
         alert = self._alerts[key]
+        if alert.acknowledged_at is not None:
+            return self._event(alert, "acknowledged", alert.acknowledged_at)
         alert.acknowledged_by, alert.acknowledged_at, alert.comment = who, now, comment
         self.dirty = True
         return self._event(alert, "acknowledged", now)
+
+    def acknowledgement(self, alert_id: str) -> AlertEvent | None:
+        """The acknowledgement of a firing alert as it was made; None if not firing or not acknowledged."""
+        key = self._by_id.get(alert_id)
+        alert = self._alerts[key] if key is not None else None
+        if alert is None or alert.acknowledged_at is None:
+            return None
+        return self._event(alert, "acknowledged", alert.acknowledged_at)
 
     def retain(self, keep: Callable[[AlertKey], bool], now: float, reason: str = "") -> list[AlertEvent]:
         """Drop alerts whose key `keep` refuses (a loop removed from the config): resolved events."""

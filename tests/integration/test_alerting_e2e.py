@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,17 @@ async def running(service: Service) -> AsyncIterator[Service]:
         await task
 
 
+def counter(service: Service, name: str, *labels: str) -> float:
+    metric = service.metrics.get(name)
+    return 0.0 if metric is None else float(metric.value(*labels))
+
+
+async def am_silences(url: str) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/api/v2/silences") as resp:
+        assert resp.status == 200
+        return list(await resp.json())
+
+
 AM_YAML = """
 route:
   receiver: none
@@ -97,7 +109,8 @@ async def test_ack_over_the_api(tmp_path: Path, influxdb: Any, influx_db: str, a
     http_port = free_port()
     config = load_config(service_config(tmp_path, influxdb, influx_db, am.url, http_port))
     base = f"http://127.0.0.1:{http_port}"
-    async with running(Service(config)), aiohttp.ClientSession() as http:
+    service = Service(config)
+    async with running(service), aiohttp.ClientSession() as http:
 
         async def offline_alert() -> dict[str, Any] | None:
             try:
@@ -134,6 +147,23 @@ async def test_ack_over_the_api(tmp_path: Path, influxdb: Any, influx_db: str, a
             assert (await resp.json())["acknowledged"]["acknowledged_by"] == "wang"
         acked = await offline_alert()
         assert acked is not None and acked["acknowledged_by"] == "wang" and acked["acknowledged_at"]
+        [alertmanager] = service.notifiers
+        await wait_until(lambda: alertmanager.pending == 0, message="the acknowledgement delivered")
+
+        # a repeat: 200 with the acknowledgement as it was; nothing recorded, sent or changed
+        sent = counter(service, "stationmon_alert_events_total", "station_offline", "acknowledged")
+        async with http.post(url, json={"by": "li"}, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 200
+            again = (await resp.json())["acknowledged"]
+        assert (again["acknowledged_by"], again["comment"]) == ("wang", "crew on the way")
+        assert again["acknowledged_at"] == acked["acknowledged_at"]
+        repeated_at = time.time()
+        await wait_until(lambda: alertmanager.pending == 0, message="anything queued delivered")
+        silences = await am_silences(am.url)  # a second acknowledgement would expire and replace it
+        assert [(s["createdBy"], s["status"]["state"]) for s in silences] == [("wang", "active")]
+        assert counter(service, "stationmon_alert_events_total", "station_offline", "acknowledged") == sent
+        still = await offline_alert()
+        assert still is not None and (still["acknowledged_by"], still["comment"]) == ("wang", "crew on the way")
 
         # Alertmanager: the alert is silenced by the acknowledgement
         def silenced() -> bool:
@@ -153,5 +183,12 @@ async def test_ack_over_the_api(tmp_path: Path, influxdb: Any, influx_db: str, a
 
         rows = await wait_until(ack_rows, message="the acknowledged event in alert_events")
         assert rows[0]["station"] == "daoli-334"
+        # lines are stored in order: once a loop_status line from after the repeat is in, so is
+        # anything the repeat would have written
+        await wait_until(
+            lambda: influxdb.query(influx_db, f"SELECT * FROM loop_status WHERE time > {int(repeated_at * 1e9)}"),
+            message="a loop_status line written after the repeated acknowledgement",
+        )
+        assert len(ack_rows()) == 1
         firing = influxdb.query(influx_db, "SELECT * FROM alert_events WHERE \"state\" = 'firing'")
         assert any(r["rule"] == "station_offline" for r in firing)

@@ -129,6 +129,30 @@ def test_state_file_is_written_atomically_and_restores_without_refiring(tmp_path
     assert (snap.id, snap.acknowledged_by, snap.comment) == (fired.alert_id, "ops", "on it")
 
 
+def test_a_repeated_acknowledgement_is_not_recorded_or_sent_again(tmp_path: Path) -> None:
+    h = Harness(make_config(tmp_path))
+    h.feed(41.0, 34.0)
+    [fired] = [e for e in h.tick(1.0) if e.rule == "supply_low"]
+    first = h.evaluator.acknowledge(fired.alert_id, "ops", "on it")
+    assert first is not None
+    events, lines = len(h.events), len(h.lines)
+    saved = (tmp_path / "state" / "alerts.json").read_bytes()
+    h.now += 30.0
+    again = h.evaluator.acknowledge(fired.alert_id, "night-shift", None)
+    assert again is not None
+    assert (again.state, again.acknowledged_by, again.acknowledged_at, again.comment) == (
+        "acknowledged",
+        "ops",
+        first.acknowledged_at,
+        "on it",
+    )
+    assert len(h.events) == events and len(h.lines) == lines  # no event, no alert_events line
+    assert 'stationmon_alert_events_total{rule="supply_low",state="acknowledged"} 1' in h.metrics.render()
+    assert (tmp_path / "state" / "alerts.json").read_bytes() == saved
+    [snap] = [a for a in h.evaluator.alerts.active_alerts() if a.id == fired.alert_id]
+    assert (snap.acknowledged_by, snap.comment) == ("ops", "on it")
+
+
 def test_restored_alerts_of_a_removed_loop_resolve(tmp_path: Path) -> None:
     h = Harness(make_config(tmp_path))
     h.feed(41.0, 34.0)

@@ -182,6 +182,27 @@ def test_acknowledgement() -> None:
     assert slow.acknowledge("", "li", None, 1.0) is None
 
 
+def test_a_repeated_acknowledgement_changes_nothing() -> None:
+    b = book(for_s=0.0)
+    [fired] = b.update(0.0, {SUPPLY: low()})
+    assert b.acknowledgement(fired.alert_id) is None
+    first = b.acknowledge(fired.alert_id, "li.wei", "crew on the way", 60.0)
+    assert first is not None
+    b.dirty = False
+    again = b.acknowledge(fired.alert_id, "zhang", None, 120.0)
+    # the acknowledgement as it was made: same person, time and comment; nothing to save
+    assert again == first
+    assert b.acknowledgement(fired.alert_id) == first
+    assert b.dirty is False
+    snap = b.snapshot(fired.alert_id)
+    assert snap is not None and (snap.acknowledged_by, snap.acknowledged_at, snap.comment) == (
+        "li.wei",
+        60.0,
+        "crew on the way",
+    )
+    assert b.acknowledgement("no-such-id") is None
+
+
 def test_offline_station_inhibits_its_loop_alerts() -> None:
     b = book(for_s=0.0)
     other: AlertKey = ("supply_low", "s2", "sec1")
