@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("curve", help="the heating model: required temperatures, estimated indoor temperature")
     p.add_argument("--design", required=True, metavar="SUPPLY/RETURN", help="design temperatures, e.g. 75/50")
-    p.add_argument("--emitter", choices=["floor", "radiator"], default="radiator", help="emitter type")
+    p.add_argument(
+        "--emitter", choices=["floor", "radiator"], default=None, help="emitter type (required unless --exponent)"
+    )
     p.add_argument("--exponent", type=float, default=None, help="emitter exponent (overrides --emitter)")
     p.add_argument("--outdoor", type=float, required=True, metavar="C", help="outdoor temperature, °C")
     p.add_argument("--indoor-target", type=float, default=18.0, metavar="C", help="indoor target (default 18)")
@@ -101,13 +103,52 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def preflight(config: Config) -> list[str]:
+    """What stops `run` before it starts, as config problems: an unwritable spool or state directory,
+    an HTTP address already taken. Checked here rather than at config load so that `check-config`
+    works on a machine other than the one that will run the service."""
+    import os
+    import socket
+    from pathlib import Path
+
+    name = Path(config.path).name
+    problems = []
+    for key, directory in (("influxdb.spool_dir", config.influxdb.spool_dir), ("state_dir", config.state_dir)):
+        path = Path(directory).expanduser()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(f"{name}: {key}: cannot create {path}: {exc.strerror or exc}")
+            continue
+        if not os.access(path, os.W_OK | os.X_OK):
+            problems.append(f"{name}: {key}: {path} is not writable by this user")
+    host, port = config.http.host, config.http.port
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        problems.append(f"{name}: http.listen: cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return problems
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
+    problems = preflight(config)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    from stationmon.errors import StationmonError
     from stationmon.service import Service
 
-    service = Service(config)
+    try:
+        service = Service(config)
+    except StationmonError as exc:
+        print(f"stationmon run: {exc}", file=sys.stderr)
+        return 1
     for notice in config.notices:
         log.info("config: %s", notice)
     # Everything built so far (config, read plans, encoders) lives as long as the process: keep it out of
@@ -116,7 +157,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     gc.collect()
     gc.freeze()
-    return asyncio.run(_run_until_signal(service.run))
+    try:
+        return asyncio.run(_run_until_signal(service.run))
+    except StationmonError as exc:
+        # a component that cannot start (another process holds the spool, say): one line, no traceback
+        print(f"stationmon run: {exc}", file=sys.stderr)
+        return 1
 
 
 async def _run_until_signal(run: object) -> int:

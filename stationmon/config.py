@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from stationmon.domain.model import CANONICAL_QUANTITIES, LOOP_QUANTITIES, STATION_QUANTITIES
 from stationmon.errors import ConfigError
 
 __all__ = [
@@ -406,6 +407,7 @@ class _Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: list[str] = []
+        self.notices: list[str] = []  # defaults a user may not expect, for check-config
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{self.file}: {path}: {message}")
@@ -636,6 +638,9 @@ def _influx(root: _Table, problems: _Problems, notices: list[str], require: bool
         if require:
             problems.add(t.key("url"), "missing: the InfluxDB URL, such as http://127.0.0.1:8086")
     elif not _check_url(url, t.key("url"), problems, ("http", "https")):
+        url = None
+    elif urlsplit(url).username or urlsplit(url).password:
+        problems.add(t.key("url"), "must not carry credentials; use username + password_env (v1) or token_env (v2)")
         url = None
     v1_keys = [k for k in ("database", "retention_policy", "username", "password_env", "password_file") if k in t.data]
     v2_keys = [k for k in ("org", "bucket", "token_env", "token_file") if k in t.data]
@@ -927,6 +932,12 @@ def _loop(t: _Table, problems: _Problems) -> LoopConfig | None:
     emitter = t.choice("emitter", tuple(EMITTERS), "radiator", "emitter")
     exponent = t.number("exponent", EMITTERS[emitter], lo=1.0, hi=2.0)
     defaults = (50.0, 40.0) if emitter == "floor" else (75.0, 50.0)
+    unset = [k for k in ("emitter", "design_supply", "design_return") if k not in t.data]
+    if unset:
+        problems.notices.append(
+            f"{t.path}: {', '.join(unset)} not set; judged as a {emitter} loop designed for "
+            f"{t.data.get('design_supply', defaults[0]):g}/{t.data.get('design_return', defaults[1]):g} °C"
+        )
     supply = t.number("design_supply", defaults[0], lo=20.0, hi=150.0)
     ret = t.number("design_return", defaults[1], lo=15.0, hi=130.0)
     if supply <= ret:
@@ -995,6 +1006,28 @@ def _point(
     return cfg if quantity else None
 
 
+def _check_points(station_key: str, points: list[tuple[int, PointConfig]], problems: _Problems) -> None:
+    """Quantities at the level the rules read them from, no series twice, near-misses pointed out."""
+    seen: dict[tuple[str | None, str, str | None], int] = {}
+    for i, p in points:
+        key = f"{station_key}.points[{i}]"
+        if p.quantity in STATION_QUANTITIES and p.loop is not None:
+            problems.add(f"{key}.loop", f"{p.quantity} belongs to the station, not to a loop: remove loop")
+        elif p.quantity in LOOP_QUANTITIES and p.loop is None:
+            problems.notices.append(f"{key}.loop: not set: {p.quantity} is stored, but no loop rule judges it")
+        if p.sensor is not None and p.quantity != "indoor_temp":
+            problems.add(f"{key}.sensor", f"only indoor_temp points name a sensor, not {p.quantity}")
+        series = (p.loop, p.quantity, p.sensor)
+        if series in seen:
+            problems.add(f"{key}.quantity", f"{p.quantity} of this loop is already read by points[{seen[series]}]")
+        else:
+            seen[series] = i
+        if p.quantity not in CANONICAL_QUANTITIES:
+            hint = _suggest(p.quantity, sorted(CANONICAL_QUANTITIES))
+            if hint:
+                problems.notices.append(f"{key}.quantity: {p.quantity!r} is not a canonical quantity{hint}")
+
+
 def _check_overlaps(station_key: str, points: list[tuple[int, PointConfig]], problems: _Problems) -> None:
     for register in REGISTER_TYPES:
         spans = sorted(
@@ -1035,6 +1068,7 @@ def _station(t: _Table, problems: _Problems) -> StationConfig | None:
         point = _point(pt, byte_order, set(seen_loops), modbus is not None, problems)
         if point is not None:
             points.append((i, point))
+    _check_points(t.path, points, problems)
     _check_overlaps(t.path, points, problems)
     cfg = StationConfig(
         id=sid or "",
@@ -1213,6 +1247,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", *, require_inf
     root.finish()
     if problems.lines:
         raise ConfigError(problems.lines)
+    notices.extend(problems.notices)
     return Config(
         path=path,
         site=site,

@@ -495,7 +495,10 @@ class AlertPrinter:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """`stationmon demo`: run the simulated district until --duration or Ctrl-C; exit 0."""
-    n = max(1, min(int(args.stations), 200))
+    if not 1 <= args.stations <= 200:
+        print(f"stationmon demo: --stations: expected 1..200, got {args.stations}", file=sys.stderr)
+        return 2
+    n = int(args.stations)
     own_workdir = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="stationmon-demo-")) if own_workdir else Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -504,7 +507,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         host, _, port_text = str(args.listen).rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not port_text.isdigit():
+        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
             print(f"stationmon demo: --listen: expected HOST:PORT, got {args.listen!r}", file=sys.stderr)
             return 2
         port = int(port_text)

@@ -37,6 +37,10 @@ def cmd_curve(args: argparse.Namespace) -> int:
         if design_supply <= design_return:
             raise ValueError(f"--design: supply ({design_supply:g}) must be above return ({design_return:g})")
         measured = parse_pair(args.measured, "--measured") if args.measured else None
+        if measured is not None and measured[0] < measured[1]:
+            raise ValueError(f"--measured: supply ({measured[0]:g}) below return ({measured[1]:g}): swapped sensors?")
+        if args.emitter is None and args.exponent is None:
+            raise ValueError("--emitter: required (floor or radiator), or give --exponent")
         exponent = args.exponent if args.exponent is not None else EMITTER_EXPONENTS[args.emitter]
         if not 1.0 <= exponent <= 2.0:
             raise ValueError(f"--exponent: {exponent:g} is out of range (expected 1.0..2.0)")

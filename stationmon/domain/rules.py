@@ -336,7 +336,8 @@ class SensorTracker:
     whenever a sample leaves that band), so max - min < 2 x tolerance over the window, seen in at least
     `MIN_FLAT_SAMPLES` samples with no gap longer than a quarter of the window: two readings either
     side of an outage are no evidence of a stuck sensor. Rate: the
-    last step between two samples was faster than `max_rate_per_min`; it holds until the next sample.
+    last step between two samples, spread over at least `RATE_WINDOW_S`, was faster than
+    `max_rate_per_min`; it holds until the next sample.
     """
 
     def __init__(self, n: int, *, window_s: float, tolerance: float, max_rate_per_min: float | None) -> None:
@@ -352,6 +353,7 @@ class SensorTracker:
         self.max_gap_s = window_s / 4
 
     MIN_FLAT_SAMPLES = 4
+    RATE_WINDOW_S = 60.0
 
     def update(self, value: FloatArray, ts: FloatArray, usable: BoolArray) -> FaultArray:
         """Take the latest samples (only newer ones change state); return flatline/rate bits."""
@@ -359,7 +361,9 @@ class SensorTracker:
             new = ~np.isnan(ts) & ~(ts <= self.last_ts)
             if self.max_rate_per_min is not None:
                 step_s = ts - self.last_ts
-                rate = np.abs(value - self.last_value) / step_s * 60.0
+                # over at least a minute: at a 1 s poll a 0.1 K step of an int16 x 0.1 probe is
+                # 6 K/min between two samples, but only 0.1 K/min of real change
+                rate = np.abs(value - self.last_value) / np.maximum(step_s, self.RATE_WINDOW_S) * 60.0
                 jumped = usable & (step_s > 0) & (rate > self.max_rate_per_min)
                 self.rate_fault = np.where(new, jumped, self.rate_fault)
             gap = ~(ts - self.last_ts <= self.max_gap_s)  # NaN (first sample) counts as a gap

@@ -83,3 +83,65 @@ def test_rate_limited_log_once_a_minute_per_key(caplog: pytest.LogCaptureFixture
     assert rl.warning("t/b", "bad payload on %s", "t/b", now=59.0)
     assert rl.warning("t/a", "bad payload on %s", "t/a", now=61.0)
     assert len(caplog.records) == 3
+
+
+RUN_CONFIG = """
+[influxdb]
+url = "http://127.0.0.1:9"
+api = "v1"
+database = "d"
+spool_dir = "{spool}"
+[http]
+listen = "127.0.0.1:{port}"
+[[stations]]
+id = "s1"
+"""
+
+
+def test_run_refuses_an_unwritable_spool_dir_with_the_key(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    import socket
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "plant.toml"
+    cfg.write_text(RUN_CONFIG.format(spool=blocker / "spool", port=port))
+    assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"plant.toml: influxdb.spool_dir: cannot create {blocker / 'spool'}: Not a directory")
+    assert "Traceback" not in err
+
+
+def test_run_refuses_a_busy_http_address_with_the_key(tmp_path, capsys):  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "plant.toml"
+        cfg.write_text(RUN_CONFIG.format(spool=tmp_path / "spool", port=port))
+        assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"plant.toml: http.listen: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--stations", "0"], "stationmon demo: --stations: expected 1..200, got 0"),
+        (["demo", "--listen", "127.0.0.1:99999"], "stationmon demo: --listen: expected HOST:PORT"),
+        (["report", "-c", "x.toml", "--from", "-24 h"], None),
+    ],
+)
+def test_bad_demo_and_report_arguments_exit_2(argv, message, tmp_path, capsys):  # type: ignore[no-untyped-def]
+    if argv[0] == "report":
+        cfg = tmp_path / "x.toml"
+        cfg.write_text(RUN_CONFIG.format(spool=tmp_path / "s", port=9))
+        argv = ["report", "-c", str(cfg), *argv[3:]]
+        message = "stationmon report: bad time '-24 h'"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err

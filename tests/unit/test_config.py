@@ -278,6 +278,21 @@ BAD = [
         "plant.toml: site.indoor_target: 200 is out of range (expected 5.0..30.0)",
     ),
     (
+        "credentials in the influx url",
+        BASE.replace('url = "http://127.0.0.1:8086"', 'url = "http://admin:hunter2@127.0.0.1:8086"'),
+        "plant.toml: influxdb.url: must not carry credentials",
+    ),
+    (
+        "station quantity on a loop",
+        BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "outdoor_temp"\n  address = 0\n',
+        "plant.toml: stations[0].points[1].loop: outdoor_temp belongs to the station, not to a loop",
+    ),
+    (
+        "the same series twice",
+        BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "supply_temp"\n  address = 0\n',
+        "plant.toml: stations[0].points[1].quantity: supply_temp of this loop is already read by points[0]",
+    ),
+    (
         "mqtt alerts without a broker",
         BASE + "[alerting.mqtt]\nenabled = true\n",
         "plant.toml: alerting.mqtt: alerts over MQTT need an [mqtt] table",
@@ -328,6 +343,23 @@ def test_good_config_has_the_contract_defaults() -> None:
     assert cfg.rules.season_start == (10, 20) and cfg.rules.season_end == (4, 20)
     assert cfg.mqtt is None and cfg.alerting.alertmanager == ()
     assert any("outdoor_design" in n for n in cfg.notices)
+
+
+def test_near_miss_quantity_and_assumed_loop_design_are_noticed() -> None:
+    text = (
+        BASE
+        + '  [[stations.loops]]\n  id = "sec2"\n'
+        + '  [[stations.points]]\n  loop = "sec2"\n  quantity = "supply_tmp"\n  address = 0\n'
+    )
+    cfg = parse_config_text(text, "plant.toml")
+    assert (
+        "stations[0].points[1].quantity: 'supply_tmp' is not a canonical quantity (did you mean 'supply_temp'?)"
+        in cfg.notices
+    )
+    assert any(n.startswith("stations[0].loops[1]: emitter, design_supply, design_return not set") for n in cfg.notices)
+    assert cfg.stations[0].points[1].quantity == "supply_tmp"  # still stored as it comes
+    cfg = parse_config_text(BASE + '  [[stations.points]]\n  quantity = "return_temp"\n  address = 0\n', "p.toml")
+    assert "stations[0].points[1].loop: not set: return_temp is stored, but no loop rule judges it" in cfg.notices
 
 
 def test_per_rule_settings_fall_back_to_rules() -> None:

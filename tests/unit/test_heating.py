@@ -204,7 +204,7 @@ def test_curve_json_with_measured(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_curve_options_change_the_answer(capsys: pytest.CaptureFixture[str]) -> None:
-    base = ["curve", "--design", "75/50", "--outdoor", "-10", "--json"]
+    base = ["curve", "--design", "75/50", "--emitter", "radiator", "--outdoor", "-10", "--json"]
     assert main(base) == 0
     radiator = json.loads(capsys.readouterr().out)
     assert radiator["required_supply_temp"] == pytest.approx(58.8, abs=0.05)
@@ -218,11 +218,13 @@ def test_curve_options_change_the_answer(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--design", "75-50"],
-        ["--design", "40/50"],
-        ["--design", "75/50", "--measured", "41"],
+        ["--design", "75-50", "--emitter", "radiator"],
+        ["--design", "40/50", "--emitter", "radiator"],
+        ["--design", "75/50", "--emitter", "radiator", "--measured", "41"],
         ["--design", "75/50", "--exponent", "7"],
-        ["--design", "75/50", "--outdoor-design", "20"],
+        ["--design", "75/50", "--emitter", "radiator", "--outdoor-design", "20"],
+        ["--design", "75/50"],  # no --emitter and no --exponent
+        ["--design", "50/40", "--emitter", "floor", "--measured", "34/41"],
     ],
 )
 def test_curve_bad_arguments_exit_2(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -352,14 +352,25 @@ def test_no_flatline_from_readings_either_side_of_an_outage() -> None:
 def test_implausible_rate_of_change_holds_until_the_next_good_sample() -> None:
     eng = engine(loops=[FLOOR], max_rate_per_min=5.0)
     eng.evaluate(inputs(eng, [42.0], [33.0], now=NOW, ts=NOW - 1))
-    r = eng.evaluate(inputs(eng, [42.5], [33.0], now=NOW + 10, ts=NOW + 9))  # 3 K/min: fine
+    r = eng.evaluate(inputs(eng, [42.5], [33.0], now=NOW + 10, ts=NOW + 9))  # 0.5 K: within a minute's 5 K
     assert r.supply_faults[0] == 0
-    r = eng.evaluate(inputs(eng, [60.0], [33.0], now=NOW + 20, ts=NOW + 19))  # 105 K/min
+    r = eng.evaluate(inputs(eng, [60.0], [33.0], now=NOW + 20, ts=NOW + 19))  # 17.5 K in 10 s
     assert r.supply_faults[0] == FAULT_RATE
     r = eng.evaluate(inputs(eng, [60.0], [33.0], now=NOW + 25, ts=NOW + 19))  # same sample: still
     assert r.supply_faults[0] == FAULT_RATE
     r = eng.evaluate(inputs(eng, [60.2], [33.0], now=NOW + 30, ts=NOW + 29))
     assert r.supply_faults[0] == 0
+
+
+def test_probe_resolution_steps_at_short_polls_are_not_implausible() -> None:
+    # a 1 s poll of an int16 x 0.1 probe: 0.1 K steps are 6 K/min between two samples, not a fault
+    eng = engine(loops=[FLOOR], max_rate_per_min=5.0)
+    for k in range(30):
+        r = eng.evaluate(inputs(eng, [42.0 + 0.1 * (k % 2)], [33.0], now=NOW + k + 1, ts=NOW + k))
+        assert r.supply_faults[0] == 0, k
+    # a real jump still is: 8 K between two 1 s samples
+    r = eng.evaluate(inputs(eng, [50.0], [33.0], now=NOW + 31, ts=NOW + 30))
+    assert r.supply_faults[0] == FAULT_RATE
 
 
 # -- indoor sensors and ΔT ----------------------------------------------------------------------------
