@@ -586,15 +586,28 @@ def _split_listen(value: str, path: str, problems: _Problems) -> tuple[str, int]
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _redact(url: str) -> str:
+    """The URL without its user:password part, for messages."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _check_url(value: str, path: str, problems: _Problems, schemes: tuple[str, ...]) -> bool:
     parts = urlsplit(value)
+    if parts.username or parts.password:
+        problems.add(path, "must not carry credentials (user:password@); use the *_env or *_file keys")
+        return False
     if parts.scheme not in schemes or not parts.hostname:
-        problems.add(path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+        problems.add(
+            path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {_redact(value)!r}"
+        )
         return False
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        problems.add(path, f"bad port in URL {value!r}")
+        problems.add(path, f"bad port in URL {_redact(value)!r}")
         return False
     return True
 
@@ -638,9 +651,6 @@ def _influx(root: _Table, problems: _Problems, notices: list[str], require: bool
         if require:
             problems.add(t.key("url"), "missing: the InfluxDB URL, such as http://127.0.0.1:8086")
     elif not _check_url(url, t.key("url"), problems, ("http", "https")):
-        url = None
-    elif urlsplit(url).username or urlsplit(url).password:
-        problems.add(t.key("url"), "must not carry credentials; use username + password_env (v1) or token_env (v2)")
         url = None
     v1_keys = [k for k in ("database", "retention_policy", "username", "password_env", "password_file") if k in t.data]
     v2_keys = [k for k in ("org", "bucket", "token_env", "token_file") if k in t.data]
@@ -767,8 +777,6 @@ def _mqtt(root: _Table, problems: _Problems) -> MqttConfig | None:
         tls = parts.scheme in ("mqtts", "ssl")
         host = parts.hostname or "127.0.0.1"
         port = parts.port or (8883 if tls else 1883)
-        if parts.password:
-            problems.add(t.key("url"), "must not carry a password; use password_env or password_file")
     subs = []
     for _, st in t.tables("subscriptions"):
         sub = _subscription(st, problems)

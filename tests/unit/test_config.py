@@ -283,6 +283,11 @@ BAD = [
         "plant.toml: influxdb.url: must not carry credentials",
     ),
     (
+        "credentials in a webhook url",
+        BASE + '[[alerting.webhook]]\nurl = "https://bot:s3cret@example.org/hook"\n',
+        "plant.toml: alerting.webhook[0].url: must not carry credentials",
+    ),
+    (
         "station quantity on a loop",
         BASE + '  [[stations.points]]\n  loop = "sec1"\n  quantity = "outdoor_temp"\n  address = 0\n',
         "plant.toml: stations[0].points[1].loop: outdoor_temp belongs to the station, not to a loop",
@@ -314,6 +319,11 @@ BAD = [
 def test_bad_config_names_the_key(name: str, text: str, expected: str) -> None:
     problems = problems_of(text)
     assert any(p.startswith(expected) for p in problems), f"{expected!r} not in {problems}"
+
+
+def test_a_bad_url_never_echoes_its_password() -> None:
+    problems = problems_of(BASE.replace('url = "http://127.0.0.1:8086"', 'url = "ftp://admin:hunter2@host"'))
+    assert not any("hunter2" in p for p in problems)
 
 
 def test_every_problem_is_reported_at_once() -> None:
