@@ -311,7 +311,8 @@ async def test_fifty_stations_five_dead_or_slow_keep_schedule() -> None:
         p99 = lateness[int(0.99 * (len(lateness) - 1))]
         print(f"live stations: {len(lateness)} polls, p99 lateness {p99 * 1000:.1f} ms of {interval * 1000:.0f} ms")
         # the dead/slow stations each cost up to 3 x 200 ms per poll; none of it may reach the live ones
-        assert p99 < 0.2 * interval, f"p99 lateness {p99:.3f}s of a {interval}s interval"
+        # (waiting behind even one of their requests would make a live poll 200 ms = 0.4 x interval late)
+        assert p99 < 0.3 * interval, f"p99 lateness {p99:.3f}s of a {interval}s interval"
         for sid, state in states.items():
             if sid.startswith(("silent", "dead")):
                 assert not state.online and state.consecutive_failures >= 2, sid
