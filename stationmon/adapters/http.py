@@ -269,7 +269,6 @@ class HttpServer:
         """200 and the state of every component while running."""
         svc = self.service
         now = svc.clock()
-        states = svc.station_states.values()
         components: dict[str, Any] = dict(svc.components)
         # components that can describe themselves (the writer, collectors, the evaluator) do
         named: list[tuple[str, Any]] = [("storage", getattr(svc, "writer", None))]
@@ -288,7 +287,7 @@ class HttpServer:
             "components": components,
             "stations": {
                 "total": len(svc.config.stations),
-                "online": sum(1 for s in states if s.online),
+                "online": sum(1 for st in svc.config.stations if station_online(svc, st, now)),
             },
         }
         return json_response(doc)
@@ -354,9 +353,11 @@ class HttpServer:
         svc = self.service
         metrics = svc.metrics
         if metrics.get("stationmon_station_online") is None:
-            metrics.gauge("stationmon_station_online", "1 while the station answers", ("station",)).set_function(
-                lambda: {(sid,): 1.0 if st.online else 0.0 for sid, st in svc.station_states.items()}
-            )
+            metrics.gauge(
+                "stationmon_station_online",
+                "1 while the station is online: a recent reading and, with Modbus, its poller answering",
+                ("station",),
+            ).set_function(lambda: _online_by_station(svc))
         if metrics.get("stationmon_reading_age_seconds") is None:
             metrics.gauge(
                 "stationmon_reading_age_seconds", "Seconds since the station's newest reading", ("station",)
@@ -365,6 +366,27 @@ class HttpServer:
             metrics.gauge(
                 "stationmon_alerts_active", "Active alerts by rule and severity", ("rule", "severity")
             ).set_function(lambda: _count_alerts(_active_alerts(svc)))
+
+
+def station_online(service: Any, station: Any, now: float) -> bool:
+    """Whether a station (a StationConfig) is online at `now`: what /healthz, the metric and the API show.
+
+    Online: its newest reading, from any collector, is at most `rules.offline_after` old, and, for a
+    station polled over Modbus, the poller reports it answering (a failing poller makes it offline even
+    while MQTT still brings its values). An MQTT-only station is online on its readings alone.
+    """
+    last_seen = service.latest.last_seen.get(station.id)
+    if last_seen is None or now - last_seen > service.config.rules.offline_after_s:
+        return False
+    if station.modbus is None or not station.modbus_points:  # no poller (as Service builds them)
+        return True
+    state = service.station_states.get(station.id)
+    return state is not None and bool(state.online)
+
+
+def _online_by_station(service: Any) -> dict[tuple[str, ...], float]:
+    now = service.clock()
+    return {(st.id,): 1.0 if station_online(service, st, now) else 0.0 for st in service.config.stations}
 
 
 def _count_alerts(alerts: Iterable[Any]) -> dict[tuple[str, ...], float]:
@@ -455,7 +477,6 @@ def stations_document(service: Any) -> dict[str, Any]:
     for a in _active_alerts(service):
         key = (str(getattr(a, "station", "")), getattr(a, "loop", None))
         alerts_by_place[key] = alerts_by_place.get(key, 0) + 1
-    offline_after = cfg.rules.offline_after_s
     # one pass over every series, grouped by station (series_of per station would be O(stations²))
     by_station: dict[str, list[tuple[Any, Any]]] = {}
     for key, sample in list(service.latest.latest.items()):
@@ -476,10 +497,11 @@ def stations_document(service: Any) -> dict[str, Any]:
                 loop_values.setdefault(lid, {})[qty] = doc
         state = service.station_states.get(st.id)
         last_seen = service.latest.last_seen.get(st.id)
-        # offline: it answered once and has gone quiet, or its connection is failing now
-        stale = last_seen is not None and now - last_seen > offline_after
-        connection_down = state is not None and state.consecutive_failures > 0 and not state.online
-        station_offline = stale or connection_down
+        online = station_online(service, st, now)
+        # shown as offline once it was heard from or its connection has failed; before that, a station
+        # not heard from yet keeps the evaluator's judgement (unknown, then offline after offline_after)
+        heard_of = last_seen is not None or (state is not None and state.consecutive_failures > 0)
+        station_offline = not online and heard_of
         loops = []
         for lp in st.loops:
             status = _loop_status(service, st.id, lp.id) or _fallback_status(service, st, lp, loop_values[lp.id])
@@ -512,7 +534,7 @@ def stations_document(service: Any) -> dict[str, Any]:
                 "name": st.name,
                 "district": st.district,
                 "status": worst,
-                "online": not station_offline,
+                "online": online,
                 "last_seen": last_seen,
                 "age_s": None if last_seen is None else round(max(0.0, now - last_seen), 3),
                 "values": station_values,
@@ -534,4 +556,4 @@ def stations_document(service: Any) -> dict[str, Any]:
     }
 
 
-__all__ += ["json_response", "json_text", "stations_document"]
+__all__ += ["json_response", "json_text", "station_online", "stations_document"]

@@ -13,18 +13,43 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stationmon.adapters.http import HttpServer, check_bearer
+from stationmon.adapters.http import HttpServer, check_bearer, station_online, stations_document
 from stationmon.config import Config, parse_config_text
+from stationmon.domain.model import Reading
 from stationmon.errors import StationmonError
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.helpers import free_port, wait_until
 
+MQTT_STATION = """
+[[stations]]
+id = "gamma"
+name = "伽马换热站"
+district = "道里区"
+[[stations.loops]]
+id = "sec1"
+emitter = "floor"
+[[stations.points]]
+quantity = "outdoor_temp"
+topic = "plc/gamma/outdoor"
+[[stations.points]]
+loop = "sec1"
+quantity = "supply_temp"
+topic = "plc/gamma/sec1/supply"
+[[stations.points]]
+loop = "sec1"
+quantity = "return_temp"
+topic = "plc/gamma/sec1/return"
+"""
 
-def _config(tmp_path: Path, http_port: int, faults: str = "") -> Config:
+
+def _config(tmp_path: Path, http_port: int, faults: str = "", mqtt_url: str | None = None) -> Config:
+    """Two Modbus stations (alpha, beta); with `mqtt_url`, also gamma, an MQTT-only station."""
     p1, p2 = free_port(), free_port()
+    mqtt = f'[mqtt]\nurl = "{mqtt_url}"\nclient_id = "stationmon-http-test"\n' if mqtt_url else ""
     return parse_config_text(
         f"""
+{mqtt}
 [site]
 name = "测试区"
 [influxdb]
@@ -91,9 +116,11 @@ loop = "sec1"
 quantity = "return_temp"
 address = 12
 
+{MQTT_STATION if mqtt_url else ""}
 [simulator]
 outdoor_temp = -10.0
 noise = 0.0
+{'publish_interval = "200ms"' if mqtt_url else ""}
 {faults}
 """,
         str(tmp_path / "test.toml"),
@@ -231,6 +258,74 @@ async def test_a_station_that_goes_quiet_is_offline(tmp_path: Path) -> None:
         await wait_until(lambda: _online(client, base, "alpha", False), timeout=15, message="alpha offline")
         assert await status_of("alpha") == "offline"
         assert await status_of("beta") != "offline"
+        assert await _healthz_online(client, base) == 1
+        assert (await _metric_online(client, base))["alpha"] == 0.0
+
+
+async def _healthz_online(client: aiohttp.ClientSession, base: str) -> int:
+    return int((await _json(client, base + "/healthz"))["stations"]["online"])
+
+
+async def _metric_online(client: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    async with client.get(base + "/metrics") as r:
+        text = await r.text()
+    prefix = 'stationmon_station_online{station="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+async def test_an_mqtt_only_station_counts_as_online(tmp_path: Path, mosquitto: Any) -> None:
+    """Only the Modbus poller sets a station's connection state: an MQTT-only station must count as
+    online on its readings, in /healthz, the metric and the stations API alike."""
+    config = _config(tmp_path, free_port(), mqtt_url=mosquitto.url)
+    async with running(config) as (service, _sim, client, base):
+
+        async def all_online() -> bool:
+            doc = await _json(client, base + "/api/v1/stations")
+            return all(st["online"] for st in doc["stations"])
+
+        await wait_until(all_online, timeout=20, message="every station online in the API")
+        assert service.station_states["gamma"].online is False  # no poller: nothing sets it
+        assert await _healthz_online(client, base) == 3
+        assert await _metric_online(client, base) == {"alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+
+
+def test_online_is_a_recent_reading_and_for_modbus_the_poller_answering(tmp_path: Path) -> None:
+    """The one rule behind /healthz, the metric and the stations API, with a set clock."""
+    now = [1_760_000_000.0]
+    config = _config(tmp_path, free_port(), mqtt_url="mqtt://127.0.0.1:1")
+    service = Service(config, clock=lambda: now[0])
+    stations = {st.id: st for st in config.stations}
+
+    def online() -> dict[str, bool]:
+        by_api = {st["id"]: st["online"] for st in stations_document(service)["stations"]}
+        by_helper = {sid: station_online(service, st, now[0]) for sid, st in stations.items()}
+        text = service.metrics.render()
+        by_metric = {sid: f'stationmon_station_online{{station="{sid}"}} 1' in text for sid in stations}
+        assert by_api == by_helper == by_metric
+        return by_helper
+
+    assert online() == {"alpha": False, "beta": False, "gamma": False}  # nothing heard yet
+    service.ingest([Reading(sid, "outdoor_temp", -10.0, now[0]) for sid in ("alpha", "gamma")])
+    # gamma (MQTT only) is online on its reading; alpha's poller has not answered
+    assert online() == {"alpha": False, "beta": False, "gamma": True}
+    service.station_states["alpha"].online = True
+    assert online() == {"alpha": True, "beta": False, "gamma": True}
+    now[0] += 2.5  # within offline_after (3 s)
+    assert online() == {"alpha": True, "beta": False, "gamma": True}
+    # a Modbus station whose poller fails is offline even with a fresh reading (MQTT, say)
+    service.ingest([Reading(sid, "outdoor_temp", -10.0, now[0]) for sid in ("alpha", "gamma")])
+    service.station_states["alpha"].online = False
+    service.station_states["alpha"].consecutive_failures = 1
+    assert online() == {"alpha": False, "beta": False, "gamma": True}
+    service.station_states["alpha"].online = True
+    now[0] += 3.5  # past offline_after: quiet stations are offline, whatever the poller says
+    assert online() == {"alpha": False, "beta": False, "gamma": False}
+    doc = {st["id"]: st for st in stations_document(service)["stations"]}
+    assert doc["gamma"]["status"] == "offline" and doc["beta"]["status"] != "offline"
 
 
 async def _online(client: aiohttp.ClientSession, base: str, sid: str, online: bool) -> bool:
