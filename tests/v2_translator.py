@@ -4,8 +4,9 @@ There is no 2.x `influxd` on this machine, so the v2 write path (influxdb-client
 through this translator: `POST /api/v2/write?org=&bucket=&precision=` with `Authorization: Token <t>`
 (gzip or not) becomes `POST /write?db=<bucket>&precision=` on the 1.x server, and 1.x error bodies
 (`{"error": ...}`) become 2.x ones (`{"code": ..., "message": ...}`). It also records what it saw and can
-answer with injected failures (status + Retry-After), so tests can check retries. Never use it in
-production code.
+answer with injected failures (status + Retry-After), so tests can check retries, and can play a
+bucket's retention period (`reject_older_than`): points older than a cutoff are dropped and the rest
+written, answered with 2.x's 422 for a partial write. Never use it in production code.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import aiohttp
 from aiohttp import web
 
 __all__ = ["V2Translator"]
+
+_NS_PER_UNIT = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
 @dataclass
@@ -40,6 +43,8 @@ class V2Translator:
     org: str
     seen: list[_Seen] = field(default_factory=list)
     failures: list[tuple[int, str | None]] = field(default_factory=list)  # answered before forwarding
+    retention_cutoff_ns: int | None = None  # points older than this are "beyond retention"
+    rejected: list[str] = field(default_factory=list)  # every line answered with 422
     url: str = ""
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
@@ -47,6 +52,14 @@ class V2Translator:
     def fail_next(self, count: int, status: int = 503, retry_after: str | None = None) -> None:
         """Answer the next `count` writes with `status` (and a Retry-After header) instead of writing."""
         self.failures.extend([(status, retry_after)] * count)
+
+    def reject_older_than(self, cutoff_ns: int | None) -> None:
+        """Act as a bucket whose retention ends at `cutoff_ns` (epoch ns; None: keep everything).
+
+        Like InfluxDB 2.x: the points at or after the cutoff are written, the older ones dropped, and the
+        answer is 422 `partial write: points beyond retention policy dropped=N`, naming no line.
+        """
+        self.retention_cutoff_ns = cutoff_ns
 
     async def start(self, port: int) -> None:
         app = web.Application()
@@ -82,19 +95,49 @@ class V2Translator:
             status, retry_after = self.failures.pop(0)
             headers = {"Retry-After": retry_after} if retry_after else {}
             return _v2_error(status, "unavailable", "injected failure", headers)
-        assert self._session is not None
-        async with self._session.post(
-            f"{self.upstream_url}/write", params={"db": bucket, "precision": precision}, data=body
-        ) as resp:
-            if resp.status == 204:
+        expired: list[str] = []
+        if self.retention_cutoff_ns is not None:
+            kept: list[str] = []
+            for line in body.decode("utf-8").split("\n"):
+                ts = _timestamp_ns(line, precision)
+                (expired if ts is not None and ts < self.retention_cutoff_ns else kept).append(line)
+            body = "\n".join(kept).encode("utf-8")
+        if body.strip():
+            assert self._session is not None
+            async with self._session.post(
+                f"{self.upstream_url}/write", params={"db": bucket, "precision": precision}, data=body
+            ) as resp:
+                status = resp.status
+                text = await resp.text()
+        else:
+            status, text = 204, ""
+        if status == 204:
+            if not expired:
                 return web.Response(status=204)
-            text = await resp.text()
+            self.rejected.extend(expired)
+            return _v2_error(
+                422,
+                "unprocessable entity",
+                "failure writing points to database: partial write: points beyond retention policy "
+                f"dropped={len(expired)}",
+            )
         try:
             message = json.loads(text).get("error", text)
         except ValueError:
             message = text
-        code = "invalid" if resp.status == 400 else "internal error"
-        return _v2_error(resp.status, code, message)
+        code = "invalid" if status == 400 else "internal error"
+        return _v2_error(status, code, message)
+
+
+def _timestamp_ns(line: str, precision: str) -> int | None:
+    """A line's timestamp in epoch ns (its last space-separated token), None if it has none."""
+    if not line.strip() or line.startswith("#"):
+        return None
+    last = line.rsplit(" ", 1)[-1]
+    try:
+        return int(last) * _NS_PER_UNIT[precision]
+    except (ValueError, KeyError):
+        return None
 
 
 def _v2_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -9,11 +9,14 @@
                       a network error wait (exponential backoff, at least Retry-After) and try again
 
 A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
-disk. A 400 answer names the lines it rejected (InfluxDB 1.x: `unable to parse '<line>': ...`); those go
-to the dead-letter file with the server's reason and the rest is sent again. When the server does not
-say which lines (a field type conflict), the batch is split in halves until the culprits stand alone.
-Resending lines a partial write already stored is harmless: the same series, time and fields overwrite
-the same point. A 413 splits the batch too.
+disk. A 400 (1.x, and 2.x for unparsable lines) or 422 (2.x: points beyond the bucket's retention, a
+field type conflict) means the server rejected lines: it would reject them again, so they are never
+retried. When the answer names them (`unable to parse '<line>': ...`) those go to the dead-letter file
+with the server's reason and the rest is sent again. When it does not (a field type conflict, points
+beyond retention), the batch is split in halves until the culprits stand alone; a part the server
+rejected whole (`dropped=N` with N its line count) is dead-lettered at once, so a run of expired
+points costs a few requests, not two per line. Resending lines a partial write already stored is
+harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
 
 `api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
 `api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token).
@@ -27,6 +30,7 @@ import contextlib
 import gzip
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,7 +61,7 @@ class _Retryable(StorageError):
 
 
 class _BadRequest(StorageError):
-    """400: some lines (or all) were rejected; `reason` is the server's message."""
+    """400 or 422: some lines (or all) were rejected; `reason` is the server's message."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -86,6 +90,18 @@ def _error_text(body: str) -> str:
     if isinstance(doc, dict):
         return str(doc.get("error") or doc.get("message") or body).strip()
     return body.strip()
+
+
+_DROPPED = re.compile(r"\bdropped=(\d+)")
+
+
+def _dropped_count(reason: str) -> int | None:
+    """N of a partial write's `... dropped=N` (how many points the server rejected), if it says so once.
+
+    Anything else (no count, or several) is None: an overcount would dead-letter lines that were good.
+    """
+    found = _DROPPED.findall(reason)
+    return int(found[0]) if len(found) == 1 else None
 
 
 def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
@@ -197,8 +213,10 @@ class _V2Transport:
 
 
 def _raise_for(status: int, message: str, retry_after: float | None, cause: BaseException | None = None) -> None:
-    if status == 400:
-        raise _BadRequest(message) from cause
+    if status in (400, 422):
+        # 422 is InfluxDB 2.x rejecting points (beyond the bucket's retention, a field type conflict):
+        # sending them again would be rejected again, so they are dead letters like a 400's.
+        raise _BadRequest(message if status == 400 else f"HTTP {status}: {message}") from cause
     if status == 413:
         raise _TooLarge(message) from cause
     # 401/403/404 (bad token, missing database) need an operator: keep the data and keep trying.
@@ -504,8 +522,9 @@ class InfluxWriter:
             if rest:
                 await self._deliver(rest)
             return
-        if len(lines) == 1:
-            self._dead_letter(lines, reason)
+        dropped = _dropped_count(reason)
+        if len(lines) == 1 or (dropped is not None and dropped >= len(lines)):
+            self._dead_letter(lines, reason)  # every line of this part was rejected
             return
         mid = len(lines) // 2
         await self._deliver(lines[:mid])

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +379,54 @@ async def test_exit_with_influx_down_spools_what_it_holds(
     async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(300)}
+
+
+async def test_v2_points_beyond_retention_422_are_dead_lettered_and_the_rest_flows(
+    influxdb: InfluxServer, influx_db: str, translator: V2Translator, tmp_path: Path
+) -> None:
+    # The bucket keeps nothing older than reading 300: InfluxDB 2.x answers such writes with 422
+    # (partial write, naming no line). A spooled batch holding expired points must not stall storage.
+    translator.reject_older_than((1_700_000_000_000 + 300) * 1_000_000)
+    async with InfluxWriter(v1_config(None, influx_db, tmp_path), Metrics()) as offline:
+        for start in range(0, 600, 100):  # spooled during an outage: readings 0..299 expired since
+            offline.submit(lines_for(start, 100))
+            await offline.flush()
+    metrics = Metrics()
+    async with InfluxWriter(v2_config(translator.url, influx_db, tmp_path), metrics) as writer:
+        await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="spool replayed")
+        expired_direct = "telemetry,station=s2 supply_temp=1.0 1600000000000"
+        writer.submit([*lines_for(600, 200), expired_direct, *lines_for(800, 200)])  # a direct write
+        await writer.flush()
+        await wait_until(lambda: count(influxdb, influx_db) == 700, message="the unexpired readings")
+        status = writer.status()
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(300, 1000)}
+    assert status["state"] == "ok" and status["spool_bytes"] == 0
+    assert status["lines_dead_lettered"] == 301
+    assert metrics.counter("stationmon_influx_lines_retried_total", "").value() == 0  # never retried
+    dead = (tmp_path / "dead-letter.lp").read_text("utf-8").splitlines()
+    assert sorted(line for line in dead if not line.startswith("#")) == sorted([*lines_for(0, 300), expired_direct])
+    reasons = [line for line in dead if line.startswith("#")]
+    assert reasons and all("HTTP 422" in r and "points beyond retention policy" in r for r in reasons)
+    # whole spooled batches the server dropped entirely go in one piece: 3 expired records, 3 requests;
+    # the mixed direct batch is split around its one expired line
+    assert len(translator.seen) < 40, len(translator.seen)
+
+
+async def test_v1_points_beyond_retention_policy_dead_lettered_in_few_requests(
+    influxdb: InfluxServer, influx_db: str, tmp_path: Path
+) -> None:
+    # the real 1.x server: 400 `partial write: points beyond retention policy dropped=N`
+    influxdb.query(influx_db, f'CREATE RETENTION POLICY "hour" ON "{influx_db}" DURATION 1h REPLICATION 1 DEFAULT')
+    now_ms = int(time.time() * 1000)
+    fresh = [f"telemetry,station=s1 supply_temp={i}.0 {now_ms - 1000 * i}" for i in range(200)]
+    expired = lines_for(0, 200)  # 2023: long gone for a one-hour policy
+    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path, batch_size=1000), Metrics()) as writer:
+        writer.submit([*expired[:150], *fresh, *expired[150:]])
+        await writer.flush()
+        status = writer.status()
+    assert count(influxdb, influx_db) == 200
+    assert status["lines_dead_lettered"] == 200 and status["spool_bytes"] == 0
+    dead = (tmp_path / "dead-letter.lp").read_text("utf-8").splitlines()
+    assert sorted(line for line in dead if not line.startswith("#")) == sorted(expired)
+    # parts rejected whole are dead-lettered in one piece, not bisected down to single lines
+    assert sum(line.startswith("#") for line in dead) < 20
