@@ -5,7 +5,9 @@ Every `rules.evaluate_every` the evaluator gathers the latest values of every lo
 transition to `emit_event` (notifiers) and writes `loop_status` and `alert_events` lines through
 `write_lines`. The alert state (and the outdoor running mean) is saved to `rules.state_file`, or
 `<state_dir>/alerts.json`, written to a temporary file and renamed over the old one, so a restart
-neither forgets a firing alert nor fires it anew. This module is the only part of judgement with I/O.
+neither forgets a firing alert nor fires it anew. Under `run()` the state is snapshotted on the event
+loop and written by a worker thread, one write at a time; `tick(now)` alone writes it at once.
+This module is the only part of judgement with I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -248,7 +251,13 @@ class Evaluator:
         self.state_path = Path(config.rules.state_file or Path(config.state_dir) / "alerts.json")
         self._save_log = FailureLog(log, f"alert state {self.state_path}")
         self._tick_log = FailureLog(log, "evaluation")
-        self._last_saved: float | None = None
+        self._last_saved: float | None = None  # when the state was last saved (or handed to the writer)
+        # While run() runs, the state file is written by a worker thread: one write in flight at most,
+        # and the newest snapshot taken meanwhile waits in _save_next (older ones are dropped).
+        self._save_in_background = False
+        self._save_next: dict[str, Any] | None = None
+        self._save_task: asyncio.Task[None] | None = None
+        self._file_lock = threading.Lock()  # one writer of the temp file, whatever the caller
         self._pending_events: list[AlertEvent] = []
         self._status_encoder = LoopStatusEncoder(self.table, config.influxdb.precision)
 
@@ -288,10 +297,15 @@ class Evaluator:
         return LoopStatusView(self.results)
 
     async def run(self) -> None:
-        """Evaluate every `evaluate_every` until cancelled; save the state on the way out."""
+        """Evaluate every `evaluate_every` until cancelled; save the state on the way out.
+
+        While it runs, the state file is written in a worker thread (see `_save`), so a slow disk or a
+        large alert state does not hold up polling; the final state is written before it returns.
+        """
         every = self.config.rules.evaluate_every_s
         loop = asyncio.get_running_loop()
         next_at = loop.time()
+        self._save_in_background = True
         try:
             while True:
                 try:
@@ -308,7 +322,9 @@ class Evaluator:
                 await asyncio.sleep(delay)
         finally:
             if self.alerts.dirty or self.results is not None:
-                self.save_state(self.clock())
+                self._save(self.clock())
+            await self._saves_finished()
+            self._save_in_background = False
 
     def tick(self, now: float) -> list[AlertEvent]:
         """Judge every loop at `now`: update results, alerts, lines, state file; return the events."""
@@ -331,7 +347,7 @@ class Evaluator:
         for event in events:
             self._emit(event)
         if self.alerts.dirty or self._last_saved is None or now - self._last_saved >= SAVE_EVERY_S:
-            self.save_state(now)
+            self._save(now)
         return events
 
     def acknowledge(self, alert_id: str, who: str, comment: str | None = None) -> AlertEvent | None:
@@ -349,7 +365,7 @@ class Evaluator:
         self._events_total.labels(event.rule, event.state).inc()
         self.write_lines([encode_alert_event(event, self.config.influxdb.precision)])
         self._emit(event)
-        self.save_state(now)
+        self._save(now)
         return event
 
     def status(self) -> dict[str, Any]:
@@ -431,31 +447,81 @@ class Evaluator:
     # ------------------------------------------------------------------------------------------------
     # State file
 
-    def save_state(self, now: float) -> None:
-        """Write the alert state atomically (temp file + rename); failures are logged, not raised."""
-        doc = {
+    def state_document(self, now: float) -> dict[str, Any]:
+        """The state file's content as of now: a snapshot of plain values, shared with nothing live."""
+        return {
             "version": STATE_FILE_VERSION,
             "saved_at": now,
             "alerts": self.alerts.to_dict(),
             "outdoor_mean": self.engine.smoothing_state(),
         }
-        path = self.state_path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f, ensure_ascii=False, allow_nan=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except (OSError, ValueError) as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            self._save_log.failure(f"cannot save: {exc}")
-            return
-        self._save_log.success()
+
+    def save_state(self, now: float) -> None:
+        """Write the alert state now, in this thread (temp file + rename); failures are logged, not raised.
+
+        Outside `run()`; while it runs, saves go through the background writer so they stay in order.
+        """
+        doc = self.state_document(now)
         self.alerts.dirty = False
         self._last_saved = now
+        self._saved(self._write_state_file(doc))
+
+    def _save(self, now: float) -> None:
+        """Save the state: at once outside run(); inside, snapshot now and write in a worker thread."""
+        if not self._save_in_background:
+            self.save_state(now)
+            return
+        self._save_next = self.state_document(now)
+        self.alerts.dirty = False
+        self._last_saved = now
+        if self._save_task is None or self._save_task.done():
+            self._save_task = asyncio.get_running_loop().create_task(self._write_saves(), name="evaluator-save")
+
+    async def _write_saves(self) -> None:
+        # Writes the newest snapshot until none is waiting; changes that come in during a write are
+        # written together once it is done.
+        while self._save_next is not None:
+            doc, self._save_next = self._save_next, None
+            try:
+                error = await asyncio.to_thread(self._write_state_file, doc)
+            except RuntimeError as exc:  # no worker thread to be had (the loop's executor shut down)
+                error = str(exc)
+            self._saved(error)
+
+    async def _saves_finished(self) -> None:
+        """Wait until the state handed to the writer is on disk, even if cancelled again meanwhile."""
+        task = self._save_task
+        while task is not None and not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue  # shutting down: the final state must still reach the disk first
+        self._save_task = None
+
+    def _saved(self, error: str | None) -> None:
+        if error is None:
+            self._save_log.success()
+            return
+        self._save_log.failure(f"cannot save: {error}")
+        self.alerts.dirty = True  # try again at the next tick
+
+    def _write_state_file(self, doc: dict[str, Any]) -> str | None:
+        """Write `doc` to the state file atomically (temp file, fsync, rename); the error, or None."""
+        path = self.state_path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with self._file_lock:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(doc, f, ensure_ascii=False, allow_nan=False)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except (OSError, ValueError, TypeError) as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                return str(exc)
+        return None
 
     def _load_state(self) -> None:
         path = self.state_path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -256,6 +258,111 @@ async def test_run_ticks_until_cancelled_and_saves_on_the_way_out(tmp_path: Path
     path = tmp_path / "state" / "alerts.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert any(a["rule"] == "supply_low" for a in doc["alerts"]["alerts"])
+
+
+class SlowDisk:
+    """Wraps the real os.fsync: records which thread called it and, off the event loop, holds each call
+    until `gate` opens, as a slow or stalled disk would."""
+
+    def __init__(self, loop_thread: int) -> None:
+        self.loop_thread = loop_thread
+        self.gate = threading.Event()
+        self.calls = 0
+        self.on_loop = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._fsync = os.fsync
+
+    def fsync(self, fd: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if threading.get_ident() == self.loop_thread:
+                self.on_loop += 1  # never hold the loop: the test would hang instead of failing
+            else:
+                self.gate.wait(timeout=30)
+            self._fsync(fd)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+async def test_run_writes_the_state_off_the_loop_one_write_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latest = LatestValues()
+    lines: list[str] = []
+    evaluator = Evaluator(
+        make_config(tmp_path),
+        latest,
+        {"s1": StationState("s1")},
+        Metrics(),
+        write_lines=lines.extend,
+        emit_event=lambda e: None,
+    )
+    disk = SlowDisk(threading.get_ident())
+    monkeypatch.setattr(os, "fsync", disk.fsync)
+    path = tmp_path / "state" / "alerts.json"
+    now = time.time()
+    latest.update(
+        [
+            Reading("s1", "outdoor_temp", -10.0, now),
+            Reading("s1", "supply_temp", 41.0, now, loop="rad"),
+            Reading("s1", "return_temp", 34.0, now, loop="rad"),
+        ]
+    )
+    task = asyncio.create_task(evaluator.run(), name="evaluator")
+    try:
+        # the first tick fires alerts and starts writing them; the disk holds that write
+        await wait_until(lambda: disk.calls == 1, message="the first state write")
+        ticks = sum(ln.startswith("loop_status") for ln in lines)
+        # the loop goes on judging while the write hangs
+        await wait_until(
+            lambda: sum(ln.startswith("loop_status") for ln in lines) >= ticks + 6, message="ticks during the write"
+        )
+        # three changes while the write is in flight: no second write starts, they wait as one
+        alerts = evaluator.alerts.active_alerts()
+        assert len(alerts) == 4  # supply_low, return_low, delta_t_low, indoor_estimate_low
+        for i, alert in enumerate(alerts[:3]):
+            assert evaluator.acknowledge(alert.id, "ops", f"ack {i}") is not None
+        assert disk.calls == 1 and not path.exists()
+        disk.gate.set()
+
+        def acks_on_disk() -> bool:
+            if not path.exists():
+                return False
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return sum(a["acknowledged_by"] == "ops" for a in doc["alerts"]["alerts"]) == 3
+
+        await wait_until(acks_on_disk, message="the three acknowledgements written")
+        assert disk.calls == 2  # the first write, then one for the three changes
+        disk.gate.clear()
+        # a change, then shutdown while its write hangs: run() returns only after the final write
+        assert evaluator.acknowledge(alerts[3].id, "late", None) is not None
+        await wait_until(lambda: disk.in_flight == 1, message="a write in flight")
+        task.cancel()
+        await asyncio.sleep(0)
+        assert not task.done()
+        disk.gate.set()
+    finally:
+        disk.gate.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert disk.on_loop == 0, "the state file was written on the event loop"
+    assert disk.max_in_flight == 1
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["saved_at"] >= now
+    assert {a["comment"] for a in doc["alerts"]["alerts"] if a["acknowledged_by"] == "ops"} == {
+        "ack 0",
+        "ack 1",
+        "ack 2",
+    }
+    assert any(a["acknowledged_by"] == "late" for a in doc["alerts"]["alerts"])
+    assert [p.name for p in path.parent.iterdir()] == ["alerts.json"]
 
 
 def test_fast_status_lines_equal_the_generic_encoder(tmp_path: Path) -> None:
