@@ -397,7 +397,11 @@ class AlertBook:
             return None
         alert.severity = due
         self.dirty = True
-        return self._event(alert, "escalated", now)
+        event = self._event(alert, "escalated", now)  # says who had acknowledged it, if anyone
+        # The escalated alert is news to whoever answers at the new severity: it can be acknowledged
+        # (and silenced) again; the earlier acknowledgement stays in alert_events.
+        alert.acknowledged_by = alert.acknowledged_at = alert.comment = None
+        return event
 
     def _resolve(self, alert: Alert, now: float, seen: Condition) -> AlertEvent:
         del self._alerts[alert.key]

@@ -175,6 +175,10 @@ def test_acknowledgement() -> None:
     # acknowledged alerts still escalate (the complaint deadline runs), keeping the acknowledgement
     [esc] = b.update(24 * H, {SUPPLY: low(), RETURN: low()})
     assert esc.rule == "supply_low" and esc.state == "escalated" and esc.acknowledged_by == "li.wei"
+    # at the new severity it needs (and takes) a new acknowledgement
+    assert b.acknowledgement(fired.alert_id) is None
+    again = b.acknowledge(fired.alert_id, "zhang.supervisor", "escalated: second crew", 24 * H + 60)
+    assert again is not None and (again.acknowledged_by, again.severity) == ("zhang.supervisor", "major")
     # a pending alert has no id to acknowledge
     slow = book(for_s=600.0)
     slow.update(0.0, {INDOOR: low(sensors=frozenset({"indoor_temp"}))})
@@ -270,8 +274,8 @@ def test_restart_neither_forgets_nor_refires() -> None:
     b = book(for_s=600.0, clear_for_s=600.0)
     b.update(0.0, {SUPPLY: low()}, judged_clear)
     [fired] = b.update(600.0, {SUPPLY: low()}, judged_clear)
-    b.acknowledge(fired.alert_id, "ops", "known", 650.0)
     b.update(24 * H + 600.0, {SUPPLY: low()}, judged_clear)  # supply_low escalated to major
+    b.acknowledge(fired.alert_id, "ops", "known", 24 * H + 650.0)
     b.update(24 * H + 600.0, {SUPPLY: low(), RETURN: low()}, judged_clear)  # return_low pending
     saved = json.loads(json.dumps(b.to_dict()))  # through real JSON
 
