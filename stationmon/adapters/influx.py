@@ -346,12 +346,19 @@ class InfluxWriter:
             self._spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
         except OSError as exc:
             raise StorageError(f"spool {cfg.spool_dir}: {exc}") from exc
-        self._spool_pending = self._spool.peek() is not None
+        try:
+            self._spool_pending = self._spool.peek() is not None
+            if cfg.url is not None:
+                self._transport = _V1Transport(cfg) if cfg.api == "v1" else _V2Transport(cfg)
+                await self._transport.open()
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self._spool.close()  # releases the spool directory's lock
+            self._spool = None
+            raise
         if cfg.url is None:
             log.warning("no InfluxDB url configured: readings are kept in the spool %s only", cfg.spool_dir)
         else:
-            self._transport = _V1Transport(cfg) if cfg.api == "v1" else _V2Transport(cfg)
-            await self._transport.open()
             self._tasks.append(asyncio.create_task(self._replay_loop(), name="influx-replay"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="influx-flush"))
         return self
@@ -387,8 +394,8 @@ class InfluxWriter:
             if self._spool is not None:
                 try:
                     self._spool.close()
-                except OSError as exc:
-                    log.error("spool %s: cannot close: %s", self.config.spool_dir, exc)
+                except StorageError as exc:
+                    log.error("%s", exc)
 
     async def flush(self) -> None:
         """Write (or spool) everything buffered now and wait for the direct writes (for tests)."""

@@ -4,6 +4,7 @@ Layout of `spool_dir`:
 
     seg-00000000000000000001.spool    segment files, appended to in order, never rewritten
     ack                               "<segment seq> <offset>": everything before it is acknowledged
+    lock                              flock()ed by the process using the spool; holds its pid
 
 A segment is a sequence of records:
 
@@ -24,12 +25,20 @@ are deleted whole, their unacknowledged lines counted as dropped and logged at E
 fsync policy: "always" syncs after every record, "batch" when `sync()` is called (the writer does so
 once per flush cycle and on close), "never" leaves it to the OS.
 
+One process at a time: opening takes an exclusive, non-blocking flock on `lock` (released by close()
+or by the kernel when the process dies, kill -9 included), so a second stationmon pointed at the same
+directory fails to start with StorageError naming the pid holding it instead of interleaving its
+segments and acknowledgements with the first one's. flock locks belong to an open file, so a second
+Spool on the same directory in the same process is refused too.
+
 Synchronous file I/O: records are whole batches (thousands of lines), so this is a few system calls
 per batch; the writer calls it from its background task, never from `submit()`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -48,6 +57,7 @@ HEADER = struct.Struct("<IIId")
 _SEGMENT_PREFIX = "seg-"
 _SEGMENT_SUFFIX = ".spool"
 _MAX_RECORD = 1 << 30
+_LOCK_FILE = "lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +83,7 @@ def encode_record(lines: Sequence[str], oldest_ts: float) -> bytes:
 
 
 class Spool:
-    """The spool in one directory; one instance per directory (it is not safe across processes)."""
+    """The spool in one directory; opening it locks the directory (StorageError if already in use)."""
 
     def __init__(
         self,
@@ -100,6 +110,7 @@ class Spool:
         self._ack_seg = 0
         self._ack_off = 0
         self._head: SpoolRecord | None = None
+        self._lock_fd: int | None = None
         self._open()
 
     # ------------------------------------------------------------------------------------------------
@@ -108,26 +119,61 @@ class Spool:
     def _open(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            segments = sorted(
-                int(p.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
-                for p in self.dir.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}")
-            )
-            for seq in segments:
-                self._sizes[seq] = (self.dir / _segment_name(seq)).stat().st_size
-            self._read_ack()
-            for seq in segments:
-                if seq < self._ack_seg:
-                    self._unlink(seq)  # fully acknowledged before a crash, not yet deleted
-            if segments:
-                self._truncate_torn_tail(segments[-1])
-            self._write_seq = (segments[-1] + 1) if segments else max(1, self._ack_seg)
-            if self._ack_seg not in self._sizes:
-                self._ack_seg, self._ack_off = self._first_segment(), 0
+            self._lock()
+            self._recover()
         except OSError as exc:
+            self._unlock()
             raise StorageError(f"spool {self.dir}: cannot open: {exc}") from exc
+        except BaseException:  # in use by another process, or interrupted: hold nothing
+            self._unlock()
+            raise
         pending = self.pending_bytes
         if pending:
             log.info("spool %s: %d bytes of unsent readings to replay", self.dir, pending)
+
+    def _lock(self) -> None:
+        fd = os.open(self.dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            finally:
+                os.close(fd)
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise StorageError(f"spool directory {self.dir} is in use by another stationmon process{who}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # no stale pid for the next reader (a kill -9 leaves it: harmless)
+        os.close(fd)  # releases the flock
+
+    def _recover(self) -> None:
+        """Find the segments and the acknowledged position, cut off a torn tail (raises OSError)."""
+        segments = sorted(
+            int(p.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
+            for p in self.dir.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}")
+        )
+        for seq in segments:
+            self._sizes[seq] = (self.dir / _segment_name(seq)).stat().st_size
+        self._read_ack()
+        for seq in segments:
+            if seq < self._ack_seg:
+                self._unlink(seq)  # fully acknowledged before a crash, not yet deleted
+        if segments:
+            self._truncate_torn_tail(segments[-1])
+        self._write_seq = (segments[-1] + 1) if segments else max(1, self._ack_seg)
+        if self._ack_seg not in self._sizes:
+            self._ack_seg, self._ack_off = self._first_segment(), 0
 
     def _read_ack(self) -> None:
         try:
@@ -371,15 +417,20 @@ class Spool:
         return record.oldest_ts if record is not None else None
 
     def close(self) -> None:
-        """Sync and close the segment being written."""
-        if self._write_fd is not None:
-            try:
-                if self.fsync != "never":
-                    os.fsync(self._write_fd)
-            finally:
-                os.close(self._write_fd)
-                self._write_fd = None
-        self._head = None
+        """Sync and close the segment being written, and release the directory lock."""
+        try:
+            if self._write_fd is not None:
+                try:
+                    if self.fsync != "never":
+                        os.fsync(self._write_fd)
+                finally:
+                    os.close(self._write_fd)
+                    self._write_fd = None
+        except OSError as exc:
+            raise StorageError(f"spool {self.dir}: cannot close: {exc}") from exc
+        finally:
+            self._head = None
+            self._unlock()
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from stationmon.adapters.spool import HEADER, Spool, SpoolRecord
+from stationmon.adapters.spool import HEADER, Spool, SpoolRecord, encode_record
+from stationmon.errors import StorageError
+from tests.helpers import wait_until_sync
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def drain(spool: Spool) -> list[list[str]]:
@@ -94,8 +102,6 @@ def test_torn_tail_is_cut_off_and_the_rest_kept(tmp_path: Path, caplog: pytest.L
     # a crash in the middle of the third record: its header and half its payload made it to disk
     torn = Spool._scan_valid(data, 0)
     assert torn == len(data)
-    from stationmon.adapters.spool import encode_record
-
     third = encode_record(batch(3, 6), 1.0)
     seg.write_bytes(data + third[: len(third) // 2])
     with caplog.at_level(logging.WARNING, logger="stationmon.spool"):
@@ -171,19 +177,72 @@ def test_bound_counts_only_unacknowledged_lines(tmp_path: Path) -> None:
     spool.close()
 
 
+CRASH_AFTER_ACK = """
+import os, signal, sys
+from stationmon.adapters.spool import Spool
+spool = Spool(sys.argv[1])
+spool.append(["m,t=a v=0.0 0"], 1.0)
+spool.append(["m,t=a v=1.0 1"], 1.0)
+spool.ack(spool.peek())
+os.kill(os.getpid(), signal.SIGKILL)  # no close(): files and lock left as a crash leaves them
+"""
+
+
 def test_ack_position_is_durable_across_a_crash(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    spool.append(batch(1, 0), 1.0)
-    spool.append(batch(1, 1), 1.0)
-    record = spool.peek()
-    assert record is not None
-    spool.ack(record)
-    # no close(): a kill -9 leaves the files as they are
-    assert (tmp_path / "ack").read_text().split() == [str(record.segment), str(record.end)]
-    fresh = Spool(tmp_path)
+    child = subprocess.run([sys.executable, "-c", CRASH_AFTER_ACK, str(tmp_path)], cwd=REPO, timeout=60, check=False)
+    assert child.returncode == -signal.SIGKILL
+    first_end = len(encode_record(batch(1, 0), 1.0))
+    assert (tmp_path / "ack").read_text().split() == ["1", str(first_end)]
+    fresh = Spool(tmp_path)  # the kernel released the dead process's lock
     assert drain(fresh) == [batch(1, 1)]
     fresh.close()
+
+
+def test_a_second_spool_on_the_same_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = Spool(tmp_path)
+    assert (tmp_path / "lock").read_text().strip() == str(os.getpid())
+    with pytest.raises(StorageError) as caught:
+        Spool(tmp_path)
+    assert str(caught.value) == (
+        f"spool directory {tmp_path} is in use by another stationmon process (pid {os.getpid()})"
+    )
+    first.append(batch(2), 1.0)  # the refused open touched nothing
+    first.close()
+    second = Spool(tmp_path)
+    assert drain(second) == [batch(2)]
+    second.close()
+
+
+HOLD_SPOOL = """
+import sys
+from stationmon.adapters.spool import Spool
+spool = Spool(sys.argv[1])
+sys.stdin.read()  # hold it until the test closes our stdin
+spool.close()
+"""
+
+
+def test_a_spool_held_by_another_process_is_refused_with_its_pid(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SPOOL, str(tmp_path)], cwd=REPO, stdin=subprocess.PIPE)
+    try:
+        lock = tmp_path / "lock"
+        wait_until_sync(
+            lambda: lock.exists() and lock.read_text().strip() == str(holder.pid), message="the child holds the spool"
+        )
+        with pytest.raises(
+            StorageError, match=rf"spool directory .* in use by another stationmon process \(pid {holder.pid}\)"
+        ):
+            Spool(tmp_path)
+        assert holder.stdin is not None
+        holder.stdin.close()  # the child closes its spool and exits
+        assert holder.wait(timeout=30) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    spool = Spool(tmp_path)
+    assert lock.read_text().strip() == str(os.getpid())
     spool.close()
+    assert lock.read_text() == ""  # released: no stale pid left behind
 
 
 def test_unicode_lines_round_trip(tmp_path: Path) -> None:
