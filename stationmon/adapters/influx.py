@@ -6,7 +6,9 @@
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
     replay task    -> oldest spooled batch first: write it, acknowledge it durably, next; on 429, 5xx or
-                      a network error wait (exponential backoff, at least Retry-After) and try again
+                      a network error wait (exponential backoff, at least Retry-After) and try again;
+                      a spool that cannot be read or record its progress is logged (once, until it
+                      recovers) and retried with the same backoff: the task never ends on an error
 
 A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
 disk. A 400 (1.x, and 2.x for unparsable lines) or 422 (2.x: points beyond the bucket's retention, a
@@ -249,6 +251,7 @@ class InfluxWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = FailureLog(log, self.target)
         self._spool_failure = FailureLog(log, f"spool {config.spool_dir}")
+        self._replay_failure = FailureLog(log, "spool replay")
         self.last_error: str | None = None
         self.last_success: float | None = None
 
@@ -347,7 +350,11 @@ class InfluxWriter:
         except OSError as exc:
             raise StorageError(f"spool {cfg.spool_dir}: {exc}") from exc
         try:
-            self._spool_pending = self._spool.peek() is not None
+            try:
+                self._spool_pending = self._spool.peek() is not None
+            except StorageError as exc:  # unreadable for now: the replay task retries it
+                self._replay_failure.failure(str(exc))
+                self._spool_pending = True
             if cfg.url is not None:
                 self._transport = _V1Transport(cfg) if cfg.api == "v1" else _V2Transport(cfg)
                 await self._transport.open()
@@ -464,34 +471,40 @@ class InfluxWriter:
             self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
 
     async def _replay_loop(self) -> None:
-        assert self._spool is not None
+        """Replay the spool until cancelled; a failure of the spool itself is logged and retried."""
         while True:
             wait = self._next_attempt - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
-                record = self._spool.peek()
-            except StorageError as exc:
-                self._spool_failure.failure(str(exc))
-                record = None
-            if record is None:
-                self._spool_pending = False
-                self._replay_wake.clear()
-                await self._replay_wake.wait()
-                continue
-            try:
-                await self._deliver(record.lines)
-            except StorageError as exc:
-                self._note_failure(str(exc))
-                self._m_retried.inc(len(record.lines))
+                await self._replay_one()
+            except StorageError as exc:  # the spool could not be read or its progress recorded
+                self._replay_failure.failure(str(exc))
                 self._back_off(exc)
-                continue
-            self._backoff_s = _FIRST_BACKOFF_S
-            try:
-                self._spool.ack(record)
-            except StorageError as exc:
-                self._spool_failure.failure(str(exc))
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # a bug here must not stop storage for good: log, retry later
+                log.debug("spool replay failed", exc_info=True)
+                self._replay_failure.failure(f"{type(exc).__name__}: {exc}")
+                self._back_off(StorageError(str(exc)))
+
+    async def _replay_one(self) -> None:
+        """Write the oldest spooled batch and acknowledge it, or wait for one; StorageError: the spool failed."""
+        assert self._spool is not None
+        record = self._spool.peek()
+        if record is None:
+            self._spool_pending = False
+            self._replay_wake.clear()
+            await self._replay_wake.wait()
+            return
+        try:
+            await self._deliver(record.lines)
+        except StorageError as exc:  # InfluxDB's failure, not the spool's
+            self._note_failure(str(exc))
+            self._m_retried.inc(len(record.lines))
+            self._back_off(exc)
+            return
+        self._backoff_s = _FIRST_BACKOFF_S
+        self._spool.ack(record)
+        self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
     # ------------------------------------------------------------------------------------------------
     # Writing one batch

@@ -329,7 +329,11 @@ class Spool:
     # Reading and acknowledging
 
     def peek(self) -> SpoolRecord | None:
-        """The oldest unacknowledged record, or None when everything is acknowledged."""
+        """The oldest unacknowledged record, or None when everything is acknowledged.
+
+        Raises StorageError when the spool cannot be read or its progress recorded; calling again
+        later retries (the position in memory stays where it was, or moves past a finished segment).
+        """
         if self._head is not None:
             return self._head
         while True:
@@ -345,7 +349,10 @@ class Spool:
                 if seq == self._write_seq:
                     return None
                 # this segment is done: move on and delete it
-                self._advance_to_next_segment(seq)
+                try:
+                    self._advance_to_next_segment(seq)
+                except OSError as exc:
+                    raise StorageError(f"spool {self.dir}: cannot record progress: {exc}") from exc
                 continue
             record = self._read_record(seq, off, size)
             if record is None:

@@ -430,3 +430,72 @@ async def test_v1_points_beyond_retention_policy_dead_lettered_in_few_requests(
     assert sorted(line for line in dead if not line.startswith("#")) == sorted(expired)
     # parts rejected whole are dead-lettered in one piece, not bisected down to single lines
     assert sum(line.startswith("#") for line in dead) < 20
+
+
+async def test_replay_survives_an_unreadable_spool_and_resumes_when_it_is_back(
+    influxdb: InfluxServer, influx_db: str, translator: V2Translator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics()
+    translator.fail_next(1, 503, retry_after="3")  # the batch goes to the spool; replay waits 3 s
+    cfg = v2_config(translator.url, influx_db, tmp_path, max_retry_delay_s=5.0)
+    with caplog.at_level(logging.INFO, logger="stationmon.influx"):
+        async with InfluxWriter(cfg, metrics) as writer:
+            writer.submit(lines_for(0, 100))
+            await writer.flush()  # returns once the failed write is spooled (status() would read it: not yet)
+            [segment] = sorted((tmp_path / "spool").glob("seg-*"))
+            assert segment.stat().st_size > 0
+            hidden = segment.with_name(segment.name + ".away")
+            segment.rename(hidden)  # the spool cannot be read (before the replay's first try)
+            await wait_until(lambda: "cannot read" in caplog.text, timeout=10, message="read failure logged")
+            # /metrics and /healthz keep answering while the spool fails
+            assert "stationmon_influx_spool_oldest_age_seconds 0" in metrics.render()
+            assert writer.status()["spool_bytes"] > 0
+            hidden.rename(segment)
+            # nothing new is submitted: the replay task itself retries and finds it again
+            await wait_until(lambda: count(influxdb, influx_db) == 100, timeout=20, message="spooled batch landed")
+            await wait_until(lambda: writer.status()["spool_bytes"] == 0, message="spool drained")
+    assert "spool replay: spool " in caplog.text and "spool replay: recovered" in caplog.text
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(100)}
+
+
+async def test_writer_starts_and_replays_when_spool_progress_cannot_be_recorded(
+    influxdb: InfluxServer, influx_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, segment_bytes=512)
+    spool.append(lines_for(0, 10), 1.0)
+    first = spool.peek()
+    assert first is not None
+    spool.ack(first)  # written before; its segment finished but not yet deleted
+    spool.append(lines_for(10, 10), 1.0)
+    spool.close()
+    (spool_dir / "ack.tmp").mkdir()  # the acknowledged position cannot be written (EISDIR)
+    with caplog.at_level(logging.ERROR, logger="stationmon.influx"):
+        async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+            await wait_until(lambda: count(influxdb, influx_db) == 10, message="the pending batch replayed")
+            await wait_until(lambda: writer.status()["spool_bytes"] == 0, message="nothing pending")
+    assert "cannot record progress" in caplog.text
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(10, 20)}
+
+
+async def test_replay_task_outlives_a_spool_that_cannot_record_progress(
+    influxdb: InfluxServer, influx_db: str, translator: V2Translator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # small segments: every spooled batch after the first starts a new one
+    cfg = v2_config(translator.url, influx_db, tmp_path, spool_max_bytes=8192)
+    with caplog.at_level(logging.ERROR, logger="stationmon.influx"):
+        async with InfluxWriter(cfg, Metrics()) as writer:
+            translator.fail_next(1, 503)
+            writer.submit(lines_for(0, 20))  # spooled, replayed, acknowledged in the segment being written
+            await writer.flush()
+            await wait_until(lambda: count(influxdb, influx_db) == 20, message="first batch replayed")
+            (tmp_path / "spool" / "ack.tmp").mkdir()  # from now on the position cannot be written
+            translator.fail_next(1, 503)
+            writer.submit(lines_for(20, 20))  # spooled into a new segment: the replay must move past the old
+            await writer.flush()
+            await wait_until(lambda: count(influxdb, influx_db) == 40, message="second batch replayed")
+            assert "cannot record progress" in caplog.text
+            (tmp_path / "spool" / "ack.tmp").rmdir()
+            writer.submit(lines_for(40, 20))  # and it keeps going
+            await wait_until(lambda: count(influxdb, influx_db) == 60, message="later readings")
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(60)}

@@ -251,3 +251,22 @@ def test_unicode_lines_round_trip(tmp_path: Path) -> None:
     spool.append(lines, 1.0)
     assert drain(spool) == [lines]
     spool.close()
+
+
+def test_peek_that_cannot_record_progress_raises_storage_error_and_can_be_retried(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=50)
+    spool.append(batch(3, 0), 1.0)
+    first = spool.peek()
+    assert first is not None
+    spool.ack(first)  # the end of the segment being written: recorded, the segment kept
+    spool.append(batch(3, 3), 1.0)  # a new segment: the acknowledged one is finished
+    (tmp_path / "ack.tmp").mkdir()  # the position can no longer be written (EISDIR, even for root)
+    with pytest.raises(StorageError, match=rf"spool {tmp_path}: cannot record progress: .*ack\.tmp"):
+        spool.peek()
+    (tmp_path / "ack.tmp").rmdir()
+    assert drain(spool) == [batch(3, 3)]
+    spool.close()
+    reopened = Spool(tmp_path)
+    assert drain(reopened) == []
+    assert segments(tmp_path) == []  # the finished segment the failure left behind is gone too
+    reopened.close()
