@@ -434,7 +434,9 @@ class ModbusTestServer:
         if blocks is not None:  # keep what was written while running
             self.holding[:] = blocks[0][: self.SIZE]
             self.input[:] = blocks[1][: self.SIZE]
-        await self.server.shutdown()
+        from stationmon.sim.serve import shutdown_modbus_server
+
+        await shutdown_modbus_server(self.server)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

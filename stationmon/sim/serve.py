@@ -7,6 +7,7 @@ sits in `StationModbusServer`; every aiomqtt call in `MqttPublisher`. Their erro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -111,8 +112,34 @@ class StationModbusServer:
         """Stop listening and drop every client connection, as a station that loses power."""
         server, self._server = self._server, None
         if server is not None:
-            with contextlib.suppress(Exception):
-                await server.shutdown()
+            await shutdown_modbus_server(server)
+
+
+async def shutdown_modbus_server(server: Any) -> None:
+    """Shut a pymodbus server down and close every connection it accepted.
+
+    pymodbus closes the connections it knows of, but one accepted just before shutdown can register
+    after that and stay open until the garbage collector finds it.
+    """
+    # Stop accepting first and let accepts in flight finish: CPython 3.11's server asserts when an
+    # accepted connection attaches after the server closed, and leaks that socket.
+    listener = getattr(server, "transport", None)
+    if isinstance(listener, asyncio.Server):
+        loop = asyncio.get_running_loop()
+        for sock in listener.sockets:
+            loop.remove_reader(sock.fileno())
+        await asyncio.sleep(0.01)
+    known = list(getattr(server, "active_connections", {}).values())  # shutdown forgets them
+    with contextlib.suppress(Exception):
+        await server.shutdown()
+    # asyncio finishes an accept in a task of its own: the protocol can exist before its transport
+    # (and ModbusProtocol.close() then closes nothing, and never again), so close transports directly.
+    for _ in range(5):
+        await asyncio.sleep(0.002)
+        for late in [*known, *getattr(server, "active_connections", {}).values()]:
+            transport = getattr(late, "transport", None)
+            if transport is not None:
+                transport.close()
 
 
 # ----------------------------------------------------------------------------------------------------
