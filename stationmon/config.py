@@ -213,7 +213,7 @@ class AlertmanagerConfig:
 
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    url: str
+    url: str = field(repr=False)  # may carry the receiver's key
     timeout_s: float = 5.0
     hmac_secret: Secret | None = None
     hmac_header: str = "X-Stationmon-Signature"
@@ -594,15 +594,15 @@ def _redact(url: str) -> str:
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _check_url(value: str, path: str, problems: _Problems, schemes: tuple[str, ...]) -> bool:
+def _check_url(value: str, path: str, problems: _Problems, schemes: tuple[str, ...], show: bool = True) -> bool:
+    """Scheme, host and port of a URL; `show=False` keeps a secret URL out of the message."""
     parts = urlsplit(value)
     if parts.username or parts.password:
         problems.add(path, "must not carry credentials (user:password@); use the *_env or *_file keys")
         return False
     if parts.scheme not in schemes or not parts.hostname:
-        problems.add(
-            path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {_redact(value)!r}"
-        )
+        got = f", got {_redact(value)!r}" if show else ""
+        problems.add(path, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}{got}")
         return False
     try:
         parts.port  # noqa: B018 - raises on a bad port
@@ -861,10 +861,25 @@ def _alerting(root: _Table, problems: _Problems) -> AlertingConfig:
         at.finish()
     hooks = []
     for _, wt in t.tables("webhook"):
+        # A receiver's URL often carries its key (WeChat Work robots: ...?key=...): url_env / url_file
+        # keep such a URL out of the file like any other secret.
         url = wt.text("url", None)
-        if url is None:
-            problems.add(wt.key("url"), "missing: the receiver's URL")
-        elif _check_url(url, wt.key("url"), problems, ("http", "https")):
+        wt.known.update({"url_env", "url_file"})
+        secret_url = wt.secret("url") if url is None else None
+        if url is not None and ("url_env" in wt.data or "url_file" in wt.data):
+            problems.add(wt.key("url"), "give either url or url_env / url_file, not both")
+            url = None
+        elif url is None and secret_url is None:
+            if "url_env" not in wt.data and "url_file" not in wt.data:
+                problems.add(wt.key("url"), "missing: the receiver's URL (url, or url_env / url_file)")
+        if secret_url is not None:
+            url = secret_url.get()
+            key = wt.key("url_env" if "url_env" in wt.data else "url_file")
+            if not _check_url(url, key, problems, ("http", "https"), show=False):
+                url = None
+        elif url is not None and not _check_url(url, wt.key("url"), problems, ("http", "https")):
+            url = None
+        if url is not None:
             hooks.append(
                 WebhookConfig(
                     url=url,

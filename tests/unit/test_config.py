@@ -321,6 +321,19 @@ def test_bad_config_names_the_key(name: str, text: str, expected: str) -> None:
     assert any(p.startswith(expected) for p in problems), f"{expected!r} not in {problems}"
 
 
+def test_webhook_url_from_env_stays_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=0f1e2d3c"
+    monkeypatch.setenv("WECOM_HOOK", url)
+    cfg = parse_config_text(BASE + '[[alerting.webhook]]\nurl_env = "WECOM_HOOK"\n', "p.toml")
+    assert cfg.alerting.webhook[0].url == url
+    assert "0f1e2d3c" not in repr(cfg)
+    monkeypatch.setenv("WECOM_HOOK", "qyapi.weixin.qq.com/send?key=0f1e2d3c")
+    problems = problems_of(BASE + '[[alerting.webhook]]\nurl_env = "WECOM_HOOK"\n')
+    assert problems == ["plant.toml: alerting.webhook[0].url_env: expected a URL starting with http:// or https://"]
+    problems = problems_of(BASE + '[[alerting.webhook]]\nurl = "https://x"\nurl_env = "WECOM_HOOK"\n')
+    assert problems == ["plant.toml: alerting.webhook[0].url: give either url or url_env / url_file, not both"]
+
+
 def test_a_bad_url_never_echoes_its_password() -> None:
     problems = problems_of(BASE.replace('url = "http://127.0.0.1:8086"', 'url = "ftp://admin:hunter2@host"'))
     assert not any("hunter2" in p for p in problems)
