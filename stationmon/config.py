@@ -869,9 +869,8 @@ def _alerting(root: _Table, problems: _Problems) -> AlertingConfig:
         if url is not None and ("url_env" in wt.data or "url_file" in wt.data):
             problems.add(wt.key("url"), "give either url or url_env / url_file, not both")
             url = None
-        elif url is None and secret_url is None:
-            if "url_env" not in wt.data and "url_file" not in wt.data:
-                problems.add(wt.key("url"), "missing: the receiver's URL (url, or url_env / url_file)")
+        elif url is None and secret_url is None and not {"url_env", "url_file"} & set(wt.data):
+            problems.add(wt.key("url"), "missing: the receiver's URL (url, or url_env / url_file)")
         if secret_url is not None:
             url = secret_url.get()
             key = wt.key("url_env" if "url_env" in wt.data else "url_file")
