@@ -36,7 +36,6 @@ class Service:
         self.station_states: dict[str, StationState] = {s.id: StationState(s.id) for s in config.stations}
         self.latest = LatestValues(history_window_s=config.http.history_window_s)
         self.encoder = TelemetryEncoder(config.stations, precision=config.influxdb.precision)
-        self.components: dict[str, str] = {}  # name -> "ok" / "failing: ..." for /healthz
         self._readings_total = self.metrics.counter(
             "stationmon_readings_total", "Readings received by source", ("source",)
         )
