@@ -32,7 +32,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stationmon.config import RULE_NAMES
 from stationmon.domain.alerts import AlertBook, AlertKey, Condition, RulePolicy
 from stationmon.domain.latest import LatestValues
 from stationmon.domain.model import Reading
@@ -48,6 +47,7 @@ from stationmon.domain.rules import (
     RuleParams,
     Series,
 )
+from stationmon.domain.vocabulary import RULE_NAMES
 from stationmon.evaluator import LoopStatusEncoder
 
 T0 = 1_760_000_000.0

@@ -25,9 +25,10 @@ from pathlib import Path
 import aiohttp
 
 from stationmon.adapters.influx import InfluxWriter
-from stationmon.config import InfluxConfig, LoopConfig, StationConfig
+from stationmon.config import InfluxConfig
 from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.domain.model import Reading
+from stationmon.domain.plant import Loop, Station
 from stationmon.metrics import Metrics
 
 __all__ = ["main"]
@@ -92,8 +93,7 @@ bind-address = "127.0.0.1:{_free_port()}"
 def make_lines(n: int) -> list[str]:
     """n telemetry lines as the encoder writes them: 50 stations x 2 loops, 5 quantities per line."""
     stations = [
-        StationConfig(id=f"station-{i:03d}", district="道里区", loops=(LoopConfig("sec1"), LoopConfig("sec2")))
-        for i in range(50)
+        Station(id=f"station-{i:03d}", district="道里区", loops=(Loop("sec1"), Loop("sec2"))) for i in range(50)
     ]
     encoder = TelemetryEncoder(stations)
     quantities = ("supply_temp", "return_temp", "supply_pressure", "return_pressure", "flow")
@@ -155,7 +155,7 @@ async def through_writer(url: str, db: str, lines: list[str], spool: Path, gzip:
 
 def encoder_cost(points: int = 200_000) -> tuple[float, float]:
     """ns per reading and per line for TelemetryEncoder.encode on station-poll-shaped batches."""
-    stations = [StationConfig(id=f"station-{i:03d}", district="道里区") for i in range(20)]
+    stations = [Station(id=f"station-{i:03d}", district="道里区") for i in range(20)]
     encoder = TelemetryEncoder(stations)
     quantities = ("supply_temp", "return_temp", "supply_pressure", "return_pressure", "flow", "heat_power")
     polls = [

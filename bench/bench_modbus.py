@@ -145,16 +145,16 @@ async def _raw_station(sid: str, port: int, interval: float, jitter: float, stat
 
 
 def _stations(n: int, ports: list[int], interval: float, jitter: float) -> list:  # type: ignore[type-arg]
-    from stationmon.config import ModbusConfig, PointConfig, StationConfig
+    from stationmon.domain.plant import ModbusLink, Point, Station
 
     points = tuple(
-        [PointConfig(quantity=f"q{i}", address=2 * i, type="float32") for i in range(8)]
-        + [PointConfig(quantity=f"i{i}", register="input", address=i, type="int16", scale=0.1) for i in range(4)]
+        [Point(quantity=f"q{i}", address=2 * i, type="float32") for i in range(8)]
+        + [Point(quantity=f"i{i}", register="input", address=i, type="int16", scale=0.1) for i in range(4)]
     )
     return [
-        StationConfig(
+        Station(
             id=f"st-{i}",
-            modbus=ModbusConfig(
+            modbus=ModbusLink(
                 port=ports[i % len(ports)], interval_s=interval, timeout_s=min(2.0, interval), jitter_s=jitter
             ),
             points=points,

@@ -14,38 +14,46 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from stationmon.domain.model import CANONICAL_QUANTITIES, LOOP_QUANTITIES, STATION_QUANTITIES
+from stationmon.domain.plant import Loop, ModbusLink, Point, Site, Station
+from stationmon.domain.settings import RULE_OPTIONS, RuleSettings, RulesSettings
+from stationmon.domain.vocabulary import (
+    BYTE_ORDERS,
+    CANONICAL_QUANTITIES,
+    DATA_TYPES,
+    EMITTER_EXPONENTS,
+    LOOP_QUANTITIES,
+    REGISTER_TYPES,
+    REGISTER_WIDTH,
+    RULE_NAMES,
+    SEVERITIES,
+    STATION_QUANTITIES,
+)
 from stationmon.errors import ConfigError
 
 __all__ = [
-    "BYTE_ORDERS",
-    "DATA_TYPES",
     "FAULT_KINDS",
-    "REGISTER_WIDTH",
-    "RULE_NAMES",
-    "SEVERITIES",
     "AlertingConfig",
     "AlertmanagerConfig",
     "Config",
     "FaultConfig",
     "HttpConfig",
     "InfluxConfig",
-    "LoopConfig",
-    "ModbusConfig",
+    "Loop",
+    "ModbusLink",
     "MqttAlertConfig",
     "MqttConfig",
-    "PointConfig",
+    "Point",
     "RuleSettings",
-    "RulesConfig",
+    "RulesSettings",
     "Secret",
     "SimulatorConfig",
-    "SiteConfig",
-    "StationConfig",
+    "Site",
+    "Station",
     "SubscriptionConfig",
     "WebhookConfig",
     "load_config",
@@ -53,24 +61,8 @@ __all__ = [
     "parse_duration",
 ]
 
-DATA_TYPES = ("int16", "uint16", "int32", "uint32", "float32", "float64")
-REGISTER_WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
-BYTE_ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
-REGISTER_TYPES = ("holding", "input")
 TRANSPORTS = ("tcp", "rtu", "rtu-over-tcp")
-EMITTERS = {"floor": 1.1, "radiator": 1.3}
 PAYLOAD_FORMATS = ("plain", "json", "json_fields")
-RULE_NAMES = (
-    "supply_low",
-    "return_low",
-    "indoor_estimate_low",
-    "indoor_low",
-    "delta_t_low",
-    "delta_t_high",
-    "sensor_fault",
-    "station_offline",
-)
-SEVERITIES = ("warning", "major", "critical")
 FAULT_KINDS = ("undersupply", "flatline", "swapped_sensors", "offline", "low_delta_t")
 FSYNC_POLICIES = ("always", "batch", "never")
 
@@ -118,15 +110,6 @@ class Secret:
 
 # ----------------------------------------------------------------------------------------------------
 # The config objects
-
-
-@dataclass(frozen=True, slots=True)
-class SiteConfig:
-    name: str = ""
-    timezone: str = "Asia/Shanghai"
-    indoor_target: float = 18.0
-    outdoor_design: float = -24.2
-    design_indoor: float = 18.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,124 +221,6 @@ class AlertingConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ModbusConfig:
-    host: str = "127.0.0.1"
-    port: int = 502
-    device_id: int = 1
-    interval_s: float = 10.0
-    timeout_s: float = 2.0
-    byte_order: str = "ABCD"
-    transport: str = "tcp"
-    serial_port: str = ""
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: int = 1
-    bytesize: int = 8
-    max_registers_per_request: int = 125
-    max_gap: int = 10
-    one_request_per_point: bool = False
-    retries: int = 1
-    jitter_s: float = -1.0  # < 0: automatic (see adapters.modbus.automatic_jitter)
-
-
-@dataclass(frozen=True, slots=True)
-class LoopConfig:
-    id: str
-    name: str = ""
-    emitter: str = "radiator"
-    design_supply: float = 75.0
-    design_return: float = 50.0
-    exponent: float = 1.3
-    min_supply: float | None = None
-    min_return: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PointConfig:
-    quantity: str
-    loop: str | None = None
-    sensor: str | None = None
-    register: str = "holding"
-    address: int | None = None
-    type: str = "float32"
-    byte_order: str = "ABCD"  # resolved: the point's own or its station's
-    scale: float = 1.0
-    offset: float = 0.0
-    topic: str | None = None
-    format: str = "plain"
-    value_key: str = "value"
-    time_key: str = ""
-
-    @property
-    def width(self) -> int:
-        """Registers this point occupies."""
-        return REGISTER_WIDTH[self.type]
-
-
-@dataclass(frozen=True, slots=True)
-class StationConfig:
-    id: str
-    name: str = ""
-    district: str = ""
-    modbus: ModbusConfig | None = None
-    loops: tuple[LoopConfig, ...] = ()
-    points: tuple[PointConfig, ...] = ()
-
-    @property
-    def modbus_points(self) -> tuple[PointConfig, ...]:
-        return tuple(p for p in self.points if p.address is not None)
-
-    @property
-    def mqtt_points(self) -> tuple[PointConfig, ...]:
-        return tuple(p for p in self.points if p.topic is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSettings:
-    """One rule's settings; general ones fall back to `[rules]`, the rest have rule defaults."""
-
-    name: str
-    enabled: bool = True
-    for_s: float = 600.0
-    clear_for_s: float = 600.0
-    margin: float = 1.0
-    severity: str = "warning"
-    # indoor_low: fire when at least `min_sensors` sensors AND at least `min_share` of them are low
-    # (min_share 0 turns the share test off)
-    min_sensors: int = 1
-    min_share: float = 0.0
-    # delta_t_low / delta_t_high: measured ΔT below ratio x expected / above ratio x expected
-    ratio: float = 0.5
-    # delta_t_*: ignore loops whose expected ΔT is below this (mild weather)
-    min_expected_delta_t: float = 2.0
-    # sensor_fault
-    flatline_window_s: float = 1800.0
-    flatline_tolerance: float = 0.05
-    max_rate_per_min: float = 5.0
-    hysteresis: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class RulesConfig:
-    evaluate_every_s: float = 10.0
-    for_s: float = 600.0
-    clear_for_s: float = 600.0
-    margin: float = 1.0
-    offline_after_s: float = 60.0
-    season_start: tuple[int, int] = (10, 20)
-    season_end: tuple[int, int] = (4, 20)
-    escalate_major_after_s: float = 86400.0
-    escalate_critical_after_s: float = 172800.0
-    outdoor_smoothing_s: float = 3600.0
-    state_file: str = ""
-    rules: Mapping[str, RuleSettings] = field(default_factory=dict)
-
-    def rule(self, name: str) -> RuleSettings:
-        """Settings of one rule (every name in RULE_NAMES is present after loading)."""
-        return self.rules[name]
-
-
-@dataclass(frozen=True, slots=True)
 class FaultConfig:
     station: str
     kind: str
@@ -377,10 +242,10 @@ class SimulatorConfig:
 @dataclass(frozen=True, slots=True)
 class Config:
     path: str
-    site: SiteConfig
+    site: Site
     influxdb: InfluxConfig
-    stations: tuple[StationConfig, ...]
-    rules: RulesConfig
+    stations: tuple[Station, ...]
+    rules: RulesSettings
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig | None = None
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
@@ -388,7 +253,7 @@ class Config:
     state_dir: str = ""
     notices: tuple[str, ...] = ()
 
-    def station(self, station_id: str) -> StationConfig:
+    def station(self, station_id: str) -> Station:
         """The station with this id; KeyError if none."""
         for s in self.stations:
             if s.id == station_id:
@@ -616,11 +481,11 @@ def _check_url(value: str, path: str, problems: _Problems, schemes: tuple[str, .
 # Sections
 
 
-def _site(root: _Table, notices: list[str]) -> SiteConfig:
+def _site(root: _Table, notices: list[str]) -> Site:
     t = root.table("site")
     if t is None:
         notices.append("site: no [site] table; indoor_target 18.0 °C, outdoor_design -24.2 °C (Harbin)")
-        return SiteConfig()
+        return Site()
     if not t.has("outdoor_design"):
         notices.append("site.outdoor_design: not set; using -24.2 °C (Harbin): set your city's")
     tz = t.text("timezone", "Asia/Shanghai")
@@ -629,7 +494,7 @@ def _site(root: _Table, notices: list[str]) -> SiteConfig:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         t.problems.add(t.key("timezone"), f"unknown time zone {tz!r} (expected an IANA name such as Asia/Shanghai)")
         tz = "Asia/Shanghai"
-    site = SiteConfig(
+    site = Site(
         name=t.text("name", ""),
         timezone=tz,
         indoor_target=t.number("indoor_target", 18.0, lo=5.0, hi=30.0),
@@ -910,7 +775,7 @@ def _alerting(root: _Table, problems: _Problems) -> AlertingConfig:
     return cfg
 
 
-def _modbus(t: _Table, problems: _Problems) -> ModbusConfig:
+def _modbus(t: _Table, problems: _Problems) -> ModbusLink:
     transport = t.choice("transport", TRANSPORTS, "tcp", "transport")
     serial_port = t.text("serial_port", "")
     if transport == "rtu" and not serial_port:
@@ -919,7 +784,7 @@ def _modbus(t: _Table, problems: _Problems) -> ModbusConfig:
     timeout = t.duration("timeout", 2.0, allow_zero=False)
     if timeout > interval:
         problems.add(t.key("timeout"), f"{timeout:g}s is longer than the interval ({interval:g}s)")
-    cfg = ModbusConfig(
+    cfg = ModbusLink(
         host=t.text("host", "127.0.0.1"),
         port=t.integer("port", 502, lo=1, hi=65535),
         device_id=t.integer("device_id", 1, lo=0, hi=255),
@@ -945,14 +810,14 @@ def _modbus(t: _Table, problems: _Problems) -> ModbusConfig:
     return cfg
 
 
-def _loop(t: _Table, problems: _Problems) -> LoopConfig | None:
+def _loop(t: _Table, problems: _Problems) -> Loop | None:
     loop_id = t.text("id", None)
     if loop_id is None:
         problems.add(t.key("id"), "missing: every loop needs an id")
     elif not _ID_RE.match(loop_id):
         problems.add(t.key("id"), f"{loop_id!r} may only contain a-z, 0-9, '-' and '_'")
-    emitter = t.choice("emitter", tuple(EMITTERS), "radiator", "emitter")
-    exponent = t.number("exponent", EMITTERS[emitter], lo=1.0, hi=2.0)
+    emitter = t.choice("emitter", tuple(EMITTER_EXPONENTS), "radiator", "emitter")
+    exponent = t.number("exponent", EMITTER_EXPONENTS[emitter], lo=1.0, hi=2.0)
     defaults = (50.0, 40.0) if emitter == "floor" else (75.0, 50.0)
     unset = [k for k in ("emitter", "design_supply", "design_return") if k not in t.data]
     if unset:
@@ -964,7 +829,7 @@ def _loop(t: _Table, problems: _Problems) -> LoopConfig | None:
     ret = t.number("design_return", defaults[1], lo=15.0, hi=130.0)
     if supply <= ret:
         problems.add(t.key("design_return"), f"{ret:g} must be below design_supply ({supply:g})")
-    cfg = LoopConfig(
+    cfg = Loop(
         id=loop_id or "",
         name=t.text("name", ""),
         emitter=emitter,
@@ -980,7 +845,7 @@ def _loop(t: _Table, problems: _Problems) -> LoopConfig | None:
 
 def _point(
     t: _Table, station_byte_order: str, loop_ids: set[str], has_modbus: bool, problems: _Problems
-) -> PointConfig | None:
+) -> Point | None:
     quantity = t.text("quantity", None)
     if quantity is None:
         problems.add(t.key("quantity"), "missing: what the point measures, such as supply_temp")
@@ -1009,7 +874,7 @@ def _point(
     if topic is not None and (not topic or any(c in topic for c in "+#{}")):
         problems.add(t.key("topic"), f"must be a full topic without wildcards or placeholders, got {topic!r}")
     fmt = t.choice("format", ("plain", "json"), "plain", "format")
-    cfg = PointConfig(
+    cfg = Point(
         quantity=quantity or "",
         loop=loop,
         sensor=t.text("sensor", None),
@@ -1028,7 +893,7 @@ def _point(
     return cfg if quantity else None
 
 
-def _check_points(station_key: str, points: list[tuple[int, PointConfig]], problems: _Problems) -> None:
+def _check_points(station_key: str, points: list[tuple[int, Point]], problems: _Problems) -> None:
     """Quantities at the level the rules read them from, no series twice, near-misses pointed out."""
     seen: dict[tuple[str | None, str, str | None], int] = {}
     for i, p in points:
@@ -1050,7 +915,7 @@ def _check_points(station_key: str, points: list[tuple[int, PointConfig]], probl
                 problems.notices.append(f"{key}.quantity: {p.quantity!r} is not a canonical quantity{hint}")
 
 
-def _check_overlaps(station_key: str, points: list[tuple[int, PointConfig]], problems: _Problems) -> None:
+def _check_overlaps(station_key: str, points: list[tuple[int, Point]], problems: _Problems) -> None:
     for register in REGISTER_TYPES:
         spans = sorted(
             (p.address, p.address + p.width - 1, i)
@@ -1065,7 +930,7 @@ def _check_overlaps(station_key: str, points: list[tuple[int, PointConfig]], pro
                 )
 
 
-def _station(t: _Table, problems: _Problems) -> StationConfig | None:
+def _station(t: _Table, problems: _Problems) -> Station | None:
     sid = t.text("id", None)
     if sid is None:
         problems.add(t.key("id"), "missing: every station needs an id")
@@ -1073,7 +938,7 @@ def _station(t: _Table, problems: _Problems) -> StationConfig | None:
         problems.add(t.key("id"), f"{sid!r} may only contain a-z, 0-9, '-' and '_'")
     mt = t.table("modbus")
     modbus = _modbus(mt, problems) if mt is not None else None
-    loops: list[LoopConfig] = []
+    loops: list[Loop] = []
     seen_loops: dict[str, int] = {}
     for i, lt in t.tables("loops"):
         loop = _loop(lt, problems)
@@ -1085,14 +950,14 @@ def _station(t: _Table, problems: _Problems) -> StationConfig | None:
         seen_loops[loop.id] = i
         loops.append(loop)
     byte_order = modbus.byte_order if modbus else "ABCD"
-    points: list[tuple[int, PointConfig]] = []
+    points: list[tuple[int, Point]] = []
     for i, pt in t.tables("points"):
         point = _point(pt, byte_order, set(seen_loops), modbus is not None, problems)
         if point is not None:
             points.append((i, point))
     _check_points(t.path, points, problems)
     _check_overlaps(t.path, points, problems)
-    cfg = StationConfig(
+    cfg = Station(
         id=sid or "",
         name=t.text("name", ""),
         district=t.text("district", ""),
@@ -1115,80 +980,67 @@ def _mmdd(t: _Table, name: str, default: tuple[int, int]) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
-_RULE_SEVERITY = {"sensor_fault": "warning", "station_offline": "major"}
-_RULE_RATIO = {"delta_t_low": 0.5, "delta_t_high": 2.0}
-_RULE_SPECIFIC = {
-    "indoor_low": ("min_sensors", "min_share"),
-    "delta_t_low": ("ratio", "min_expected_delta_t"),
-    "delta_t_high": ("ratio", "min_expected_delta_t"),
-    "sensor_fault": ("flatline_window", "flatline_tolerance", "max_rate_per_min"),
-}
-
-
-def _rules(root: _Table, problems: _Problems) -> RulesConfig:
+def _rules(root: _Table, problems: _Problems) -> RulesSettings:
     t = root.table("rules") or _Table({}, "rules", problems)
-    base = RulesConfig(
-        evaluate_every_s=t.duration("evaluate_every", 10.0, allow_zero=False),
-        for_s=t.duration("for", 600.0),
-        clear_for_s=t.duration("clear_for", 600.0),
-        margin=t.number("margin", 1.0, lo=0.0, hi=30.0),
-        offline_after_s=t.duration("offline_after", 60.0, allow_zero=False),
-        season_start=_mmdd(t, "season_start", (10, 20)),
-        season_end=_mmdd(t, "season_end", (4, 20)),
-        escalate_major_after_s=t.duration("escalate_major_after", 86400.0, allow_zero=False),
-        escalate_critical_after_s=t.duration("escalate_critical_after", 172800.0, allow_zero=False),
-        outdoor_smoothing_s=t.duration("outdoor_smoothing", 3600.0),
-        state_file=t.text("state_file", ""),
+    d = RulesSettings()
+    base = RulesSettings(
+        evaluate_every_s=t.duration("evaluate_every", d.evaluate_every_s, allow_zero=False),
+        for_s=t.duration("for", d.for_s),
+        clear_for_s=t.duration("clear_for", d.clear_for_s),
+        margin=t.number("margin", d.margin, lo=0.0, hi=30.0),
+        offline_after_s=t.duration("offline_after", d.offline_after_s, allow_zero=False),
+        season_start=_mmdd(t, "season_start", d.season_start),
+        season_end=_mmdd(t, "season_end", d.season_end),
+        escalate_major_after_s=t.duration("escalate_major_after", d.escalate_major_after_s, allow_zero=False),
+        escalate_critical_after_s=t.duration("escalate_critical_after", d.escalate_critical_after_s, allow_zero=False),
+        outdoor_smoothing_s=t.duration("outdoor_smoothing", d.outdoor_smoothing_s),
+        state_file=t.text("state_file", d.state_file),
     )
     if base.escalate_critical_after_s <= base.escalate_major_after_s:
         problems.add(t.key("escalate_critical_after"), "must be later than escalate_major_after")
-    rules: dict[str, RuleSettings] = {}
-    for name in RULE_NAMES:
-        rt = t.table(name) or _Table({}, t.key(name), problems)
-        specific = _RULE_SPECIFIC.get(name, ())
-        for key in (
-            "min_sensors",
-            "min_share",
-            "ratio",
-            "min_expected_delta_t",
-            "flatline_window",
-            "flatline_tolerance",
-            "max_rate_per_min",
-        ):
-            if key not in specific:
-                rt.known.discard(key)
-        rules[name] = RuleSettings(
-            name=name,
-            enabled=rt.flag("enabled", True),
-            for_s=rt.duration("for", base.for_s),
-            clear_for_s=rt.duration("clear_for", base.clear_for_s),
-            margin=rt.number("margin", base.margin, lo=0.0, hi=30.0),
-            severity=rt.choice("severity", SEVERITIES, _RULE_SEVERITY.get(name, "warning"), "severity"),
-            min_sensors=rt.integer("min_sensors", 1, lo=1) if "min_sensors" in specific else 1,
-            min_share=rt.number("min_share", 0.0, lo=0.0, hi=1.0) if "min_share" in specific else 0.0,
-            ratio=rt.number("ratio", _RULE_RATIO.get(name, 0.5), lo=0.0)
-            if "ratio" in specific
-            else _RULE_RATIO.get(name, 0.5),
-            min_expected_delta_t=rt.number("min_expected_delta_t", 2.0, lo=0.0)
-            if "min_expected_delta_t" in specific
-            else 2.0,
-            flatline_window_s=rt.duration("flatline_window", 1800.0) if "flatline_window" in specific else 1800.0,
-            flatline_tolerance=rt.number("flatline_tolerance", 0.05, lo=0.0)
-            if "flatline_tolerance" in specific
-            else 0.05,
-            max_rate_per_min=rt.number("max_rate_per_min", 5.0, lo=0.0) if "max_rate_per_min" in specific else 5.0,
-        )
-        rt.finish()
+    rules = {name: _rule(t, name, base.rule(name), problems) for name in RULE_NAMES}
     # unknown rule tables
     for name in list(t.data):
         if isinstance(t.data[name], dict) and name not in RULE_NAMES and name not in t.known:
             t.known.add(name)
             problems.add(t.key(name), f"unknown rule{_suggest(name, RULE_NAMES)} (rules: {', '.join(RULE_NAMES)})")
     t.finish()
-    return RulesConfig(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "rules": rules})
+    return replace(base, rules=rules)
 
 
-def _simulator(root: _Table, stations: dict[str, StationConfig], problems: _Problems) -> SimulatorConfig:
+def _rule(t: _Table, name: str, d: RuleSettings, problems: _Problems) -> RuleSettings:
+    """One `[rules.<name>]` table over the rule's defaults `d`; rule-specific keys only where they apply."""
+    rt = t.table(name) or _Table({}, t.key(name), problems)
+    specific = RULE_OPTIONS.get(name, ())
+    general = replace(
+        d,
+        enabled=rt.flag("enabled", d.enabled),
+        for_s=rt.duration("for", d.for_s),
+        clear_for_s=rt.duration("clear_for", d.clear_for_s),
+        margin=rt.number("margin", d.margin, lo=0.0, hi=30.0),
+        severity=rt.choice("severity", SEVERITIES, d.severity, "severity"),
+    )
+    readers: dict[str, tuple[str, Any]] = {
+        "min_sensors": ("min_sensors", lambda: rt.integer("min_sensors", d.min_sensors, lo=1)),
+        "min_share": ("min_share", lambda: rt.number("min_share", d.min_share, lo=0.0, hi=1.0)),
+        "ratio": ("ratio", lambda: rt.number("ratio", d.ratio, lo=0.0)),
+        "min_expected_delta_t": (
+            "min_expected_delta_t",
+            lambda: rt.number("min_expected_delta_t", d.min_expected_delta_t, lo=0.0),
+        ),
+        "flatline_window": ("flatline_window_s", lambda: rt.duration("flatline_window", d.flatline_window_s)),
+        "flatline_tolerance": (
+            "flatline_tolerance",
+            lambda: rt.number("flatline_tolerance", d.flatline_tolerance, lo=0.0),
+        ),
+        "max_rate_per_min": ("max_rate_per_min", lambda: rt.number("max_rate_per_min", d.max_rate_per_min, lo=0.0)),
+    }
+    settings = replace(general, **{attr: read() for key, (attr, read) in readers.items() if key in specific})
+    rt.finish()
+    return settings
+
+
+def _simulator(root: _Table, stations: dict[str, Station], problems: _Problems) -> SimulatorConfig:
     t = root.table("simulator")
     if t is None:
         return SimulatorConfig()
@@ -1245,7 +1097,7 @@ def parse_config(data: Mapping[str, Any], path: str = "<config>", *, require_inf
     alerting = _alerting(root, problems)
     if alerting.mqtt.enabled and mqtt is None:
         problems.add("alerting.mqtt", "alerts over MQTT need an [mqtt] table with the broker's url")
-    stations: list[StationConfig] = []
+    stations: list[Station] = []
     seen: dict[str, int] = {}
     if "stations" not in data:
         root.known.add("stations")

@@ -11,7 +11,8 @@ import json
 import math
 import sys
 
-from stationmon.domain.heating import DESIGN_INDOOR, EMITTER_EXPONENTS, estimate_indoor_temp, required_temps
+from stationmon.domain.heating import estimate_indoor_temp, required_temps
+from stationmon.domain.vocabulary import DESIGN_INDOOR, EMITTER_EXPONENTS
 
 __all__ = ["cmd_curve", "parse_pair"]
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from stationmon.config import Config, StationConfig
+from stationmon.config import Config
+from stationmon.domain.plant import Station
 
 __all__ = ["describe_config"]
 
 
-def _station_lines(station: StationConfig) -> list[str]:
+def _station_lines(station: Station) -> list[str]:
     lines = [f"station {station.id}  {station.name}  [{station.district or 'no district'}]"]
     if station.modbus is not None:
         m = station.modbus

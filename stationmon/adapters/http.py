@@ -368,7 +368,7 @@ class HttpServer:
 
 
 def station_online(service: Any, station: Any, now: float) -> bool:
-    """Whether a station (a StationConfig) is online at `now`: what /healthz, the metric and the API show.
+    """Whether a station (a Station) is online at `now`: what /healthz, the metric and the API show.
 
     Online: its newest reading, from any collector, is at most `rules.offline_after` old, and, for a
     station polled over Modbus, the poller reports it answering (a failing poller makes it offline even

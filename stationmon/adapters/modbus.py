@@ -31,8 +31,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from stationmon.config import ModbusConfig, StationConfig
 from stationmon.domain.model import Reading, ReadingSink, StationState
+from stationmon.domain.plant import ModbusLink, Station
 from stationmon.domain.registers import ReadRequest, RequestDecoder, plan_reads
 from stationmon.errors import ModbusError
 from stationmon.logutil import FailureLog
@@ -268,7 +268,7 @@ class _TcpLink:
 class _PymodbusLink:
     """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP."""
 
-    def __init__(self, m: ModbusConfig, transport: str) -> None:
+    def __init__(self, m: ModbusLink, transport: str) -> None:
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         from pymodbus.framer import FramerType
 
@@ -336,7 +336,7 @@ class _PymodbusLink:
         self.client.close()
 
 
-def _make_link(m: ModbusConfig, client: str) -> _Link:
+def _make_link(m: ModbusLink, client: str) -> _Link:
     if m.transport == "tcp" and client != "pymodbus":
         return _TcpLink(m.host, m.port, m.device_id, m.timeout_s)
     return _PymodbusLink(m, m.transport)
@@ -391,7 +391,7 @@ class ModbusPoller:
 
     def __init__(
         self,
-        station: StationConfig,
+        station: Station,
         sink: ReadingSink,
         state: StationState,
         metrics: Metrics,

@@ -30,9 +30,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from stationmon.config import MqttConfig, StationConfig
+from stationmon.config import MqttConfig
 from stationmon.domain.model import Reading, ReadingSink
 from stationmon.domain.payloads import REJECT_REASONS, parse_payload
+from stationmon.domain.plant import Station
 from stationmon.domain.topics import TopicRouter, shared_filter
 from stationmon.errors import MqttError
 from stationmon.logutil import FailureLog, RateLimitedLog
@@ -74,7 +75,7 @@ class MqttCollector:
     def __init__(
         self,
         config: MqttConfig,
-        stations: Sequence[StationConfig],
+        stations: Sequence[Station],
         sink: ReadingSink,
         metrics: Metrics,
         *,

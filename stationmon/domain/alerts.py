@@ -235,7 +235,7 @@ class AlertBook:
 
     @classmethod
     def from_rules_config(cls, rules: Any) -> AlertBook:
-        """Build from a `stationmon.config.RulesConfig`."""
+        """Build from a `stationmon.config.RulesSettings`."""
         policies = {
             name: RulePolicy(s.for_s, s.clear_for_s, s.severity) for name, s in rules.rules.items() if s.enabled
         }

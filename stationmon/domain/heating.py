@@ -19,9 +19,9 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from stationmon.domain.vocabulary import DESIGN_INDOOR
+
 __all__ = [
-    "DESIGN_INDOOR",
-    "EMITTER_EXPONENTS",
     "FloatArray",
     "estimate_indoor_temp",
     "expected_delta_t",
@@ -33,9 +33,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-
-EMITTER_EXPONENTS = {"floor": 1.1, "radiator": 1.3}
-DESIGN_INDOOR = 18.0  # °C, the indoor temperature the design supply/return temperatures were sized for
 
 
 def _f(x: ArrayLike) -> FloatArray:

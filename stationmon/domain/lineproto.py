@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from stationmon.config import StationConfig
 from stationmon.domain.model import AlertEvent, Reading
+from stationmon.domain.plant import Station
 
 __all__ = [
     "PRECISION_FACTORS",
@@ -141,7 +141,7 @@ class TelemetryEncoder:
     the hot path is a dict lookup, a float repr and a join per reading.
     """
 
-    def __init__(self, stations: Sequence[StationConfig], precision: str = "ms") -> None:
+    def __init__(self, stations: Sequence[Station], precision: str = "ms") -> None:
         if precision not in PRECISION_FACTORS:
             raise ValueError(f"unknown precision {precision!r}")
         self.precision = precision

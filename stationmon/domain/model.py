@@ -10,31 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "CANONICAL_QUANTITIES",
-    "LOOP_QUANTITIES",
-    "STATION_QUANTITIES",
-    "TEMPERATURE_QUANTITIES",
     "AlertEvent",
     "Reading",
     "ReadingSink",
     "StationState",
 ]
-
-LOOP_QUANTITIES = frozenset(
-    {"supply_temp", "return_temp", "supply_pressure", "return_pressure", "flow", "heat_power", "indoor_temp"}
-)
-STATION_QUANTITIES = frozenset({"outdoor_temp", "primary_supply_temp", "primary_return_temp"})
-CANONICAL_QUANTITIES = LOOP_QUANTITIES | STATION_QUANTITIES
-TEMPERATURE_QUANTITIES = frozenset(
-    {
-        "supply_temp",
-        "return_temp",
-        "indoor_temp",
-        "outdoor_temp",
-        "primary_supply_temp",
-        "primary_return_temp",
-    }
-)
 
 
 @dataclass(slots=True)

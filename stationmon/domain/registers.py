@@ -17,7 +17,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stationmon.config import REGISTER_WIDTH, PointConfig, StationConfig
+from stationmon.domain.plant import Point, Station
+from stationmon.domain.vocabulary import REGISTER_WIDTH
 
 __all__ = [
     "FUNCTION_CODES",
@@ -121,14 +122,14 @@ def check_value(quantity: str, raw: float, dtype: str, value: float) -> str | No
     return None
 
 
-def decode_point(point: PointConfig, registers: Sequence[int]) -> tuple[float, str | None]:
+def decode_point(point: Point, registers: Sequence[int]) -> tuple[float, str | None]:
     """The point's value (raw * scale + offset) and its fault reason, or None for a good value."""
     raw = decode_value(registers, point.type, point.byte_order)
     value = raw * point.scale + point.offset if math.isfinite(raw) else raw
     return value, check_value(point.quantity, raw, point.type, value)
 
 
-def point_label(point: PointConfig) -> str:
+def point_label(point: Point) -> str:
     """How a point is named in plans and logs: loop.quantity[sensor]."""
     loop = f"{point.loop}." if point.loop else ""
     sensor = f"[{point.sensor}]" if point.sensor else ""
@@ -146,7 +147,7 @@ class ReadRequest:
     register: str  # "holding" or "input"
     start: int
     count: int
-    points: tuple[PointConfig, ...]
+    points: tuple[Point, ...]
     offsets: tuple[int, ...]
 
     @property
@@ -166,9 +167,9 @@ class ReadRequest:
         return f"{self.register} {self.start}..{self.end} ({self.count} {noun}): {names}"
 
 
-def _group(points: list[PointConfig], register: str, max_count: int, max_gap: int) -> list[ReadRequest]:
+def _group(points: list[Point], register: str, max_count: int, max_gap: int) -> list[ReadRequest]:
     requests: list[ReadRequest] = []
-    group: list[PointConfig] = []
+    group: list[Point] = []
     start = end = 0  # end: one past the last register of the group
 
     def flush() -> None:
@@ -190,8 +191,8 @@ def _group(points: list[PointConfig], register: str, max_count: int, max_gap: in
     return requests
 
 
-def plan_reads(station: StationConfig) -> tuple[ReadRequest, ...]:
-    """Group a station's Modbus points into as few reads as its ModbusConfig allows.
+def plan_reads(station: Station) -> tuple[ReadRequest, ...]:
+    """Group a station's Modbus points into as few reads as its ModbusLink allows.
 
     Holding and input registers are planned separately, in address order. Points whose registers
     are at most `max_gap` apart share a request of at most `max_registers_per_request` registers
@@ -244,7 +245,7 @@ class RequestDecoder:
         """The (shared) decoder for this request."""
         return RequestDecoder(request)
 
-    def decode_bytes(self, data: bytes) -> list[tuple[PointConfig, float, str | None]]:
+    def decode_bytes(self, data: bytes) -> list[tuple[Point, float, str | None]]:
         """`data`: the response's register bytes as sent (2 * count bytes)."""
         if len(data) != 2 * self.request.count:
             raise ValueError(f"expected {2 * self.request.count} bytes, got {len(data)}")
@@ -258,6 +259,6 @@ class RequestDecoder:
             out.append((point, value, check_value(quantity, raw, dtype, value)))
         return out
 
-    def decode_registers(self, registers: Sequence[int]) -> list[tuple[PointConfig, float, str | None]]:
+    def decode_registers(self, registers: Sequence[int]) -> list[tuple[Point, float, str | None]]:
         """Same as decode_bytes, from register values (what pymodbus returns)."""
         return self.decode_bytes(struct.pack(f">{len(registers)}H", *registers))

@@ -39,12 +39,12 @@ from numpy.typing import NDArray
 
 from stationmon.domain.alerts import AlertKey, Condition
 from stationmon.domain.heating import (
-    EMITTER_EXPONENTS,
     FloatArray,
     estimate_indoor_temp,
     relative_load,
     running_mean_update,
 )
+from stationmon.domain.vocabulary import EMITTER_EXPONENTS
 
 __all__ = [
     "FAULT_FLAGGED",
@@ -285,7 +285,7 @@ class RuleInputs:
 
 @dataclass(frozen=True, slots=True)
 class RuleParams:
-    """The numbers the rules use, taken from `stationmon.config.RulesConfig`."""
+    """The numbers the rules use, taken from `stationmon.config.RulesSettings`."""
 
     enabled: frozenset[str]
     margin: Mapping[str, float]
@@ -304,7 +304,7 @@ class RuleParams:
 
     @classmethod
     def from_rules_config(cls, rules: Any) -> RuleParams:
-        """From a `stationmon.config.RulesConfig`."""
+        """From a `stationmon.config.RulesSettings`."""
         names = list(rules.rules)
         sf = rules.rule("sensor_fault")
         return cls(

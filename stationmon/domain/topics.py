@@ -15,8 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from stationmon.config import MqttConfig, PointConfig, StationConfig, SubscriptionConfig
+from stationmon.config import MqttConfig, SubscriptionConfig
 from stationmon.domain.payloads import PayloadSpec, Route
+from stationmon.domain.plant import Point, Station
 
 __all__ = [
     "CompiledTemplate",
@@ -127,7 +128,7 @@ class TopicRouter:
 
     def __init__(
         self,
-        stations: Iterable[StationConfig],
+        stations: Iterable[Station],
         subscriptions: Iterable[SubscriptionConfig],
         *,
         point_qos: int = 1,
@@ -147,7 +148,7 @@ class TopicRouter:
         self._max_cached = max_cached_topics
 
     @classmethod
-    def from_config(cls, config: MqttConfig, stations: Iterable[StationConfig]) -> TopicRouter:
+    def from_config(cls, config: MqttConfig, stations: Iterable[Station]) -> TopicRouter:
         """The router for one `[mqtt]` table and the configured stations."""
         return cls(stations, config.subscriptions, point_qos=config.qos)
 
@@ -206,7 +207,7 @@ class TopicRouter:
         return (Route(station, loop, quantity, sensor, spec),)
 
 
-def _point_route(station: str, point: PointConfig) -> Route:
+def _point_route(station: str, point: Point) -> Route:
     return Route(
         station,
         point.loop,

@@ -22,7 +22,8 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from stationmon.config import FaultConfig, LoopConfig, PointConfig, SimulatorConfig, SiteConfig, StationConfig
+from stationmon.config import FaultConfig, SimulatorConfig
+from stationmon.domain.plant import Loop, Point, Site, Station
 from stationmon.domain.registers import encode_value
 
 __all__ = [
@@ -56,7 +57,7 @@ def outdoor_temp_at(ts: float, seed: int = 1, mean: float = -12.0) -> float:
     return mean + daily + fronts
 
 
-def required_temps(loop: LoopConfig, site: SiteConfig, outdoor: float) -> tuple[float, float]:
+def required_temps(loop: Loop, site: Site, outdoor: float) -> tuple[float, float]:
     """Required supply and return (°C) of a loop at `outdoor`, by the quality-regulation curve."""
     # The same equations as DOMAIN.md and domain/heating.py; kept here so the simulator stays an
     # independent oracle for the monitor's own model in tests.
@@ -87,8 +88,8 @@ class StationSim:
 
     def __init__(
         self,
-        station: StationConfig,
-        site: SiteConfig,
+        station: Station,
+        site: Site,
         simulator: SimulatorConfig,
         start_ts: float,
         *,
@@ -157,7 +158,7 @@ class StationSim:
             return self.simulator.outdoor_temp
         return outdoor_temp_at(ts, self.simulator.seed)
 
-    def _setpoints(self, loop: LoopConfig, fault: str | None) -> tuple[float, float]:
+    def _setpoints(self, loop: Loop, fault: str | None) -> tuple[float, float]:
         req_supply, req_return = required_temps(loop, self.site, self.outdoor_smooth)
         supply = req_supply + self.setpoint_margin
         ret = req_return + self.setpoint_margin
@@ -200,7 +201,7 @@ class StationSim:
             else:
                 state.frozen_supply = state.frozen_return = None
 
-    def _indoor_from_water(self, loop: LoopConfig, supply: float, ret: float) -> float:
+    def _indoor_from_water(self, loop: Loop, supply: float, ret: float) -> float:
         """The indoor temperature the water would hold in steady state (bisection on the emitter law)."""
         site = self.site
         t_m = (supply + ret) / 2.0
@@ -270,7 +271,7 @@ _INT_RANGES = {
 }
 
 
-def raw_registers(point: PointConfig, value: float) -> list[int]:
+def raw_registers(point: Point, value: float) -> list[int]:
     """The registers a PLC would hold for `value` at this point: (value - offset) / scale, encoded in
     the point's type and byte order (integers rounded and clamped to their type's range)."""
     raw = (value - point.offset) / point.scale if point.scale else value
@@ -280,7 +281,7 @@ def raw_registers(point: PointConfig, value: float) -> list[int]:
     return encode_value(raw, point.type, point.byte_order)
 
 
-def register_image(station: StationConfig, values: dict[ValueKey, float]) -> dict[str, dict[int, int]]:
+def register_image(station: Station, values: dict[ValueKey, float]) -> dict[str, dict[int, int]]:
     """Every Modbus point of the station encoded: {"holding"|"input": {address: register}}."""
     image: dict[str, dict[int, int]] = {"holding": {}, "input": {}}
     for point in station.modbus_points:

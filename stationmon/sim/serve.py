@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
-from stationmon.config import MqttConfig, PointConfig, StationConfig
+from stationmon.config import MqttConfig
+from stationmon.domain.plant import Point, Station
 from stationmon.errors import StationmonError
 
 __all__ = ["MqttMessage", "MqttPublisher", "StationModbusServer", "mqtt_messages", "sensor_topic_templates"]
@@ -27,7 +28,7 @@ RegisterImage = dict[str, dict[int, int]]
 MqttMessage = tuple[str, bytes]
 
 
-def _block_size(points: Iterable[PointConfig], register: str) -> int:
+def _block_size(points: Iterable[Point], register: str) -> int:
     ends = [p.address + p.width for p in points if p.register == register and p.address is not None]
     return max(ends, default=1)
 
@@ -39,7 +40,7 @@ class StationModbusServer:
     latest values. Registers between points read as 0, as on a real PLC.
     """
 
-    def __init__(self, station: StationConfig, image: Callable[[], RegisterImage]) -> None:
+    def __init__(self, station: Station, image: Callable[[], RegisterImage]) -> None:
         if station.modbus is None:
             raise ValueError(f"station {station.id} has no [stations.modbus]")
         self.station = station
@@ -199,7 +200,7 @@ def _payload(fmt: str, quantity: str, value: float, ts: float, value_key: str, t
 
 
 def mqtt_messages(
-    station: StationConfig,
+    station: Station,
     values: dict[tuple[str | None, str | None, str], float],
     ts: float,
     sensors: dict[str, list[str]],

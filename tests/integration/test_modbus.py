@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from stationmon.adapters.modbus import ModbusPoller
-from stationmon.config import StationConfig, parse_config_text
+from stationmon.config import parse_config_text
 from stationmon.domain.model import Reading, StationState
+from stationmon.domain.plant import Station
 from stationmon.domain.registers import encode_value
 from stationmon.metrics import Metrics
 from tests.helpers import free_port, port_open, wait_until
@@ -76,7 +77,7 @@ VALUES: dict[str, tuple[str, int, str, str, float, float]] = {
 }
 
 
-def station_config(port: int, extra: str = "", points: str = POINTS, interval: str = "200ms") -> StationConfig:
+def station_config(port: int, extra: str = "", points: str = POINTS, interval: str = "200ms") -> Station:
     """One station on 127.0.0.1:port with a short interval."""
     text = f"""
 [[stations]]

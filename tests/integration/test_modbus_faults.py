@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from stationmon.adapters.modbus import ModbusPoller, backoff_delay, station_phase
-from stationmon.config import StationConfig, parse_config_text
+from stationmon.config import parse_config_text
 from stationmon.domain.model import Reading, StationState
+from stationmon.domain.plant import Station
 from stationmon.domain.registers import encode_value
 from stationmon.metrics import Metrics
 from tests.helpers import wait_until
@@ -126,9 +127,7 @@ address = 50
 """
 
 
-def station(
-    port: int, sid: str = "st-1", extra: str = "", interval: str = "200ms", timeout: str = "100ms"
-) -> StationConfig:
+def station(port: int, sid: str = "st-1", extra: str = "", interval: str = "200ms", timeout: str = "100ms") -> Station:
     text = f"""
 [[stations]]
 id = "{sid}"

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from stationmon.config import StationConfig
 from stationmon.domain.lineproto import (
     TelemetryEncoder,
     encode_alert_event,
@@ -22,6 +21,7 @@ from stationmon.domain.lineproto import (
     to_precision,
 )
 from stationmon.domain.model import AlertEvent, Reading
+from stationmon.domain.plant import Station
 
 CASES_DIR = Path(__file__).parent.parent / "testcases" / "lineproto"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir())
@@ -115,7 +115,7 @@ def test_to_precision(precision: str, expected: int) -> None:
     assert to_precision(1700000000.1234567, precision) == expected
 
 
-STATIONS = [StationConfig(id="daoli-youyi-334", name="友谊路334号换热站", district="道里区")]
+STATIONS = [Station(id="daoli-youyi-334", name="友谊路334号换热站", district="道里区")]
 
 
 def test_telemetry_groups_series_and_timestamp() -> None:

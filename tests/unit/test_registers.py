@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stationmon.config import BYTE_ORDERS, DATA_TYPES, REGISTER_WIDTH, PointConfig, parse_config_text
+from stationmon.config import parse_config_text
+from stationmon.domain.plant import Point
 from stationmon.domain.registers import (
     RequestDecoder,
     check_value,
@@ -19,6 +20,7 @@ from stationmon.domain.registers import (
     encode_value,
     plan_reads,
 )
+from stationmon.domain.vocabulary import BYTE_ORDERS, DATA_TYPES, REGISTER_WIDTH
 
 READPLANS = Path(__file__).parent.parent / "testcases" / "readplans"
 
@@ -91,10 +93,10 @@ def test_encode_then_decode_round_trips(data: st.DataObject, dtype: str, order: 
     assert decode_value(registers, dtype, order) == value
 
 
-def _point(**kw: object) -> PointConfig:
+def _point(**kw: object) -> Point:
     base: dict[str, object] = {"quantity": "supply_temp", "address": 0}
     base.update(kw)
-    return PointConfig(**base)  # type: ignore[arg-type]
+    return Point(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -125,7 +127,7 @@ def _point(**kw: object) -> PointConfig:
         (_point(type="int16", quantity="flow"), [(-5) & 0xFFFF], -5.0, None),
     ],
 )
-def test_decode_point(point: PointConfig, registers: list[int], value: float, fault: str | None) -> None:
+def test_decode_point(point: Point, registers: list[int], value: float, fault: str | None) -> None:
     got, got_fault = decode_point(point, registers)
     assert got == pytest.approx(value)
     assert got_fault == fault

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stationmon.config import RULE_NAMES, parse_config_text
+from stationmon.config import parse_config_text
 from stationmon.domain.rules import (
     FAULT_FLAGGED,
     FAULT_FLATLINE,
@@ -35,6 +35,7 @@ from stationmon.domain.rules import (
     in_heating_season,
     range_faults,
 )
+from stationmon.domain.vocabulary import RULE_NAMES
 
 NOW = 1_700_000_000.0
 NAN = math.nan

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from stationmon.config import Config, LoopConfig, SiteConfig, parse_config_text
+from stationmon.config import Config, parse_config_text
+from stationmon.domain.plant import Loop, Site
 from stationmon.domain.registers import decode_point
 from stationmon.sim.physics import StationSim, outdoor_temp_at, register_image, required_temps
 from stationmon.sim.serve import mqtt_messages, sensor_topic_templates
@@ -113,8 +114,8 @@ def _run(sim: StationSim, seconds: float, step: float = 1.0) -> None:
 def test_required_temps_match_the_domain_table(
     design: tuple[float, float], emitter: float, outdoor: float, expected: tuple[float, float]
 ) -> None:
-    loop = LoopConfig("l", design_supply=design[0], design_return=design[1], exponent=emitter)
-    supply, ret = required_temps(loop, SiteConfig(), outdoor)
+    loop = Loop("l", design_supply=design[0], design_return=design[1], exponent=emitter)
+    supply, ret = required_temps(loop, Site(), outdoor)
     assert supply == pytest.approx(expected[0], abs=0.05)
     assert ret == pytest.approx(expected[1], abs=0.05)
 

@@ -1,0 +1,78 @@
+"""How the rules are tuned: the `[rules]` table and one rule's settings, with every default stated once.
+
+`RULE_DEFAULTS` holds the defaults that differ by rule; `RULE_OPTIONS` the rule-specific keys each rule
+accepts. The config layer reads TOML into these; the rule engine and the alert book take them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+__all__ = ["RULE_DEFAULTS", "RULE_OPTIONS", "RuleSettings", "RulesSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """One rule's settings; general ones fall back to `[rules]`, the rest have rule defaults."""
+
+    name: str
+    enabled: bool = True
+    for_s: float = 600.0
+    clear_for_s: float = 600.0
+    margin: float = 1.0
+    severity: str = "warning"
+    # indoor_low: fire when at least `min_sensors` sensors AND at least `min_share` of them are low
+    # (min_share 0 turns the share test off)
+    min_sensors: int = 1
+    min_share: float = 0.0
+    # delta_t_low / delta_t_high: measured ΔT below ratio x expected / above ratio x expected
+    ratio: float = 0.5
+    # delta_t_*: ignore loops whose expected ΔT is below this (mild weather)
+    min_expected_delta_t: float = 2.0
+    # sensor_fault
+    flatline_window_s: float = 1800.0
+    flatline_tolerance: float = 0.05
+    max_rate_per_min: float = 5.0
+    hysteresis: float = 0.5
+
+
+# Defaults that differ from RuleSettings' own, by rule.
+RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "station_offline": {"severity": "major"},
+    "delta_t_high": {"ratio": 2.0},
+}
+# Rule-specific TOML keys (besides enabled, for, clear_for, margin, severity) each rule accepts.
+RULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "indoor_low": ("min_sensors", "min_share"),
+    "delta_t_low": ("ratio", "min_expected_delta_t"),
+    "delta_t_high": ("ratio", "min_expected_delta_t"),
+    "sensor_fault": ("flatline_window", "flatline_tolerance", "max_rate_per_min"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RulesSettings:
+    """The `[rules]` table: timing, season, escalation, smoothing and every rule's settings."""
+
+    evaluate_every_s: float = 10.0
+    for_s: float = 600.0
+    clear_for_s: float = 600.0
+    margin: float = 1.0
+    offline_after_s: float = 60.0
+    season_start: tuple[int, int] = (10, 20)
+    season_end: tuple[int, int] = (4, 20)
+    escalate_major_after_s: float = 86400.0
+    escalate_critical_after_s: float = 172800.0
+    outdoor_smoothing_s: float = 3600.0
+    state_file: str = ""
+    rules: Mapping[str, RuleSettings] = field(default_factory=dict)
+
+    def rule(self, name: str) -> RuleSettings:
+        """Settings of one rule: as configured, else the rule's defaults under this table's timing."""
+        found = self.rules.get(name)
+        if found is not None:
+            return found
+        base = RuleSettings(name=name, for_s=self.for_s, clear_for_s=self.clear_for_s, margin=self.margin)
+        return replace(base, **RULE_DEFAULTS.get(name, {}))
