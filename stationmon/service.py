@@ -113,8 +113,8 @@ class Service:
         )
 
     def _build_notifiers(self) -> list[Any]:
-        from stationmon.adapters.alertmanager import event_from_snapshot
-        from stationmon.adapters.notify import build_notifiers
+        from stationmon.domain.alert_wire import event_from_snapshot
+        from stationmon.wiring import build_notifiers
 
         def active_alerts() -> list[AlertEvent]:
             book = getattr(self.evaluator, "alerts", None)

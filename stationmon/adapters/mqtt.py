@@ -1,7 +1,8 @@
 """The MQTT collector: subscribe, route each message by topic, parse it, hand readings to the sink.
 
-Every aiomqtt (and paho) call of stationmon sits in this module; their errors become
-`stationmon.errors.MqttError` or a logged reconnect, never a crash of the service.
+Every aiomqtt (and paho) client of stationmon is built here (`new_client`, also used by the alert
+publisher); their errors become `stationmon.errors.MqttError` or a logged reconnect, never a crash of
+the service.
 
 Delivery: QoS 1 on a persistent session (stable client id, clean start off, MQTT v5 session expiry),
 so what the broker queued while stationmon restarted arrives when it returns. Every connection
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from stationmon.backoff import Backoff
 from stationmon.config import MqttConfig
 from stationmon.domain.model import Reading, ReadingSink
 from stationmon.domain.payloads import REJECT_REASONS, parse_payload
@@ -38,8 +39,9 @@ from stationmon.domain.topics import TopicRouter, shared_filter
 from stationmon.errors import MqttError
 from stationmon.logutil import FailureLog, RateLimitedLog
 from stationmon.metrics import Metrics
+from stationmon.redact import redact_url
 
-__all__ = ["MqttCollector", "build_tls_context"]
+__all__ = ["MqttCollector", "build_tls_context", "new_client"]
 
 log = logging.getLogger("stationmon.mqtt")
 
@@ -67,6 +69,45 @@ def build_tls_context(config: MqttConfig) -> ssl.SSLContext:
     return ctx
 
 
+def new_client(
+    config: MqttConfig,
+    *,
+    identifier: str,
+    persistent: bool,
+    timeout_s: float = 10.0,
+    queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
+) -> aiomqtt.Client:
+    """A client for `[mqtt]`'s broker: its credentials, TLS, protocol and keepalive.
+
+    `persistent` keeps the session across reconnects (clean start as configured, the v5 session
+    expiry), which a subscriber needs; a publisher asks for a clean session. MqttError on bad TLS files.
+    """
+    v5 = config.protocol == "5"
+    properties: Properties | None = None
+    if v5 and persistent:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho has no hints here
+        properties.SessionExpiryInterval = min(int(config.session_expiry_s), _MAX_SESSION_EXPIRY_S)
+    clean = config.clean_start if persistent else True
+    return aiomqtt.Client(
+        config.host,
+        config.port,
+        username=config.username or None,
+        password=config.password.get() if config.password is not None else None,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        # 3.1.1 has no session expiry: clean_session=False keeps the session until the broker drops it
+        clean_start=clean if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+        clean_session=None if v5 else clean,
+        keepalive=max(1, int(config.keepalive_s)),
+        properties=properties,
+        tls_context=build_tls_context(config) if config.tls else None,
+        timeout=timeout_s,
+        # paho logs socket errors we report ourselves; "aiomqtt" is the logger the CLI quietens
+        logger=logging.getLogger("aiomqtt"),
+        queue_type=queue_type,
+    )
+
+
 class MqttCollector:
     """Subscribes to `[mqtt]`'s topics and passes readings to `sink`; `await run()` until cancelled."""
 
@@ -91,7 +132,7 @@ class MqttCollector:
         self.connected = False
         self.last_error: str | None = None
         self.last_message_at: float | None = None  # clock() time of the newest message
-        self._where = f"MQTT broker {config.url}"
+        self._where = f"MQTT broker {redact_url(config.url)}"
         self._failures = FailureLog(log, self._where)
         self._bad_input = RateLimitedLog(log, 60.0)
         self._last_activity = 0.0  # loop time of the last message or (re)connection
@@ -117,7 +158,7 @@ class MqttCollector:
         age = None if self.last_message_at is None else round(self.clock() - self.last_message_at, 3)
         return {
             "state": "ok" if self.connected else ("failing" if self._failures.failing else "connecting"),
-            "broker": self.config.url,
+            "broker": redact_url(self.config.url),
             "client_id": self.config.client_id,
             "subscriptions": [f for f, _ in self.filters],
             "last_error": self.last_error,
@@ -128,16 +169,13 @@ class MqttCollector:
 
     async def run(self) -> None:
         """Connect, subscribe and consume; reconnect with capped, jittered backoff. Runs until cancelled."""
-        delay = _BACKOFF_INITIAL_S
+        backoff = Backoff(_BACKOFF_INITIAL_S, self.config.reconnect_max_s)
         try:
             while True:
-                was_connected = await self._session()
+                if await self._session():
+                    backoff.reset()  # a fresh outage starts from a short wait
                 self._reconnects.inc()
-                if was_connected:
-                    delay = _BACKOFF_INITIAL_S  # a fresh outage starts from a short wait
-                # jitter: many instances restarted together must not hammer the broker in step
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2.0, self.config.reconnect_max_s)
+                await asyncio.sleep(backoff.next_delay())
         finally:
             self._set_connected(False)
 
@@ -164,12 +202,6 @@ class MqttCollector:
 
     def _client(self) -> tuple[aiomqtt.Client, asyncio.Queue[aiomqtt.Message]]:
         """A new client and the queue it fills with incoming messages (`queue_type` is aiomqtt's hook)."""
-        cfg = self.config
-        v5 = cfg.protocol == "5"
-        properties: Properties | None = None
-        if v5:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = min(int(cfg.session_expiry_s), _MAX_SESSION_EXPIRY_S)
         made: list[asyncio.Queue[aiomqtt.Message]] = []
 
         class _Inbox(asyncio.Queue[aiomqtt.Message]):
@@ -177,24 +209,7 @@ class MqttCollector:
                 super().__init__(maxsize)
                 made.append(self)
 
-        client = aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username or None,
-            password=cfg.password.get() if cfg.password is not None else None,
-            identifier=cfg.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            # 3.1.1 has no session expiry: clean_session=False keeps the session until the broker drops it
-            clean_start=cfg.clean_start if v5 else MQTT_CLEAN_START_FIRST_ONLY,
-            clean_session=None if v5 else cfg.clean_start,
-            keepalive=max(1, int(cfg.keepalive_s)),
-            properties=properties,
-            tls_context=build_tls_context(cfg) if cfg.tls else None,
-            timeout=10.0,
-            # paho logs socket errors we report ourselves; "aiomqtt" is the logger the CLI quietens
-            logger=logging.getLogger("aiomqtt"),
-            queue_type=_Inbox,
-        )
+        client = new_client(self.config, identifier=self.config.client_id, persistent=True, queue_type=_Inbox)
         if len(made) != 1:  # an aiomqtt that no longer builds its queue from queue_type
             raise MqttError("aiomqtt did not create its message queue from queue_type")
         return client, made[0]

@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import json
 
-from stationmon.adapters.notify import HttpNotifier, post_json, redact_url, webhook_message
+from stationmon.adapters.notify import JsonHttp, QueuedNotifier
 from stationmon.config import WebhookConfig
+from stationmon.domain.alert_wire import webhook_message
 from stationmon.domain.model import AlertEvent
 from stationmon.metrics import Metrics
+from stationmon.redact import redact_url
 
 __all__ = ["WebhookNotifier", "sign_body"]
 
@@ -27,7 +29,7 @@ def sign_body(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-class WebhookNotifier(HttpNotifier):
+class WebhookNotifier(QueuedNotifier):
     """POSTs Alertmanager-format webhook messages to one URL, from its own queue."""
 
     kind = "webhook"
@@ -58,6 +60,7 @@ class WebhookNotifier(HttpNotifier):
         self.config = config
         self.external_url = external_url
         self.receiver = receiver
+        self.http = JsonHttp(f"{self.kind} {self.target}", config.timeout_s)
 
     def accepts(self, event: AlertEvent) -> bool:
         """Every transition, except resolutions when `send_resolved` is off."""
@@ -70,12 +73,18 @@ class WebhookNotifier(HttpNotifier):
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode("utf-8")
-        headers = {}
+        headers: dict[str, str] = {}
         if self.config.hmac_secret is not None:
             headers[self.config.hmac_header] = sign_body(self.config.hmac_secret.get(), body)
         return body, headers
 
+    async def _open(self) -> None:
+        await self.http.open()
+
+    async def _close(self) -> None:
+        await self.http.close()
+
     async def deliver(self, event: AlertEvent) -> None:
         """POST one message; NotifyError (retry) or RejectedError (drop) on failure."""
         body, headers = self.encode(event)
-        await post_json(self._session(), self.config.url, body, timeout_s=self.config.timeout_s, headers=headers)
+        await self.http.post_json(self.config.url, body, headers)

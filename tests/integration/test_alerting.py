@@ -24,9 +24,8 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
-from stationmon.adapters.alertmanager import AlertmanagerNotifier, silence_marker
+from stationmon.adapters.alertmanager import AlertmanagerNotifier
 from stationmon.adapters.mqtt_alerts import MqttAlertNotifier
-from stationmon.adapters.notify import label_fingerprint
 from stationmon.adapters.webhook import WebhookNotifier
 from stationmon.config import (
     AlertmanagerConfig,
@@ -35,6 +34,7 @@ from stationmon.config import (
     Secret,
     WebhookConfig,
 )
+from stationmon.domain.alert_wire import label_fingerprint, silence_marker
 from stationmon.domain.model import AlertEvent
 from stationmon.metrics import Metrics
 from tests.helpers import free_port, wait_until

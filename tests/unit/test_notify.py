@@ -1,4 +1,4 @@
-"""The pure half of alert delivery (formatting, fingerprints, backoff) and the queue semantics."""
+"""Alert delivery: the wire format (formatting, fingerprints), backoff, and the queue semantics."""
 
 from __future__ import annotations
 
@@ -11,29 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from stationmon.adapters.alertmanager import AlertmanagerNotifier, PostableAlert, silence_body
-from stationmon.adapters.mqtt_alerts import alert_payload, alert_topic
-from stationmon.adapters.notify import (
+from stationmon.adapters.notify import QueuedNotifier, RejectedError
+from stationmon.adapters.webhook import WebhookNotifier, sign_body
+from stationmon.backoff import Backoff
+from stationmon.config import Secret, WebhookConfig, parse_config_text
+from stationmon.domain.alert_wire import (
     ZERO_TIME,
-    Backoff,
-    QueuedNotifier,
-    RejectedError,
+    PostableAlert,
     alert_annotations,
     alert_labels,
-    build_notifiers,
-    external_url_of,
+    alert_payload,
+    alert_topic,
     generator_url,
     group_key,
     label_fingerprint,
-    redact_url,
+    postable_alert,
     rfc3339,
+    silence_body,
     webhook_message,
 )
-from stationmon.adapters.webhook import WebhookNotifier, sign_body
-from stationmon.config import AlertmanagerConfig, Secret, WebhookConfig, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import NotifyError
 from stationmon.metrics import Metrics
+from stationmon.redact import redact_url
+from stationmon.wiring import build_notifiers, external_url_of
 from tests.helpers import wait_until
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -123,8 +124,7 @@ def test_annotations_without_a_number_still_carry_value_and_threshold() -> None:
     # the same four in the webhook body (the alert and commonAnnotations) and the Alertmanager body
     msg = webhook_message(fault, "http://x")
     assert msg["alerts"][0]["annotations"] == ann and msg["commonAnnotations"] == ann
-    am = AlertmanagerNotifier(AlertmanagerConfig(url="http://am"), Metrics(), external_url="http://x")
-    assert am._postable(fault, None).to_json(T0)["annotations"] == ann
+    assert postable_alert(fault, "http://x").to_json(T0)["annotations"] == ann
     # an acknowledgement without a comment adds who and when, and no empty comment
     acked = replace(fault, state="acknowledged", acknowledged_by="wang", acknowledged_at=T0)
     assert set(alert_annotations(acked)) == {
@@ -266,7 +266,7 @@ def test_silence_matches_exactly_the_labels() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
-    backoff = Backoff(0.5, 4.0, rng=random.Random(7))
+    backoff = Backoff(0.5, 4.0, rand=random.Random(7).random)
     delays = [backoff.next_delay() for _ in range(8)]
     bases = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
     for delay, base in zip(delays, bases, strict=True):
@@ -348,7 +348,7 @@ def test_full_queue_drops_the_oldest_and_never_blocks() -> None:
     for i in range(5):
         receiver.notify(replace(FIRING, ts=T0 + i))
     assert receiver.pending == 3
-    assert [e.ts for e in receiver._events] == [T0 + 2, T0 + 3, T0 + 4]
+    assert [e.ts for e in receiver.queue] == [T0 + 2, T0 + 3, T0 + 4]
     assert _counter(metrics, "stationmon_notify_dropped_total", "test", "queue_full") == 2
     assert _counter(metrics, "stationmon_notify_queue_length", "test") == 3
 
