@@ -54,13 +54,14 @@ def imports_of(module: str, path: Path, modules: dict[str, Path], package: str =
     """The package modules that `module` imports, anywhere in its source."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
-        targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _resolve_from(node, module, path.name == "__init__.py")
             # `from pkg import name`: the submodule pkg.name when it is one, else pkg itself
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
         for target in dict.fromkeys(targets):
             if target == package or target.startswith(package + "."):
                 yield Import(module, target, path, node.lineno)
