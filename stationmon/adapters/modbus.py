@@ -1,11 +1,12 @@
 """The Modbus collector: one asyncio poller per station, read-only, isolated from every other station.
 
-Modbus TCP goes through a small native client (an asyncio Protocol speaking MBAP, FC 3 and FC 4 only):
-at 1,000 polls/s pymodbus's client costs 1.9-2.7x the CPU of a bare asyncio client and its p99
-lateness is 8-17x higher, against 1.3x and about 1x for the native one (bench/bench_modbus.py;
-the target is 1.5x). RTU over a serial line and RTU-over-TCP gateways go through
-pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain TCP too. Every pymodbus call sits in
-this module and its exceptions are converted to `stationmon.errors.ModbusError` subclasses here.
+Modbus TCP goes through a small native client: an asyncio Protocol that only moves bytes, the framing
+being the pure `stationmon.domain.mbap` (FC 3 and FC 4 only). At 1,000 polls/s it costs 1.03x the CPU
+per poll of a bare asyncio client (176 vs 171 µs), pymodbus's TCP client 2.44x (327 vs 134 µs): the
+README's Benchmarks table, from bench/bench_modbus.py; the target is 1.5x. RTU over a serial line and
+RTU-over-TCP gateways go through pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain
+TCP too. Every pymodbus call sits in this module and its exceptions are converted to
+`stationmon.errors.ModbusError` subclasses here.
 
 Schedule: polls are aligned to the wall clock (every `interval` seconds, at a multiple of the interval)
 plus a per-station phase derived from the station id, so thousands of stations spread over the jitter
@@ -14,9 +15,9 @@ that overruns its slot skips the missed slots rather than queueing them.
 
 Failures: a Modbus exception or a timeout fails only the points of its request; the rest of the
 station's readings are stored. A dropped connection is reopened on the next poll; repeated connection
-failures back off exponentially (with jitter, capped). Exception code 6 (device busy) and 5
-(acknowledge) are retried `retries` times; timeouts are not, because each retry would cost a full
-timeout and push the next poll.
+failures back off exponentially (`stationmon.backoff.Backoff`: with jitter, capped). Exception codes
+6 (device busy) and 5 (acknowledge) are retried `retries` times; timeouts are not, because each retry
+would cost a full timeout and push the next poll.
 """
 
 from __future__ import annotations
@@ -24,13 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import struct
 import time
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from stationmon.backoff import Backoff
+from stationmon.domain.mbap import (
+    EXCEPTION_NAMES,
+    BadHeader,
+    ExceptionResponse,
+    Frame,
+    FrameDecoder,
+    Registers,
+    encode_read_request,
+    parse_read_response,
+)
 from stationmon.domain.model import Reading, ReadingSink, StationState
 from stationmon.domain.plant import ModbusLink, Station
 from stationmon.domain.registers import ReadRequest, RequestDecoder, plan_reads
@@ -39,7 +50,6 @@ from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
 __all__ = [
-    "EXCEPTION_NAMES",
     "ModbusConnectionError",
     "ModbusDeadline",
     "ModbusExceptionResponse",
@@ -47,24 +57,11 @@ __all__ = [
     "ModbusProtocolError",
     "ModbusTimeout",
     "automatic_jitter",
-    "backoff_delay",
     "station_phase",
 ]
 
 log = logging.getLogger("stationmon.modbus")
 
-# Modbus exception codes -> the reason label used in metrics and logs.
-EXCEPTION_NAMES = {
-    1: "illegal_function",
-    2: "illegal_address",
-    3: "illegal_value",
-    4: "device_failure",
-    5: "acknowledge",
-    6: "busy",
-    8: "parity_error",
-    10: "gateway_path",
-    11: "gateway_no_response",
-}
 _RETRY_CODES = frozenset({5, 6})
 _REASONS = (
     "timeout",
@@ -131,17 +128,6 @@ def station_phase(station_id: str, jitter_s: float) -> float:
     return (zlib.crc32(station_id.encode()) / 2**32) * jitter_s
 
 
-def backoff_delay(failures: int, interval_s: float, cap_s: float, rand: Callable[[], float]) -> float:
-    """Seconds to wait before the next connection attempt after `failures` failures in a row.
-
-    The first failure retries at the next poll (a gateway blip); then interval x 2^(n-2), capped,
-    times a random factor in [0.5, 1) so stations that died together do not reconnect together.
-    """
-    if failures <= 1:
-        return 0.0
-    return min(cap_s, interval_s * 2 ** min(failures - 2, 30)) * (0.5 + 0.5 * rand())
-
-
 # ----------------------------------------------------------------------------------------------------
 # Links: one connection to one device, reads only
 
@@ -158,12 +144,12 @@ class _Link(Protocol):
 
 
 class _MbapProtocol(asyncio.Protocol):
-    """Modbus TCP framing: requests are matched to answers by transaction id, late answers dropped."""
+    """Modbus TCP I/O: frames are matched to requests by transaction id, late answers dropped."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.decoder = FrameDecoder()
+        self.pending: dict[int, asyncio.Future[Frame]] = {}
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,24 +157,16 @@ class _MbapProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buffer
-        buf += data
-        while len(buf) >= 8:
-            tid, proto, length = struct.unpack_from(">HHH", buf)
-            if proto != 0 or not 2 <= length <= 254:
+        for event in self.decoder.feed(data):
+            if isinstance(event, BadHeader):
                 # garbage: no way to find the next frame boundary, start over on a new connection
-                self._fail_all(ModbusProtocolError(f"bad MBAP header (protocol {proto}, length {length})"))
+                self._fail_all(ModbusProtocolError(event.message))
                 if self.transport is not None:
                     self.transport.abort()
                 return
-            end = 6 + length
-            if len(buf) < end:
-                return
-            frame = bytes(buf[6:end])
-            del buf[:end]
-            fut = self.pending.pop(tid, None)
+            fut = self.pending.pop(event.transaction_id, None)
             if fut is not None and not fut.done():
-                fut.set_result(frame)
+                fut.set_result(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -201,7 +179,7 @@ class _MbapProtocol(asyncio.Protocol):
                 fut.set_exception(error)
 
 
-def _expire(fut: asyncio.Future[bytes], timeout_s: float) -> None:
+def _expire(fut: asyncio.Future[Frame], timeout_s: float) -> None:
     if not fut.done():
         fut.set_exception(ModbusTimeout(f"no answer within {timeout_s:g}s"))
 
@@ -241,23 +219,21 @@ class _TcpLink:
             raise ModbusConnectionError("not connected")
         self._tid = tid = (self._tid + 1) & 0xFFFF
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bytes] = loop.create_future()
+        fut: asyncio.Future[Frame] = loop.create_future()
         protocol.pending[tid] = fut
-        protocol.transport.write(struct.pack(">HHHBBHH", tid, 0, 6, self.device_id, function_code, start, count))
+        protocol.transport.write(encode_read_request(tid, self.device_id, function_code, start, count))
         timer = loop.call_later(self.timeout_s, _expire, fut, self.timeout_s)
         try:
             frame = await fut
         finally:
             timer.cancel()
             protocol.pending.pop(tid, None)
-        # frame: unit id, function code, then byte count and data (or the exception code)
-        if len(frame) >= 3 and frame[1] == function_code | 0x80:
-            raise ModbusExceptionResponse(frame[2])
-        if frame[0] != self.device_id and self.device_id != 0:
-            raise ModbusProtocolError(f"answer from device {frame[0]}, asked {self.device_id}")
-        if frame[1] != function_code or len(frame) < 3 or frame[2] != 2 * count or len(frame) != 3 + 2 * count:
-            raise ModbusProtocolError(f"bad answer to FC {function_code} for {count} registers: {frame[:8].hex()}...")
-        return frame[3:]
+        answer = parse_read_response(frame, self.device_id, function_code, count)
+        if isinstance(answer, Registers):
+            return answer.data
+        if isinstance(answer, ExceptionResponse):
+            raise ModbusExceptionResponse(answer.code)
+        raise ModbusProtocolError(answer.message)
 
     def close(self) -> None:
         protocol, self._protocol = self._protocol, None
@@ -411,13 +387,13 @@ class ModbusPoller:
         self.plan = plan_reads(station)
         self._requests = [(r, RequestDecoder.for_request(r)) for r in self.plan]
         self._link = _make_link(m, client)
-        # the module's generator: a Random per station would cost ~5 KB each at 10,000 stations
-        self._rand = rand or random.random
         self.interval_s = m.interval_s
         jitter = m.jitter_s if m.jitter_s >= 0 else automatic_jitter(m.interval_s, fleet_size)
         self.phase_s = station_phase(station.id, min(jitter, m.interval_s))
-        self.backoff_cap_s = max(m.interval_s, min(60.0, 10 * m.interval_s))
-        self._connect_failures = 0
+        # the first failure retries at the next poll (a gateway blip), then interval x 2^(n-2), capped;
+        # rand=None takes the module's generator: a Random per station would cost ~5 KB at 10,000 stations
+        cap_s = max(m.interval_s, min(60.0, 10 * m.interval_s))
+        self._backoff = Backoff(m.interval_s, cap_s, free_failures=1, rand=rand)
         self._reconnect_at = 0.0
         self._last_slot: int | None = None
         self._m = _Metrics(metrics, station.id)
@@ -464,7 +440,7 @@ class ModbusPoller:
             except ModbusError as exc:
                 self._connection_failed(exc)
                 return []
-            self._connect_failures = 0
+            self._backoff.reset()
         readings: list[Reading] = []
         ok = 0
         failed = 0
@@ -557,10 +533,9 @@ class ModbusPoller:
             self._link.close()
 
     def _connection_failed(self, error: ModbusError) -> None:
-        self._connect_failures += 1
         self._m.connect_failures.inc()
         self._m.failures["connection"].inc(len(self._requests))
-        delay = backoff_delay(self._connect_failures, self.interval_s, self.backoff_cap_s, self._rand)
+        delay = self._backoff.next_delay()
         self._reconnect_at = self.clock() + delay
         self._station_log.failure(
             f"{error}" + (f"; next attempt in {delay:.1f}s" if delay else "; retrying at the next poll")

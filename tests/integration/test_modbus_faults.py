@@ -8,12 +8,13 @@ import contextlib
 import itertools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
-from stationmon.adapters.modbus import ModbusPoller, backoff_delay, station_phase
+from stationmon.adapters.modbus import ModbusPoller, station_phase
+from stationmon.backoff import Backoff
 from stationmon.config import parse_config_text
 from stationmon.domain.model import Reading, StationState
 from stationmon.domain.plant import Station
@@ -242,11 +243,19 @@ async def test_dead_station_backs_off() -> None:
     assert not state.online and "cannot connect" in (state.last_error or "")
 
 
+def poller_backoff(rand: Callable[[], float]) -> Backoff:
+    """The reconnect timing of a poller at a 10 s interval (its cap: 60 s)."""
+    poller = ModbusPoller(
+        station(502, interval="10s", timeout="1s"), Collected(), StationState("st-1"), Metrics(), rand=rand
+    )
+    return poller._backoff
+
+
 def test_backoff_grows_capped_with_jitter() -> None:
-    delays = [backoff_delay(n, 10.0, 60.0, lambda: 1.0) for n in range(1, 8)]
+    delays = [poller_backoff(lambda: 1.0).delay_for(n) for n in range(1, 8)]
     assert delays[0] == 0.0
     assert delays[1:] == pytest.approx([10 * 1.0, 20, 40, 60, 60, 60][: len(delays) - 1])
-    assert backoff_delay(3, 10.0, 60.0, lambda: 0.0) == pytest.approx(10.0)  # half of 20
+    assert poller_backoff(lambda: 0.0).delay_for(3) == pytest.approx(10.0)  # half of 20
     assert 0 <= station_phase("daoli-1", 1.0) < 1.0
     assert station_phase("daoli-1", 1.0) == station_phase("daoli-1", 1.0)
     assert station_phase("daoli-1", 1.0) != station_phase("daoli-2", 1.0)
