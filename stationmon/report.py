@@ -20,8 +20,8 @@ async def make_report(config: Config, start: float, stop: float, fmt: str) -> st
     from stationmon.adapters.influx_query import InfluxQuery
 
     aggregates = await InfluxQuery(config.influxdb).loop_aggregates(start, stop)
-    rows = build_report(config, aggregates, config.rules.evaluate_every_s)
-    return render(rows, fmt, config=config, start=start, stop=stop)
+    rows = build_report(config.stations, aggregates, config.rules.evaluate_every_s)
+    return render(rows, fmt, site=config.site, start=start, stop=stop)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from stationmon.config import MqttConfig
 from stationmon.domain.model import Reading, ReadingSink
 from stationmon.domain.payloads import REJECT_REASONS, parse_payload
 from stationmon.domain.plant import Station
-from stationmon.domain.topics import TopicRouter, shared_filter
+from stationmon.domain.topics import TopicRouter
 from stationmon.errors import MqttError
 from stationmon.logutil import FailureLog, RateLimitedLog
 from stationmon.metrics import Metrics
@@ -125,8 +125,8 @@ class MqttCollector:
         self.config = config
         self.sink = sink
         self.clock = clock
-        self.router = TopicRouter.from_config(config, stations)
-        self.filters = [(shared_filter(f, config.share_group), qos) for f, qos in self.router.filters()]
+        self.router = TopicRouter(stations, config.subscriptions, point_qos=config.qos, share_group=config.share_group)
+        self.filters = self.router.filters()
         self._max_bytes = config.max_payload_bytes
         self._subscribed = False
         self.connected = False

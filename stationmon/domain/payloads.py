@@ -30,6 +30,8 @@ from stationmon.domain.model import Reading
 __all__ = [
     "DEFAULT_MAX_FUTURE_S",
     "DEFAULT_TIME_KEY",
+    "PAYLOAD_FORMATS",
+    "QUANTITY_RE",
     "REJECT_REASONS",
     "ParseResult",
     "PayloadSpec",
@@ -59,10 +61,13 @@ REJECT_REASONS = (
     "no_match",  # the topic matches no template (overlapping wildcards)
 )
 
+# plain: one number; json: an object with a value key; json_fields: an object, a quantity per key.
+PAYLOAD_FORMATS = ("plain", "json", "json_fields")
 DEFAULT_TIME_KEY = "time"
 DEFAULT_MAX_FUTURE_S = 600.0
 _EARLIEST_TS = 946684800.0  # 2000-01-01T00:00:00Z: anything earlier is a PLC clock never set
-_QUANTITY_RE = re.compile(r"[a-z][a-z0-9_]*")
+# A quantity name as topics and json_fields keys may carry it: snake_case (CONTRACT section 3).
+QUANTITY_RE = re.compile(r"[a-z][a-z0-9_]*")
 _NUMERIC_STR_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
 
 
@@ -70,7 +75,7 @@ _NUMERIC_STR_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\
 class PayloadSpec:
     """How to read one subscription's or point's payloads."""
 
-    format: str = "plain"  # plain, json, json_fields
+    format: str = "plain"  # one of PAYLOAD_FORMATS
     value_key: str = "value"
     time_key: str = ""  # "" -> DEFAULT_TIME_KEY for the JSON formats
 
@@ -250,7 +255,7 @@ def parse_payload(
         if isinstance(value, str):
             reason = value
             continue
-        if not _QUANTITY_RE.fullmatch(key):
+        if not QUANTITY_RE.fullmatch(key):
             reason = "bad_quantity"
             continue
         readings.append(Reading(route.station, key, value, ts, route.loop, route.sensor, "mqtt"))

@@ -14,10 +14,12 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from zoneinfo import ZoneInfo
 
-from stationmon.config import Config, parse_duration
+from stationmon.domain.durations import parse_duration
+from stationmon.domain.plant import Site, Station
 
 __all__ = [
     "STATUSES",
@@ -69,6 +71,8 @@ class LoopAggregates:
 
 @dataclass
 class ReportRow:
+    """One loop's line: CSV columns and JSON keys in this order."""
+
     station: str
     station_name: str
     district: str
@@ -100,12 +104,13 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 
 def build_report(
-    config: Config, aggregates: Mapping[tuple[str, str], LoopAggregates], sample_interval_s: float
+    stations: Iterable[Station], aggregates: Mapping[tuple[str, str], LoopAggregates], sample_interval_s: float
 ) -> list[ReportRow]:
-    """One row per configured loop (loops with no data get the verdict "no data")."""
+    """One row per loop of `stations` (loops with no data get the verdict "no data"); a `loop_status`
+    sample stands for `sample_interval_s` (the rules' evaluation interval)."""
     rows = []
     hours_per_sample = sample_interval_s / 3600.0
-    for station in config.stations:
+    for station in stations:
         for loop in station.loops:
             agg = aggregates.get((station.id, loop.id), LoopAggregates())
             n = {s: agg.samples.get(s, 0) for s in STATUSES}
@@ -157,18 +162,16 @@ def _fmt_time(ts: float, tz: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
-def render(rows: Sequence[ReportRow], fmt: str, *, config: Config, start: float, stop: float) -> str:
-    """The report as "csv", "json" or "html"."""
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(config.site.timezone)
+def render(rows: Sequence[ReportRow], fmt: str, *, site: Site, start: float, stop: float) -> str:
+    """The report of `site` as "csv", "json" or "html"."""
+    tz = ZoneInfo(site.timezone)
     if fmt == "json":
         return json.dumps(
             {
-                "site": config.site.name,
+                "site": site.name,
                 "from": _fmt_time(start, tz),
                 "to": _fmt_time(stop, tz),
-                "indoor_target": config.site.indoor_target,
+                "indoor_target": site.indoor_target,
                 "loops": [asdict(r) for r in rows],
             },
             ensure_ascii=False,
@@ -183,7 +186,7 @@ def render(rows: Sequence[ReportRow], fmt: str, *, config: Config, start: float,
             writer.writerow(["" if getattr(r, k) is None else getattr(r, k) for k in names])
         return out.getvalue()
     if fmt == "html":
-        return _html(rows, config, _fmt_time(start, tz), _fmt_time(stop, tz))
+        return _html(rows, site, _fmt_time(start, tz), _fmt_time(stop, tz))
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -198,7 +201,7 @@ def _cell(value: object) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
-def _html(rows: Sequence[ReportRow], config: Config, start: str, stop: str) -> str:
+def _html(rows: Sequence[ReportRow], site: Site, start: str, stop: str) -> str:
     head = (
         "<tr><th>station</th><th>district</th><th>loop</th><th>design</th><th>compliant</th>"
         "<th>h noncompliant</th><th>h fault</th><th>h offline</th><th>supply / return (mean)</th>"
@@ -237,7 +240,7 @@ def _html(rows: Sequence[ReportRow], config: Config, start: str, stop: str) -> s
             + f"<td class={_VERDICT_CLASS.get(r.verdict, 'na')}>{html.escape(r.verdict)}</td>"
             + "</tr>"
         )
-    title = html.escape(f"{config.site.name or 'stationmon'}: compliance {start} – {stop}")
+    title = html.escape(f"{site.name or 'stationmon'}: compliance {start} – {stop}")
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -247,7 +250,7 @@ th {{ background: #f3f3f3; }} td.num {{ text-align: right; }} td.na {{ color: #9
 td.ok {{ background: #d9f2d9; }} td.warn {{ background: #fff2cc; }} td.bad {{ background: #f8d0d0; }}
 </style></head><body>
 <h1>{title}</h1>
-<p>Indoor target {config.site.indoor_target:g} °C, design outdoor temperature {config.site.outdoor_design:g} °C.
+<p>Indoor target {site.indoor_target:g} °C, design outdoor temperature {site.outdoor_design:g} °C.
 "Compliant" is the share of judged time (heating season, sensors sound, station online) in which the loop
 met its heating curve and floors; hours with a sensor fault or offline are listed apart.</p>
 <table>{head}{"".join(body)}</table>

@@ -1,4 +1,4 @@
-"""MQTT topics -> routes. Pure: the config in, broker filters and a topic router out.
+"""MQTT topics -> routes. Pure: subscriptions and stations in, broker filters and a topic router out.
 
 A subscription template such as `heat/{station}/{loop}/{quantity}` becomes the broker filter
 `heat/+/+/+` and a matcher that captures each placeholder from its level. `+` and `#` keep their MQTT
@@ -11,27 +11,43 @@ resolved once and the answer cached, since a district's sensors publish to the s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from stationmon.config import MqttConfig, SubscriptionConfig
-from stationmon.domain.payloads import PayloadSpec, Route
+from stationmon.domain.payloads import QUANTITY_RE, PayloadSpec, Route
 from stationmon.domain.plant import Point, Station
 
 __all__ = [
+    "TEMPLATE_FIELDS",
     "CompiledTemplate",
     "PayloadSpec",
     "Route",
+    "Subscription",
     "TopicRouter",
     "compile_template",
     "filter_matches",
     "shared_filter",
 ]
 
-_FIELDS = ("station", "loop", "quantity", "sensor")
-_QUANTITY_RE = re.compile(r"[a-z][a-z0-9_]*")
+# The placeholders a template may use, each filling one whole topic level.
+TEMPLATE_FIELDS = ("station", "loop", "quantity", "sensor")
 _MAX_CACHED_TOPICS = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One `[[mqtt.subscriptions]]` entry: a topic template, how to read its payloads, fixed fields."""
+
+    topic: str
+    format: str = "plain"
+    value: str = "value"  # json: the key holding the number
+    time: str = ""  # json formats: the key holding the time
+    qos: int = 1
+    # fixed values of fields the template does not capture ("" = none)
+    station: str = ""
+    loop: str = ""
+    quantity: str = ""
+    sensor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +77,8 @@ class CompiledTemplate:
         return fields
 
 
-def compile_template(sub: SubscriptionConfig) -> CompiledTemplate:
-    """Compile one subscription's topic template (validated by config.py) into a matcher."""
+def compile_template(sub: Subscription) -> CompiledTemplate:
+    """Compile one subscription's topic template (validated by the config) into a matcher."""
     levels = sub.topic.split("/")
     multi_level = levels[-1] == "#"
     if multi_level:
@@ -71,7 +87,7 @@ def compile_template(sub: SubscriptionConfig) -> CompiledTemplate:
     captures: list[tuple[str, int]] = []
     filter_levels: list[str] = []
     for i, level in enumerate(levels):
-        if level.startswith("{") and level.endswith("}") and level[1:-1] in _FIELDS:
+        if level.startswith("{") and level.endswith("}") and level[1:-1] in TEMPLATE_FIELDS:
             captures.append((level[1:-1], i))
             filter_levels.append("+")
         elif level == "+":
@@ -84,13 +100,8 @@ def compile_template(sub: SubscriptionConfig) -> CompiledTemplate:
     captured = {name for name, _ in captures}
     fixed = tuple(
         (name, value)
-        for name, value in (
-            ("station", sub.station),
-            ("loop", sub.loop),
-            ("quantity", sub.quantity),
-            ("sensor", sub.sensor),
-        )
-        if value and name not in captured  # a captured level wins over a fixed value
+        for name in TEMPLATE_FIELDS
+        if (value := getattr(sub, name)) and name not in captured  # a captured level wins over a fixed value
     )
     return CompiledTemplate(
         filter="/".join(filter_levels),
@@ -124,20 +135,26 @@ def shared_filter(topic_filter: str, share_group: str) -> str:
 
 
 class TopicRouter:
-    """Topic -> the routes of its readings, or the reason it has none; built once from the config."""
+    """Topic -> the routes of its readings, or the reason it has none; built once from the config.
+
+    `point_qos` is the QoS for points' own topics; with a `share_group` every filter is subscribed as
+    an MQTT v5 shared subscription.
+    """
 
     def __init__(
         self,
         stations: Iterable[Station],
-        subscriptions: Iterable[SubscriptionConfig],
+        subscriptions: Iterable[Subscription],
         *,
         point_qos: int = 1,
+        share_group: str = "",
         max_cached_topics: int = _MAX_CACHED_TOPICS,
     ) -> None:
         self.stations = {s.id: s for s in stations}
         self._loops = {s.id: frozenset(lp.id for lp in s.loops) for s in self.stations.values()}
         self.templates = tuple(compile_template(s) for s in subscriptions)
         self.point_qos = point_qos
+        self.share_group = share_group
         points: dict[str, list[Route]] = {}
         for station in self.stations.values():
             for point in station.mqtt_points:
@@ -147,13 +164,9 @@ class TopicRouter:
         self._cache: dict[str, tuple[Route, ...] | str] = {}
         self._max_cached = max_cached_topics
 
-    @classmethod
-    def from_config(cls, config: MqttConfig, stations: Iterable[Station]) -> TopicRouter:
-        """The router for one `[mqtt]` table and the configured stations."""
-        return cls(stations, config.subscriptions, point_qos=config.qos)
-
     def filters(self) -> list[tuple[str, int]]:
-        """(filter, qos) to subscribe to: every template's filter and every point topic no filter covers."""
+        """(filter, qos) to subscribe to: every template's filter and every point topic no filter covers,
+        shared in the share group if there is one."""
         out: dict[str, int] = {}
         for t in self.templates:
             out[t.filter] = max(out.get(t.filter, 0), t.qos)
@@ -163,7 +176,7 @@ class TopicRouter:
             covered = any(filter_matches(f, topic) and out[f] >= self.point_qos for f in template_filters)
             if not covered:
                 out[topic] = max(out.get(topic, 0), self.point_qos)
-        return list(out.items())
+        return [(shared_filter(f, self.share_group), qos) for f, qos in out.items()]
 
     def route(self, topic: str) -> tuple[Route, ...] | str:
         """The routes for one message's topic (usually one), or a rejection reason."""
@@ -197,7 +210,7 @@ class TopicRouter:
             # an unconfigured loop has no design temperatures: no rule could judge it
             return "unknown_loop"
         quantity = fields.get("quantity")
-        if quantity is not None and not _QUANTITY_RE.fullmatch(quantity):
+        if quantity is not None and not QUANTITY_RE.fullmatch(quantity):
             return "bad_quantity"
         if quantity is None and spec.format == "plain":
             return "bad_quantity"

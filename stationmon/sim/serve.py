@@ -103,7 +103,7 @@ class StationModbusServer:
             await server.serve_forever(background=True)
         except (RuntimeError, OSError) as exc:
             with contextlib.suppress(Exception):
-                await server.shutdown()
+                await server.shutdown()  # type: ignore[no-untyped-call]  # pymodbus is untyped here
             raise StationmonError(
                 f"simulated station {self.station.id}: cannot listen on {self.host}:{self.port}: {exc}"
             ) from exc

@@ -64,7 +64,7 @@ def test_build_report_shares_hours_and_verdicts() -> None:
             alerts={"supply_low": 2, "station_offline": 1},
         )
     }
-    rows = build_report(config, aggregates, sample_interval_s=10.0)
+    rows = build_report(config.stations, aggregates, sample_interval_s=10.0)
     assert [(r.station, r.loop) for r in rows] == [("s1", "sec1"), ("s1", "sec2")]
     r = rows[0]
     assert r.samples == 396
@@ -78,12 +78,12 @@ def test_build_report_shares_hours_and_verdicts() -> None:
 
 def test_render_formats() -> None:
     config = parse_config_text(CONFIG, "r.toml")
-    rows = build_report(config, {("s1", "sec1"): LoopAggregates(samples={"ok": 100})}, 10.0)
-    doc = json.loads(render(rows, "json", config=config, start=NOW - 3600, stop=NOW))
+    rows = build_report(config.stations, {("s1", "sec1"): LoopAggregates(samples={"ok": 100})}, 10.0)
+    doc = json.loads(render(rows, "json", site=config.site, start=NOW - 3600, stop=NOW))
     assert doc["loops"][0]["verdict"] == "compliant"
     assert doc["from"].endswith("+08:00")
-    csv_text = render(rows, "csv", config=config, start=NOW - 3600, stop=NOW)
+    csv_text = render(rows, "csv", site=config.site, start=NOW - 3600, stop=NOW)
     assert csv_text.splitlines()[0].startswith("station,station_name,district,loop")
     assert "友谊路334号换热站" in csv_text
-    page = render(rows, "html", config=config, start=NOW - 3600, stop=NOW)
+    page = render(rows, "html", site=config.site, start=NOW - 3600, stop=NOW)
     assert "<td class=ok>compliant</td>" in page and "道里区供热" in page

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stationmon.config import Config, SubscriptionConfig, parse_config_text
+from stationmon.config import Config, parse_config_text
 from stationmon.domain.payloads import PayloadSpec, Route
-from stationmon.domain.topics import TopicRouter, compile_template, filter_matches, shared_filter
+from stationmon.domain.topics import Subscription, TopicRouter, compile_template, filter_matches, shared_filter
 
 CONFIG = """
 [mqtt]
@@ -80,7 +80,7 @@ def _config() -> Config:
 def _router() -> TopicRouter:
     cfg = _config()
     assert cfg.mqtt is not None
-    return TopicRouter.from_config(cfg.mqtt, cfg.stations)
+    return TopicRouter(cfg.stations, cfg.mqtt.subscriptions, point_qos=cfg.mqtt.qos)
 
 
 @pytest.mark.parametrize(
@@ -151,6 +151,14 @@ def test_filters_cover_templates_and_uncovered_points() -> None:
     ]
 
 
+def test_filters_in_a_share_group() -> None:
+    cfg = _config()
+    assert cfg.mqtt is not None
+    router = TopicRouter(cfg.stations, cfg.mqtt.subscriptions, share_group="stationmon")
+    assert router.filters()[0] == ("$share/stationmon/heat/+/+/indoor/+", 1)
+    assert all(f.startswith("$share/stationmon/") for f, _ in router.filters())
+
+
 def test_shared_filter() -> None:
     assert shared_filter("heat/+/+/+", "") == "heat/+/+/+"
     assert shared_filter("heat/+/+/+", "stationmon") == "$share/stationmon/heat/+/+/+"
@@ -200,6 +208,6 @@ def test_template_agrees_with_mqtt_matching(levels: list[str]) -> None:
         "{station}/x",
         "#",
     ):
-        compiled = compile_template(SubscriptionConfig(topic=template, station="s"))
+        compiled = compile_template(Subscription(topic=template, station="s"))
         matched = compiled.match(topic.split("/")) is not None
         assert matched == filter_matches(compiled.filter, topic) or topic.startswith("$")

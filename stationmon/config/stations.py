@@ -1,0 +1,292 @@
+"""`[site]` and `[[stations]]` (with their modbus link, loops and points) -> the domain's plant types."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import zoneinfo
+
+from stationmon.config.reader import Problems, Table, suggest
+from stationmon.config.schema import PARITIES, TRANSPORTS
+from stationmon.domain.payloads import QUANTITY_RE
+from stationmon.domain.plant import Loop, ModbusLink, Point, Site, Station
+from stationmon.domain.vocabulary import (
+    BYTE_ORDERS,
+    CANONICAL_QUANTITIES,
+    DATA_TYPES,
+    EMITTER_EXPONENTS,
+    LOOP_QUANTITIES,
+    REGISTER_TYPES,
+    REGISTER_WIDTH,
+    STATION_QUANTITIES,
+)
+
+__all__ = ["read_site", "read_stations"]
+
+_ID_RE = re.compile(r"^[a-z0-9_-]+$")
+_INDOOR_C = (5.0, 30.0)
+_FLOOR_C = (0.0, 150.0)  # min_supply / min_return
+_POINT_FORMATS = ("plain", "json")  # a point's topic carries one quantity: json_fields makes no sense
+_RADIATOR = Loop(id="")
+# Design supply/return assumed for a loop that does not state them, by emitter.
+_DESIGN_C: dict[str, tuple[float, float]] = {
+    "floor": (50.0, 40.0),
+    "radiator": (_RADIATOR.design_supply, _RADIATOR.design_return),
+}
+
+
+def read_site(root: Table) -> Site:
+    """`[site]`; the notices name the Harbin defaults a user elsewhere must replace."""
+    d = Site()
+    t = root.table("site")
+    if t is None:
+        root.problems.notices.append(
+            f"site: no [site] table; indoor_target {d.indoor_target} °C, outdoor_design {d.outdoor_design} °C (Harbin)"
+        )
+        return d
+    if not t.has("outdoor_design"):
+        t.problems.notices.append(
+            f"site.outdoor_design: not set; using {d.outdoor_design} °C (Harbin): set your city's"
+        )
+    tz = t.text("timezone", d.timezone)
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        t.add("timezone", f"unknown time zone {tz!r} (expected an IANA name such as {d.timezone})")
+        tz = d.timezone
+    site = Site(
+        name=t.text("name", d.name),
+        timezone=tz,
+        indoor_target=t.number("indoor_target", d.indoor_target, lo=_INDOOR_C[0], hi=_INDOOR_C[1]),
+        outdoor_design=t.number("outdoor_design", d.outdoor_design, lo=-60.0, hi=15.0),
+        design_indoor=t.number("design_indoor", d.design_indoor, lo=_INDOOR_C[0], hi=_INDOOR_C[1]),
+    )
+    t.finish()
+    return site
+
+
+def read_stations(root: Table, has_mqtt: bool) -> list[Station]:
+    """Every `[[stations]]`, ids unique; at least one is needed, and MQTT points need `[mqtt]`."""
+    if not root.has("stations"):
+        root.add("stations", "missing: at least one [[stations]] with an id")
+    stations: list[Station] = []
+    seen: dict[str, int] = {}
+    for i, st in root.tables("stations"):
+        station = _station(st)
+        if station is None:
+            continue
+        if station.id in seen:
+            st.add("id", f"duplicate station id {station.id!r} (also stations[{seen[station.id]}])")
+            continue
+        seen[station.id] = i
+        stations.append(station)
+        if station.mqtt_points and not has_mqtt:
+            st.add("points", "has MQTT points (topic) but there is no [mqtt] table")
+    return stations
+
+
+def _read_id(t: Table, what: str) -> str | None:
+    value = t.text("id", None)
+    if value is None:
+        t.add("id", f"missing: every {what} needs an id")
+    elif not _ID_RE.match(value):
+        t.add("id", f"{value!r} may only contain a-z, 0-9, '-' and '_'")
+    return value
+
+
+def _station(t: Table) -> Station | None:
+    sid = _read_id(t, "station")
+    mt = t.table("modbus")
+    modbus = _modbus(mt) if mt is not None else None
+    loops = _loops(t)
+    byte_order = modbus.byte_order if modbus else ModbusLink().byte_order
+    points: list[tuple[int, Point]] = []
+    for i, pt in t.tables("points"):
+        point = _point(pt, byte_order, {lp.id for lp in loops}, modbus is not None)
+        if point is not None:
+            points.append((i, point))
+    _check_points(t.path, points, t.problems)
+    _check_overlaps(t.path, points, t.problems)
+    d = Station(id="")
+    station = Station(
+        id=sid or "",
+        name=t.text("name", d.name),
+        district=t.text("district", d.district),
+        modbus=modbus,
+        loops=tuple(loops),
+        points=tuple(p for _, p in points),
+    )
+    t.finish()
+    return station if sid else None
+
+
+def _modbus(t: Table) -> ModbusLink:
+    d = ModbusLink()
+    transport = t.choice("transport", TRANSPORTS, d.transport, "transport")
+    serial_port = t.text("serial_port", d.serial_port)
+    if transport == "rtu" and not serial_port:
+        t.add("serial_port", 'missing: transport = "rtu" needs a serial_port such as /dev/ttyUSB0')
+    interval = t.duration("interval", d.interval_s, allow_zero=False)
+    timeout = t.duration("timeout", d.timeout_s, allow_zero=False)
+    if timeout > interval:
+        t.add("timeout", f"{timeout:g}s is longer than the interval ({interval:g}s)")
+    if not t.has("port"):
+        t.problems.notices.append(f"{t.key('port')}: not set; using {d.port}")
+    link = ModbusLink(
+        host=t.text("host", d.host),
+        port=t.integer("port", d.port, lo=1, hi=65535),
+        device_id=t.integer("device_id", d.device_id, lo=0, hi=255),
+        interval_s=interval,
+        timeout_s=timeout,
+        byte_order=t.choice("byte_order", BYTE_ORDERS, d.byte_order, "byte order"),
+        transport=transport,
+        serial_port=serial_port,
+        baudrate=t.integer("baudrate", d.baudrate, lo=300),
+        parity=t.choice("parity", PARITIES, d.parity, "parity"),
+        stopbits=t.integer("stopbits", d.stopbits, lo=1, hi=2),
+        bytesize=t.integer("bytesize", d.bytesize, lo=5, hi=8),
+        max_registers_per_request=t.integer("max_registers_per_request", d.max_registers_per_request, lo=1, hi=125),
+        max_gap=t.integer("max_gap", d.max_gap, lo=0, hi=124),
+        one_request_per_point=t.flag("one_request_per_point", d.one_request_per_point),
+        retries=t.integer("retries", d.retries, lo=0, hi=10),
+        jitter_s=t.duration("jitter", d.jitter_s),
+    )
+    if "slave" in t.data:
+        t.known.add("slave")
+        t.add("slave", "unknown key (did you mean 'device_id'?)")
+    t.finish()
+    return link
+
+
+def _loops(t: Table) -> list[Loop]:
+    loops: list[Loop] = []
+    seen: dict[str, int] = {}
+    for i, lt in t.tables("loops"):
+        loop = _loop(lt)
+        if loop is None:
+            continue
+        if loop.id in seen:
+            lt.add("id", f"duplicate loop id {loop.id!r} (also loops[{seen[loop.id]}])")
+            continue
+        seen[loop.id] = i
+        loops.append(loop)
+    return loops
+
+
+def _loop(t: Table) -> Loop | None:
+    loop_id = _read_id(t, "loop")
+    d = Loop(id="")
+    emitter = t.choice("emitter", tuple(EMITTER_EXPONENTS), d.emitter, "emitter")
+    exponent = t.number("exponent", EMITTER_EXPONENTS[emitter], lo=1.0, hi=2.0)
+    design = _DESIGN_C[emitter]
+    unset = [k for k in ("emitter", "design_supply", "design_return") if k not in t.data]
+    if unset:
+        t.problems.notices.append(
+            f"{t.path}: {', '.join(unset)} not set; judged as a {emitter} loop designed for "
+            f"{t.data.get('design_supply', design[0]):g}/{t.data.get('design_return', design[1]):g} °C"
+        )
+    supply = t.number("design_supply", design[0], lo=20.0, hi=150.0)
+    ret = t.number("design_return", design[1], lo=15.0, hi=130.0)
+    if supply <= ret:
+        t.add("design_return", f"{ret:g} must be below design_supply ({supply:g})")
+    loop = Loop(
+        id=loop_id or "",
+        name=t.text("name", d.name),
+        emitter=emitter,
+        design_supply=supply,
+        design_return=ret,
+        exponent=exponent,
+        min_supply=t.number("min_supply", d.min_supply, lo=_FLOOR_C[0], hi=_FLOOR_C[1]),
+        min_return=t.number("min_return", d.min_return, lo=_FLOOR_C[0], hi=_FLOOR_C[1]),
+    )
+    t.finish()
+    return loop if loop_id else None
+
+
+def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bool) -> Point | None:
+    d = Point(quantity="")
+    quantity = t.text("quantity", None)
+    if quantity is None:
+        t.add("quantity", "missing: what the point measures, such as supply_temp")
+    elif not QUANTITY_RE.fullmatch(quantity):
+        t.add("quantity", f"{quantity!r} must be snake_case, such as supply_temp")
+    loop = t.text("loop", d.loop)
+    if loop is not None and loop not in loop_ids:
+        known = ", ".join(sorted(loop_ids)) or "none defined"
+        t.add("loop", f"unknown loop {loop!r} (this station's loops: {known}){suggest(loop, loop_ids)}")
+    address = t.integer("address", d.address, lo=0, hi=65535)
+    topic = t.text("topic", d.topic)
+    register = t.choice("register", REGISTER_TYPES, d.register, "register type")
+    dtype = t.choice("type", DATA_TYPES, d.type, "type")
+    byte_order = t.choice("byte_order", BYTE_ORDERS, station_byte_order, "byte order")
+    _check_source(t, address, topic, dtype, has_modbus)
+    fmt = t.choice("format", _POINT_FORMATS, d.format, "format")
+    point = Point(
+        quantity=quantity or "",
+        loop=loop,
+        sensor=t.text("sensor", d.sensor),
+        register=register,
+        address=address,
+        type=dtype,
+        byte_order=byte_order,
+        scale=t.number("scale", d.scale),
+        offset=t.number("offset", d.offset),
+        topic=topic,
+        format=fmt,
+        value_key=t.text("value", d.value_key),
+        time_key=t.text("time", d.time_key),
+    )
+    t.finish()
+    return point if quantity else None
+
+
+def _check_source(t: Table, address: int | None, topic: str | None, dtype: str, has_modbus: bool) -> None:
+    """A point has a Modbus address or an MQTT topic, exactly one, and it fits."""
+    if address is None and topic is None and "address" not in t.data and "topic" not in t.data:
+        t.add("address", "missing: a Modbus point needs an address, an MQTT point needs a topic")
+    if address is not None and topic is not None:
+        t.add("topic", "a point is either Modbus (address) or MQTT (topic), not both")
+    if address is not None and not has_modbus:
+        t.add("address", "this station has no [stations.modbus] table to read it from")
+    if address is not None and address + REGISTER_WIDTH[dtype] - 1 > 65535:
+        t.add("address", f"{dtype} at {address} runs past register 65535")
+    if topic is not None and (not topic or any(c in topic for c in "+#{}")):
+        t.add("topic", f"must be a full topic without wildcards or placeholders, got {topic!r}")
+
+
+def _check_points(station_key: str, points: list[tuple[int, Point]], problems: Problems) -> None:
+    """Quantities at the level the rules read them from, no series twice, near-misses pointed out."""
+    seen: dict[tuple[str | None, str, str | None], int] = {}
+    for i, p in points:
+        key = f"{station_key}.points[{i}]"
+        if p.quantity in STATION_QUANTITIES and p.loop is not None:
+            problems.add(f"{key}.loop", f"{p.quantity} belongs to the station, not to a loop: remove loop")
+        elif p.quantity in LOOP_QUANTITIES and p.loop is None:
+            problems.notices.append(f"{key}.loop: not set: {p.quantity} is stored, but no loop rule judges it")
+        if p.sensor is not None and p.quantity != "indoor_temp":
+            problems.add(f"{key}.sensor", f"only indoor_temp points name a sensor, not {p.quantity}")
+        series = (p.loop, p.quantity, p.sensor)
+        if series in seen:
+            problems.add(f"{key}.quantity", f"{p.quantity} of this loop is already read by points[{seen[series]}]")
+        else:
+            seen[series] = i
+        if p.quantity not in CANONICAL_QUANTITIES:
+            hint = suggest(p.quantity, sorted(CANONICAL_QUANTITIES))
+            if hint:
+                problems.notices.append(f"{key}.quantity: {p.quantity!r} is not a canonical quantity{hint}")
+
+
+def _check_overlaps(station_key: str, points: list[tuple[int, Point]], problems: Problems) -> None:
+    """No two Modbus points of one register type share a register."""
+    for register in REGISTER_TYPES:
+        spans = sorted(
+            (p.address, p.address + p.width - 1, i)
+            for i, p in points
+            if p.address is not None and p.register == register
+        )
+        for (a_lo, a_hi, a_i), (b_lo, b_hi, b_i) in itertools.pairwise(spans):
+            if b_lo <= a_hi:
+                problems.add(
+                    f"{station_key}.points[{b_i}].address",
+                    f"{register} registers {b_lo}..{b_hi} overlap points[{a_i}] ({a_lo}..{a_hi})",
+                )
