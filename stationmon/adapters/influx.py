@@ -36,21 +36,26 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
 from stationmon.adapters.spool import Spool
+from stationmon.backoff import Backoff
 from stationmon.config import InfluxConfig
 from stationmon.errors import StorageError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
+if TYPE_CHECKING:
+    from influxdb_client.client.write_api_async import WriteApiAsync
+    from influxdb_client.domain.write_precision import WritePrecision
+
 __all__ = ["InfluxWriter", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
-_FIRST_BACKOFF_S = 0.5
+_FIRST_BACKOFF_S = 0.5  # then 1, 2, 4 ... up to max_retry_delay_s, each with jitter
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -169,47 +174,48 @@ class _V1Transport:
 
 
 class _V2Transport:
-    """InfluxDB 2.x through influxdb-client's async write API."""
+    """InfluxDB 2.x through influxdb-client's async write API (`InfluxDBClientAsync.write_api()`).
+
+    Its gzip, token and timeout are the client's. Every non-2xx answer arrives as the client's
+    `ApiException`, whose status, body and Retry-After feed the same accounting as 1.x answers.
+    """
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        self.client: Any = None
-        self.write_api: Any = None
+        self.write_api: WriteApiAsync | None = None
+        self._client = contextlib.AsyncExitStack()
 
     async def open(self) -> None:
+        # Imported here: influxdb-client costs about a second to import, which 1.x users never need.
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
         cfg = self.config
-        self.client = InfluxDBClientAsync(
+        client = InfluxDBClientAsync(
             url=cfg.url,
             token=cfg.token.get() if cfg.token else "",
             org=cfg.org,
             timeout=int(cfg.timeout_s * 1000),
             enable_gzip=cfg.gzip,
         )
-        self.write_api = self.client.write_api()
+        self.write_api = (await self._client.enter_async_context(client)).write_api()
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
+        self.write_api = None
+        await self._client.aclose()
 
     async def write(self, body: bytes) -> None:
-        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.rest import ApiException
 
+        assert self.write_api is not None
+        cfg = self.config
         try:
-            await self.write_api.write(
-                bucket=self.config.bucket,
-                org=self.config.org,
-                record=body,
-                write_precision=self.config.precision,
-            )
-        except InfluxDBError as exc:
-            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0) or 0
-            body_text = getattr(exc, "body", None) or exc.message or ""
-            if isinstance(body_text, bytes):
-                body_text = body_text.decode("utf-8", "replace")
-            _raise_for(int(status), _error_text(str(body_text)), _retry_after(exc.retry_after), exc)
+            # The library annotates the precision with its class of string constants; the values are strings.
+            precision = cast("WritePrecision", cfg.precision)
+            await self.write_api.write(bucket=cfg.bucket, org=cfg.org, record=body, write_precision=precision)
+        except ApiException as exc:
+            # The body holds InfluxDB's JSON error; without one, `message` is its error header or the reason.
+            text = exc.body.decode("utf-8", "replace") if exc.body else str(exc.message or "")
+            _raise_for(int(exc.status or 0), _error_text(text), _retry_after(exc.retry_after), exc)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -282,7 +288,7 @@ class InfluxWriter:
         )
         self._spool_dropped_seen = 0
         self._dropped = 0
-        self._backoff_s = _FIRST_BACKOFF_S
+        self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
         self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
     # ------------------------------------------------------------------------------------------------
@@ -502,7 +508,7 @@ class InfluxWriter:
             self._m_retried.inc(len(record.lines))
             self._back_off(exc)
             return
-        self._backoff_s = _FIRST_BACKOFF_S
+        self._backoff.reset()
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
@@ -570,10 +576,10 @@ class InfluxWriter:
             log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
 
     def _back_off(self, exc: StorageError) -> None:
-        """Push the next replay attempt back: exponential backoff, at least the server's Retry-After."""
-        hint = exc.retry_after_s if isinstance(exc, _Retryable) else None
-        delay = min(self.config.max_retry_delay_s, max(self._backoff_s, hint or 0.0))
-        self._backoff_s = min(self.config.max_retry_delay_s, self._backoff_s * 2)
+        """Push the next replay attempt back: backoff with jitter, at least the server's Retry-After
+        (itself capped at max_retry_delay_s)."""
+        hint = exc.retry_after_s if isinstance(exc, _Retryable) and exc.retry_after_s else 0.0
+        delay = self._backoff.next_delay(floor_s=min(hint, self.config.max_retry_delay_s))
         self._next_attempt = max(self._next_attempt, time.monotonic() + delay)
 
     def _note_failure(self, reason: str) -> None:
