@@ -6,7 +6,7 @@
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
     replay task    -> oldest spooled batch first: write it, acknowledge it durably, next; on 429, 5xx or
-                      a network error wait (exponential backoff, at least Retry-After) and try again;
+                      a network error wait (`Backoff`: exponential with jitter, at least Retry-After) and try again;
                       a spool that cannot be read or record its progress is logged (once, until it
                       recovers) and retried with the same backoff: the task never ends on an error
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from influxdb_client.client.write_api_async import WriteApiAsync
     from influxdb_client.domain.write_precision import WritePrecision
 
-__all__ = ["InfluxWriter", "find_rejected_lines"]
+__all__ = ["InfluxWriter", "auth_headers", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
@@ -129,6 +129,17 @@ def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
     return found
 
 
+def auth_headers(config: InfluxConfig) -> dict[str, str]:
+    """The Authorization header for InfluxDB's HTTP API: 2.x a token, 1.x basic auth (if a username is set)."""
+    if config.api == "v2":
+        return {"Authorization": f"Token {config.token.get()}"} if config.token is not None else {}
+    if not config.username:
+        return {}
+    # Built here: aiohttp.BasicAuth is deprecated in the 3.x line we support.
+    secret = f"{config.username}:{config.password.get() if config.password else ''}"
+    return {"Authorization": "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")}
+
+
 class _V1Transport:
     """`POST /write` of InfluxDB 1.x through aiohttp."""
 
@@ -138,11 +149,7 @@ class _V1Transport:
         self.params = {"db": config.database, "precision": config.precision}
         if config.retention_policy:
             self.params["rp"] = config.retention_policy
-        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if config.username:
-            # Basic auth built here: aiohttp.BasicAuth is deprecated in the 3.x line we support.
-            secret = f"{config.username}:{config.password.get() if config.password else ''}"
-            self.headers["Authorization"] = "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+        self.headers = {"Content-Type": "text/plain; charset=utf-8", **auth_headers(config)}
         self.gzip = config.gzip
         self.timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self.session: aiohttp.ClientSession | None = None
