@@ -6,8 +6,8 @@
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
     replay task    -> oldest spooled batch first: write it, acknowledge it durably, next; on 429, 5xx or
-                      a network error wait (`Backoff`: exponential with jitter, at least Retry-After) and try again;
-                      a spool that cannot be read or record its progress is logged (once, until it
+                      a network error wait (`Backoff`: exponential with jitter, at least Retry-After)
+                      and try again; a spool that cannot be read or record its progress is logged (once, until it
                       recovers) and retried with the same backoff: the task never ends on an error
 
 A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
@@ -21,7 +21,8 @@ points costs a few requests, not two per line. Resending lines a partial write a
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
 
 `api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
-`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token).
+`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token); its `ApiException`
+carries the status, body and Retry-After that the same accounting reads.
 """
 
 from __future__ import annotations
