@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := mosquitto influxdb prometheus-alertmanager chromium fonts-wqy-microhei
+DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 
 .PHONY: venv demo deps test test-unit check bench clean
 
@@ -22,7 +22,7 @@ demo: venv
 ## The servers the integration tests start from their own binaries (Debian's packages; needs root).
 deps:
 	@missing=""; \
-	for b in mosquitto influxd prometheus-alertmanager chromium; do \
+	for b in mosquitto influxd promtool prometheus-alertmanager chromium; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; \
 	done; \
 	if [ -n "$$missing" ]; then \

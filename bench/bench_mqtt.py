@@ -202,7 +202,8 @@ async def _collector(cfg: Config, n: int, expected_readings: int) -> tuple[float
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    bad = [line for line in metrics.render().splitlines() if "rejected_total{" in line and not line.endswith(" 0")]
+    rejected = [line for line in metrics.render().splitlines() if line.startswith("stationmon_mqtt_rejected_total{")]
+    bad = [line for line in rejected if float(line.rsplit(" ", 1)[1]) != 0]
     assert not bad, bad
     return elapsed, lines
 

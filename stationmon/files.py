@@ -6,16 +6,17 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "fsync_dir"]
 
 
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True, tmp: Path | None = None) -> None:
     """Write `data` to `path` through a temporary file and a rename; OSError on failure.
 
     With `fsync` the file is flushed to disk before the rename and the directory after it, so the new
-    content survives a power loss, not only a process crash.
+    content survives a power loss, not only a process crash. `tmp` defaults to a hidden per-process name
+    beside `path`; a single writer (one holding a lock) may name a fixed one.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp or path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -28,8 +29,13 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
             tmp.unlink()
         raise
     if fsync:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory's entries to disk: a new or renamed file survives a power cut only then."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,219 +1,186 @@
-"""A small Prometheus metrics registry, one per service (no global state, so tests can run many).
+"""The service's Prometheus metrics on prometheus_client, one `CollectorRegistry` per `Metrics` (no global
+state, so tests can run many services in one process).
 
-Counters, gauges and histograms with fixed label names; `child = metric.labels("a", "b")` once, then
-`child.inc()` on the hot path. `Metrics.render()` gives the Prometheus text exposition format.
+A small typed facade over the library: `metrics.counter(name, help, labelnames)` returns the same family
+each time it is asked for, `family.labels("a", "b")` the library's child (create it once, keep it;
+no values: the unlabelled metric itself), `family.value(*labels)` a sample's current value. Gauges can
+read a callback at scrape time (`set_function`). The process and platform collectors are registered
+under the `stationmon_` prefix that every exported name carries (CONTRACT section 7).
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Generic, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 __all__ = ["Counter", "Gauge", "Histogram", "Metrics"]
 
+PREFIX = "stationmon_"
 DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _fmt(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
+_M = TypeVar("_M", prometheus_client.Counter, prometheus_client.Gauge, prometheus_client.Histogram)
+GaugeFunction = Callable[[], float | Mapping[tuple[str, ...], float]]
 
 
-class _Value:
-    __slots__ = ("value",)
+class _Family(Generic[_M]):
+    """One metric family: its library object and the names that identify it."""
 
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-    def dec(self, amount: float = 1.0) -> None:
-        self.value -= amount
-
-    def set(self, value: float) -> None:
-        self.value = value
-
-
-class _Metric:
-    kind = "untyped"
-
-    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
+    def __init__(self, metric: _M, name: str, help_text: str, labelnames: tuple[str, ...]) -> None:
         self.name = name
         self.help = help_text
-        self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], object] = {}
+        self.labelnames = labelnames
+        self._metric: _M = metric
+        self._collector: prometheus_client.registry.Collector = metric
 
-    def _labelstr(self, values: tuple[str, ...], extra: str = "") -> str:
-        parts = [f'{k}="{_escape(v)}"' for k, v in zip(self.labelnames, values, strict=True)]
-        if extra:
-            parts.append(extra)
-        return "{" + ",".join(parts) + "}" if parts else ""
+    def labels(self, *values: str) -> _M:
+        """The child for these label values; with none, the unlabelled metric itself."""
+        if not values:
+            return self._metric
+        child: _M = self._metric.labels(*values)
+        return child
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def value(self, *values: str) -> float:
+        """The current value of the sample `name{labels}` (0 if never touched): for tests and the demo."""
+        wanted = dict(zip(self.labelnames, values, strict=True))
+        for family in self._collector.collect():
+            for sample in family.samples:
+                if sample.name == self.name and sample.labels == wanted:
+                    return float(sample.value)
+        return 0.0
 
-    def samples(self) -> list[str]:
-        raise NotImplementedError
 
-
-class Counter(_Metric):
-    """A monotonically increasing count."""
-
-    kind = "counter"
-
-    def labels(self, *values: str) -> _Value:
-        """The child for these label values (create it once, keep it)."""
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}")
-            child = self._children[values] = _Value()
-        return child  # type: ignore[return-value]
+class Counter(_Family[prometheus_client.Counter]):
+    """A count that only goes up; its name ends in `_total`, as the exposition shows it."""
 
     def inc(self, amount: float = 1.0) -> None:
         """Increment the unlabelled counter."""
-        self.labels().inc(amount)
-
-    def value(self, *values: str) -> float:
-        """Current value (0 if never touched)."""
-        child = self._children.get(values)
-        return child.value if isinstance(child, _Value) else 0.0
-
-    def samples(self) -> list[str]:
-        return [
-            f"{self.name}{self._labelstr(k)} {_fmt(v.value)}"  # type: ignore[attr-defined]
-            for k, v in sorted(self._children.items())
-        ]
+        self._metric.inc(amount)
 
 
-class Gauge(Counter):
-    """A value that goes up and down; `set_function` makes it read a callback at scrape time."""
-
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._fn: Callable[[], float | dict[tuple[str, ...], float]] | None = None
-
-    def set(self, value: float) -> None:
-        self.labels().set(value)
-
-    def set_function(self, fn: Callable[[], float | dict[tuple[str, ...], float]]) -> None:
-        """Read the value(s) from `fn` at scrape time: a float, or {label values: float}."""
-        self._fn = fn
-
-    def samples(self) -> list[str]:
-        if self._fn is not None:
-            got = self._fn()
-            if isinstance(got, dict):
-                return [f"{self.name}{self._labelstr(k)} {_fmt(v)}" for k, v in sorted(got.items())]
-            return [f"{self.name} {_fmt(got)}"]
-        return super().samples()
-
-
-class _HistogramChild:
-    __slots__ = ("bounds", "count", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def quantile(self, q: float) -> float:
-        """Upper bound of the bucket holding quantile q (NaN when empty)."""
-        if self.count == 0:
-            return math.nan
-        rank = q * self.count
-        seen = 0
-        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
-            seen += n
-            if seen >= rank:
-                return bound
-        return math.inf
-
-
-class Histogram(_Metric):
-    """Observations counted into buckets."""
-
-    kind = "histogram"
+class Gauge(_Family[prometheus_client.Gauge]):
+    """A value that goes up and down, or is read from a callback at scrape time."""
 
     def __init__(
-        self, name: str, help_text: str, labelnames: Iterable[str] = (), buckets: Iterable[float] = DEFAULT_BUCKETS
+        self,
+        metric: prometheus_client.Gauge,
+        name: str,
+        help_text: str,
+        labels: tuple[str, ...],
+        registry: CollectorRegistry,
     ) -> None:
-        super().__init__(name, help_text, labelnames)
-        self.buckets = tuple(sorted(buckets))
+        super().__init__(metric, name, help_text, labels)
+        self._registry = registry
 
-    def labels(self, *values: str) -> _HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = _HistogramChild(self.buckets)
-        return child  # type: ignore[return-value]
+    def set(self, value: float) -> None:
+        """Set the unlabelled gauge."""
+        self._metric.set(value)
+
+    def set_function(self, fn: GaugeFunction) -> None:
+        """Read the value(s) from `fn` at scrape time: a float, or {label values: float}."""
+        self._registry.unregister(self._collector)
+        self._collector = _GaugeCallback(self, fn)
+        self._registry.register(self._collector)
+
+
+class Histogram(_Family[prometheus_client.Histogram]):
+    """Observations counted into buckets."""
 
     def observe(self, value: float) -> None:
-        self.labels().observe(value)
+        """Observe one value on the unlabelled histogram."""
+        self._metric.observe(value)
 
-    def samples(self) -> list[str]:
-        out = []
-        for key, child in sorted(self._children.items()):
-            assert isinstance(child, _HistogramChild)
-            cumulative = 0
-            for bound, n in zip((*self.buckets, math.inf), child.counts, strict=True):
-                cumulative += n
-                le = 'le="' + _fmt(bound) + '"'
-                out.append(f"{self.name}_bucket{self._labelstr(key, le)} {cumulative}")
-            out.append(f"{self.name}_sum{self._labelstr(key)} {_fmt(child.sum)}")
-            out.append(f"{self.name}_count{self._labelstr(key)} {child.count}")
-        return out
+
+class _GaugeCallback:
+    """A gauge family whose samples a callback gives at scrape time (prometheus_client's custom collector)."""
+
+    def __init__(self, gauge: Gauge, fn: GaugeFunction) -> None:
+        self._gauge = gauge
+        self._fn = fn
+
+    def describe(self) -> Iterable[Metric]:
+        """The family without samples, so the registry refuses a clashing name."""
+        return [GaugeMetricFamily(self._gauge.name, self._gauge.help, labels=self._gauge.labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        """The family with the callback's current values, sorted by label values."""
+        family = GaugeMetricFamily(self._gauge.name, self._gauge.help, labels=self._gauge.labelnames)
+        got = self._fn()
+        for values, value in sorted(got.items()) if isinstance(got, Mapping) else [((), got)]:
+            family.add_metric(list(values), value)
+        return [family]
+
+
+class _Prefixed:
+    """Another collector's families renamed under `stationmon_` (the platform collector's `python_info`)."""
+
+    def __init__(self, collector: prometheus_client.registry.Collector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        """Copies of the collector's families, their names and their samples' names prefixed."""
+        for family in self._collector.collect():
+            renamed = Metric(PREFIX + family.name, family.documentation, family.type, family.unit)
+            renamed.samples = [s._replace(name=PREFIX + s.name) for s in family.samples]
+            yield renamed
+
+
+_F = TypeVar("_F", Counter, Gauge, Histogram)
 
 
 class Metrics:
-    """The registry: create metrics once, render them all."""
+    """One service's registry: ask for a metric by name (created once), render them all."""
 
     def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def _add(self, metric: _Metric) -> _Metric:
-        existing = self._metrics.get(metric.name)
-        if existing is not None:
-            if type(existing) is not type(metric) or existing.labelnames != metric.labelnames:
-                raise ValueError(f"metric {metric.name} registered twice with different shapes")
-            return existing
-        self._metrics[metric.name] = metric
-        return metric
+        self.registry = CollectorRegistry()
+        ProcessCollector(namespace=PREFIX.rstrip("_"), registry=self.registry)
+        self.registry.register(_Prefixed(PlatformCollector(registry=None)))
+        self._families: dict[str, Counter | Gauge | Histogram] = {}
 
     def counter(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> Counter:
-        return self._add(Counter(name, help_text, labelnames))  # type: ignore[return-value]
+        """The counter `name` (ending in `_total`), created on first use."""
+        labels = tuple(labelnames)
+        found = self._known(Counter, name, labels)
+        if found is None:
+            metric = prometheus_client.Counter(name, help_text, labels, registry=self.registry)
+            found = self._families[name] = Counter(metric, name, help_text, labels)
+        return found
 
     def gauge(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> Gauge:
-        return self._add(Gauge(name, help_text, labelnames))  # type: ignore[return-value]
+        """The gauge `name`, created on first use."""
+        labels = tuple(labelnames)
+        found = self._known(Gauge, name, labels)
+        if found is None:
+            metric = prometheus_client.Gauge(name, help_text, labels, registry=self.registry)
+            found = self._families[name] = Gauge(metric, name, help_text, labels, self.registry)
+        return found
 
     def histogram(
-        self, name: str, help_text: str, labelnames: Iterable[str] = (), buckets: Iterable[float] = DEFAULT_BUCKETS
+        self, name: str, help_text: str, labelnames: Iterable[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
     ) -> Histogram:
-        return self._add(Histogram(name, help_text, labelnames, buckets))  # type: ignore[return-value]
+        """The histogram `name`, created on first use."""
+        labels = tuple(labelnames)
+        found = self._known(Histogram, name, labels)
+        if found is None:
+            metric = prometheus_client.Histogram(name, help_text, labels, registry=self.registry, buckets=buckets)
+            found = self._families[name] = Histogram(metric, name, help_text, labels)
+        return found
 
-    def get(self, name: str) -> _Metric | None:
-        return self._metrics.get(name)
+    def _known(self, kind: type[_F], name: str, labels: tuple[str, ...]) -> _F | None:
+        family = self._families.get(name)
+        if family is None:
+            return None
+        if not isinstance(family, kind) or family.labelnames != labels:
+            raise ValueError(f"metric {name} registered twice with different shapes")
+        return family
+
+    def get(self, name: str) -> Counter | Gauge | Histogram | None:
+        """The family registered as `name`, if any."""
+        return self._families.get(name)
 
     def render(self) -> str:
-        """Prometheus text exposition format, version 0.0.4."""
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.header())
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+        """Every metric in the Prometheus text exposition format, version 0.0.4."""
+        return generate_latest(self.registry).decode("utf-8")

@@ -6,8 +6,8 @@
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
     replay task    -> oldest spooled batch first: write it, acknowledge it durably, next; on 429, 5xx or
-                      a network error wait (exponential backoff, at least Retry-After) and try again;
-                      a spool that cannot be read or record its progress is logged (once, until it
+                      a network error wait (`Backoff`: exponential with jitter, at least Retry-After)
+                      and try again; a spool that cannot be read or record its progress is logged (once, until it
                       recovers) and retried with the same backoff: the task never ends on an error
 
 A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
@@ -21,7 +21,8 @@ points costs a few requests, not two per line. Resending lines a partial write a
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
 
 `api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
-`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token).
+`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token); its `ApiException`
+carries the status, body and Retry-After that the same accounting reads.
 """
 
 from __future__ import annotations
@@ -36,21 +37,26 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
 from stationmon.adapters.spool import Spool
+from stationmon.backoff import Backoff
 from stationmon.config import InfluxConfig
 from stationmon.errors import StorageError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["InfluxWriter", "find_rejected_lines"]
+if TYPE_CHECKING:
+    from influxdb_client.client.write_api_async import WriteApiAsync
+    from influxdb_client.domain.write_precision import WritePrecision
+
+__all__ = ["InfluxWriter", "auth_headers", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
-_FIRST_BACKOFF_S = 0.5
+_FIRST_BACKOFF_S = 0.5  # then 1, 2, 4 ... up to max_retry_delay_s, each with jitter
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -124,6 +130,17 @@ def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
     return found
 
 
+def auth_headers(config: InfluxConfig) -> dict[str, str]:
+    """The Authorization header for InfluxDB's HTTP API: 2.x a token, 1.x basic auth (if a username is set)."""
+    if config.api == "v2":
+        return {"Authorization": f"Token {config.token.get()}"} if config.token is not None else {}
+    if not config.username:
+        return {}
+    # Built here: aiohttp.BasicAuth is deprecated in the 3.x line we support.
+    secret = f"{config.username}:{config.password.get() if config.password else ''}"
+    return {"Authorization": "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")}
+
+
 class _V1Transport:
     """`POST /write` of InfluxDB 1.x through aiohttp."""
 
@@ -133,11 +150,7 @@ class _V1Transport:
         self.params = {"db": config.database, "precision": config.precision}
         if config.retention_policy:
             self.params["rp"] = config.retention_policy
-        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if config.username:
-            # Basic auth built here: aiohttp.BasicAuth is deprecated in the 3.x line we support.
-            secret = f"{config.username}:{config.password.get() if config.password else ''}"
-            self.headers["Authorization"] = "Basic " + base64.b64encode(secret.encode("utf-8")).decode("ascii")
+        self.headers = {"Content-Type": "text/plain; charset=utf-8", **auth_headers(config)}
         self.gzip = config.gzip
         self.timeout = aiohttp.ClientTimeout(total=config.timeout_s)
         self.session: aiohttp.ClientSession | None = None
@@ -169,47 +182,48 @@ class _V1Transport:
 
 
 class _V2Transport:
-    """InfluxDB 2.x through influxdb-client's async write API."""
+    """InfluxDB 2.x through influxdb-client's async write API (`InfluxDBClientAsync.write_api()`).
+
+    Its gzip, token and timeout are the client's. Every non-2xx answer arrives as the client's
+    `ApiException`, whose status, body and Retry-After feed the same accounting as 1.x answers.
+    """
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
-        self.client: Any = None
-        self.write_api: Any = None
+        self.write_api: WriteApiAsync | None = None
+        self._client = contextlib.AsyncExitStack()
 
     async def open(self) -> None:
+        # Imported here: influxdb-client costs about a second to import, which 1.x users never need.
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
         cfg = self.config
-        self.client = InfluxDBClientAsync(
+        client = InfluxDBClientAsync(
             url=cfg.url,
             token=cfg.token.get() if cfg.token else "",
             org=cfg.org,
             timeout=int(cfg.timeout_s * 1000),
             enable_gzip=cfg.gzip,
         )
-        self.write_api = self.client.write_api()
+        self.write_api = (await self._client.enter_async_context(client)).write_api()
 
     async def close(self) -> None:
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
+        self.write_api = None
+        await self._client.aclose()
 
     async def write(self, body: bytes) -> None:
-        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.rest import ApiException
 
+        assert self.write_api is not None
+        cfg = self.config
         try:
-            await self.write_api.write(
-                bucket=self.config.bucket,
-                org=self.config.org,
-                record=body,
-                write_precision=self.config.precision,
-            )
-        except InfluxDBError as exc:
-            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0) or 0
-            body_text = getattr(exc, "body", None) or exc.message or ""
-            if isinstance(body_text, bytes):
-                body_text = body_text.decode("utf-8", "replace")
-            _raise_for(int(status), _error_text(str(body_text)), _retry_after(exc.retry_after), exc)
+            # The library annotates the precision with its class of string constants; the values are strings.
+            precision = cast("WritePrecision", cfg.precision)
+            await self.write_api.write(bucket=cfg.bucket, org=cfg.org, record=body, write_precision=precision)
+        except ApiException as exc:
+            # The body holds InfluxDB's JSON error; without one, `message` is its error header or the reason.
+            text = exc.body.decode("utf-8", "replace") if exc.body else str(exc.message or "")
+            _raise_for(int(exc.status or 0), _error_text(text), _retry_after(exc.retry_after), exc)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -282,7 +296,7 @@ class InfluxWriter:
         )
         self._spool_dropped_seen = 0
         self._dropped = 0
-        self._backoff_s = _FIRST_BACKOFF_S
+        self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
         self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
     # ------------------------------------------------------------------------------------------------
@@ -502,7 +516,7 @@ class InfluxWriter:
             self._m_retried.inc(len(record.lines))
             self._back_off(exc)
             return
-        self._backoff_s = _FIRST_BACKOFF_S
+        self._backoff.reset()
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
@@ -570,10 +584,10 @@ class InfluxWriter:
             log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
 
     def _back_off(self, exc: StorageError) -> None:
-        """Push the next replay attempt back: exponential backoff, at least the server's Retry-After."""
-        hint = exc.retry_after_s if isinstance(exc, _Retryable) else None
-        delay = min(self.config.max_retry_delay_s, max(self._backoff_s, hint or 0.0))
-        self._backoff_s = min(self.config.max_retry_delay_s, self._backoff_s * 2)
+        """Push the next replay attempt back: backoff with jitter, at least the server's Retry-After
+        (itself capped at max_retry_delay_s)."""
+        hint = exc.retry_after_s if isinstance(exc, _Retryable) and exc.retry_after_s else 0.0
+        delay = self._backoff.next_delay(floor_s=min(hint, self.config.max_retry_delay_s))
         self._next_attempt = max(self._next_attempt, time.monotonic() + delay)
 
     def _note_failure(self, reason: str) -> None:

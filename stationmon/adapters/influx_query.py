@@ -1,6 +1,7 @@
 """Reading aggregates back from InfluxDB with InfluxQL, for compliance reports.
 
-api "v1": `GET /query?db=<database>&rp=<rp>` with the configured username and password.
+api "v1": `GET /query?db=<database>&rp=<rp>` with the configured username and password (basic auth,
+the writer's `auth_headers`).
 api "v2": the same InfluxQL through InfluxDB 2.x's 1.x-compatible `/query` endpoint, with
 `Authorization: Token ...` and db = the bucket (2.4+ maps every bucket to a virtual database of its
 name). One query language for both servers keeps the report's arithmetic in one place.
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from stationmon.adapters.influx import auth_headers
 from stationmon.config import InfluxConfig
 from stationmon.domain.report import STATUSES, LoopAggregates
 from stationmon.errors import StorageError
@@ -34,25 +36,13 @@ class InfluxQuery:
         self.url = config.url.rstrip("/") + "/query"
         self.db = config.database if config.api == "v1" else config.bucket
 
-    def _auth(self) -> tuple[dict[str, str], dict[str, str]]:
-        headers: dict[str, str] = {}
-        params: dict[str, str] = {}
-        if self.config.api == "v2" and self.config.token is not None:
-            headers["Authorization"] = f"Token {self.config.token.get()}"
-        elif self.config.username:
-            params["u"] = self.config.username
-            if self.config.password is not None:
-                params["p"] = self.config.password.get()
-        return headers, params
-
     async def query(self, session: aiohttp.ClientSession, q: str) -> list[dict[str, Any]]:
         """Rows of every series (tags merged into each row)."""
-        headers, params = self._auth()
-        params.update({"db": self.db, "q": q, "epoch": "ms"})
+        params = {"db": self.db, "q": q, "epoch": "ms"}
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
         try:
-            async with session.get(self.url, params=params, headers=headers) as resp:
+            async with session.get(self.url, params=params, headers=auth_headers(self.config)) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise StorageError(f"{self.url}: HTTP {resp.status}: {text[:300]}")

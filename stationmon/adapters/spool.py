@@ -12,7 +12,7 @@ A segment is a sequence of records:
     payload UTF-8 lines joined by "\\n"
 
 The reader starts at the acknowledged position and returns records in order; `ack(record)` moves the
-position past it and writes it durably (temp file, fsync, rename), so a batch acknowledged by InfluxDB
+position past it and writes it durably (`files.atomic_write`), so a batch acknowledged by InfluxDB
 is never replayed. A kill -9 between InfluxDB's answer and the ack write replays that one batch once
 more, which InfluxDB absorbs (same series, time and fields overwrite the same point).
 
@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stationmon.errors import StorageError
+from stationmon.files import atomic_write, fsync_dir
 
 __all__ = ["HEADER", "Spool", "SpoolRecord"]
 
@@ -267,7 +268,7 @@ class Spool:
         self._write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._sizes[self._write_seq] = os.fstat(self._write_fd).st_size
         if self.fsync != "never":
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
 
     def _enforce_bound(self, incoming: int) -> None:
         while self.total_bytes + incoming > self.max_bytes:
@@ -410,13 +411,10 @@ class Spool:
             raise StorageError(f"spool {self.dir}: cannot record progress: {exc}") from exc
 
     def _write_ack(self) -> None:
-        tmp = self.dir / "ack.tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(f"{self._ack_seg} {self._ack_off}\n")
-            if self.fsync != "never":
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.dir / "ack")
+        # A fixed temporary name: the lock makes this process the only writer, and a crash leaves at
+        # most one stale ack.tmp, overwritten by the next acknowledgement.
+        position = f"{self._ack_seg} {self._ack_off}\n".encode("ascii")
+        atomic_write(self.dir / "ack", position, fsync=self.fsync != "never", tmp=self.dir / "ack.tmp")
 
     def oldest_ts(self) -> float | None:
         """Submit time of the oldest unacknowledged batch, or None if nothing is pending."""
@@ -438,12 +436,3 @@ class Spool:
         finally:
             self._head = None
             self._unlock()
-
-
-def _fsync_dir(directory: Path) -> None:
-    # A new file survives a power cut only once its directory entry is synced too.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
