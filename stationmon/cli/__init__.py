@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
     )
     _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
-    _simulate_arguments(sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes"))
+    _simulate_arguments(
+        sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes")
+    )
     _curve_arguments(
         sub.add_parser("curve", help="the heating model: required temperatures, estimated indoor temperature")
     )

@@ -33,6 +33,7 @@ from stationmon.adapters.http import stations_document
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import ConfigError, StationmonError
+from stationmon.metrics import Counter as Readings
 from stationmon.service import Service
 from stationmon.sim.district import DemoPlan, build_demo_config, demo_stations
 from stationmon.sim.runner import Simulator
@@ -270,7 +271,7 @@ def _summary(
 ) -> None:
     statuses = Counter(st["status"] for st in doc["stations"])
     readings = service.metrics.get("stationmon_readings_total")
-    by_source = {src: readings.value(src) for src in ("modbus", "mqtt")} if readings is not None else {}
+    by_source = {src: readings.value(src) for src in ("modbus", "mqtt")} if isinstance(readings, Readings) else {}
     _say()
     _say(f"demo summary after {elapsed:.0f} s:")
     _say(f"  stations      {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}")
