@@ -224,12 +224,6 @@ class HttpServer:
         if runner is not None:
             await runner.cleanup()
 
-    @property
-    def url(self) -> str:
-        """Base URL of the running server."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"http://{host}:{self.port}"
-
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
