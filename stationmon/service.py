@@ -1,8 +1,10 @@
-"""Wiring: collectors -> pipeline -> storage, rules, alerts, HTTP, as tasks of one asyncio program.
+"""Wiring: collectors -> pipeline -> storage, rules, alerts, HTTP, as tasks of one asyncio.TaskGroup.
 
 Readings from every collector arrive at `Service.ingest` (sync, never blocks): they update the latest
 values (for rules, API and status page) and are encoded to line protocol for the InfluxDB writer.
-Shutdown order: collectors stop first, then evaluation, then the writer flushes (or spools) what it holds.
+On `stop`, the collectors and the evaluator are cancelled, then the HTTP server and the notifiers close
+and the writer flushes (or spools) what it holds. `Service` is also what the HTTP server reads
+(`adapters.http.StatusSource`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
+from stationmon.adapters.http import HttpServer
+from stationmon.adapters.influx import InfluxWriter
+from stationmon.adapters.modbus import ModbusPoller
+from stationmon.adapters.mqtt import MqttCollector
 from stationmon.config import Config
+from stationmon.domain.alert_wire import event_from_snapshot
+from stationmon.domain.alerts import AlertSnapshot
 from stationmon.domain.latest import LatestValues
 from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.domain.model import AlertEvent, Reading, StationState
+from stationmon.domain.plant import Station
+from stationmon.evaluator import Evaluator, LoopStatus
 from stationmon.metrics import Metrics
+from stationmon.wiring import build_notifiers
 
 __all__ = ["Service"]
 
@@ -39,13 +49,32 @@ class Service:
         self._readings_total = self.metrics.counter(
             "stationmon_readings_total", "Readings received by source", ("source",)
         )
+        # children made up front: every source shows in /metrics from the start, and ingest skips the lookup
         self._readings_by_source = {src: self._readings_total.labels(src) for src in ("modbus", "mqtt", "sim")}
         self._event_listeners: list[Callable[[AlertEvent], None]] = []
-        self.writer: Any = self._build_writer()
-        self.collectors: list[Any] = self._build_collectors()
-        self.evaluator: Any = self._build_evaluator()
-        self.notifiers: list[Any] = self._build_notifiers()
-        self.http: Any = self._build_http()
+        self.writer = InfluxWriter(config.influxdb, self.metrics, clock=clock)
+        polled = [s for s in config.stations if s.modbus is not None and s.modbus_points]
+        self.pollers = [
+            ModbusPoller(s, self.ingest, self.station_states[s.id], self.metrics, fleet_size=len(polled))
+            for s in polled
+        ]
+        self.mqtt: MqttCollector | None = None
+        if config.mqtt is not None and (config.mqtt.subscriptions or any(s.mqtt_points for s in config.stations)):
+            self.mqtt = MqttCollector(config.mqtt, config.stations, self.ingest, self.metrics, clock=clock)
+        self.evaluator = Evaluator(
+            config,
+            self.latest,
+            self.station_states,
+            self.metrics,
+            write_lines=self.write_lines,
+            emit_event=self.emit_event,
+            clock=clock,
+        )
+        # Alertmanager gets the alerts restored from the state file again after a restart
+        self.notifiers = build_notifiers(config, self.metrics, self._active_events)
+        for notifier in self.notifiers:
+            self.on_event(notifier.notify)
+        self.http = HttpServer(self)
 
     # ------------------------------------------------------------------------------------------------
     # The pipeline
@@ -55,9 +84,10 @@ class Service:
         if not readings:
             return
         self.latest.update(readings)
-        counter = self._readings_by_source.get(readings[0].source)
+        source = readings[0].source
+        counter = self._readings_by_source.get(source)
         if counter is None:
-            counter = self._readings_by_source[readings[0].source] = self._readings_total.labels(readings[0].source)
+            counter = self._readings_by_source[source] = self._readings_total.labels(source)
         counter.inc(len(readings))
         self.writer.submit(self.encoder.encode(readings))
 
@@ -74,107 +104,76 @@ class Service:
         """Call `listener` for every alert transition (the demo prints them)."""
         self._event_listeners.append(listener)
 
+    def _active_events(self) -> list[AlertEvent]:
+        now = self.clock()
+        return [event_from_snapshot(a, now) for a in self.evaluator.alerts.active_alerts()]
+
     # ------------------------------------------------------------------------------------------------
-    # Components: each builder owns one part of the wiring.
+    # What the HTTP server reads (adapters.http.StatusSource)
 
-    def _build_writer(self) -> Any:
-        from stationmon.adapters.influx import InfluxWriter
+    def components(self) -> dict[str, Callable[[], Mapping[str, object]]]:
+        """The components that describe their own health for /healthz, by name."""
+        out: dict[str, Callable[[], Mapping[str, object]]] = {"storage": self.writer.status}
+        if self.mqtt is not None:
+            out["collector:mqtt"] = self.mqtt.status
+        out["evaluator"] = self.evaluator.status
+        return out
 
-        return InfluxWriter(self.config.influxdb, self.metrics, clock=self.clock)
+    def station_online(self, station: Station, now: float) -> bool:
+        """Whether a station is online at `now`: what /healthz, the metric and the API show.
 
-    def _build_collectors(self) -> list[Any]:
-        from stationmon.adapters.modbus import ModbusPoller
+        Online: its newest reading, from any collector, is at most `rules.offline_after` old, and, for a
+        station polled over Modbus, the poller reports it answering (a failing poller makes it offline even
+        while MQTT still brings its values). An MQTT-only station is online on its readings alone.
+        """
+        last_seen = self.latest.last_seen.get(station.id)
+        if last_seen is None or now - last_seen > self.config.rules.offline_after_s:
+            return False
+        polled = station.modbus is not None and bool(station.modbus_points)
+        return not polled or self.station_states[station.id].online
 
-        modbus_stations = [s for s in self.config.stations if s.modbus is not None and s.modbus_points]
-        collectors: list[Any] = [
-            ModbusPoller(
-                station, self.ingest, self.station_states[station.id], self.metrics, fleet_size=len(modbus_stations)
-            )
-            for station in modbus_stations
-        ]
-        mqtt = self.config.mqtt
-        if mqtt is not None and (mqtt.subscriptions or any(s.mqtt_points for s in self.config.stations)):
-            from stationmon.adapters.mqtt import MqttCollector
+    def loop_status(self, station: str, loop: str) -> LoopStatus | None:
+        """The evaluator's latest judgement of one loop; None before it first judged."""
+        return self.evaluator.loop_status.get((station, loop))
 
-            collectors.append(MqttCollector(mqtt, self.config.stations, self.ingest, self.metrics, clock=self.clock))
-        return collectors
+    def active_alerts(self) -> list[AlertSnapshot]:
+        """The firing alerts, oldest first."""
+        return self.evaluator.alerts.active_alerts()
 
-    def _build_evaluator(self) -> Any:
-        from stationmon.evaluator import Evaluator
-
-        return Evaluator(
-            self.config,
-            self.latest,
-            self.station_states,
-            self.metrics,
-            write_lines=self.write_lines,
-            emit_event=self.emit_event,
-            clock=self.clock,
-        )
-
-    def _build_notifiers(self) -> list[Any]:
-        from stationmon.domain.alert_wire import event_from_snapshot
-        from stationmon.wiring import build_notifiers
-
-        def active_alerts() -> list[AlertEvent]:
-            book = getattr(self.evaluator, "alerts", None)
-            if book is None:
-                return []
-            return [event_from_snapshot(a, self.clock()) for a in book.active_alerts()]
-
-        notifiers = build_notifiers(self.config, self.metrics, active_alerts)
-        for notifier in notifiers:
-            self.on_event(notifier.notify)
-        return notifiers
-
-    def _build_http(self) -> Any:
-        from stationmon.adapters.http import HttpServer
-
-        return HttpServer(self)
+    def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None:
+        """Acknowledge a firing alert (recorded, saved and sent to every listener); None if none has that id."""
+        return self.evaluator.acknowledge(alert_id, by, comment)
 
     # ------------------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run every component until `stop` is set, then stop them in order and flush storage."""
+        """Run every component until `stop` is set, then stop them in order and flush storage.
+
+        A component that dies with an exception stops the others; its exception is raised here.
+        """
         log.info(
             "starting: %d stations, %d collectors, InfluxDB %s",
             len(self.config.stations),
-            len(self.collectors),
+            len(self.pollers) + (self.mqtt is not None),
             self.config.influxdb.url or "(none: spooling only)",
         )
+        crash: BaseException | None = None
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.writer)
             for notifier in self.notifiers:
                 await stack.enter_async_context(notifier)
-            if self.http is not None:
-                await stack.enter_async_context(self.http)
-            background: list[asyncio.Task[None]] = []
+            await stack.enter_async_context(self.http)
             try:
-                for i, collector in enumerate(self.collectors):
-                    background.append(asyncio.create_task(collector.run(), name=f"collector-{i}"))
-                if self.evaluator is not None:
-                    background.append(asyncio.create_task(self.evaluator.run(), name="evaluator"))
-                await _wait_stop_or_failure(stop, background)
-            finally:
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(p.run(), name=f"collector:{p.station.id}") for p in self.pollers]
+                    if self.mqtt is not None:
+                        tasks.append(group.create_task(self.mqtt.run(), name="collector:mqtt"))
+                    tasks.append(group.create_task(self.evaluator.run(), name="evaluator"))
+                    await stop.wait()
+                    for task in tasks:
+                        task.cancel()
+            except BaseExceptionGroup as crashed:  # callers expect the component's own error
+                crash = crashed.exceptions[0]
+        if crash is not None:
+            raise crash
         log.info("stopped")
-
-
-async def _wait_stop_or_failure(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for `stop`; a component that dies with an exception is a bug: re-raise it."""
-    stop_task = asyncio.create_task(stop.wait(), name="stop")
-    try:
-        while True:
-            pending = [stop_task, *[t for t in tasks if not t.done()]]
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if stop_task in done:
-                return
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-    finally:
-        stop_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop_task

@@ -7,11 +7,13 @@
     GET  /api/v1/stations        stations, loops, latest values with their times, status
     GET  /api/v1/alerts          active alerts
     GET  /api/v1/history         ?station=ID[&loop=ID][&quantity=Q][&since=UNIX]: the in-memory window
-    POST /api/v1/alerts/{id}/ack acknowledge (added by the alert delivery: see `_routes`)
+    POST /api/v1/alerts/{id}/ack acknowledge (needs the Bearer token)
 
-`HttpServer(service)` is an async context manager: it listens on `config.http.host:port` on enter and
-stops on exit. Every handler's exception becomes a JSON 500 with the error logged; aiohttp's own
-exceptions never leave this module (a failure to listen is raised as StationmonError).
+`HttpServer(source)` is an async context manager: it listens on `config.http.host:port` on enter and
+stops on exit. It reads the service through `StatusSource` only and judges nothing itself: loop status
+comes from the evaluator, a station's online state from the service. Every handler's exception becomes
+a JSON 500 with the error logged; aiohttp's own exceptions never leave this module (a failure to listen
+is raised as StationmonError).
 """
 
 from __future__ import annotations
@@ -22,17 +24,25 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from stationmon.config import Config
+from stationmon.domain.alerts import AlertSnapshot
+from stationmon.domain.latest import LatestValues, Sample, SeriesKey
+from stationmon.domain.model import AlertEvent, StationState
+from stationmon.domain.plant import Station
 from stationmon.errors import StationmonError
+from stationmon.evaluator import LoopStatus
+from stationmon.metrics import Metrics
 
-__all__ = ["HttpServer", "alert_to_json", "check_bearer"]
+__all__ = ["HttpServer", "StatusSource", "alert_to_json", "check_bearer", "json_response", "json_text"]
+__all__ += ["stations_document"]
 
 log = logging.getLogger("stationmon.http")
 
@@ -41,17 +51,43 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC_DIR = Path(str(resources.files("stationmon") / "web" / "static"))
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2, "ok": 1}
-_LOOP_STATUS_FIELDS = (
-    "required_supply_temp",
-    "required_return_temp",
-    "estimated_indoor_temp",
-    "delta_t",
-    "expected_delta_t",
-    "outdoor_temp",
-    "compliant",
-    "status",
-    "reasons",
-)
+
+
+class StatusSource(Protocol):
+    """What the HTTP server reads from the running service (stationmon.service.Service implements it)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def latest(self) -> LatestValues: ...
+    @property
+    def station_states(self) -> Mapping[str, StationState]: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def components(self) -> Mapping[str, Callable[[], Mapping[str, object]]]:
+        """Health of each component that describes itself, by name."""
+        ...
+
+    def station_online(self, station: Station, now: float) -> bool:
+        """Whether the station is online at `now`."""
+        ...
+
+    def loop_status(self, station: str, loop: str) -> LoopStatus | None:
+        """The evaluator's judgement of one loop; None before its first."""
+        ...
+
+    def active_alerts(self) -> list[AlertSnapshot]:
+        """The firing alerts."""
+        ...
+
+    def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None:
+        """Acknowledge a firing alert; None if there is none with that id."""
+        ...
 
 
 def _num(value: Any) -> Any:
@@ -73,11 +109,9 @@ def _jsonable(value: Any) -> Any:
     return _num(value)
 
 
-def alert_to_json(alert: Any) -> dict[str, Any]:
-    """An active alert (an AlertEvent or any dataclass) as a JSON object."""
-    doc = _jsonable(alert)
-    if not isinstance(doc, dict):
-        doc = {"alert": doc}
+def alert_to_json(alert: AlertSnapshot | AlertEvent) -> dict[str, Any]:
+    """An active alert or an alert event as a JSON object (with "id" for either)."""
+    doc: dict[str, Any] = _jsonable(alert)
     if "alert_id" in doc and "id" not in doc:
         doc["id"] = doc["alert_id"]
     return doc
@@ -96,10 +130,6 @@ def check_bearer(request: web.Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _dumps(doc: Any) -> str:
-    return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
 def _default(value: Any) -> Any:
     converted = _jsonable(value)
     if converted is value:
@@ -113,7 +143,7 @@ def json_text(doc: Any) -> str:
         # the documents are built from plain values already: the fast path skips the deep walk
         return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
     except ValueError:  # a NaN or infinity somewhere: walk it and write them as null
-        return _dumps(_jsonable(doc))
+        return json.dumps(_jsonable(doc), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
@@ -121,33 +151,43 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
     return web.Response(text=json_text(doc), status=status, content_type="application/json")
 
 
+async def _ack_body(request: web.Request) -> tuple[str, str | None]:
+    """The acknowledgement's "by" and "comment" from its optional JSON body; 400 if malformed."""
+    doc: Any = {}
+    if request.body_exists:
+        try:
+            doc = json.loads(await request.read() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(reason="the body must be JSON") from None
+    if not isinstance(doc, dict):
+        raise web.HTTPBadRequest(reason='the body must be a JSON object such as {"by": "...", "comment": "..."}')
+    by, comment = doc.get("by", "api"), doc.get("comment")
+    if not isinstance(by, str) or not by.strip() or len(by) > 200:
+        raise web.HTTPBadRequest(reason='"by" must be a non-empty string of at most 200 characters')
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+        raise web.HTTPBadRequest(reason='"comment" must be a string of at most 2000 characters')
+    return by.strip(), comment
+
+
 class HttpServer:
-    """The service's HTTP endpoints; `async with HttpServer(service):` serves them."""
+    """The service's HTTP endpoints; `async with HttpServer(source):` serves them."""
 
     STATIONS_CACHE_S = 1.0
 
-    def __init__(self, service: Any, *, host: str | None = None, port: int | None = None) -> None:
-        self.service = service
-        cfg = service.config.http
-        self.host = cfg.host if host is None else host
-        self.port = cfg.port if port is None else port
+    def __init__(self, source: StatusSource) -> None:
+        self.source = source
+        self.host = source.config.http.host
+        self.port = source.config.http.port
         self.app = web.Application(middlewares=[self._errors])
         self._runner: web.AppRunner | None = None
         self._stations_cache: tuple[float, str] | None = None
-        metrics = service.metrics
-        self._requests = metrics.counter(
+        self._requests = source.metrics.counter(
             "stationmon_http_requests_total", "HTTP requests by route and status code", ("route", "code")
         )
-        self._request_seconds = metrics.histogram(
+        self._request_seconds = source.metrics.histogram(
             "stationmon_http_request_duration_seconds", "HTTP request handling time", ("route",)
         )
-        self._register_scrape_metrics()
-        self._routes()
-
-    # ------------------------------------------------------------------------------------------------
-    # Routes: other components add theirs with `self.app.router.add_*` before the server starts.
-
-    def _routes(self) -> None:
+        _register_scrape_metrics(source)
         r = self.app.router
         r.add_get("/", self.index)
         r.add_get("/static/{name}", self.static)
@@ -162,55 +202,18 @@ class HttpServer:
         """Add an endpoint (before the server starts); its exceptions get the same JSON 500 handling."""
         self.app.router.add_route(method, path, handler)
 
-    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
-        """Acknowledge a firing alert: needs the Bearer token; the JSON body may carry "by" and "comment".
-
-        401 without or with a wrong token, 404 for no such firing alert. The "acknowledged" event goes to
-        every listener (notifiers, alert_events): repeats stop, escalation still goes out. Acknowledging
-        an acknowledged alert answers 200 with the acknowledgement as it was, and changes nothing.
-        """
-        token = self.service.config.http.token
-        if not check_bearer(request, token.get() if token is not None else None):
-            response = json_response({"error": "missing or wrong bearer token"}, status=401)
-            response.headers["WWW-Authenticate"] = 'Bearer realm="stationmon"'
-            return response
-        doc: Any = {}
-        if request.body_exists:
-            try:
-                doc = json.loads(await request.read() or b"{}")
-            except (ValueError, UnicodeDecodeError):
-                raise web.HTTPBadRequest(reason="the body must be JSON") from None
-        if not isinstance(doc, dict):
-            raise web.HTTPBadRequest(reason='the body must be a JSON object such as {"by": "...", "comment": "..."}')
-        by, comment = doc.get("by", "api"), doc.get("comment")
-        if not isinstance(by, str) or not by.strip() or len(by) > 200:
-            raise web.HTTPBadRequest(reason='"by" must be a non-empty string of at most 200 characters')
-        if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
-            raise web.HTTPBadRequest(reason='"comment" must be a string of at most 2000 characters')
-        alert_id = request.match_info["id"]
-        evaluator = getattr(self.service, "evaluator", None)
-        # The evaluator's acknowledge records alert_events, saves its state and emits the event.
-        event = evaluator.acknowledge(alert_id, by.strip(), comment) if evaluator is not None else None
-        if event is None:
-            raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
-        return json_response({"acknowledged": alert_to_json(event)})
-
     # ------------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> HttpServer:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
-            await site.start()
+            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
         except OSError as exc:
             await runner.cleanup()
             raise StationmonError(f"http.listen: cannot listen on {self.host}:{self.port}: {exc}") from exc
         self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])  # the real port when 0 was asked for
+        self.port = int(runner.addresses[0][1])  # the real port when 0 was asked for
         log.info("HTTP on http://%s:%d/", self.host, self.port)
         return self
 
@@ -220,14 +223,6 @@ class HttpServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        """Base URL of the running server."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"http://{host}:{self.port}"
-
-    # ------------------------------------------------------------------------------------------------
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -244,57 +239,40 @@ class HttpServer:
         self._request_seconds.labels(route).observe(time.perf_counter() - started)
         return response
 
+    # ------------------------------------------------------------------------------------------------
+    # Handlers
+
     async def index(self, request: web.Request) -> web.StreamResponse:
         """The status page."""
-        return self._file("index.html")
+        return _file("index.html")
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         """The page's script and style, shipped in the package."""
-        return self._file(request.match_info["name"])
-
-    def _file(self, name: str) -> web.StreamResponse:
-        path = (STATIC_DIR / name).resolve()
-        if path.parent != STATIC_DIR.resolve() or not path.is_file():
-            raise web.HTTPNotFound(reason=f"no such file: {name}")
-        ctype = _STATIC_TYPES.get(path.suffix, "application/octet-stream")
-        return web.Response(
-            body=path.read_bytes(),
-            content_type=ctype,
-            charset="utf-8" if ctype.startswith("text") else None,
-            headers={"Cache-Control": "no-cache"},
-        )
+        return _file(request.match_info["name"])
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         """200 and the state of every component while running."""
-        svc = self.service
-        now = svc.clock()
-        components: dict[str, Any] = {"http": "ok"}  # answering this request is its health
-        # components that can describe themselves (the writer, collectors, the evaluator) do
-        named: list[tuple[str, Any]] = [("storage", getattr(svc, "writer", None))]
-        named += [(f"collector:{getattr(c, 'name', i)}", c) for i, c in enumerate(getattr(svc, "collectors", []))]
-        named.append(("evaluator", getattr(svc, "evaluator", None)))
-        for name, component in named:
-            status = getattr(component, "status", None)
-            if callable(status):
-                try:
-                    components[name] = status()
-                except Exception as exc:  # a status() bug must not take /healthz down
-                    components[name] = {"state": "unknown", "error": str(exc)}
+        src = self.source
+        now = src.clock()
+        components: dict[str, object] = {"http": "ok"}  # answering this request is its health
+        for name, status in src.components().items():
+            try:
+                components[name] = status()
+            except Exception as exc:  # a status() bug must not take /healthz down
+                components[name] = {"state": "unknown", "error": str(exc)}
+        stations = src.config.stations
         doc = {
             "status": "ok",
-            "uptime_s": round(now - svc.started_at, 3),
+            "uptime_s": round(now - src.started_at, 3),
             "components": components,
-            "stations": {
-                "total": len(svc.config.stations),
-                "online": sum(1 for st in svc.config.stations if station_online(svc, st, now)),
-            },
+            "stations": {"total": len(stations), "online": sum(src.station_online(st, now) for st in stations)},
         }
         return json_response(doc)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """Prometheus text exposition format."""
         return web.Response(
-            text=self.service.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+            text=self.source.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
         )
 
     async def stations(self, request: web.Request) -> web.StreamResponse:
@@ -306,14 +284,14 @@ class HttpServer:
         now = time.monotonic()
         cached = self._stations_cache
         if cached is None or now - cached[0] >= self.STATIONS_CACHE_S:
-            cached = self._stations_cache = (now, json_text(stations_document(self.service)))
+            cached = self._stations_cache = (now, json_text(stations_document(self.source)))
         return web.Response(text=cached[1], content_type="application/json")
 
     async def alerts(self, request: web.Request) -> web.StreamResponse:
         """The active alerts, newest first."""
-        alerts = [alert_to_json(a) for a in _active_alerts(self.service)]
+        alerts = [alert_to_json(a) for a in self.source.active_alerts()]
         alerts.sort(key=lambda a: -(a.get("since") or 0.0))
-        return json_response({"generated_at": self.service.clock(), "alerts": alerts})
+        return json_response({"generated_at": self.source.clock(), "alerts": alerts})
 
     async def history(self, request: web.Request) -> web.StreamResponse:
         """The in-memory history of one station's series (the status page's charts)."""
@@ -322,105 +300,124 @@ class HttpServer:
         if not station:
             raise web.HTTPBadRequest(reason="station= is required")
         try:
-            self.service.config.station(station)
+            self.source.config.station(station)
         except KeyError:
             raise web.HTTPNotFound(reason=f"unknown station {station!r}") from None
-        loop = q.get("loop")
-        quantity = q.get("quantity")
+        loop, quantity = q.get("loop"), q.get("quantity")
         try:
             since = float(q.get("since", "0"))
         except ValueError:
             raise web.HTTPBadRequest(reason="since= must be a Unix time") from None
-        series = []
-        for (sid, lid, sensor, qty), points in list(self.service.latest.history.items()):
-            if sid != station or (loop is not None and lid != loop) or (quantity and qty != quantity):
-                continue
-            series.append(
-                {
-                    "loop": lid,
-                    "sensor": sensor,
-                    "quantity": qty,
-                    "points": [[round(ts, 3), _num(v)] for ts, v in points if ts >= since],
-                }
-            )
+        latest = self.source.latest
+        series = [
+            {
+                "loop": lid,
+                "sensor": sensor,
+                "quantity": qty,
+                "points": [[round(ts, 3), _num(v)] for ts, v in points if ts >= since],
+            }
+            for (sid, lid, sensor, qty), points in list(latest.history.items())
+            if sid == station and (loop is None or lid == loop) and (not quantity or qty == quantity)
+        ]
         series.sort(key=lambda s: (s["loop"] or "", s["sensor"] or "", s["quantity"]))
-        return json_response({"station": station, "window_s": self.service.latest.history_window_s, "series": series})
+        return json_response({"station": station, "window_s": latest.history_window_s, "series": series})
 
-    # ------------------------------------------------------------------------------------------------
+    async def acknowledge(self, request: web.Request) -> web.StreamResponse:
+        """Acknowledge a firing alert: needs the Bearer token; the JSON body may carry "by" and "comment".
 
-    def _register_scrape_metrics(self) -> None:
-        svc = self.service
-        metrics = svc.metrics
-        if metrics.get("stationmon_station_online") is None:
-            metrics.gauge(
-                "stationmon_station_online",
-                "1 while the station is online: a recent reading and, with Modbus, its poller answering",
-                ("station",),
-            ).set_function(lambda: _online_by_station(svc))
-        if metrics.get("stationmon_reading_age_seconds") is None:
-            metrics.gauge(
-                "stationmon_reading_age_seconds", "Seconds since the station's newest reading", ("station",)
-            ).set_function(lambda: {(sid,): max(0.0, svc.clock() - ts) for sid, ts in svc.latest.last_seen.items()})
-        if metrics.get("stationmon_alerts_active") is None:
-            metrics.gauge(
-                "stationmon_alerts_active", "Active alerts by rule and severity", ("rule", "severity")
-            ).set_function(lambda: _count_alerts(_active_alerts(svc)))
-
-
-def station_online(service: Any, station: Any, now: float) -> bool:
-    """Whether a station (a Station) is online at `now`: what /healthz, the metric and the API show.
-
-    Online: its newest reading, from any collector, is at most `rules.offline_after` old, and, for a
-    station polled over Modbus, the poller reports it answering (a failing poller makes it offline even
-    while MQTT still brings its values). An MQTT-only station is online on its readings alone.
-    """
-    last_seen = service.latest.last_seen.get(station.id)
-    if last_seen is None or now - last_seen > service.config.rules.offline_after_s:
-        return False
-    if station.modbus is None or not station.modbus_points:  # no poller (as Service builds them)
-        return True
-    state = service.station_states.get(station.id)
-    return state is not None and bool(state.online)
+        401 without or with a wrong token, 404 for no such firing alert. The "acknowledged" event goes to
+        every listener (notifiers, alert_events): repeats stop, escalation still goes out. Acknowledging
+        an acknowledged alert answers 200 with the acknowledgement as it was, and changes nothing.
+        """
+        token = self.source.config.http.token
+        if not check_bearer(request, token.get() if token is not None else None):
+            response = json_response({"error": "missing or wrong bearer token"}, status=401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="stationmon"'
+            return response
+        by, comment = await _ack_body(request)
+        alert_id = request.match_info["id"]
+        event = self.source.acknowledge(alert_id, by, comment)
+        if event is None:
+            raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
+        return json_response({"acknowledged": alert_to_json(event)})
 
 
-def _online_by_station(service: Any) -> dict[tuple[str, ...], float]:
-    now = service.clock()
-    return {(st.id,): 1.0 if station_online(service, st, now) else 0.0 for st in service.config.stations}
+def _file(name: str) -> web.StreamResponse:
+    path = (STATIC_DIR / name).resolve()
+    if path.parent != STATIC_DIR.resolve() or not path.is_file():
+        raise web.HTTPNotFound(reason=f"no such file: {name}")
+    ctype = _STATIC_TYPES.get(path.suffix, "application/octet-stream")
+    return web.Response(
+        body=path.read_bytes(),
+        content_type=ctype,
+        charset="utf-8" if ctype.startswith("text") else None,
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
-def _count_alerts(alerts: Iterable[Any]) -> dict[tuple[str, ...], float]:
+# ----------------------------------------------------------------------------------------------------
+# Scrape-time metrics and the stations document
+
+
+def _register_scrape_metrics(src: StatusSource) -> None:
+    metrics = src.metrics
+    if metrics.get("stationmon_station_online") is None:
+        metrics.gauge(
+            "stationmon_station_online",
+            "1 while the station is online: a recent reading and, with Modbus, its poller answering",
+            ("station",),
+        ).set_function(lambda: _online_by_station(src))
+    if metrics.get("stationmon_reading_age_seconds") is None:
+        metrics.gauge(
+            "stationmon_reading_age_seconds", "Seconds since the station's newest reading", ("station",)
+        ).set_function(lambda: {(sid,): max(0.0, src.clock() - ts) for sid, ts in src.latest.last_seen.items()})
+    if metrics.get("stationmon_alerts_active") is None:
+        metrics.gauge(
+            "stationmon_alerts_active", "Active alerts by rule and severity", ("rule", "severity")
+        ).set_function(lambda: _count_alerts(src.active_alerts()))
+
+
+def _online_by_station(src: StatusSource) -> dict[tuple[str, ...], float]:
+    now = src.clock()
+    return {(st.id,): float(src.station_online(st, now)) for st in src.config.stations}
+
+
+def _count_alerts(alerts: Iterable[AlertSnapshot]) -> dict[tuple[str, ...], float]:
     out: dict[tuple[str, ...], float] = {}
     for a in alerts:
-        key = (str(getattr(a, "rule", "")), str(getattr(a, "severity", "")))
-        out[key] = out.get(key, 0.0) + 1.0
+        out[(a.rule, a.severity)] = out.get((a.rule, a.severity), 0.0) + 1.0
     return out
 
 
-def _active_alerts(service: Any) -> list[Any]:
-    evaluator = getattr(service, "evaluator", None)
-    alerts = getattr(evaluator, "alerts", None)
-    if alerts is None or not hasattr(alerts, "active_alerts"):
-        return []
-    return list(alerts.active_alerts())
+def _loop_status(status: LoopStatus | None) -> dict[str, Any]:
+    """The evaluator's judgement of one loop as JSON fields; null and "unknown" before its first."""
+    if status is None:
+        return {**dict.fromkeys(_JUDGED_FIELDS), "status": "unknown", "reasons": []}
+    return {
+        "required_supply_temp": status.required_supply_temp,
+        "required_return_temp": status.required_return_temp,
+        "estimated_indoor_temp": status.estimated_indoor_temp,
+        "delta_t": status.delta_t,
+        "expected_delta_t": status.expected_delta_t,
+        "outdoor_temp": status.outdoor_temp,
+        "compliant": status.compliant,
+        "status": status.status,
+        "reasons": status.reasons,
+    }
 
 
-def _loop_status(service: Any, station: str, loop: str) -> dict[str, Any]:
-    """The evaluator's judgement of one loop, as a dict of the fields it has."""
-    evaluator = getattr(service, "evaluator", None)
-    table = getattr(evaluator, "loop_status", None)
-    if table is None:
-        return {}
-    entry = table.get((station, loop)) if hasattr(table, "get") else None
-    if entry is None and hasattr(table, "get"):
-        entry = (table.get(station) or {}).get(loop) if isinstance(table.get(station), dict) else None
-    if entry is None:
-        return {}
-    if isinstance(entry, dict):
-        return {k: _jsonable(v) for k, v in entry.items()}
-    return {k: _jsonable(getattr(entry, k)) for k in _LOOP_STATUS_FIELDS if hasattr(entry, k)}
+_JUDGED_FIELDS = (
+    "required_supply_temp",
+    "required_return_temp",
+    "estimated_indoor_temp",
+    "delta_t",
+    "expected_delta_t",
+    "outdoor_temp",
+    "compliant",
+)
 
 
-def _sample(sample: Any, now: float) -> dict[str, Any]:
+def _sample(sample: Sample, now: float) -> dict[str, Any]:
     return {
         "value": _num(sample.value),
         "ts": sample.ts,
@@ -429,119 +426,87 @@ def _sample(sample: Any, now: float) -> dict[str, Any]:
     }
 
 
-def _fallback_status(service: Any, station: Any, loop: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """Required temperatures and the indoor estimate from the heating model, when no evaluator judged."""
-    from stationmon.domain import heating
+@dataclasses.dataclass(slots=True)
+class _Values:
+    """One station's latest values as JSON: station-level, per loop, household sensors per loop."""
 
-    site = service.config.site
-    outdoor = service.latest.get(station.id, "outdoor_temp")
-    if outdoor is None or outdoor.fault is not None:
-        return {"status": "unknown"}
-    req_s, req_r = heating.required_temps(
-        outdoor.value,
-        loop.design_supply,
-        loop.design_return,
-        loop.exponent,
-        indoor_target=site.indoor_target,
-        outdoor_design=site.outdoor_design,
-        design_indoor=site.design_indoor,
-    )
-    doc: dict[str, Any] = {
-        "status": "unknown",
-        "required_supply_temp": _num(float(req_s)),
-        "required_return_temp": _num(float(req_r)),
-    }
-    s, r = values.get("supply_temp"), values.get("return_temp")
-    if s and r and s["value"] is not None and r["value"] is not None:
-        doc["delta_t"] = s["value"] - r["value"]
-        est = heating.estimate_indoor_temp(
-            s["value"],
-            r["value"],
-            outdoor.value,
-            loop.design_supply,
-            loop.design_return,
-            loop.exponent,
-            outdoor_design=site.outdoor_design,
-            design_indoor=site.design_indoor,
-        )
-        doc["estimated_indoor_temp"] = _num(float(est))
-    return doc
+    station: dict[str, Any] = dataclasses.field(default_factory=dict)
+    loops: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    indoor: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
-def stations_document(service: Any) -> dict[str, Any]:
-    """The /api/v1/stations body: every station, its loops, latest values, status and alerts."""
-    now = service.clock()
-    cfg = service.config
-    alerts_by_place: dict[tuple[str, str | None], int] = {}
-    for a in _active_alerts(service):
-        key = (str(getattr(a, "station", "")), getattr(a, "loop", None))
-        alerts_by_place[key] = alerts_by_place.get(key, 0) + 1
+def _values_by_station(latest: LatestValues, now: float) -> dict[str, _Values]:
     # one pass over every series, grouped by station (series_of per station would be O(stations²))
-    by_station: dict[str, list[tuple[Any, Any]]] = {}
-    for key, sample in list(service.latest.latest.items()):
-        by_station.setdefault(key[0], []).append((key, sample))
-    stations = []
-    for st in cfg.stations:
-        series = by_station.get(st.id, ())
-        station_values: dict[str, Any] = {}
-        loop_values: dict[str, dict[str, Any]] = {lp.id: {} for lp in st.loops}
-        indoor: dict[str, dict[str, Any]] = {lp.id: {} for lp in st.loops}
-        for (_, lid, sensor, qty), sample in series:
-            doc = _sample(sample, now)
-            if lid is None:
-                station_values[qty] = doc
-            elif sensor is not None:
-                indoor.setdefault(lid, {})[sensor] = doc
-            else:
-                loop_values.setdefault(lid, {})[qty] = doc
-        state = service.station_states.get(st.id)
-        last_seen = service.latest.last_seen.get(st.id)
-        online = station_online(service, st, now)
-        # shown as offline once it was heard from or its connection has failed; before that, a station
-        # not heard from yet keeps the evaluator's judgement (unknown, then offline after offline_after)
-        heard_of = last_seen is not None or (state is not None and state.consecutive_failures > 0)
-        station_offline = not online and heard_of
-        loops = []
-        for lp in st.loops:
-            status = _loop_status(service, st.id, lp.id) or _fallback_status(service, st, lp, loop_values[lp.id])
-            if station_offline:
-                status["status"] = "offline"
-            loops.append(
-                {
-                    "id": lp.id,
-                    "name": lp.name,
-                    "emitter": lp.emitter,
-                    "design_supply": lp.design_supply,
-                    "design_return": lp.design_return,
-                    "min_supply": lp.min_supply,
-                    "min_return": lp.min_return,
-                    **{k: None for k in _LOOP_STATUS_FIELDS if k not in ("status", "reasons")},
-                    **status,
-                    "values": loop_values.get(lp.id, {}),
-                    "indoor_sensors": indoor.get(lp.id, {}),
-                    "active_alerts": alerts_by_place.get((st.id, lp.id), 0),
-                }
-            )
-        worst = max(
-            (lp.get("status") or "unknown" for lp in loops), key=lambda s: _STATUS_RANK.get(s, 0), default="unknown"
-        )
-        if station_offline:
-            worst = "offline"
-        stations.append(
+    out: dict[str, _Values] = {}
+    items: list[tuple[SeriesKey, Sample]] = list(latest.latest.items())
+    for (sid, lid, sensor, qty), sample in items:
+        values = out.get(sid)
+        if values is None:
+            values = out[sid] = _Values()
+        doc = _sample(sample, now)
+        if lid is None:
+            values.station[qty] = doc
+        elif sensor is not None:
+            values.indoor.setdefault(lid, {})[sensor] = doc
+        else:
+            values.loops.setdefault(lid, {})[qty] = doc
+    return out
+
+
+def _station_document(
+    src: StatusSource, st: Station, values: _Values, alerts: dict[tuple[str, str | None], int], now: float
+) -> dict[str, Any]:
+    state = src.station_states.get(st.id)
+    last_seen = src.latest.last_seen.get(st.id)
+    online = src.station_online(st, now)
+    # shown as offline once it was heard from or its connection has failed; before that, a station
+    # not heard from yet keeps the evaluator's judgement (unknown, then offline after offline_after)
+    heard_of = last_seen is not None or (state is not None and state.consecutive_failures > 0)
+    offline = not online and heard_of
+    loops = []
+    for lp in st.loops:
+        status = _loop_status(src.loop_status(st.id, lp.id))
+        if offline:
+            status["status"] = "offline"
+        loops.append(
             {
-                "id": st.id,
-                "name": st.name,
-                "district": st.district,
-                "status": worst,
-                "online": online,
-                "last_seen": last_seen,
-                "age_s": None if last_seen is None else round(max(0.0, now - last_seen), 3),
-                "values": station_values,
-                "connection": _jsonable(state) if state is not None else None,
-                "active_alerts": sum(n for (sid, _), n in alerts_by_place.items() if sid == st.id),
-                "loops": loops,
+                "id": lp.id,
+                "name": lp.name,
+                "emitter": lp.emitter,
+                "design_supply": lp.design_supply,
+                "design_return": lp.design_return,
+                "min_supply": lp.min_supply,
+                "min_return": lp.min_return,
+                **status,
+                "values": values.loops.get(lp.id, {}),
+                "indoor_sensors": values.indoor.get(lp.id, {}),
+                "active_alerts": alerts.get((st.id, lp.id), 0),
             }
         )
+    worst = max((lp["status"] for lp in loops), key=lambda s: _STATUS_RANK.get(s, 0), default="unknown")
+    return {
+        "id": st.id,
+        "name": st.name,
+        "district": st.district,
+        "status": "offline" if offline else worst,
+        "online": online,
+        "last_seen": last_seen,
+        "age_s": None if last_seen is None else round(max(0.0, now - last_seen), 3),
+        "values": values.station,
+        "connection": _jsonable(state) if state is not None else None,
+        "active_alerts": sum(n for (sid, _), n in alerts.items() if sid == st.id),
+        "loops": loops,
+    }
+
+
+def stations_document(src: StatusSource) -> dict[str, Any]:
+    """The /api/v1/stations body: every station, its loops, latest values, status and alerts."""
+    now = src.clock()
+    cfg = src.config
+    alerts: dict[tuple[str, str | None], int] = {}
+    for a in src.active_alerts():
+        alerts[(a.station, a.loop)] = alerts.get((a.station, a.loop), 0) + 1
+    by_station = _values_by_station(src.latest, now)
     return {
         "generated_at": now,
         "site": {
@@ -551,8 +516,7 @@ def stations_document(service: Any) -> dict[str, Any]:
             "timezone": cfg.site.timezone,
         },
         "margin": cfg.rules.margin,
-        "stations": stations,
+        "stations": [
+            _station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations
+        ],
     }
-
-
-__all__ += ["json_response", "json_text", "station_online", "stations_document"]

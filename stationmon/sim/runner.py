@@ -1,6 +1,6 @@
-"""`stationmon simulate`: run the stations that a config's `[simulator]` describes.
+"""The simulated stations that a config's `[simulator]` describes, served until the context exits.
 
-`Simulator` is an async context manager (used by the command, the demo and the tests): on enter it
+`Simulator` is an async context manager (used by `stationmon simulate`, the demo and the tests): on enter it
 starts a Modbus TCP server for every station with Modbus points and, when the config has `[mqtt]`, a
 publisher for MQTT points and household indoor sensors; a background task advances the physics every
 `tick_s` (time comes from `clock`, injectable), applies `offline` faults by closing the station's
@@ -9,22 +9,19 @@ server, and publishes every `[simulator] publish_interval`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import signal
-import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
 
-from stationmon.config import Config, load_config
-from stationmon.errors import ConfigError, StationmonError
+from stationmon.config import Config
+from stationmon.errors import StationmonError
 from stationmon.sim.physics import StationSim, ValueKey, register_image
 from stationmon.sim.serve import MqttPublisher, StationModbusServer, mqtt_messages, sensor_topic_templates
 
-__all__ = ["Simulator", "cmd_simulate"]
+__all__ = ["Simulator"]
 
 log = logging.getLogger("stationmon.sim")
 
@@ -170,38 +167,3 @@ class Simulator:
                 parts.append(f"{self.config.simulator.indoor_sensors_per_loop} indoor sensors per loop")
             lines.append(", ".join(parts))
         return lines
-
-
-# ----------------------------------------------------------------------------------------------------
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    """`stationmon simulate -c FILE [--duration S]`: serve the config's stations until stopped."""
-    try:
-        config = load_config(args.config, require_influxdb=False)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 2
-    duration = getattr(args, "duration", None)
-    try:
-        return asyncio.run(_simulate(config, duration))
-    except StationmonError as exc:
-        print(f"stationmon simulate: {exc}", file=sys.stderr)
-        return 1
-
-
-async def _simulate(config: Config, duration: float | None) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with Simulator(config) as sim:
-        for line in sim.describe():
-            print(line, flush=True)
-        if sim.publisher is not None and config.mqtt is not None:
-            print(f"publishing MQTT to {config.mqtt.url}", flush=True)
-        print("simulating; Ctrl-C stops", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=duration)
-    return 0

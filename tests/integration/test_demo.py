@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from stationmon.demo import FAULT_PLAN, demo_stations
+from stationmon.sim.district import FAULT_PLAN, demo_stations
 from tests.helpers import free_port, wait_until_sync
 
 VENV_BIN = Path(sys.executable).parent

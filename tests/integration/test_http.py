@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stationmon.adapters.http import HttpServer, check_bearer, station_online, stations_document
+from stationmon.adapters.http import HttpServer, check_bearer, stations_document
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import Reading
 from stationmon.errors import StationmonError
@@ -302,7 +302,7 @@ def test_online_is_a_recent_reading_and_for_modbus_the_poller_answering(tmp_path
 
     def online() -> dict[str, bool]:
         by_api = {st["id"]: st["online"] for st in stations_document(service)["stations"]}
-        by_helper = {sid: station_online(service, st, now[0]) for sid, st in stations.items()}
+        by_helper = {sid: service.station_online(st, now[0]) for sid, st in stations.items()}
         text = service.metrics.render()
         by_metric = {sid: f'stationmon_station_online{{station="{sid}"}} 1' in text for sid in stations}
         assert by_api == by_helper == by_metric

@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from stationmon.config import Config, parse_config_text
-from stationmon.demo import FAULT_PLAN, DemoPlan, build_demo_config, demo_stations
 from stationmon.service import Service
+from stationmon.sim.district import FAULT_PLAN, DemoPlan, build_demo_config, demo_stations
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
 from tests.helpers import free_port, wait_until

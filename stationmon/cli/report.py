@@ -1,4 +1,7 @@
-"""`stationmon report`: compliance per station and loop over a period, read from InfluxDB."""
+"""`stationmon report -c FILE --from T [--to T]`: compliance per station and loop over a period, from InfluxDB.
+
+Exit codes: 0 success; 2 bad arguments or config; 1 if InfluxDB fails.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +11,40 @@ import sys
 import time
 from pathlib import Path
 
-from stationmon.config import Config, load_config
+from stationmon.adapters.influx_query import InfluxQuery
+from stationmon.cli.common import load_or_report
+from stationmon.config import Config
 from stationmon.domain.report import build_report, parse_time, render
-from stationmon.errors import ConfigError, StorageError
+from stationmon.errors import StorageError
 
-__all__ = ["cmd_report", "make_report"]
+__all__ = ["main", "make_report"]
 
 
 async def make_report(config: Config, start: float, stop: float, fmt: str) -> str:
     """Query InfluxDB and render the report."""
-    from stationmon.adapters.influx_query import InfluxQuery
-
     aggregates = await InfluxQuery(config.influxdb).loop_aggregates(start, stop)
     rows = build_report(config.stations, aggregates, config.rules.evaluate_every_s)
     return render(rows, fmt, site=config.site, start=start, stop=stop)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Entry point of `stationmon report`: 0 on success, 2 on bad arguments or config, 1 if InfluxDB fails."""
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
+def _period(args: argparse.Namespace) -> tuple[float, float]:
+    """--from and --to as Unix times; ValueError with the message for the user."""
     now = time.time()
+    start, stop = parse_time(args.from_, now), parse_time(args.to, now)
+    if stop <= start:
+        raise ValueError("--to must be later than --from")
+    return start, stop
+
+
+def main(args: argparse.Namespace) -> int:
+    """Write the report to --output (stdout by default)."""
+    config = load_or_report(args.config)
+    if config is None:
+        return 2
     try:
-        start = parse_time(args.from_, now)
-        stop = parse_time(args.to, now)
+        start, stop = _period(args)
     except ValueError as exc:
         print(f"stationmon report: {exc}", file=sys.stderr)
-        return 2
-    if stop <= start:
-        print("stationmon report: --to must be later than --from", file=sys.stderr)
         return 2
     if config.influxdb.url is None:
         print("stationmon report: the config has no [influxdb] url to read from", file=sys.stderr)

@@ -1,0 +1,129 @@
+"""The `stationmon` command line (CONTRACT section 1): one module per command, the parser here.
+
+Exit codes: 0 success, 2 bad config or bad arguments. A bad config prints only
+`FILE: key.path: what is wrong` lines on stderr, never a traceback. A command's module is imported only
+when it runs, so `--help` and `curve` start without loading the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stationmon import __version__
+
+__all__ = ["build_parser", "main"]
+
+# command -> the module under stationmon.cli whose main(args) runs it
+COMMANDS = {
+    "run": "run",
+    "check-config": "check_config",
+    "demo": "demo",
+    "simulate": "simulate",
+    "curve": "curve",
+    "report": "report",
+}
+
+
+def _config_and_logging(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument("-c", "--config", required=True, metavar="FILE", help="TOML config file")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info)",
+    )
+    p.add_argument("--log-format", default="text", choices=["text", "json"], help="log format (default: text)")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stations", type=int, default=12, metavar="N", help="number of stations (default 12)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--listen", default="127.0.0.1:9640", metavar="HOST:PORT", help="status page address")
+    p.add_argument("--mqtt", default=None, metavar="URL", help="use this MQTT broker instead of an embedded one")
+    p.add_argument("--workdir", default=None, metavar="DIR", help="where the demo keeps its spool and state")
+    _config_and_logging(p, config=False)
+
+
+def _curve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--design", required=True, metavar="SUPPLY/RETURN", help="design temperatures, e.g. 75/50")
+    p.add_argument(
+        "--emitter", choices=["floor", "radiator"], default=None, help="emitter type (required unless --exponent)"
+    )
+    p.add_argument("--exponent", type=float, default=None, help="emitter exponent (overrides --emitter)")
+    p.add_argument("--outdoor", type=float, required=True, metavar="C", help="outdoor temperature, °C")
+    p.add_argument("--indoor-target", type=float, default=18.0, metavar="C", help="indoor target (default 18)")
+    p.add_argument("--outdoor-design", type=float, default=-24.2, metavar="C", help="design outdoor (default -24.2)")
+    p.add_argument("--measured", default=None, metavar="SUPPLY/RETURN", help="measured temperatures, e.g. 41/34")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", required=True, metavar="T", help="RFC 3339, now, or relative (-24h)")
+    p.add_argument("--to", default="now", metavar="T", help="RFC 3339, now, or relative (default now)")
+    p.add_argument("--format", choices=["csv", "html", "json"], default="csv", help="output format")
+    p.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default stdout)")
+    _config_and_logging(p)
+
+
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
+    _config_and_logging(p)
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="stationmon",
+        description="Telemetry monitor for district-heating heat-exchange stations.",
+    )
+    parser.add_argument("--version", action="version", version=f"stationmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _config_and_logging(sub.add_parser("run", help="run the service: collectors, storage, rules, alerts, HTTP API"))
+    _config_and_logging(
+        sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
+    )
+    _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
+    _simulate_arguments(
+        sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes")
+    )
+    _curve_arguments(
+        sub.add_parser("curve", help="the heating model: required temperatures, estimated indoor temperature")
+    )
+    _report_arguments(sub.add_parser("report", help="compliance report per station and loop, from InfluxDB"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `stationmon` command."""
+    parser = build_parser()
+    args = parser.parse_args(_join_relative_times(list(sys.argv[1:] if argv is None else argv)))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if hasattr(args, "log_level"):
+        from stationmon.logutil import setup_logging
+
+        setup_logging(args.log_level, args.log_format)
+    command = importlib.import_module(f"stationmon.cli.{COMMANDS[args.command]}")
+    try:
+        return int(command.main(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+def _join_relative_times(argv: list[str]) -> list[str]:
+    """`--from -24h` reads as an option to argparse; pass it on as `--from=-24h`."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("--from", "--to") and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

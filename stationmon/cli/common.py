@@ -1,0 +1,32 @@
+"""What several commands share: loading a config with its problems on stderr, running until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from stationmon.config import Config, load_config
+from stationmon.errors import ConfigError
+
+__all__ = ["load_or_report", "run_until_signal"]
+
+
+def load_or_report(path: str, *, require_influxdb: bool = True) -> Config | None:
+    """The config at `path`, or None after printing its `FILE: key.path: message` lines on stderr."""
+    try:
+        return load_config(path, require_influxdb=require_influxdb)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return None
+
+
+async def run_until_signal(run: Callable[[asyncio.Event], Awaitable[object]]) -> None:
+    """Await `run(stop)`; SIGINT and SIGTERM set `stop`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run(stop)

@@ -1,0 +1,286 @@
+"""`stationmon demo`: a whole district on this machine, nothing to install beside the package.
+
+N simulated stations (stationmon.sim.district), an embedded MQTT broker (amqtt) unless --mqtt is given,
+a private InfluxDB when `influxd` is on PATH (else the local spool, said so), the real service with short
+rule timings so that the scheduled faults raise alerts within the first 30 seconds, alerts printed as
+they fire and resolve, the status page on --listen, and a short summary at the end. The config is
+written to the work directory for the curious.
+
+The embedded broker speaks MQTT 3.1.1 only, so the demo's collector is configured with
+`protocol = "3.1.1"`; `STATIONMON_DEMO_BROKER=mosquitto` runs a private mosquitto instead (MQTT 5),
+and --mqtt URL uses the broker at URL (MQTT 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stationmon.adapters.http import stations_document
+from stationmon.config import Config, parse_config_text
+from stationmon.domain.model import AlertEvent
+from stationmon.errors import ConfigError, StationmonError
+from stationmon.metrics import Counter as Readings
+from stationmon.service import Service
+from stationmon.sim.district import DemoPlan, build_demo_config, demo_stations
+from stationmon.sim.runner import Simulator
+from stationmon.sim.servers import InfluxServer, MosquittoServer, embedded_broker, find_binary, free_port
+
+__all__ = ["main"]
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _error(text: str) -> int:
+    print(f"stationmon demo: {text}", file=sys.stderr)
+    return 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """What the demo started and where everything listens."""
+
+    plan: DemoPlan
+    broker: str  # "amqtt" (embedded), "mosquitto" (private) or "external" (--mqtt)
+    mqtt_port: int | None
+    influxd: InfluxServer | None
+    own_workdir: bool
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the simulated district until --duration or Ctrl-C; exit 0."""
+    if not 1 <= args.stations <= 200:
+        return _error(f"--stations: expected 1..200, got {args.stations}")
+    host, _, port_text = str(args.listen).rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        return _error(f"--listen: expected HOST:PORT, got {args.listen!r}")
+    port = int(port_text)
+    if not _port_free(host, port):
+        new_port = free_port()
+        _say(f"note: {host}:{port} is in use; the status page goes to {host}:{new_port} instead")
+        port = new_port
+    own_workdir = args.workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="stationmon-demo-")) if own_workdir else Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.ExitStack() as servers:
+            setup = _start_servers(args, f"{host}:{port}", workdir, own_workdir, servers)
+            return _run(setup, int(args.stations), args.duration)
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _start_servers(
+    args: argparse.Namespace, listen: str, workdir: Path, own_workdir: bool, servers: contextlib.ExitStack
+) -> _Setup:
+    """The MQTT broker and InfluxDB the demo needs; each stopped when `servers` closes."""
+    broker, mqtt_port = ("external", None) if args.mqtt else ("amqtt", free_port())
+    mosquitto = _start_mosquitto(workdir, servers) if mqtt_port is not None else None
+    if mosquitto is not None:
+        broker, mqtt_port = "mosquitto", mosquitto.port
+    influxd = _start_influxd(workdir, servers)
+    plan = DemoPlan(
+        workdir=workdir,
+        http_listen=listen,
+        mqtt_url=args.mqtt or f"mqtt://127.0.0.1:{mqtt_port}",
+        influx_url=influxd.url if influxd else None,
+        mqtt_protocol="3.1.1" if broker == "amqtt" else "5",
+        modbus_ports={},
+    )
+    return _Setup(plan, broker, mqtt_port, influxd, own_workdir)
+
+
+def _start_mosquitto(workdir: Path, servers: contextlib.ExitStack) -> MosquittoServer | None:
+    """A private mosquitto when STATIONMON_DEMO_BROKER=mosquitto and one is installed."""
+    binary = find_binary("mosquitto")
+    if os.environ.get("STATIONMON_DEMO_BROKER", "") != "mosquitto" or binary is None:
+        return None
+    server = MosquittoServer(binary, workdir / "mosquitto")
+    try:
+        server.start()
+    except StationmonError as exc:
+        _say(f"note: {exc}; using the embedded amqtt broker instead")
+        return None
+    servers.callback(server.stop)
+    return server
+
+
+def _start_influxd(workdir: Path, servers: contextlib.ExitStack) -> InfluxServer | None:
+    """A private influxd with a `stationmon` database when `influxd` is on PATH."""
+    binary = find_binary("influxd", sbin=False)
+    if binary is None:
+        return None
+    server = InfluxServer(binary, workdir / "influxdb")
+    servers.callback(server.stop)
+    try:
+        server.start()
+        server.create_database("stationmon")
+    except (StationmonError, OSError) as exc:
+        _say(f"note: {exc}; storing in the local spool instead")
+        server.stop()
+        return None
+    return server
+
+
+def _run(setup: _Setup, n: int, duration: float | None) -> int:
+    """Write and load the demo's config, print the banner, run until the end; the exit code."""
+    stations = demo_stations(n)
+    ports = {st.id: free_port() for st in stations if st.kind != "mqtt"}
+    plan = dataclasses.replace(setup.plan, modbus_ports=ports)
+    text = build_demo_config(stations, plan)
+    config_path = plan.workdir / "demo.toml"
+    config_path.write_text(text, encoding="utf-8")
+    try:
+        config = parse_config_text(text, str(config_path), require_influxdb=False)
+    except ConfigError as exc:  # a bug in the demo itself: say exactly what
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
+    _banner(config, setup, duration)
+    try:
+        embedded = setup.mqtt_port if setup.broker == "amqtt" else None
+        return asyncio.run(_run_demo(config, embedded, duration, setup.influxd))
+    except StationmonError as exc:
+        print(f"stationmon demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
+    plan = setup.plan
+    loops = Counter(lp.emitter for s in config.stations for lp in s.loops)
+    modbus = sum(1 for s in config.stations if s.modbus is not None)
+    _say(
+        f"stationmon demo: {len(config.stations)} simulated stations ({modbus} over Modbus TCP, "
+        f"{len(config.stations) - modbus} over MQTT only), "
+        f"{loops['radiator']} radiator and {loops['floor']} floor loops"
+    )
+    _say(f"  status page   http://{plan.http_listen}/   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
+    if setup.broker == "mosquitto":
+        _say(f"  MQTT          private mosquitto (from PATH) on 127.0.0.1:{setup.mqtt_port}")
+    elif setup.broker == "amqtt":
+        _say(f"  MQTT          embedded broker (amqtt, MQTT 3.1.1) on 127.0.0.1:{setup.mqtt_port}")
+    else:
+        _say(f"  MQTT          {plan.mqtt_url}")
+    if setup.influxd is not None:
+        _say(f"  storage       private InfluxDB (influxd from PATH) at {setup.influxd.url}, database stationmon")
+    else:
+        _say(f"  storage       no influxd on PATH: readings are kept in the local spool {config.influxdb.spool_dir}")
+    kept = "removed at exit" if setup.own_workdir else "kept"
+    _say(f"  work dir      {plan.workdir} ({kept}); config: {plan.workdir / 'demo.toml'}")
+    faults = ", ".join(f"{f.kind} at {f.station}" for f in config.simulator.faults) or "none"
+    _say(f"  faults        {faults}")
+    _say(f"  running {'for ' + format(duration, 'g') + ' s' if duration else 'until Ctrl-C'}; alerts print below")
+    _say()
+
+
+class AlertPrinter:
+    """Prints alert transitions as they happen and counts them for the summary."""
+
+    def __init__(self, config: Config, started: float) -> None:
+        self.names = {s.id: s.name or s.id for s in config.stations}
+        self.started = started
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, event: AlertEvent) -> None:
+        self.counts[event.state] += 1
+        where = self.names.get(event.station, event.station) + (f" / {event.loop}" if event.loop else "")
+        value = "" if event.value is None else f" value {event.value:.1f}"
+        threshold = "" if event.threshold is None else f" (threshold {event.threshold:.1f})"
+        t = time.monotonic() - self.started
+        _say(
+            f"[{t:5.1f}s] ALERT {event.state.upper():<9} {event.severity:<8} {event.rule:<20} {where}:"
+            f"{value}{threshold} {event.message}".rstrip()
+        )
+
+
+async def _run_demo(config: Config, mqtt_port: int | None, duration: float | None, influxd: InfluxServer | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.set_exception_handler(_quiet_cancellations)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        if mqtt_port is not None:
+            await stack.enter_async_context(embedded_broker(mqtt_port))
+        await stack.enter_async_context(
+            Simulator(config, lag_s=30.0, mqtt_client_id=f"stationmon-demo-sim-{os.getpid()}")
+        )
+        service = Service(config)
+        printer = AlertPrinter(config, started)
+        service.on_event(printer)
+        run = asyncio.create_task(service.run(stop), name="service")
+        waiter = asyncio.create_task(stop.wait(), name="demo-stop")
+        try:
+            await asyncio.wait({run, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+            doc = stations_document(service)
+        finally:
+            stop.set()
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            await run  # re-raises a component's crash, after a clean stop of the rest
+    _summary(service, doc, printer, time.monotonic() - started, influxd)
+    return 0
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # amqtt's shutdown cancels its connection tasks while asyncio still holds callbacks for them, and
+    # asyncio logs each as an error with a traceback; a cancelled task at shutdown is no error
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
+def _stored_points(influxd: InfluxServer) -> int | None:
+    """Supply readings stored so far (None if InfluxDB cannot say)."""
+    try:
+        rows = influxd.query("stationmon", 'SELECT count("supply_temp") FROM "telemetry"')
+        return int(rows[0]["count"])
+    except (OSError, StationmonError, KeyError, IndexError, ValueError, TypeError):
+        return None
+
+
+def _summary(
+    service: Service, doc: dict[str, Any], printer: AlertPrinter, elapsed: float, influxd: InfluxServer | None
+) -> None:
+    statuses = Counter(st["status"] for st in doc["stations"])
+    readings = service.metrics.get("stationmon_readings_total")
+    by_source = {src: readings.value(src) for src in ("modbus", "mqtt")} if isinstance(readings, Readings) else {}
+    _say()
+    _say(f"demo summary after {elapsed:.0f} s:")
+    _say(f"  stations      {', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}")
+    _say(f"  readings      {int(sum(by_source.values()))} ({', '.join(f'{k} {int(v)}' for k, v in by_source.items())})")
+    fired, resolved = printer.counts["firing"], printer.counts["resolved"]
+    active = sum(st["active_alerts"] for st in doc["stations"])
+    _say(f"  alerts        {fired} fired, {resolved} resolved, {active} active at the end")
+    if influxd is not None:
+        points = _stored_points(influxd)
+        _say(f"  storage       InfluxDB {influxd.url}: {points if points is not None else '?'} supply readings stored")
+    else:
+        _say(f"  storage       spool {service.config.influxdb.spool_dir}")
