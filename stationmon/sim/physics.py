@@ -162,6 +162,13 @@ class StationSim:
         req_supply, req_return = required_temps(loop, self.site, self.outdoor_smooth)
         supply = req_supply + self.setpoint_margin
         ret = req_return + self.setpoint_margin
+        # a controller with fixed floors (41/34) holds them in mild weather too, by lifting the whole curve
+        floors = (
+            (loop.min_supply + self.setpoint_margin - supply) if loop.min_supply is not None else 0.0,
+            (loop.min_return + self.setpoint_margin - ret) if loop.min_return is not None else 0.0,
+        )
+        lift = max(0.0, *floors)
+        supply, ret = supply + lift, ret + lift
         if fault == "undersupply":
             # short of heat: the loop runs well below its curve, and both temperatures sink
             t_i = self.site.indoor_target

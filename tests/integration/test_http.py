@@ -222,7 +222,7 @@ async def test_health_metrics_page_and_history(tmp_path: Path) -> None:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("text/plain")
             text = await r.text()
-        assert 'stationmon_http_requests_total{route="/healthz",code="200"}' in text
+        assert 'stationmon_http_requests_total{code="200",route="/healthz"}' in text
         assert 'stationmon_station_online{station="alpha"} 1' in text
         assert "stationmon_reading_age_seconds" in text
         for line in text.splitlines():
@@ -378,7 +378,7 @@ async def test_a_failing_handler_answers_500_and_the_server_keeps_serving(tmp_pa
             async with client.get(base + "/healthz") as r:
                 assert r.status == 200
             metrics = service.metrics.render()
-            assert 'stationmon_http_requests_total{route="/api/v1/broken",code="500"} 1' in metrics
+            assert 'stationmon_http_requests_total{code="500",route="/api/v1/broken"} 1' in metrics
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=20)
