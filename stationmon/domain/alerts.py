@@ -30,36 +30,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stationmon.domain.model import AlertEvent
+from stationmon.domain.settings import RuleSettings, RulesSettings
+from stationmon.domain.vocabulary import RULE_NAMES, SEVERITY_ORDER
 
 __all__ = [
-    "COMPLIANCE_RULES",
-    "SEVERITY_ORDER",
     "STATE_VERSION",
     "Alert",
     "AlertBook",
     "AlertKey",
     "AlertSnapshot",
     "Condition",
-    "RulePolicy",
     "make_alert_id",
 ]
 
 AlertKey = tuple[str, str, str | None]  # rule, station, loop (None: station level)
 
-SEVERITY_ORDER = {"warning": 0, "major": 1, "critical": 2}
-COMPLIANCE_RULES = frozenset(
-    {"supply_low", "return_low", "indoor_estimate_low", "indoor_low", "delta_t_low", "delta_t_high"}
-)
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RulePolicy:
-    """The timing and base severity of one rule."""
-
-    for_s: float = 600.0
-    clear_for_s: float = 600.0
-    severity: str = "warning"
 
 
 class Condition:
@@ -217,33 +203,17 @@ class _Inhibitors:
 class AlertBook:
     """Every pending and firing alert, and the transitions between them."""
 
-    def __init__(
-        self,
-        policies: Mapping[str, RulePolicy],
-        *,
-        escalate_major_after_s: float = 86400.0,
-        escalate_critical_after_s: float = 172800.0,
-        keep_resolved: int = 100,
-    ) -> None:
-        self.policies = dict(policies)
-        self.escalate_major_after_s = escalate_major_after_s
-        self.escalate_critical_after_s = escalate_critical_after_s
+    def __init__(self, settings: RulesSettings, *, keep_resolved: int = 100) -> None:
+        # the enabled rules' timing and base severity; alerts of other rules are never kept
+        self.policies: dict[str, RuleSettings] = {
+            name: rule for name in RULE_NAMES if (rule := settings.rule(name)).enabled
+        }
+        self.escalate_major_after_s = settings.escalate_major_after_s
+        self.escalate_critical_after_s = settings.escalate_critical_after_s
         self._alerts: dict[AlertKey, Alert] = {}
         self._by_id: dict[str, AlertKey] = {}
         self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
-
-    @classmethod
-    def from_rules_config(cls, rules: Any) -> AlertBook:
-        """Build from a `stationmon.config.RulesSettings`."""
-        policies = {
-            name: RulePolicy(s.for_s, s.clear_for_s, s.severity) for name, s in rules.rules.items() if s.enabled
-        }
-        return cls(
-            policies,
-            escalate_major_after_s=rules.escalate_major_after_s,
-            escalate_critical_after_s=rules.escalate_critical_after_s,
-        )
 
     # ------------------------------------------------------------------------------------------------
     # Queries
