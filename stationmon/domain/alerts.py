@@ -281,6 +281,13 @@ class AlertBook:
         `conditions`: the keys whose condition holds now. `lookup(key)`: for a key not in
         `conditions`, its judged-and-clear Condition (current value), or None if not judged.
         """
+        inhibit = self._inhibitors(conditions)
+        events = self._held(now, conditions, inhibit)
+        self._gone(now, conditions, lookup, inhibit, events)
+        return events
+
+    def _inhibitors(self, conditions: Mapping[AlertKey, Condition]) -> _Inhibitors | None:
+        """Stations offline and sensors faulty now (their dependent conditions count as not judged)."""
         inhibit = _Inhibitors()
         for (rule, station, loop), cond in conditions.items():
             if rule == "station_offline" and rule in self.policies:
@@ -288,7 +295,12 @@ class AlertBook:
             elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
                 scope = (station, loop)
                 inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
-        inhibiting = bool(inhibit.offline or inhibit.faults)
+        return inhibit if inhibit.offline or inhibit.faults else None
+
+    def _held(
+        self, now: float, conditions: Mapping[AlertKey, Condition], inhibit: _Inhibitors | None
+    ) -> list[AlertEvent]:
+        """Keys whose condition holds: start pending, fire after `for`, escalate with age."""
         escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
         events: list[AlertEvent] = []
         alerts = self._alerts
@@ -297,14 +309,14 @@ class AlertBook:
             if policy is None:
                 continue
             alert = alerts.get(key)
-            if inhibiting and inhibit.suppresses(key, cond):
+            if inhibit is not None and inhibit.suppresses(key, cond):
                 # not judged: a pending alert starts over, a firing one waits
                 if alert is not None and alert.state == "pending":
-                    del self._alerts[key]
+                    del alerts[key]
                     self.dirty = True
                 continue
             if alert is None:
-                alert = self._alerts[key] = Alert(
+                alert = alerts[key] = Alert(
                     rule=key[0],
                     station=key[1],
                     loop=key[2],
@@ -327,6 +339,19 @@ class AlertBook:
                 event = self._escalate(alert, now)
                 if event is not None:
                     events.append(event)
+        return events
+
+    def _gone(
+        self,
+        now: float,
+        conditions: Mapping[AlertKey, Condition],
+        lookup: Callable[[AlertKey], Condition | None],
+        inhibit: _Inhibitors | None,
+        events: list[AlertEvent],
+    ) -> None:
+        """Alerts whose condition no longer holds: pending ones start over, firing ones resolve after
+        `clear_for` of being judged clear."""
+        alerts = self._alerts
         for key in [k for k in alerts if k not in conditions]:
             alert = alerts[key]
             if alert.state == "pending":
@@ -336,14 +361,13 @@ class AlertBook:
                 continue
             policy = self.policies.get(key[0])
             seen = lookup(key)
-            if seen is None or policy is None or (inhibiting and inhibit.suppresses(key, seen)):
+            if seen is None or policy is None or (inhibit is not None and inhibit.suppresses(key, seen)):
                 continue  # not judged: neither gone nor there
             if alert.clearing_since is None:
                 alert.clearing_since = now
                 self.dirty = True
             if now - alert.clearing_since >= policy.clear_for_s:
                 events.append(self._resolve(alert, now, seen))
-        return events
 
     def _fire(self, alert: Alert, now: float) -> AlertEvent:
         alert.state = "firing"

@@ -25,7 +25,6 @@ from numpy.typing import NDArray
 
 from stationmon.domain import heating
 from stationmon.domain.alerts import AlertKey
-from stationmon.domain.heating import FloatArray
 from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
 from stationmon.domain.rules.faults import (
     FAULT_FLAGGED,
