@@ -37,7 +37,7 @@ from stationmon.domain.latest import LatestValues
 from stationmon.domain.lineproto import LoopStatusEncoder
 from stationmon.domain.model import Reading
 from stationmon.domain.rules import SWAP_TOLERANCE_K, LoopTable, RuleEngine, RuleInputs, Series
-from stationmon.domain.settings import RulesSettings
+from stationmon.domain.settings import RuleSettings, RulesSettings
 from stationmon.domain.vocabulary import PLAUSIBLE_RANGES, STATUS_NAMES, TEMPERATURE_SENTINELS, VALUE_SENTINELS
 
 T0 = 1_760_000_000.0
@@ -132,8 +132,7 @@ class PlainTracker:
         self.anchor_ts = math.nan
         self.rate_fault = False
 
-    def update(self, value: float, ts: float, usable: bool, p: RulesSettings) -> int:
-        sf = p.rule("sensor_fault")
+    def update(self, value: float, ts: float, usable: bool, sf: RuleSettings) -> int:
         new = not math.isnan(ts) and not (ts <= self.last_ts)
         if new:
             step = ts - self.last_ts
@@ -178,6 +177,7 @@ class PlainEvaluator:
 
     def tick(self, inp: RuleInputs) -> tuple[list[str], list[float], list[float], dict[AlertKey, Condition]]:
         t, p, now = self.t, self.p, inp.now
+        sf = p.rule("sensor_fault")
         conditions: dict[AlertKey, Condition] = {}
         offline, outdoor_bad, t_o_st = [], [], []
         for s in range(t.n_stations):
@@ -189,7 +189,7 @@ class PlainEvaluator:
             v, ts = float(inp.outdoor.value[s]), float(inp.outdoor.ts[s])
             fresh = now - ts <= p.offline_after_s
             bits = _sentinel_or_range(v, *OUTDOOR_RANGE)
-            bits |= self.out[s].update(v, ts, bits == 0, p)
+            bits |= self.out[s].update(v, ts, bits == 0, sf)
             ok = fresh and bits == 0
             if (ok and ts > self.mean_ts[s]) or (ok and math.isnan(self.mean_ts[s])):
                 keep = (
@@ -212,8 +212,8 @@ class PlainEvaluator:
             s_fresh, r_fresh = now - st_ <= p.offline_after_s, now - rt <= p.offline_after_s
             sb = _sentinel_or_range(sv, *WATER_RANGE)
             rb = _sentinel_or_range(rv, *WATER_RANGE)
-            sb |= self.sup[i].update(sv, st_, sb == 0, p)
-            rb |= self.ret[i].update(rv, rt, rb == 0, p)
+            sb |= self.sup[i].update(sv, st_, sb == 0, sf)
+            rb |= self.ret[i].update(rv, rt, rb == 0, sf)
             if s_fresh and r_fresh and sb == 0 and rb == 0 and sv - rv < -SWAP_TOLERANCE_K:
                 sb |= 32
                 rb |= 32

@@ -32,12 +32,12 @@ from stationmon.domain.rules.faults import (
     FAULT_SWAPPED,
     BoolArray,
     FaultArray,
+    SensorTracker,
     quantity_faults,
 )
 from stationmon.domain.rules.inputs import LoopTable, RuleInputs, Series, reading_age, station_online
 from stationmon.domain.rules.results import STATUS_CODES, RuleResults
 from stationmon.domain.rules.table import LOOP_RULE_TABLE, STATION_RULE_TABLE
-from stationmon.domain.rules.tracker import SensorTracker
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import COMPLIANCE_RULES, RULE_NAMES, SEASONAL_RULES
 

@@ -93,11 +93,6 @@ class RuleResults:
         return self.stations.outdoor_faults
 
     @property
-    def primary_faults(self) -> FaultArray:
-        """Fault bits of each station's primary supply sensor."""
-        return self.stations.primary_faults
-
-    @property
     def indoor_valid(self) -> IntArray:
         """Fresh, fault-free household sensors per loop (0 while indoor_low is off)."""
         counts = self.loop_checks["indoor_low"].counts
@@ -192,7 +187,7 @@ class RuleResults:
         msg = STATION_RULE_TABLE[rule].describe(self.stations, check, s, active)
         if rule == "station_offline":
             return Condition(value, threshold, msg, district)
-        faults = {"outdoor_temp": self.outdoor_faults[s], "primary_supply_temp": self.primary_faults[s]}
+        faults = {"outdoor_temp": self.outdoor_faults[s], "primary_supply_temp": self.stations.primary_faults[s]}
         bad = frozenset(q for q, b in faults.items() if b)
         return Condition(_nan_none(value), None, msg, district, bad)
 
