@@ -216,9 +216,10 @@ class Evaluator:
             log.exception("alert event listener failed for %s %s", event.alert_id, event.state)
 
     def _save(self, now: float) -> None:
-        self.state_file.save(self.state_document(now))
-        self.alerts.dirty = False
+        doc = self.state_document(now)
+        self.alerts.dirty = False  # before the write: a failed write sets it again (`_unsaved`)
         self._last_saved = now
+        self.state_file.save(doc)
 
     def _unsaved(self) -> None:
         self.alerts.dirty = True  # try again at the next tick
