@@ -92,9 +92,11 @@ class RuleEngine:
         """Restore what `smoothing_state` returned (unknown stations and bad entries are skipped)."""
         for sid, pair in data.items():
             s = self.table.station_index.get(sid)
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                continue
             try:
-                mean, ts = float(pair[0]), float(pair[1])  # type: ignore[index]
-            except (TypeError, ValueError, IndexError, KeyError):
+                mean, ts = float(pair[0]), float(pair[1])
+            except (TypeError, ValueError):
                 continue
             if s is not None and math.isfinite(mean) and math.isfinite(ts):
                 self.outdoor_mean[s], self.outdoor_mean_ts[s] = mean, ts
