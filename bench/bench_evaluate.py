@@ -32,34 +32,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stationmon.domain.alerts import AlertBook, AlertKey, Condition, RulePolicy
+from stationmon.domain.alerts import AlertBook, AlertKey, Condition
 from stationmon.domain.latest import LatestValues
+from stationmon.domain.lineproto import LoopStatusEncoder
 from stationmon.domain.model import Reading
-from stationmon.domain.rules import (
-    OUTDOOR_RANGE,
-    SENTINELS,
-    STATUS_NAMES,
-    SWAP_TOLERANCE_K,
-    WATER_RANGE,
-    LoopTable,
-    RuleEngine,
-    RuleInputs,
-    RuleParams,
-    Series,
-)
-from stationmon.domain.vocabulary import RULE_NAMES
-from stationmon.evaluator import LoopStatusEncoder
+from stationmon.domain.rules import SWAP_TOLERANCE_K, LoopTable, RuleEngine, RuleInputs, Series
+from stationmon.domain.settings import RuleSettings, RulesSettings
+from stationmon.domain.vocabulary import PLAUSIBLE_RANGES, STATUS_NAMES, TEMPERATURE_SENTINELS, VALUE_SENTINELS
 
 T0 = 1_760_000_000.0
 STEP_S = 10.0
 DESIGNS = [(50.0, 40.0, 1.1), (45.0, 35.0, 1.1), (75.0, 50.0, 1.3), (95.0, 70.0, 1.3)]
-PARAMS = RuleParams(
-    enabled=frozenset(RULE_NAMES),
-    margin=dict.fromkeys(RULE_NAMES, 1.0),
-    hysteresis=dict.fromkeys(RULE_NAMES, 0.5),
-    outdoor_smoothing_s=3600.0,
-)
-POLICIES = {name: RulePolicy(600.0, 600.0, "major" if name == "station_offline" else "warning") for name in RULE_NAMES}
+# every rule on, margin 1 K, hysteresis 0.5 K, for/clear_for 10 min, station_offline major
+SETTINGS = RulesSettings(outdoor_smoothing_s=3600.0)
+SENTINELS = VALUE_SENTINELS + TEMPERATURE_SENTINELS
+WATER_RANGE = PLAUSIBLE_RANGES["supply_temp"]
+OUTDOOR_RANGE = PLAUSIBLE_RANGES["outdoor_temp"]
 
 
 class District:
@@ -144,19 +132,19 @@ class PlainTracker:
         self.anchor_ts = math.nan
         self.rate_fault = False
 
-    def update(self, value: float, ts: float, usable: bool, p: RuleParams) -> int:
+    def update(self, value: float, ts: float, usable: bool, sf: RuleSettings) -> int:
         new = not math.isnan(ts) and not (ts <= self.last_ts)
         if new:
             step = ts - self.last_ts
             self.rate_fault = bool(
-                usable and step > 0 and abs(value - self.last_value) / step * 60.0 > p.max_rate_per_min
+                usable and step > 0 and abs(value - self.last_value) / step * 60.0 > sf.max_rate_per_min
             )
-            if not usable or math.isnan(self.anchor) or abs(value - self.anchor) > p.flatline_tolerance:
+            if not usable or math.isnan(self.anchor) or abs(value - self.anchor) > sf.flatline_tolerance:
                 self.anchor = value if usable else math.nan
                 self.anchor_ts = ts
             self.last_value = value if usable else math.nan
             self.last_ts = ts
-        flat = usable and not math.isnan(self.anchor) and ts - self.anchor_ts >= p.flatline_window_s
+        flat = usable and not math.isnan(self.anchor) and ts - self.anchor_ts >= sf.flatline_window_s
         return (8 if flat else 0) | (16 if self.rate_fault and usable else 0)
 
 
@@ -179,7 +167,7 @@ def plain_estimate(s: float, r: float, t_o: float, ds: float, dr: float, m: floa
 class PlainEvaluator:
     """The whole tick in plain Python."""
 
-    def __init__(self, table: LoopTable, params: RuleParams) -> None:
+    def __init__(self, table: LoopTable, params: RulesSettings) -> None:
         self.t, self.p = table, params
         self.sup = [PlainTracker() for _ in range(table.n_loops)]
         self.ret = [PlainTracker() for _ in range(table.n_loops)]
@@ -189,6 +177,7 @@ class PlainEvaluator:
 
     def tick(self, inp: RuleInputs) -> tuple[list[str], list[float], list[float], dict[AlertKey, Condition]]:
         t, p, now = self.t, self.p, inp.now
+        sf = p.rule("sensor_fault")
         conditions: dict[AlertKey, Condition] = {}
         offline, outdoor_bad, t_o_st = [], [], []
         for s in range(t.n_stations):
@@ -200,7 +189,7 @@ class PlainEvaluator:
             v, ts = float(inp.outdoor.value[s]), float(inp.outdoor.ts[s])
             fresh = now - ts <= p.offline_after_s
             bits = _sentinel_or_range(v, *OUTDOOR_RANGE)
-            bits |= self.out[s].update(v, ts, bits == 0, p)
+            bits |= self.out[s].update(v, ts, bits == 0, sf)
             ok = fresh and bits == 0
             if (ok and ts > self.mean_ts[s]) or (ok and math.isnan(self.mean_ts[s])):
                 keep = (
@@ -213,7 +202,8 @@ class PlainEvaluator:
             outdoor_bad.append(fresh and bits != 0)
             t_o_st.append(self.mean[s] if ok else math.nan)
         statuses, req_supply, estimates = [], [], []
-        margin = p.margin
+        margin = {name: p.rule(name).margin for name in ("supply_low", "return_low", "indoor_estimate_low")}
+        low, high = p.rule("delta_t_low"), p.rule("delta_t_high")
         for i in range(t.n_loops):
             s = int(t.loop_station[i])
             station, loop = t.station_ids[s], t.loop_ids[i]
@@ -222,8 +212,8 @@ class PlainEvaluator:
             s_fresh, r_fresh = now - st_ <= p.offline_after_s, now - rt <= p.offline_after_s
             sb = _sentinel_or_range(sv, *WATER_RANGE)
             rb = _sentinel_or_range(rv, *WATER_RANGE)
-            sb |= self.sup[i].update(sv, st_, sb == 0, p)
-            rb |= self.ret[i].update(rv, rt, rb == 0, p)
+            sb |= self.sup[i].update(sv, st_, sb == 0, sf)
+            rb |= self.ret[i].update(rv, rt, rb == 0, sf)
             if s_fresh and r_fresh and sb == 0 and rb == 0 and sv - rv < -SWAP_TOLERANCE_K:
                 sb |= 32
                 rb |= 32
@@ -254,10 +244,10 @@ class PlainEvaluator:
                     active.append(("indoor_estimate_low", est, thr))
                 if s_ok and r_ok and not math.isnan(exp_dt):
                     dt = sv - rv
-                    if exp_dt >= p.delta_t_low_min_expected and dt < p.delta_t_low_ratio * exp_dt:
-                        active.append(("delta_t_low", dt, p.delta_t_low_ratio * exp_dt))
-                    if exp_dt >= p.delta_t_high_min_expected and dt > p.delta_t_high_ratio * exp_dt:
-                        active.append(("delta_t_high", dt, p.delta_t_high_ratio * exp_dt))
+                    if exp_dt >= low.min_expected_delta_t and dt < low.ratio * exp_dt:
+                        active.append(("delta_t_low", dt, low.ratio * exp_dt))
+                    if exp_dt >= high.min_expected_delta_t and dt > high.ratio * exp_dt:
+                        active.append(("delta_t_high", dt, high.ratio * exp_dt))
                 if sb or rb:
                     active.append(("sensor_fault", sv if sb else rv, math.nan))
             for rule, v, thr in active:
@@ -288,8 +278,8 @@ def main() -> int:
 
     district = District(args.loops, args.per_station)
     table = district.table
-    engine = RuleEngine(table, PARAMS)
-    book = AlertBook(POLICIES)
+    engine = RuleEngine(table, SETTINGS)
+    book = AlertBook(SETTINGS)
     ticks = [district.inputs(k) for k in range(args.ticks + 1)]
 
     def vector_tick(inp: RuleInputs) -> tuple[Any, list[Any]]:
@@ -334,14 +324,19 @@ def main() -> int:
     np.fromiter((math.nan if s is None else s.ts for s in samples), np.float64, len(samples))
     gather_ms = (time.perf_counter() - t0) * 1000
     assert results is not None
-    encoder = LoopStatusEncoder(table)
+    encoder = LoopStatusEncoder(
+        (table.station_of(i), table.districts[int(table.loop_station[i])], lp) for i, lp in enumerate(table.loop_ids)
+    )
     t0 = time.perf_counter()
-    encoder.encode(results)
+    floats = [a.tolist() for a in (results.required_supply, results.required_return, results.estimated_indoor)]
+    encoder.encode(
+        results.now, results.status.tolist(), results.compliant().tolist(), [*floats, results.delta_t.tolist()]
+    )
     encode_ms = (time.perf_counter() - t0) * 1000
 
     # the baseline: same ticks, same book type, plain Python; fewer ticks (it is slow), same state path
-    plain = PlainEvaluator(table, PARAMS)
-    plain_book = AlertBook(POLICIES)
+    plain = PlainEvaluator(table, SETTINGS)
+    plain_book = AlertBook(SETTINGS)
     plain_ticks = min(3, args.ticks)
     plain_times = []
     for k, inp in enumerate(ticks[: plain_ticks + 1]):
@@ -353,7 +348,7 @@ def main() -> int:
     plain_ms = statistics.median(plain_times) * 1000
 
     # agreement on the last baseline tick against a fresh vectorised engine that saw the same ticks
-    check_engine = RuleEngine(table, PARAMS)
+    check_engine = RuleEngine(table, SETTINGS)
     for inp in ticks[:plain_ticks]:
         check_engine.evaluate(inp)
     check = check_engine.evaluate(ticks[plain_ticks])

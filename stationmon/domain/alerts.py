@@ -30,36 +30,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stationmon.domain.model import AlertEvent
+from stationmon.domain.settings import RuleSettings, RulesSettings
+from stationmon.domain.vocabulary import RULE_NAMES, SEVERITY_ORDER
 
 __all__ = [
-    "COMPLIANCE_RULES",
-    "SEVERITY_ORDER",
     "STATE_VERSION",
     "Alert",
     "AlertBook",
     "AlertKey",
     "AlertSnapshot",
     "Condition",
-    "RulePolicy",
     "make_alert_id",
 ]
 
 AlertKey = tuple[str, str, str | None]  # rule, station, loop (None: station level)
 
-SEVERITY_ORDER = {"warning": 0, "major": 1, "critical": 2}
-COMPLIANCE_RULES = frozenset(
-    {"supply_low", "return_low", "indoor_estimate_low", "indoor_low", "delta_t_low", "delta_t_high"}
-)
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RulePolicy:
-    """The timing and base severity of one rule."""
-
-    for_s: float = 600.0
-    clear_for_s: float = 600.0
-    severity: str = "warning"
 
 
 class Condition:
@@ -217,33 +203,17 @@ class _Inhibitors:
 class AlertBook:
     """Every pending and firing alert, and the transitions between them."""
 
-    def __init__(
-        self,
-        policies: Mapping[str, RulePolicy],
-        *,
-        escalate_major_after_s: float = 86400.0,
-        escalate_critical_after_s: float = 172800.0,
-        keep_resolved: int = 100,
-    ) -> None:
-        self.policies = dict(policies)
-        self.escalate_major_after_s = escalate_major_after_s
-        self.escalate_critical_after_s = escalate_critical_after_s
+    def __init__(self, settings: RulesSettings, *, keep_resolved: int = 100) -> None:
+        # the enabled rules' timing and base severity; alerts of other rules are never kept
+        self.policies: dict[str, RuleSettings] = {
+            name: rule for name in RULE_NAMES if (rule := settings.rule(name)).enabled
+        }
+        self.escalate_major_after_s = settings.escalate_major_after_s
+        self.escalate_critical_after_s = settings.escalate_critical_after_s
         self._alerts: dict[AlertKey, Alert] = {}
         self._by_id: dict[str, AlertKey] = {}
         self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
-
-    @classmethod
-    def from_rules_config(cls, rules: Any) -> AlertBook:
-        """Build from a `stationmon.config.RulesSettings`."""
-        policies = {
-            name: RulePolicy(s.for_s, s.clear_for_s, s.severity) for name, s in rules.rules.items() if s.enabled
-        }
-        return cls(
-            policies,
-            escalate_major_after_s=rules.escalate_major_after_s,
-            escalate_critical_after_s=rules.escalate_critical_after_s,
-        )
 
     # ------------------------------------------------------------------------------------------------
     # Queries
@@ -311,6 +281,13 @@ class AlertBook:
         `conditions`: the keys whose condition holds now. `lookup(key)`: for a key not in
         `conditions`, its judged-and-clear Condition (current value), or None if not judged.
         """
+        inhibit = self._inhibitors(conditions)
+        events = self._held(now, conditions, inhibit)
+        self._gone(now, conditions, lookup, inhibit, events)
+        return events
+
+    def _inhibitors(self, conditions: Mapping[AlertKey, Condition]) -> _Inhibitors | None:
+        """Stations offline and sensors faulty now (their dependent conditions count as not judged)."""
         inhibit = _Inhibitors()
         for (rule, station, loop), cond in conditions.items():
             if rule == "station_offline" and rule in self.policies:
@@ -318,7 +295,12 @@ class AlertBook:
             elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
                 scope = (station, loop)
                 inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
-        inhibiting = bool(inhibit.offline or inhibit.faults)
+        return inhibit if inhibit.offline or inhibit.faults else None
+
+    def _held(
+        self, now: float, conditions: Mapping[AlertKey, Condition], inhibit: _Inhibitors | None
+    ) -> list[AlertEvent]:
+        """Keys whose condition holds: start pending, fire after `for`, escalate with age."""
         escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
         events: list[AlertEvent] = []
         alerts = self._alerts
@@ -327,14 +309,14 @@ class AlertBook:
             if policy is None:
                 continue
             alert = alerts.get(key)
-            if inhibiting and inhibit.suppresses(key, cond):
+            if inhibit is not None and inhibit.suppresses(key, cond):
                 # not judged: a pending alert starts over, a firing one waits
                 if alert is not None and alert.state == "pending":
-                    del self._alerts[key]
+                    del alerts[key]
                     self.dirty = True
                 continue
             if alert is None:
-                alert = self._alerts[key] = Alert(
+                alert = alerts[key] = Alert(
                     rule=key[0],
                     station=key[1],
                     loop=key[2],
@@ -357,6 +339,19 @@ class AlertBook:
                 event = self._escalate(alert, now)
                 if event is not None:
                     events.append(event)
+        return events
+
+    def _gone(
+        self,
+        now: float,
+        conditions: Mapping[AlertKey, Condition],
+        lookup: Callable[[AlertKey], Condition | None],
+        inhibit: _Inhibitors | None,
+        events: list[AlertEvent],
+    ) -> None:
+        """Alerts whose condition no longer holds: pending ones start over, firing ones resolve after
+        `clear_for` of being judged clear."""
+        alerts = self._alerts
         for key in [k for k in alerts if k not in conditions]:
             alert = alerts[key]
             if alert.state == "pending":
@@ -366,14 +361,13 @@ class AlertBook:
                 continue
             policy = self.policies.get(key[0])
             seen = lookup(key)
-            if seen is None or policy is None or (inhibiting and inhibit.suppresses(key, seen)):
+            if seen is None or policy is None or (inhibit is not None and inhibit.suppresses(key, seen)):
                 continue  # not judged: neither gone nor there
             if alert.clearing_since is None:
                 alert.clearing_since = now
                 self.dirty = True
             if now - alert.clearing_since >= policy.clear_for_s:
                 events.append(self._resolve(alert, now, seen))
-        return events
 
     def _fire(self, alert: Alert, now: float) -> AlertEvent:
         alert.state = "firing"

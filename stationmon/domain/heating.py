@@ -230,8 +230,8 @@ def _bisect(
     f_lo = residual(x, np.empty(shape))
     f_hi = residual(x + width, np.empty(shape))
     drop = f_lo - f_hi
-    frac = np.where(drop > 0.0, f_lo / np.where(drop > 0.0, drop, 1.0), 0.5)
-    return x + width * np.clip(frac, 0.0, 1.0)
+    frac: FloatArray = np.clip(np.where(drop > 0.0, f_lo / np.where(drop > 0.0, drop, 1.0), 0.5), 0.0, 1.0)
+    return x + width * frac
 
 
 def running_mean_update(

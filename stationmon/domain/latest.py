@@ -19,6 +19,8 @@ SeriesKey = tuple[str, str | None, str | None, str]  # station, loop, sensor, qu
 
 @dataclass(slots=True)
 class Sample:
+    """The latest value of one series, its time and the collector's fault reason (None: good)."""
+
     value: float
     ts: float
     fault: str | None = None

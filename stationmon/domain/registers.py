@@ -18,13 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stationmon.domain.plant import Point, Station
-from stationmon.domain.vocabulary import REGISTER_WIDTH
+from stationmon.domain.vocabulary import (
+    PLAUSIBLE_RANGES,
+    QUANTITIES,
+    RAW_SENTINELS,
+    REGISTER_WIDTH,
+    SENTINEL_TOLERANCE,
+    TEMPERATURE_SENTINELS,
+    VALUE_SENTINELS,
+)
 
 __all__ = [
     "FUNCTION_CODES",
     "MAX_REGISTERS_PER_REQUEST",
-    "PHYSICAL_RANGES",
-    "RAW_SENTINELS",
     "ReadRequest",
     "RequestDecoder",
     "check_value",
@@ -41,33 +47,6 @@ MAX_REGISTERS_PER_REQUEST = 125
 FUNCTION_CODES = {"holding": 3, "input": 4}
 
 _STRUCT_CODE = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
-
-# Raw register values PLCs send for a broken or missing probe, by type.
-RAW_SENTINELS: dict[str, frozenset[float]] = {
-    "int16": frozenset({-999, 32767, -32768}),
-    "uint16": frozenset({65535}),
-    "int32": frozenset({-999, 2147483647, -2147483648}),
-    "uint32": frozenset({4294967295}),
-    "float32": frozenset({-999.0}),
-    "float64": frozenset({-999.0}),
-}
-# Engineering values (after scale and offset) that mean a broken probe, whatever the type:
-# -999 for any quantity; 850 for temperatures (a broken probe of the PT100/DS18B20 kind reads 850 °C).
-_VALUE_SENTINELS = frozenset({-999.0})
-_TEMPERATURE_SENTINELS = frozenset({850.0})
-
-_WATER = (0.0, 130.0)
-# Physical range per quantity (DOMAIN.md): outside it, a value is a sensor fault, not a temperature.
-PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
-    "supply_temp": _WATER,
-    "return_temp": _WATER,
-    "primary_supply_temp": _WATER,
-    "primary_return_temp": _WATER,
-    "outdoor_temp": (-50.0, 45.0),
-    # not in DOMAIN.md: a generous band for household thermometers (unheated flats, sunny sills)
-    "indoor_temp": (-20.0, 50.0),
-}
-
 
 # ----------------------------------------------------------------------------------------------------
 # Decoding and encoding
@@ -105,20 +84,31 @@ def encode_value(value: float, dtype: str, byte_order: str) -> list[int]:
     return list(struct.unpack(f">{width}H", _reorder(packed, byte_order)))
 
 
+# Every sentinel is at least this far from zero: most values are judged by one comparison.
+_SENTINEL_FLOOR = min(abs(s) for s in VALUE_SENTINELS + TEMPERATURE_SENTINELS) - SENTINEL_TOLERANCE
+
+
+def _near(value: float, sentinels: tuple[float, ...]) -> bool:
+    return abs(value) >= _SENTINEL_FLOOR and any(abs(value - s) < SENTINEL_TOLERANCE for s in sentinels)
+
+
 def check_value(quantity: str, raw: float, dtype: str, value: float) -> str | None:
-    """Why a decoded value cannot be trusted ("nan", "inf", "sentinel", "out_of_range"), or None."""
+    """Why a decoded value cannot be trusted ("nan", "inf", "sentinel", "out_of_range"), or None.
+
+    Sentinels and plausible ranges are the vocabulary's, the table the rules judge with too.
+    """
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf"
-    if raw in RAW_SENTINELS[dtype] or value in _VALUE_SENTINELS:
+    if raw in RAW_SENTINELS[dtype] or _near(value, VALUE_SENTINELS):
         return "sentinel"
-    limits = PHYSICAL_RANGES.get(quantity)
-    if limits is not None:
-        if value in _TEMPERATURE_SENTINELS:
-            return "sentinel"
-        if not limits[0] <= value <= limits[1]:
-            return "out_of_range"
+    known = QUANTITIES.get(quantity)
+    if known is not None and known.temperature and _near(value, TEMPERATURE_SENTINELS):
+        return "sentinel"
+    limits = PLAUSIBLE_RANGES.get(quantity)
+    if limits is not None and not limits[0] <= value <= limits[1]:
+        return "out_of_range"
     return None
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "REGISTER_WIDTH",
     "RULE_NAMES",
     "SEASONAL_RULES",
+    "SENTINEL_TOLERANCE",
     "SEVERITIES",
     "SEVERITY_ORDER",
     "STATION_QUANTITIES",
@@ -105,6 +106,8 @@ RAW_SENTINELS: dict[str, frozenset[float]] = {
 VALUE_SENTINELS: tuple[float, ...] = (-999.0, 32767.0, -32768.0, 3276.7, -3276.8)
 # A broken probe of the PT100/DS18B20 kind reads 850 °C: a sentinel for temperatures only.
 TEMPERATURE_SENTINELS: tuple[float, ...] = (850.0,)
+# A value this close to a sentinel is one: a float32 register holds 3276.7 as 3276.69995.
+SENTINEL_TOLERANCE = 1e-3
 
 # ----------------------------------------------------------------------------------------------------
 # Rules, statuses and alerts (CONTRACT section 5)

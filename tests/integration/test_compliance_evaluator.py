@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -262,7 +263,8 @@ async def test_run_ticks_until_cancelled_and_saves_on_the_way_out(tmp_path: Path
 
 class SlowDisk:
     """Wraps the real os.fsync: records which thread called it and, off the event loop, holds each call
-    until `gate` opens, as a slow or stalled disk would."""
+    until `gate` opens, as a slow or stalled disk would. One write is one file fsync (the directory's
+    fsync after the rename passes straight through)."""
 
     def __init__(self, loop_thread: int) -> None:
         self.loop_thread = loop_thread
@@ -275,6 +277,10 @@ class SlowDisk:
         self._fsync = os.fsync
 
     def fsync(self, fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            # atomic_write also syncs the directory after the rename: part of the same write
+            self._fsync(fd)
+            return
         with self._lock:
             self.calls += 1
             self.in_flight += 1

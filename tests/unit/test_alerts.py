@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationmon.config import parse_config_text
-from stationmon.domain.alerts import AlertBook, AlertKey, Condition, RulePolicy
+from stationmon.domain.alerts import AlertBook, AlertKey, Condition
+from stationmon.domain.settings import RuleSettings, RulesSettings
+from stationmon.domain.vocabulary import RULE_NAMES
 
 H = 3600.0
 SUPPLY: AlertKey = ("supply_low", "s1", "sec1")
@@ -21,11 +23,11 @@ STATION_FAULT: AlertKey = ("sensor_fault", "s1", None)
 
 
 def book(for_s: float = 600.0, clear_for_s: float = 600.0) -> AlertBook:
-    policies = {
-        name: RulePolicy(for_s, clear_for_s, "major" if name == "station_offline" else "warning")
-        for name in ("supply_low", "return_low", "indoor_low", "indoor_estimate_low", "sensor_fault", "station_offline")
-    }
-    return AlertBook(policies, escalate_major_after_s=24 * H, escalate_critical_after_s=48 * H)
+    return AlertBook(
+        RulesSettings(
+            for_s=for_s, clear_for_s=clear_for_s, escalate_major_after_s=24 * H, escalate_critical_after_s=48 * H
+        )
+    )
 
 
 def low(value: float = 38.0, sensors: frozenset[str] = frozenset({"supply_temp", "outdoor_temp"})) -> Condition:
@@ -264,7 +266,8 @@ def test_not_judged_keeps_firing_and_drops_pending() -> None:
 
 
 def test_disabled_rules_are_ignored() -> None:
-    b = AlertBook({"supply_low": RulePolicy(0.0, 0.0)})
+    only_supply = {"supply_low": RuleSettings("supply_low", for_s=0.0, clear_for_s=0.0)}
+    b = AlertBook(RulesSettings(rules={**{n: RuleSettings(n, enabled=False) for n in RULE_NAMES}, **only_supply}))
     assert b.update(0.0, {RETURN: low(), SUPPLY: low()}) != []
     assert b.get(RETURN) is None
     assert b.counts() == {("supply_low", "pending"): 0, ("supply_low", "firing"): 1}
@@ -337,8 +340,9 @@ def test_from_rules_config_uses_per_rule_settings() -> None:
         """,
         require_influxdb=False,
     )
-    b = AlertBook.from_rules_config(cfg.rules)
-    assert b.policies["supply_low"] == RulePolicy(300.0, 600.0, "major")
+    b = AlertBook(cfg.rules)
+    policy = b.policies["supply_low"]
+    assert (policy.for_s, policy.clear_for_s, policy.severity) == (300.0, 600.0, "major")
     assert b.policies["return_low"].for_s == 600.0
     assert "delta_t_high" not in b.policies
     assert (b.escalate_major_after_s, b.escalate_critical_after_s) == (12 * H, 36 * H)

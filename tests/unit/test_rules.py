@@ -6,6 +6,8 @@ import datetime as dt
 import math
 import zoneinfo
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationmon.config import parse_config_text
+from stationmon.domain.plant import Site
 from stationmon.domain.rules import (
     FAULT_FLAGGED,
     FAULT_FLATLINE,
@@ -21,46 +24,54 @@ from stationmon.domain.rules import (
     FAULT_RATE,
     FAULT_SENTINEL,
     FAULT_SWAPPED,
-    INDOOR_RANGE,
-    OUTDOOR_RANGE,
-    SENTINELS,
-    WATER_RANGE,
     LoopTable,
     RuleEngine,
     RuleInputs,
-    RuleParams,
     RuleResults,
     Series,
     describe_faults,
     in_heating_season,
     range_faults,
 )
-from stationmon.domain.vocabulary import RULE_NAMES
+from stationmon.domain.settings import RulesSettings
+from stationmon.domain.vocabulary import PLAUSIBLE_RANGES, RULE_NAMES, TEMPERATURE_SENTINELS, VALUE_SENTINELS
 
 NOW = 1_700_000_000.0
 NAN = math.nan
 FLOOR = ("s1", "floor", 50.0, 40.0, 1.1, None, None)
 RADIATOR = ("s1", "rad", 75.0, 50.0, 1.3, None, None)
+WATER_RANGE = PLAUSIBLE_RANGES["supply_temp"]
+OUTDOOR_RANGE = PLAUSIBLE_RANGES["outdoor_temp"]
+INDOOR_RANGE = PLAUSIBLE_RANGES["indoor_temp"]
+SENTINELS = VALUE_SENTINELS + TEMPERATURE_SENTINELS
+# test keyword -> (rule, RuleSettings field)
+_RULE_KEYS = {
+    "indoor_min_sensors": ("indoor_low", "min_sensors"),
+    "indoor_min_share": ("indoor_low", "min_share"),
+    "flatline_window_s": ("sensor_fault", "flatline_window_s"),
+    "flatline_tolerance": ("sensor_fault", "flatline_tolerance"),
+    "max_rate_per_min": ("sensor_fault", "max_rate_per_min"),
+}
 
 
-def params(**kw: object) -> RuleParams:
-    base: dict[str, object] = {
-        "enabled": frozenset(RULE_NAMES),
-        "margin": dict.fromkeys(RULE_NAMES, 1.0),
-        "hysteresis": dict.fromkeys(RULE_NAMES, 0.5),
-        "outdoor_smoothing_s": 0.0,
-    }
-    base.update(kw)
-    return RuleParams(**base)  # type: ignore[arg-type]
+def params(
+    enabled: frozenset[str] = frozenset(RULE_NAMES), outdoor_smoothing_s: float = 0.0, **kw: float
+) -> RulesSettings:
+    base = RulesSettings(outdoor_smoothing_s=outdoor_smoothing_s)
+    rules = {name: replace(base.rule(name), enabled=name in enabled) for name in RULE_NAMES}
+    for key, value in kw.items():
+        rule, name = _RULE_KEYS[key]
+        rules[rule] = replace(rules[rule], **{name: value})
+    return replace(base, rules=rules)
 
 
 def engine(
     loops: Sequence[tuple[str, str, float, float, float, float | None, float | None]] = (FLOOR, RADIATOR),
     stations: Sequence[tuple[str, str]] = (("s1", "d1"),),
     indoor_target: float = 18.0,
-    **kw: object,
+    **kw: Any,
 ) -> RuleEngine:
-    table = LoopTable.build(stations, loops, indoor_target=indoor_target)
+    table = LoopTable.build(stations, loops, Site(indoor_target=indoor_target))
     return RuleEngine(table, params(**kw))
 
 
@@ -475,14 +486,14 @@ def test_built_from_config() -> None:
         """,
         require_influxdb=False,
     )
-    table = LoopTable.from_config(cfg)
+    table = LoopTable.from_plant(cfg.site, cfg.stations)
     assert table.station_ids == ("a", "b") and table.loop_ids == ("l1", "l2")
     assert list(table.exponent) == [1.1, 1.4] and list(table.design_supply) == [50.0, 75.0]
     assert table.min_supply[0] == 41.0 and math.isnan(table.min_supply[1])
     assert (table.indoor_target, table.outdoor_design) == (20.0, -26.0)
-    p = RuleParams.from_rules_config(cfg.rules)
-    assert p.margin["supply_low"] == 2.0 and p.offline_after_s == 120.0 and p.indoor_min_sensors == 3
-    assert "delta_t_high" not in p.enabled and p.outdoor_smoothing_s == 1800.0
+    p = RuleEngine(table, cfg.rules).rules
+    assert p["supply_low"].margin == 2.0 and cfg.rules.offline_after_s == 120.0 and p["indoor_low"].min_sensors == 3
+    assert not p["delta_t_high"].enabled and cfg.rules.outdoor_smoothing_s == 1800.0
 
 
 @settings(max_examples=60, deadline=None)

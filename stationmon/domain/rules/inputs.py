@@ -1,0 +1,180 @@
+"""What the rules read: the plant as arrays (`LoopTable`), the latest values (`Series`, `RuleInputs`),
+the heating season and whether a station is online. Pure: the time is always a parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import overload
+
+import numpy as np
+
+from stationmon.domain.heating import FloatArray
+from stationmon.domain.plant import Site, Station
+from stationmon.domain.rules.faults import BoolArray, IntArray
+from stationmon.domain.vocabulary import DESIGN_INDOOR
+
+__all__ = [
+    "LoopRow",
+    "LoopTable",
+    "RuleInputs",
+    "Series",
+    "in_heating_season",
+    "reading_age",
+    "station_online",
+]
+
+# (station id, loop id, design supply, design return, exponent, min supply, min return)
+LoopRow = tuple[str, str, float, float, float, float | None, float | None]
+
+
+def in_heating_season(now: float, timezone: str, start: tuple[int, int], end: tuple[int, int]) -> bool:
+    """True if local date of `now` is within start..end (MM, DD), both inclusive; may wrap new year."""
+    local = dt.datetime.fromtimestamp(now, zoneinfo.ZoneInfo(timezone))
+    md = (local.month, local.day)
+    if start <= end:
+        return start <= md <= end
+    return md >= start or md <= end
+
+
+def reading_age(last_reading_ts: FloatArray, now: float) -> FloatArray:
+    """Seconds since each last reading; inf where there was none (NaN)."""
+    ts = np.asarray(last_reading_ts, dtype=np.float64)
+    return np.where(np.isnan(ts), np.inf, now - ts)
+
+
+@overload
+def station_online(last_reading_ts: float | None, now: float, offline_after_s: float) -> bool: ...
+@overload
+def station_online(last_reading_ts: FloatArray, now: float, offline_after_s: float) -> BoolArray: ...
+def station_online(last_reading_ts: float | FloatArray | None, now: float, offline_after_s: float) -> bool | BoolArray:
+    """Online: the station's newest reading is at most `offline_after_s` old (None or NaN: never read).
+
+    One definition for the rules (`station_offline`, arrays) and the API (one station, a float).
+    """
+    if isinstance(last_reading_ts, np.ndarray):
+        return reading_age(last_reading_ts, now) <= offline_after_s
+    return last_reading_ts is not None and now - last_reading_ts <= offline_after_s
+
+
+@dataclass(slots=True)
+class Series:
+    """Latest value of one quantity for many loops/stations/sensors; ts NaN: never read."""
+
+    value: FloatArray
+    ts: FloatArray
+    flagged: BoolArray
+
+    @classmethod
+    def empty(cls, n: int) -> Series:
+        """n series never read."""
+        return cls(np.full(n, np.nan), np.full(n, np.nan), np.zeros(n, dtype=bool))
+
+    @classmethod
+    def of(cls, value: Iterable[float], ts: Iterable[float], flagged: Iterable[bool] | None = None) -> Series:
+        """From sequences (flagged defaults to all False)."""
+        v = np.asarray(list(value) if not isinstance(value, np.ndarray) else value, dtype=np.float64)
+        t = np.asarray(list(ts) if not isinstance(ts, np.ndarray) else ts, dtype=np.float64)
+        f = np.zeros(v.shape, dtype=bool) if flagged is None else np.asarray(list(flagged), dtype=bool)
+        return cls(v, t, f)
+
+    def age(self, now: float) -> FloatArray:
+        """Seconds since each value was read (inf if never)."""
+        return reading_age(self.ts, now)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LoopTable:
+    """Static per-loop and per-station arrays, built once from the plant."""
+
+    station_ids: tuple[str, ...]
+    districts: tuple[str, ...]
+    loop_ids: tuple[str, ...]
+    loop_station: IntArray
+    design_supply: FloatArray
+    design_return: FloatArray
+    exponent: FloatArray
+    min_supply: FloatArray  # NaN: no fixed floor
+    min_return: FloatArray
+    indoor_target: float = 18.0
+    outdoor_design: float = -24.2
+    design_indoor: float = DESIGN_INDOOR
+    loop_index: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    station_index: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def n_loops(self) -> int:
+        """Number of loops."""
+        return len(self.loop_ids)
+
+    @property
+    def n_stations(self) -> int:
+        """Number of stations."""
+        return len(self.station_ids)
+
+    @classmethod
+    def build(
+        cls, stations: Iterable[tuple[str, str]], loops: Iterable[LoopRow], site: Site | None = None
+    ) -> LoopTable:
+        """From (station id, district) and `LoopRow` rows; the site gives target and design temperatures."""
+        site = site or Site()
+        st = list(stations)
+        station_index = {sid: i for i, (sid, _) in enumerate(st)}
+        rows = list(loops)
+
+        def column(k: int) -> FloatArray:
+            return np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64)
+
+        return cls(
+            station_ids=tuple(s for s, _ in st),
+            districts=tuple(d for _, d in st),
+            loop_ids=tuple(r[1] for r in rows),
+            loop_station=np.array([station_index[r[0]] for r in rows], dtype=np.int64),
+            design_supply=column(2),
+            design_return=column(3),
+            exponent=column(4),
+            min_supply=column(5),
+            min_return=column(6),
+            indoor_target=site.indoor_target,
+            outdoor_design=site.outdoor_design,
+            design_indoor=site.design_indoor,
+            loop_index={(r[0], r[1]): i for i, r in enumerate(rows)},
+            station_index=station_index,
+        )
+
+    @classmethod
+    def from_plant(cls, site: Site, stations: Sequence[Station]) -> LoopTable:
+        """Every loop of every station, in configuration order."""
+        return cls.build(
+            ((s.id, s.district) for s in stations),
+            (
+                (s.id, lp.id, lp.design_supply, lp.design_return, lp.exponent, lp.min_supply, lp.min_return)
+                for s in stations
+                for lp in s.loops
+            ),
+            site,
+        )
+
+    def station_of(self, loop: int) -> str:
+        """Station id of loop index `loop`."""
+        return self.station_ids[int(self.loop_station[loop])]
+
+
+@dataclass(slots=True)
+class RuleInputs:
+    """Everything one evaluation reads; loop arrays have n_loops entries, station ones n_stations."""
+
+    now: float
+    supply: Series
+    return_: Series
+    flow: Series
+    outdoor: Series
+    primary_supply: Series
+    station_last_seen: FloatArray  # NaN: never
+    indoor: Series = field(default_factory=lambda: Series.empty(0))
+    indoor_loop: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    in_season: bool = True
+    started_at: float | None = None  # a station never seen counts as seen then (for offline_after)

@@ -1,0 +1,107 @@
+"""The human messages of the rules: one function per rule, asked only when a message is read.
+
+Each takes the facts of the evaluation, the rule's `Check`, the loop (or station) index and whether
+the condition holds, and says what was seen against what was required.
+"""
+
+from __future__ import annotations
+
+import math
+
+from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
+from stationmon.domain.rules.faults import describe_faults
+
+__all__ = [
+    "below_required",
+    "delta_t_high",
+    "delta_t_low",
+    "describe_duration",
+    "indoor_estimate_low",
+    "indoor_low",
+    "loop_sensor_fault",
+    "station_offline",
+    "station_sensor_fault",
+]
+
+
+def describe_duration(seconds: float) -> str:
+    """A short duration: "45s", "12m", "3.5h", or "ever" for infinity."""
+    if math.isinf(seconds) or math.isnan(seconds):
+        return "ever"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _faults(bits: dict[str, int]) -> str:
+    return "; ".join(f"{q}: {describe_faults(b)}" for q, b in bits.items() if b) or "sensors ok"
+
+
+def below_required(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """supply_low / return_low: "supply 41.0 °C below 57.8 °C (required ... less margin 1 K)"."""
+    supply = c.rule == "supply_low"
+    if c.curve_used is not None and c.curve_used[i]:
+        required = float(f.required_supply[i] if supply else f.required_return[i])
+        why = f"required {required:.1f} °C at outdoor {float(f.outdoor[i]):.1f} °C less margin {c.margin:g} K"
+    else:
+        why = "the fixed minimum"
+    verb = "below" if active else "back above"
+    word = "supply" if supply else "return"
+    return f"{word} {float(c.value[i]):.1f} °C {verb} {float(c.threshold[i]):.1f} °C ({why})"
+
+
+def indoor_estimate_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """The estimate against the target, with the water and weather it came from."""
+    verb = "below" if active else "back above"
+    return (
+        f"estimated indoor {float(c.value[i]):.1f} °C {verb} {float(c.threshold[i]):.1f} °C "
+        f"(supply/return {float(f.supply[i]):.1f}/{float(f.return_[i]):.1f} °C "
+        f"at outdoor {float(f.outdoor[i]):.1f} °C)"
+    )
+
+
+def indoor_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """How many fresh household sensors are low, and the lowest."""
+    fresh, low = c.counts if c.counts is not None else ([0], [0])
+    return (
+        f"{int(low[i])} of {int(fresh[i])} indoor sensors below {float(c.threshold[i]):.1f} °C "
+        f"(lowest {float(c.value[i]):.1f} °C)"
+    )
+
+
+def delta_t_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """ΔT against the expected one: overflow or bypass."""
+    what = "below" if active else "back above"
+    return (
+        f"ΔT {float(c.value[i]):.1f} K {what} {float(c.threshold[i]):.1f} K "
+        f"(expected {float(f.expected_delta_t[i]):.1f} K: overflow or bypass)"
+    )
+
+
+def delta_t_high(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """ΔT against the expected one: too little flow."""
+    what = "above" if active else "back below"
+    return (
+        f"ΔT {float(c.value[i]):.1f} K {what} {float(c.threshold[i]):.1f} K "
+        f"(expected {float(f.expected_delta_t[i]):.1f} K: too little flow)"
+    )
+
+
+def loop_sensor_fault(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """Which of the loop's sensors are faulty and how, e.g. "supply_temp: sentinel value"."""
+    return _faults({"supply_temp": int(f.supply_faults[i]), "return_temp": int(f.return_faults[i])})
+
+
+def station_offline(f: StationFacts, c: Check, s: int, active: bool) -> str:
+    """How long the station has been silent."""
+    value, threshold = float(c.value[s]), float(c.threshold[s])
+    if active:
+        return f"no reading for {describe_duration(value)} (offline after {describe_duration(threshold)})"
+    return f"reading again (last {describe_duration(value)} ago)"
+
+
+def station_sensor_fault(f: StationFacts, c: Check, s: int, active: bool) -> str:
+    """Which of the station's sensors are faulty and how."""
+    return _faults({"outdoor_temp": int(f.outdoor_faults[s]), "primary_supply_temp": int(f.primary_faults[s])})

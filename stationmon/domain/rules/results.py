@@ -1,0 +1,197 @@
+"""One evaluation of every loop: statuses, the model's numbers, every rule's `Check`, and the sparse
+`Condition`s the alert state machine takes (their messages built only when read).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stationmon.domain.alerts import AlertKey, Condition
+from stationmon.domain.heating import FloatArray
+from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
+from stationmon.domain.rules.faults import FaultArray, IntArray
+from stationmon.domain.rules.inputs import LoopTable
+from stationmon.domain.rules.table import LOOP_RULE_TABLE, STATION_RULE_TABLE
+from stationmon.domain.vocabulary import SEASONAL_RULES, STATUS_NAMES
+
+__all__ = ["STATUS_CODES", "RuleResults"]
+
+STATUS_CODES = {name: code for code, name in enumerate(STATUS_NAMES)}
+_OK, _NONCOMPLIANT = STATUS_CODES["ok"], STATUS_CODES["noncompliant"]
+_FAULT_SETS: tuple[frozenset[str], ...] = (
+    frozenset(),
+    frozenset({"supply_temp"}),
+    frozenset({"return_temp"}),
+    frozenset({"supply_temp", "return_temp"}),
+)
+_OUTDOOR = frozenset({"outdoor_temp"})
+
+
+def _nan_none(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+@dataclass(slots=True)
+class RuleResults:
+    """One evaluation of every loop; `status` holds indexes into STATUS_NAMES."""
+
+    table: LoopTable
+    now: float
+    in_season: bool
+    status: NDArray[np.int8]
+    loops: LoopFacts
+    stations: StationFacts
+    loop_checks: dict[str, Check]
+    station_checks: dict[str, Check]
+    delta_t: FloatArray  # measured supply - return where both are usable, else NaN
+
+    # -- the numbers the status page, loop_status and the tests read ---------------------------------
+
+    @property
+    def outdoor(self) -> FloatArray:
+        """The smoothed outdoor temperature each loop was judged at."""
+        return self.loops.outdoor
+
+    @property
+    def required_supply(self) -> FloatArray:
+        """Required supply temperature per loop (the heating curve)."""
+        return self.loops.required_supply
+
+    @property
+    def required_return(self) -> FloatArray:
+        """Required return temperature per loop (the heating curve)."""
+        return self.loops.required_return
+
+    @property
+    def estimated_indoor(self) -> FloatArray:
+        """Indoor temperature the measured water sustains, per loop."""
+        return self.loops.estimated_indoor
+
+    @property
+    def expected_delta_t(self) -> FloatArray:
+        """Expected supply - return difference per loop."""
+        return self.loops.expected_delta_t
+
+    @property
+    def supply_faults(self) -> FaultArray:
+        """Fault bits of each loop's supply sensor."""
+        return self.loops.supply_faults
+
+    @property
+    def return_faults(self) -> FaultArray:
+        """Fault bits of each loop's return sensor."""
+        return self.loops.return_faults
+
+    @property
+    def outdoor_faults(self) -> FaultArray:
+        """Fault bits of each station's outdoor sensor."""
+        return self.stations.outdoor_faults
+
+    @property
+    def indoor_valid(self) -> IntArray:
+        """Fresh, fault-free household sensors per loop (0 while indoor_low is off)."""
+        counts = self.loop_checks["indoor_low"].counts
+        return counts[0] if counts is not None else np.zeros(self.table.n_loops, dtype=np.int64)
+
+    @property
+    def indoor_low(self) -> IntArray:
+        """Household sensors below the threshold per loop."""
+        counts = self.loop_checks["indoor_low"].counts
+        return counts[1] if counts is not None else np.zeros(self.table.n_loops, dtype=np.int64)
+
+    def status_name(self, i: int) -> str:
+        """Status word of loop i."""
+        return STATUS_NAMES[int(self.status[i])]
+
+    def compliant(self) -> NDArray[np.int8]:
+        """Per loop: 1 compliant (ok), 0 not (noncompliant), -1 not judged."""
+        return np.where(self.status == _OK, 1, np.where(self.status == _NONCOMPLIANT, 0, -1)).astype(np.int8)
+
+    # -- to the alert state machine -----------------------------------------------------------------
+
+    def conditions(self) -> dict[AlertKey, Condition]:
+        """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
+        out: dict[AlertKey, Condition] = {}
+        t = self.table
+        for rule, check in self.station_checks.items():
+            for s in np.flatnonzero(check.active).tolist():
+                out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
+        stations, loops, districts = t.station_ids, t.loop_ids, t.districts
+        for rule, check in self.loop_checks.items():
+            idx = np.flatnonzero(check.active)
+            if not idx.size:
+                continue
+            # plain lists: indexing numpy arrays one element at a time costs more than the rest
+            values = check.value[idx].tolist()
+            thresholds = check.threshold[idx].tolist()
+            owners = t.loop_station[idx].tolist()
+            sensors = self._sensors_of(check, idx)
+            describe = self._loop_message
+            fault = rule == "sensor_fault"
+            for i, value, threshold, s, reads in zip(idx.tolist(), values, thresholds, owners, sensors, strict=True):
+                out[(rule, stations[s], loops[i])] = Condition(
+                    _nan_none(value) if fault else value,
+                    None if fault else threshold,
+                    "",
+                    districts[s],
+                    reads,
+                    describe=partial(describe, rule, i, True),
+                )
+        return out
+
+    def lookup(self, key: AlertKey) -> Condition | None:
+        """The judged Condition of `key` (active or clear), None if not judged (or unknown key)."""
+        rule, station, loop = key
+        t = self.table
+        if loop is None:
+            s = t.station_index.get(station)
+            check = self.station_checks.get(rule)
+            if s is None or check is None or not check.judged[s]:
+                return None
+            return self._station_condition(rule, s, bool(check.active[s]))
+        i = t.loop_index.get((station, loop))
+        check = self.loop_checks.get(rule)
+        if i is None or check is None or not check.judged[i]:
+            return None
+        value, threshold = float(check.value[i]), float(check.threshold[i])
+        fault = rule == "sensor_fault"
+        return Condition(
+            _nan_none(value) if fault else value,
+            None if fault else threshold,
+            "",
+            t.districts[int(t.loop_station[i])],
+            self._sensors_of(check, np.array([i]))[0],
+            describe=partial(self._loop_message, rule, i, bool(check.active[i])),
+        )
+
+    def _sensors_of(self, check: Check, idx: IntArray) -> list[frozenset[str]]:
+        """Per loop in `idx`: the sensors the rule read (sensor_fault: the faulty ones)."""
+        if check.rule == "sensor_fault":
+            codes = ((self.supply_faults[idx] != 0) * 1 + (self.return_faults[idx] != 0) * 2).tolist()
+            return [_FAULT_SETS[c] for c in codes]
+        reads = LOOP_RULE_TABLE[check.rule].reads
+        if "outdoor_temp" in reads and check.curve_used is not None:
+            floor_only = reads - _OUTDOOR
+            return [reads if used else floor_only for used in check.curve_used[idx].tolist()]
+        return [reads] * len(idx)
+
+    def _station_condition(self, rule: str, s: int, active: bool) -> Condition:
+        check = self.station_checks[rule]
+        value, threshold = float(check.value[s]), float(check.threshold[s])
+        district = self.table.districts[s]
+        msg = STATION_RULE_TABLE[rule].describe(self.stations, check, s, active)
+        if rule == "station_offline":
+            return Condition(value, threshold, msg, district)
+        faults = {"outdoor_temp": self.outdoor_faults[s], "primary_supply_temp": self.stations.primary_faults[s]}
+        bad = frozenset(q for q, b in faults.items() if b)
+        return Condition(_nan_none(value), None, msg, district, bad)
+
+    def _loop_message(self, rule: str, i: int, active: bool) -> str:
+        if not self.in_season and rule in SEASONAL_RULES:
+            return "outside the heating season"
+        return LOOP_RULE_TABLE[rule].describe(self.loops, self.loop_checks[rule], i, active)

@@ -1,0 +1,54 @@
+"""The rule table: every rule's check, its message and the sensors it reads, one line per rule.
+
+Adding a loop rule: write its check in `checks.py` and its message in `messages.py`, then add one line
+here (and its name to `vocabulary.RULE_NAMES`, and to `COMPLIANCE_RULES`/`SEASONAL_RULES` if it judges
+compliance). The engine judges every rule in this table; the table's order is the order of reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import stationmon.domain.rules.checks as checks
+import stationmon.domain.rules.messages as messages
+from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
+from stationmon.domain.settings import RuleSettings
+
+__all__ = ["LOOP_RULE_TABLE", "STATION_RULE_TABLE", "LoopRule", "StationRule"]
+
+
+class LoopRule(NamedTuple):
+    """One loop rule: how it is judged, how it is described, what it reads."""
+
+    judge: Callable[[LoopFacts, RuleSettings], Check]
+    describe: Callable[[LoopFacts, Check, int, bool], str]
+    # the quantities the judgement reads: a sensor fault on one of them suppresses the condition
+    # (supply_low/return_low drop outdoor_temp where the fixed floor, not the curve, set the threshold;
+    # sensor_fault reads its faulty sensors)
+    reads: frozenset[str]
+
+
+class StationRule(NamedTuple):
+    """One station rule: how it is judged and how it is described."""
+
+    judge: Callable[[StationFacts, RuleSettings], Check]
+    describe: Callable[[StationFacts, Check, int, bool], str]
+
+
+_WATER_AND_OUTDOOR = frozenset({"supply_temp", "return_temp", "outdoor_temp"})
+
+LOOP_RULE_TABLE: dict[str, LoopRule] = {
+    "supply_low": LoopRule(checks.supply_low, messages.below_required, frozenset({"supply_temp", "outdoor_temp"})),
+    "return_low": LoopRule(checks.return_low, messages.below_required, frozenset({"return_temp", "outdoor_temp"})),
+    "indoor_estimate_low": LoopRule(checks.indoor_estimate_low, messages.indoor_estimate_low, _WATER_AND_OUTDOOR),
+    "indoor_low": LoopRule(checks.indoor_low, messages.indoor_low, frozenset({"indoor_temp"})),
+    "delta_t_low": LoopRule(checks.delta_t_low, messages.delta_t_low, _WATER_AND_OUTDOOR),
+    "delta_t_high": LoopRule(checks.delta_t_high, messages.delta_t_high, _WATER_AND_OUTDOOR),
+    "sensor_fault": LoopRule(checks.loop_sensor_fault, messages.loop_sensor_fault, frozenset()),
+}
+
+STATION_RULE_TABLE: dict[str, StationRule] = {
+    "station_offline": StationRule(checks.station_offline, messages.station_offline),
+    "sensor_fault": StationRule(checks.station_sensor_fault, messages.station_sensor_fault),
+}

@@ -1,0 +1,24 @@
+"""The evaluator: the periodic judgement of every loop, with its I/O (lines, events, the state file).
+
+core.py         Evaluator: the tick (rules, alert book, lines, events) and its schedule
+gather.py       InputGatherer: LatestValues and station states -> RuleInputs
+state_file.py   StateFile: load, atomic save (off the event loop under run())
+status_view.py  LoopStatusView: the latest judgement per loop for the API
+"""
+
+from __future__ import annotations
+
+from stationmon.evaluator.core import Evaluator
+from stationmon.evaluator.gather import InputGatherer
+from stationmon.evaluator.state_file import STATE_FILE_VERSION, StateFile
+from stationmon.evaluator.status_view import ConditionStatus, LoopStatus, LoopStatusView
+
+__all__ = [
+    "STATE_FILE_VERSION",
+    "ConditionStatus",
+    "Evaluator",
+    "InputGatherer",
+    "LoopStatus",
+    "LoopStatusView",
+    "StateFile",
+]
