@@ -26,6 +26,7 @@ from stationmon.domain.latest import LatestValues
 from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.domain.model import AlertEvent, Reading, StationState
 from stationmon.domain.plant import Station
+from stationmon.domain.rules import station_online
 from stationmon.evaluator import Evaluator, LoopStatus
 from stationmon.metrics import Metrics
 from stationmon.wiring import build_notifiers
@@ -126,8 +127,7 @@ class Service:
         station polled over Modbus, the poller reports it answering (a failing poller makes it offline even
         while MQTT still brings its values). An MQTT-only station is online on its readings alone.
         """
-        last_seen = self.latest.last_seen.get(station.id)
-        if last_seen is None or now - last_seen > self.config.rules.offline_after_s:
+        if not station_online(self.latest.last_seen.get(station.id), now, self.config.rules.offline_after_s):
             return False
         polled = station.modbus is not None and bool(station.modbus_points)
         return not polled or self.station_states[station.id].online
