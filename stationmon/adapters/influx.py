@@ -104,20 +104,13 @@ _DROPPED = re.compile(r"\bdropped=(\d+)")
 
 
 def _dropped_count(reason: str) -> int | None:
-    """N of a partial write's `... dropped=N` (how many points the server rejected), if it says so once.
-
-    Anything else (no count, or several) is None: an overcount would dead-letter lines that were good.
-    """
+    """N of a partial write's `... dropped=N`, if it says so once: an overcount would dead-letter good lines."""
     found = _DROPPED.findall(reason)
     return int(found[0]) if len(found) == 1 else None
 
 
 def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
-    """Indexes of the lines a 400 answer names, each with its part of the reason.
-
-    InfluxDB reports each unparsable line as `unable to parse '<line>': <why>`; lines it does not name
-    (a field type conflict names none) are not returned.
-    """
+    """Indexes of the lines a 400 answer names (`unable to parse '<line>': <why>`), each with its part of the reason."""
     found: dict[int, str] = {}
     if "unable to parse '" not in reason:
         return found
@@ -182,11 +175,7 @@ class _V1Transport:
 
 
 class _V2Transport:
-    """InfluxDB 2.x through influxdb-client's async write API (`InfluxDBClientAsync.write_api()`).
-
-    Its gzip, token and timeout are the client's. Every non-2xx answer arrives as the client's
-    `ApiException`, whose status, body and Retry-After feed the same accounting as 1.x answers.
-    """
+    """InfluxDB 2.x through influxdb-client's async write API; gzip, token and timeout are the client's."""
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
@@ -299,9 +288,6 @@ class InfluxWriter:
         self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
         self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
-    # ------------------------------------------------------------------------------------------------
-    # The hot path
-
     def submit(self, lines: Sequence[str]) -> None:
         """Queue lines for storage. Sync and never blocks; call it from the event loop."""
         if not lines:
@@ -312,9 +298,6 @@ class InfluxWriter:
         self._m_queued.inc(len(lines))
         if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
             self._wake.set()
-
-    # ------------------------------------------------------------------------------------------------
-    # Status
 
     @property
     def buffered_lines(self) -> int:
@@ -353,9 +336,6 @@ class InfluxWriter:
             "last_error": self.last_error,
             "last_success": self.last_success,
         }
-
-    # ------------------------------------------------------------------------------------------------
-    # Lifecycle
 
     async def __aenter__(self) -> InfluxWriter:
         cfg = self.config
@@ -423,9 +403,6 @@ class InfluxWriter:
         await self._flush_buffer()
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
-
-    # ------------------------------------------------------------------------------------------------
-    # Background work
 
     def _cut_batch(self) -> tuple[list[str], float]:
         size = self.config.batch_size
@@ -520,9 +497,6 @@ class InfluxWriter:
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
-    # ------------------------------------------------------------------------------------------------
-    # Writing one batch
-
     async def _deliver(self, lines: list[str]) -> None:
         """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable if it may work later."""
         assert self._transport is not None
@@ -535,10 +509,8 @@ class InfluxWriter:
         except _TooLarge:
             if len(lines) == 1:
                 self._dead_letter(lines, "413 request too large")
-                return
-            mid = len(lines) // 2
-            await self._deliver(lines[:mid])
-            await self._deliver(lines[mid:])
+            else:
+                await self._deliver_halves(lines)
             return
         self._m_latency.observe(time.monotonic() - started)
         self._m_written.inc(len(lines))
@@ -559,7 +531,10 @@ class InfluxWriter:
         dropped = _dropped_count(reason)
         if len(lines) == 1 or (dropped is not None and dropped >= len(lines)):
             self._dead_letter(lines, reason)  # every line of this part was rejected
-            return
+        else:
+            await self._deliver_halves(lines)
+
+    async def _deliver_halves(self, lines: list[str]) -> None:
         mid = len(lines) // 2
         await self._deliver(lines[:mid])
         await self._deliver(lines[mid:])
@@ -584,8 +559,7 @@ class InfluxWriter:
             log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
 
     def _back_off(self, exc: StorageError) -> None:
-        """Push the next replay attempt back: backoff with jitter, at least the server's Retry-After
-        (itself capped at max_retry_delay_s)."""
+        """Push the next replay attempt back: backoff with jitter, at least the server's (capped) Retry-After."""
         hint = exc.retry_after_s if isinstance(exc, _Retryable) and exc.retry_after_s else 0.0
         delay = self._backoff.next_delay(floor_s=min(hint, self.config.max_retry_delay_s))
         self._next_attempt = max(self._next_attempt, time.monotonic() + delay)

@@ -49,28 +49,12 @@ from stationmon.errors import ModbusError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = [
-    "ModbusConnectionError",
-    "ModbusDeadline",
-    "ModbusExceptionResponse",
-    "ModbusPoller",
-    "ModbusProtocolError",
-    "ModbusTimeout",
-    "automatic_jitter",
-    "station_phase",
-]
+__all__ = ["ModbusPoller", "automatic_jitter", "station_phase"]
 
 log = logging.getLogger("stationmon.modbus")
 
 _RETRY_CODES = frozenset({5, 6})
-_REASONS = (
-    "timeout",
-    "connection",
-    "protocol",
-    "deadline",
-    "exception",
-    *EXCEPTION_NAMES.values(),
-)
+_REASONS = ("timeout", "connection", "protocol", "deadline", "exception", *EXCEPTION_NAMES.values())
 _LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -108,10 +92,6 @@ class ModbusExceptionResponse(ModbusError):
         super().__init__(f"Modbus exception {code} ({self.reason})")
 
 
-# ----------------------------------------------------------------------------------------------------
-# Schedule helpers (pure)
-
-
 def automatic_jitter(interval_s: float, fleet_size: int) -> float:
     """The spread of poll phases when `jitter` is not configured.
 
@@ -126,10 +106,6 @@ def automatic_jitter(interval_s: float, fleet_size: int) -> float:
 def station_phase(station_id: str, jitter_s: float) -> float:
     """A stable offset in [0, jitter_s) for this station: crc32 of its id, so it survives restarts."""
     return (zlib.crc32(station_id.encode()) / 2**32) * jitter_s
-
-
-# ----------------------------------------------------------------------------------------------------
-# Links: one connection to one device, reads only
 
 
 class _Link(Protocol):
@@ -318,10 +294,6 @@ def _make_link(m: ModbusLink, client: str) -> _Link:
     return _PymodbusLink(m, m.transport)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The poller
-
-
 class _Metrics:
     """The collector's metrics; every poller shares the same registry entries."""
 
@@ -337,13 +309,12 @@ class _Metrics:
         self.connect_failures = metrics.counter(
             "stationmon_modbus_connect_failures_total", "Failed Modbus connection attempts"
         ).labels()
-        self.skipped = metrics.counter(
+        skipped = metrics.counter(
             "stationmon_modbus_polls_skipped_total",
             "Poll slots skipped: the previous poll overran, or the station is backing off",
             ("why",),
         )
-        self.skipped_overrun = self.skipped.labels("overrun")
-        self.skipped_backoff = self.skipped.labels("backoff")
+        self.skipped_overrun, self.skipped_backoff = skipped.labels("overrun"), skipped.labels("backoff")
         self.lateness = metrics.histogram(
             "stationmon_modbus_poll_lateness_seconds",
             "How late a poll started after its scheduled time",
@@ -402,8 +373,6 @@ class ModbusPoller:
         self._station_log = FailureLog(log, self.where)
         self._request_logs = [FailureLog(log, f"{self.where} {r.register} {r.start}..{r.end}") for r in self.plan]
         self._online = False
-
-    # ------------------------------------------------------------------------------------------------
 
     def next_slot(self, now: float) -> tuple[int, float]:
         """The next scheduled poll after `now`: (slot number, wall-clock time)."""
@@ -494,9 +463,6 @@ class ModbusPoller:
                 self._m.faulty[fault].inc()
             out.append(Reading(sid, point.quantity, value, ts, point.loop, point.sensor, "modbus", fault))
         return out
-
-    # ------------------------------------------------------------------------------------------------
-    # State
 
     def _set_online(self, online: bool) -> None:
         if online != self._online:

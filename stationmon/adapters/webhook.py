@@ -42,13 +42,11 @@ class WebhookNotifier(QueuedNotifier):
         *,
         external_url: str,
         name: str = "webhook",
-        receiver: str = "stationmon",
         **options: Unpack[NotifierOptions],
     ) -> None:
         super().__init__(name, redact_url(config.url), metrics, max_attempts=config.max_attempts, **options)
         self.config = config
         self.external_url = external_url
-        self.receiver = receiver
         self.http: JsonHttp = JsonHttp(f"{self.kind} {self.target}", config.timeout_s)
 
     def accepts(self, event: AlertEvent) -> bool:
@@ -57,17 +55,14 @@ class WebhookNotifier(QueuedNotifier):
 
     def encode(self, event: AlertEvent) -> tuple[bytes, dict[str, str]]:
         """The body bytes and extra headers (the signature) for one event."""
-        body = json.dumps(
-            webhook_message(event, self.external_url, self.receiver),
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode("utf-8")
+        message = webhook_message(event, self.external_url)
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers: dict[str, str] = {}
         if self.config.hmac_secret is not None:
             headers[self.config.hmac_header] = sign_body(self.config.hmac_secret.get(), body)
         return body, headers
 
     async def deliver(self, event: AlertEvent) -> None:
-        """POST one message; NotifyError (retry) or RejectedError (drop) on failure."""
+        """POST one message."""
         body, headers = self.encode(event)
         await self.http.post_json(self.config.url, body, headers)
