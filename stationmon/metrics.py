@@ -1,11 +1,8 @@
-"""The service's Prometheus metrics on prometheus_client, one `CollectorRegistry` per `Metrics` (no global
-state, so tests can run many services in one process).
+"""The service's Prometheus metrics: a small typed facade over prometheus_client.
 
-A small typed facade over the library: `metrics.counter(name, help, labelnames)` returns the same family
-each time it is asked for, `family.labels("a", "b")` the library's child (create it once, keep it;
-no values: the unlabelled metric itself), `family.value(*labels)` a sample's current value. Gauges can
-read a callback at scrape time (`set_function`). The process and platform collectors are registered
-under the `stationmon_` prefix that every exported name carries (CONTRACT section 7).
+One `CollectorRegistry` per `Metrics` (no global state, so tests can run many services in one process).
+Asking for a metric by name returns the same family each time. The process and platform collectors are
+registered under the `stationmon_` prefix that every exported name carries (CONTRACT section 7).
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
-"""The HTTP server (CONTRACT section 7): status page, health, metrics, JSON API. aiohttp.
+"""The HTTP server (CONTRACT section 7 lists the endpoints): status page, health, metrics, JSON API. aiohttp.
 
-    GET  /                       the status page (stationmon/web/static/index.html, no CDN)
-    GET  /static/{file}          its script and style
-    GET  /healthz                200 and JSON per component while running
-    GET  /metrics                Prometheus text (the service's registry)
-    GET  /api/v1/stations        stations, loops, latest values with their times, status
-    GET  /api/v1/alerts          active alerts
-    GET  /api/v1/history         ?station=ID[&loop=ID][&quantity=Q][&since=UNIX]: the in-memory window
-    POST /api/v1/alerts/{id}/ack acknowledge (needs the Bearer token)
-
-`HttpServer(source)` is an async context manager: it listens on `config.http.host:port` on enter and
-stops on exit. It reads the service through `StatusSource` only and judges nothing itself: loop status
-comes from the evaluator, a station's online state from the service. Every handler's exception becomes
-a JSON 500 with the error logged; aiohttp's own exceptions never leave this module (a failure to listen
-is raised as StationmonError).
+It reads the service through `StatusSource` only and judges nothing itself: loop status comes from the
+evaluator, a station's online state from the service. Every handler's exception becomes a JSON 500 with
+the error logged; aiohttp's own exceptions never leave this module (a failure to listen is raised as
+StationmonError).
 """
 
 from __future__ import annotations

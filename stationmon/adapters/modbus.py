@@ -1,12 +1,9 @@
 """The Modbus collector: one asyncio poller per station, read-only, isolated from every other station.
 
 Modbus TCP goes through a small native client: an asyncio Protocol that only moves bytes, the framing
-being the pure `stationmon.domain.mbap` (FC 3 and FC 4 only). At 1,000 polls/s it costs 1.03x the CPU
-per poll of a bare asyncio client (176 vs 171 µs), pymodbus's TCP client 2.44x (327 vs 134 µs): the
-README's Benchmarks table, from bench/bench_modbus.py; the target is 1.5x. RTU over a serial line and
-RTU-over-TCP gateways go through pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain
-TCP too. Every pymodbus call sits in this module and its exceptions are converted to
-`stationmon.errors.ModbusError` subclasses here.
+being the pure `stationmon.domain.mbap` (FC 3 and FC 4 only), because pymodbus's TCP client costs more
+than twice its CPU per poll (README, Benchmarks). RTU (serial or over TCP) goes through pymodbus;
+`client="pymodbus"` forces it for plain TCP too. Its exceptions become ModbusError subclasses here.
 
 Schedule: polls are aligned to the wall clock (every `interval` seconds, at a multiple of the interval)
 plus a per-station phase derived from the station id, so thousands of stations spread over the jitter

@@ -165,8 +165,6 @@ class MqttCollector:
             "last_message_age_s": age,
         }
 
-    # ------------------------------------------------------------------------------------------------
-
     async def run(self) -> None:
         """Connect, subscribe and consume; reconnect with capped, jittered backoff. Runs until cancelled."""
         backoff = Backoff(_BACKOFF_INITIAL_S, self.config.reconnect_max_s)

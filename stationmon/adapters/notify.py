@@ -5,11 +5,6 @@ task, leaving drains what is queued for a moment and then stops it. `notify(even
 never blocks: it appends to the notifier's own bounded queue (dropping the oldest event when full), so
 a slow or dead receiver delays neither the evaluator nor the other receivers. What goes on the wire
 is `stationmon.domain.alert_wire`'s; which notifiers a config asks for is `stationmon.wiring`'s.
-
-Metrics, per notifier (label `notifier`): `stationmon_notify_sent_total` (messages delivered),
-`stationmon_notify_failed_total` (attempts that failed), `stationmon_notify_retried_total` (attempts
-that were retries), `stationmon_notify_dropped_total{reason}` (events given up: `queue_full`,
-`rejected`, `max_attempts`) and the gauge `stationmon_notify_queue_length`.
 """
 
 from __future__ import annotations

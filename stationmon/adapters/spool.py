@@ -114,9 +114,6 @@ class Spool:
         self._lock_fd: int | None = None
         self._open()
 
-    # ------------------------------------------------------------------------------------------------
-    # Opening and recovery
-
     def _open(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -222,9 +219,6 @@ class Spool:
             offset = end
         return offset
 
-    # ------------------------------------------------------------------------------------------------
-    # Writing
-
     @property
     def total_bytes(self) -> int:
         """Bytes on disk in segment files."""
@@ -325,9 +319,6 @@ class Spool:
             except OSError as exc:
                 raise StorageError(f"spool {self.dir}: cannot sync: {exc}") from exc
         self._dirty = False
-
-    # ------------------------------------------------------------------------------------------------
-    # Reading and acknowledging
 
     def peek(self) -> SpoolRecord | None:
         """The oldest unacknowledged record, or None when everything is acknowledged.
