@@ -47,6 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATIC_DIR = Path(str(resources.files("stationmon") / "web" / "static"))
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_LOOP_FIELDS = ("id", "name", "emitter", "design_supply", "design_return", "min_supply", "min_return")
 _STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2, "ok": 1}
 
 
@@ -421,13 +422,7 @@ def _station_document(
             status["status"] = "offline"
         loops.append(
             {
-                "id": lp.id,
-                "name": lp.name,
-                "emitter": lp.emitter,
-                "design_supply": lp.design_supply,
-                "design_return": lp.design_return,
-                "min_supply": lp.min_supply,
-                "min_return": lp.min_return,
+                **{f: getattr(lp, f) for f in _LOOP_FIELDS},
                 **status,
                 "values": values.loops.get(lp.id, {}),
                 "indoor_sensors": values.indoor.get(lp.id, {}),
@@ -458,12 +453,7 @@ def stations_document(src: StatusSource) -> dict[str, Any]:
     by_station = _values_by_station(src.latest, now)
     return {
         "generated_at": now,
-        "site": {
-            "name": cfg.site.name,
-            "indoor_target": cfg.site.indoor_target,
-            "outdoor_design": cfg.site.outdoor_design,
-            "timezone": cfg.site.timezone,
-        },
+        "site": {f: getattr(cfg.site, f) for f in ("name", "indoor_target", "outdoor_design", "timezone")},
         "margin": cfg.rules.margin,
         "stations": [
             _station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations

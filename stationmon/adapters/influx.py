@@ -19,10 +19,6 @@ beyond retention), the batch is split in halves until the culprits stand alone; 
 rejected whole (`dropped=N` with N its line count) is dead-lettered at once, so a run of expired
 points costs a few requests, not two per line. Resending lines a partial write already stored is
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
-
-`api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
-`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token); its `ApiException`
-carries the status, body and Retry-After that the same accounting reads.
 """
 
 from __future__ import annotations
@@ -69,11 +65,7 @@ class _Retryable(StorageError):
 
 
 class _BadRequest(StorageError):
-    """400 or 422: some lines (or all) were rejected; `reason` is the server's message."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """400 or 422: some lines (or all) were rejected; the message is the server's."""
 
 
 class _TooLarge(StorageError):
@@ -504,7 +496,7 @@ class InfluxWriter:
         try:
             await self._transport.write("\n".join(lines).encode("utf-8"))
         except _BadRequest as exc:
-            await self._quarantine(lines, exc.reason)
+            await self._quarantine(lines, str(exc))
             return
         except _TooLarge:
             if len(lines) == 1:

@@ -26,7 +26,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from stationmon.backoff import Backoff
 from stationmon.domain.mbap import (
@@ -103,17 +103,6 @@ def automatic_jitter(interval_s: float, fleet_size: int) -> float:
 def station_phase(station_id: str, jitter_s: float) -> float:
     """A stable offset in [0, jitter_s) for this station: crc32 of its id, so it survives restarts."""
     return (zlib.crc32(station_id.encode()) / 2**32) * jitter_s
-
-
-class _Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def connect(self) -> None: ...
-
-    async def read(self, function_code: int, start: int, count: int) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class _MbapProtocol(asyncio.Protocol):
@@ -217,7 +206,7 @@ class _TcpLink:
 class _PymodbusLink:
     """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP."""
 
-    def __init__(self, m: ModbusLink, transport: str) -> None:
+    def __init__(self, m: ModbusLink) -> None:
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         from pymodbus.framer import FramerType
 
@@ -226,7 +215,7 @@ class _PymodbusLink:
         # pymodbus's own retries and reconnect task are off: the poller owns both (and leaks no tasks).
         common: dict[str, Any] = {"timeout": m.timeout_s, "retries": 0, "reconnect_delay": 0}
         self.client: Any
-        if transport == "rtu":
+        if m.transport == "rtu":
             self.client = AsyncModbusSerialClient(
                 m.serial_port,
                 framer=FramerType.RTU,
@@ -237,7 +226,7 @@ class _PymodbusLink:
                 **common,
             )
         else:
-            framer = FramerType.RTU if transport == "rtu-over-tcp" else FramerType.SOCKET
+            framer = FramerType.RTU if m.transport == "rtu-over-tcp" else FramerType.SOCKET
             self.client = AsyncModbusTcpClient(m.host, port=m.port, framer=framer, **common)
 
     @property
@@ -285,10 +274,10 @@ class _PymodbusLink:
         self.client.close()
 
 
-def _make_link(m: ModbusLink, client: str) -> _Link:
+def _make_link(m: ModbusLink, client: str) -> _TcpLink | _PymodbusLink:
     if m.transport == "tcp" and client != "pymodbus":
         return _TcpLink(m.host, m.port, m.device_id, m.timeout_s)
-    return _PymodbusLink(m, m.transport)
+    return _PymodbusLink(m)
 
 
 class _Metrics:

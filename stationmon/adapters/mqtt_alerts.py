@@ -66,15 +66,12 @@ class MqttAlertNotifier(QueuedNotifier):
         self._stack, self._client = stack, client
         return client
 
-    async def _disconnect(self) -> None:
+    async def _close(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             # The connection may already be gone; closing it can only fail the same way.
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await stack.aclose()
-
-    async def _close(self) -> None:
-        await self._disconnect()
 
     async def deliver(self, event: AlertEvent) -> None:
         """Publish (or clear) the alert's retained message; NotifyError and reconnect on failure."""
@@ -88,5 +85,5 @@ class MqttAlertNotifier(QueuedNotifier):
                 timeout=self.publish_timeout_s,
             )
         except (aiomqtt.MqttError, OSError) as exc:
-            await self._disconnect()
+            await self._close()
             raise NotifyError(f"publish failed: {exc}") from exc
