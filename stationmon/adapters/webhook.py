@@ -4,8 +4,7 @@ Receivers written for Alertmanager work unchanged. One message per transition: f
 "firing", with the new severity), acknowledged ("firing", with `acknowledged_by`/`acknowledged_at`
 annotations) and resolved (unless `send_resolved = false`). With `hmac_secret`, the header named by
 `hmac_header` carries `sha256=<hex HMAC-SHA256 of the exact body bytes>`, as GitHub-style receivers
-expect. Failed deliveries are retried with capped backoff (forever, or `max_attempts`); a 4xx other than
-408/429 means the receiver refuses the message, so it is dropped at once and logged.
+expect. Retries and drops are `QueuedNotifier`'s (forever, or `max_attempts`).
 """
 
 from __future__ import annotations
