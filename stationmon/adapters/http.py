@@ -54,18 +54,14 @@ _STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2
 class StatusSource(Protocol):
     """What the HTTP server reads from the running service (stationmon.service.Service implements it)."""
 
-    @property
-    def config(self) -> Config: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def latest(self) -> LatestValues: ...
+    config: Config
+    metrics: Metrics
+    latest: LatestValues
+    started_at: float
+    clock: Callable[[], float]
+
     @property
     def station_states(self) -> Mapping[str, StationState]: ...
-    @property
-    def started_at(self) -> float: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
 
     # Service documents each of these.
     def components(self) -> Mapping[str, Callable[[], Mapping[str, object]]]: ...
