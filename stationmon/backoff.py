@@ -1,7 +1,6 @@
 """One retry timing for every adapter: capped exponential backoff with jitter.
 
-Used by the notifiers, the Modbus pollers, the MQTT collector and alert publisher, and the InfluxDB
-writer. Pure: the caller sleeps; the random source can be injected for tests.
+Pure: the caller sleeps; the random source can be injected for tests.
 """
 
 from __future__ import annotations

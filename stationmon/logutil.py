@@ -47,10 +47,8 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     """Configure the root logger for the CLI: `fmt` is "text" or "json"."""
     handler = _StderrHandler()
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else text)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

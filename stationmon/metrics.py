@@ -1,11 +1,8 @@
-"""The service's Prometheus metrics on prometheus_client, one `CollectorRegistry` per `Metrics` (no global
-state, so tests can run many services in one process).
+"""The service's Prometheus metrics: a small typed facade over prometheus_client.
 
-A small typed facade over the library: `metrics.counter(name, help, labelnames)` returns the same family
-each time it is asked for, `family.labels("a", "b")` the library's child (create it once, keep it;
-no values: the unlabelled metric itself), `family.value(*labels)` a sample's current value. Gauges can
-read a callback at scrape time (`set_function`). The process and platform collectors are registered
-under the `stationmon_` prefix that every exported name carries (CONTRACT section 7).
+One `CollectorRegistry` per `Metrics` (no global state, so tests can run many services in one process).
+Asking for a metric by name returns the same family each time. The process and platform collectors are
+registered under the `stationmon_` prefix that every exported name carries (CONTRACT section 7).
 """
 
 from __future__ import annotations
@@ -29,19 +26,21 @@ GaugeFunction = Callable[[], float | Mapping[tuple[str, ...], float]]
 class _Family(Generic[_M]):
     """One metric family: its library object and the names that identify it."""
 
-    def __init__(self, metric: _M, name: str, help_text: str, labelnames: tuple[str, ...]) -> None:
+    _make: Callable[..., _M]
+
+    def __init__(
+        self, registry: CollectorRegistry, name: str, help_text: str, labelnames: tuple[str, ...], **kw: object
+    ):
         self.name = name
         self.help = help_text
         self.labelnames = labelnames
-        self._metric: _M = metric
-        self._collector: prometheus_client.registry.Collector = metric
+        self._registry = registry
+        self._metric: _M = self._make(name, help_text, labelnames, registry=registry, **kw)
+        self._collector: prometheus_client.registry.Collector = self._metric
 
     def labels(self, *values: str) -> _M:
         """The child for these label values; with none, the unlabelled metric itself."""
-        if not values:
-            return self._metric
-        child: _M = self._metric.labels(*values)
-        return child
+        return self._metric.labels(*values) if values else self._metric
 
     def value(self, *values: str) -> float:
         """The current value of the sample `name{labels}` (0 if never touched): for tests and the demo."""
@@ -56,6 +55,8 @@ class _Family(Generic[_M]):
 class Counter(_Family[prometheus_client.Counter]):
     """A count that only goes up; its name ends in `_total`, as the exposition shows it."""
 
+    _make = prometheus_client.Counter
+
     def inc(self, amount: float = 1.0) -> None:
         """Increment the unlabelled counter."""
         self._metric.inc(amount)
@@ -64,16 +65,7 @@ class Counter(_Family[prometheus_client.Counter]):
 class Gauge(_Family[prometheus_client.Gauge]):
     """A value that goes up and down, or is read from a callback at scrape time."""
 
-    def __init__(
-        self,
-        metric: prometheus_client.Gauge,
-        name: str,
-        help_text: str,
-        labels: tuple[str, ...],
-        registry: CollectorRegistry,
-    ) -> None:
-        super().__init__(metric, name, help_text, labels)
-        self._registry = registry
+    _make = prometheus_client.Gauge
 
     def set(self, value: float) -> None:
         """Set the unlabelled gauge."""
@@ -88,6 +80,8 @@ class Gauge(_Family[prometheus_client.Gauge]):
 
 class Histogram(_Family[prometheus_client.Histogram]):
     """Observations counted into buckets."""
+
+    _make = prometheus_client.Histogram
 
     def observe(self, value: float) -> None:
         """Observe one value on the unlabelled histogram."""
@@ -142,37 +136,24 @@ class Metrics:
 
     def counter(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> Counter:
         """The counter `name` (ending in `_total`), created on first use."""
-        labels = tuple(labelnames)
-        found = self._known(Counter, name, labels)
-        if found is None:
-            metric = prometheus_client.Counter(name, help_text, labels, registry=self.registry)
-            found = self._families[name] = Counter(metric, name, help_text, labels)
-        return found
+        return self._family(Counter, name, help_text, labelnames)
 
     def gauge(self, name: str, help_text: str, labelnames: Iterable[str] = ()) -> Gauge:
         """The gauge `name`, created on first use."""
-        labels = tuple(labelnames)
-        found = self._known(Gauge, name, labels)
-        if found is None:
-            metric = prometheus_client.Gauge(name, help_text, labels, registry=self.registry)
-            found = self._families[name] = Gauge(metric, name, help_text, labels, self.registry)
-        return found
+        return self._family(Gauge, name, help_text, labelnames)
 
     def histogram(
         self, name: str, help_text: str, labelnames: Iterable[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
     ) -> Histogram:
         """The histogram `name`, created on first use."""
-        labels = tuple(labelnames)
-        found = self._known(Histogram, name, labels)
-        if found is None:
-            metric = prometheus_client.Histogram(name, help_text, labels, registry=self.registry, buckets=buckets)
-            found = self._families[name] = Histogram(metric, name, help_text, labels)
-        return found
+        return self._family(Histogram, name, help_text, labelnames, buckets=buckets)
 
-    def _known(self, kind: type[_F], name: str, labels: tuple[str, ...]) -> _F | None:
+    def _family(self, kind: type[_F], name: str, help_text: str, labelnames: Iterable[str], **kw: object) -> _F:
+        labels = tuple(labelnames)
         family = self._families.get(name)
         if family is None:
-            return None
+            created = self._families[name] = kind(self.registry, name, help_text, labels, **kw)
+            return created
         if not isinstance(family, kind) or family.labelnames != labels:
             raise ValueError(f"metric {name} registered twice with different shapes")
         return family

@@ -67,7 +67,7 @@ class Service:
             self.latest,
             self.station_states,
             self.metrics,
-            write_lines=self.write_lines,
+            write_lines=self.writer.submit,
             emit_event=self.emit_event,
             clock=clock,
         )
@@ -76,9 +76,6 @@ class Service:
         for notifier in self.notifiers:
             self.on_event(notifier.notify)
         self.http = HttpServer(self)
-
-    # ------------------------------------------------------------------------------------------------
-    # The pipeline
 
     def ingest(self, readings: Sequence[Reading]) -> None:
         """Take a batch of readings from a collector: latest values, then storage. Never blocks."""
@@ -92,10 +89,6 @@ class Service:
         counter.inc(len(readings))
         self.writer.submit(self.encoder.encode(readings))
 
-    def write_lines(self, lines: Sequence[str]) -> None:
-        """Store already-encoded lines (loop_status, alert_events)."""
-        self.writer.submit(lines)
-
     def emit_event(self, event: AlertEvent) -> None:
         """Hand one alert transition to every notifier and listener (console, InfluxDB)."""
         for listener in self._event_listeners:
@@ -108,9 +101,6 @@ class Service:
     def _active_events(self) -> list[AlertEvent]:
         now = self.clock()
         return [event_from_snapshot(a, now) for a in self.evaluator.alerts.active_alerts()]
-
-    # ------------------------------------------------------------------------------------------------
-    # What the HTTP server reads (adapters.http.StatusSource)
 
     def components(self) -> dict[str, Callable[[], Mapping[str, object]]]:
         """The components that describe their own health for /healthz, by name."""
@@ -143,8 +133,6 @@ class Service:
     def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None:
         """Acknowledge a firing alert (recorded, saved and sent to every listener); None if none has that id."""
         return self.evaluator.acknowledge(alert_id, by, comment)
-
-    # ------------------------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every component until `stop` is set, then stop them in order and flush storage.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from stationmon.adapters.alertmanager import AlertmanagerNotifier
 from stationmon.adapters.mqtt_alerts import MqttAlertNotifier
-from stationmon.adapters.notify import Notifier
+from stationmon.adapters.notify import Notifier, NotifierOptions
 from stationmon.adapters.webhook import WebhookNotifier
 from stationmon.config import Config
 from stationmon.domain.model import AlertEvent
@@ -36,7 +36,7 @@ def build_notifiers(
     """
     alerting = config.alerting
     external_url = external_url_of(config)
-    queue_size, retry_max_s = alerting.queue_size, alerting.retry_max_s
+    options: NotifierOptions = {"queue_size": alerting.queue_size, "retry_max_s": alerting.retry_max_s}
     numbered = len(alerting.alertmanager) > 1
     notifiers: list[Notifier] = [
         AlertmanagerNotifier(
@@ -45,8 +45,7 @@ def build_notifiers(
             external_url=external_url,
             name=f"alertmanager-{i}" if numbered else "alertmanager",
             active_alerts=active_alerts,
-            queue_size=queue_size,
-            retry_max_s=retry_max_s,
+            **options,
         )
         for i, am in enumerate(alerting.alertmanager)
     ]
@@ -57,14 +56,11 @@ def build_notifiers(
             metrics,
             external_url=external_url,
             name=f"webhook-{i}" if numbered else "webhook",
-            queue_size=queue_size,
-            retry_max_s=retry_max_s,
+            **options,
         )
         for i, hook in enumerate(alerting.webhook)
     ]
     # The config refuses [alerting.mqtt] without [mqtt]; the second test only narrows the type.
     if alerting.mqtt.enabled and config.mqtt is not None:
-        notifiers.append(
-            MqttAlertNotifier(alerting.mqtt, config.mqtt, metrics, queue_size=queue_size, retry_max_s=retry_max_s)
-        )
+        notifiers.append(MqttAlertNotifier(alerting.mqtt, config.mqtt, metrics, **options))
     return notifiers

@@ -23,8 +23,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Unpack
 
-from stationmon.adapters.notify import JsonHttp, Notifier, RejectedError
+from stationmon.adapters.notify import JsonHttp, Notifier, NotifierOptions, RejectedError
 from stationmon.config import AlertmanagerConfig
 from stationmon.domain.alert_wire import JsonObject, PostableAlert, postable_alert, silence_marker
 from stationmon.domain.model import AlertEvent
@@ -51,22 +52,11 @@ class AlertmanagerNotifier(Notifier):
         external_url: str,
         name: str = "alertmanager",
         active_alerts: Callable[[], Iterable[AlertEvent]] | None = None,
-        queue_size: int = 10000,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 60.0,
         ack_silence_s: float = ACK_SILENCE_S,
-        drain_timeout_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        **options: Unpack[NotifierOptions],
     ) -> None:
-        super().__init__(
-            name,
-            redact_url(config.url),
-            metrics,
-            queue_size=queue_size,
-            retry_initial_s=retry_initial_s,
-            retry_max_s=retry_max_s,
-            drain_timeout_s=drain_timeout_s,
-        )
+        super().__init__(name, redact_url(config.url), metrics, **options)
         self.config = config
         self.external_url = external_url
         self.active_alerts = active_alerts
@@ -76,7 +66,7 @@ class AlertmanagerNotifier(Notifier):
         self.acks = SilenceBook(ack_silence_s)
         self._sending = 0  # alerts of the POST in flight
         headers = {} if config.bearer_token is None else {"Authorization": f"Bearer {config.bearer_token.get()}"}
-        self.http = JsonHttp(f"{self.kind} {self.target}", config.timeout_s, headers)
+        self.http: JsonHttp = JsonHttp(f"{self.kind} {self.target}", config.timeout_s, headers)
 
     @property
     def silences(self) -> dict[str, str]:
@@ -110,15 +100,6 @@ class AlertmanagerNotifier(Notifier):
                 if event.acknowledged_at is not None:
                     self.acks.restored(event.alert_id)
 
-    def _has_work(self) -> bool:
-        return bool(self.outbox) or self.acks.has_work
-
-    async def _open(self) -> None:
-        await self.http.open()
-
-    async def _close(self) -> None:
-        await self.http.close()
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         resend_s = self.config.resend_interval_s
@@ -129,7 +110,8 @@ class AlertmanagerNotifier(Notifier):
             for event in self.queue.take_all():
                 self._apply(event)
             now = loop.time()
-            deadline = retry_at if retry_at is not None else now if self._has_work() else next_resend
+            has_work = self.outbox or self.acks.has_work
+            deadline = retry_at if retry_at is not None else now if has_work else next_resend
             if deadline > now:
                 await self._wait(deadline - now)
                 continue

@@ -1,19 +1,9 @@
-"""The HTTP server (CONTRACT section 7): status page, health, metrics, JSON API. aiohttp.
+"""The HTTP server (CONTRACT section 7 lists the endpoints): status page, health, metrics, JSON API. aiohttp.
 
-    GET  /                       the status page (stationmon/web/static/index.html, no CDN)
-    GET  /static/{file}          its script and style
-    GET  /healthz                200 and JSON per component while running
-    GET  /metrics                Prometheus text (the service's registry)
-    GET  /api/v1/stations        stations, loops, latest values with their times, status
-    GET  /api/v1/alerts          active alerts
-    GET  /api/v1/history         ?station=ID[&loop=ID][&quantity=Q][&since=UNIX]: the in-memory window
-    POST /api/v1/alerts/{id}/ack acknowledge (needs the Bearer token)
-
-`HttpServer(source)` is an async context manager: it listens on `config.http.host:port` on enter and
-stops on exit. It reads the service through `StatusSource` only and judges nothing itself: loop status
-comes from the evaluator, a station's online state from the service. Every handler's exception becomes
-a JSON 500 with the error logged; aiohttp's own exceptions never leave this module (a failure to listen
-is raised as StationmonError).
+It reads the service through `StatusSource` only and judges nothing itself: loop status comes from the
+evaluator, a station's online state from the service. Every handler's exception becomes a JSON 500 with
+the error logged; aiohttp's own exceptions never leave this module (a failure to listen is raised as
+StationmonError).
 """
 
 from __future__ import annotations
@@ -24,25 +14,32 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from stationmon.config import Config
 from stationmon.domain.alerts import AlertSnapshot
-from stationmon.domain.latest import LatestValues, Sample, SeriesKey
+from stationmon.domain.latest import LatestValues, Sample
 from stationmon.domain.model import AlertEvent, StationState
 from stationmon.domain.plant import Station
 from stationmon.errors import StationmonError
 from stationmon.evaluator import LoopStatus
 from stationmon.metrics import Metrics
 
-__all__ = ["HttpServer", "StatusSource", "alert_to_json", "check_bearer", "json_response", "json_text"]
-__all__ += ["stations_document"]
+__all__ = [
+    "HttpServer",
+    "StatusSource",
+    "alert_to_json",
+    "check_bearer",
+    "json_response",
+    "json_text",
+    "stations_document",
+]
 
 log = logging.getLogger("stationmon.http")
 
@@ -50,51 +47,33 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATIC_DIR = Path(str(resources.files("stationmon") / "web" / "static"))
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_LOOP_FIELDS = ("id", "name", "emitter", "design_supply", "design_return", "min_supply", "min_return")
 _STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2, "ok": 1}
 
 
 class StatusSource(Protocol):
     """What the HTTP server reads from the running service (stationmon.service.Service implements it)."""
 
-    @property
-    def config(self) -> Config: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def latest(self) -> LatestValues: ...
+    config: Config
+    metrics: Metrics
+    latest: LatestValues
+    started_at: float
+    clock: Callable[[], float]
+
     @property
     def station_states(self) -> Mapping[str, StationState]: ...
-    @property
-    def started_at(self) -> float: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
 
-    def components(self) -> Mapping[str, Callable[[], Mapping[str, object]]]:
-        """Health of each component that describes itself, by name."""
-        ...
-
-    def station_online(self, station: Station, now: float) -> bool:
-        """Whether the station is online at `now`."""
-        ...
-
-    def loop_status(self, station: str, loop: str) -> LoopStatus | None:
-        """The evaluator's judgement of one loop; None before its first."""
-        ...
-
-    def active_alerts(self) -> list[AlertSnapshot]:
-        """The firing alerts."""
-        ...
-
-    def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None:
-        """Acknowledge a firing alert; None if there is none with that id."""
-        ...
+    # Service documents each of these.
+    def components(self) -> Mapping[str, Callable[[], Mapping[str, object]]]: ...
+    def station_online(self, station: Station, now: float) -> bool: ...
+    def loop_status(self, station: str, loop: str) -> LoopStatus | None: ...
+    def active_alerts(self) -> list[AlertSnapshot]: ...
+    def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None: ...
 
 
 def _num(value: Any) -> Any:
     """JSON cannot carry NaN or infinities: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _jsonable(value: Any) -> Any:
@@ -118,11 +97,7 @@ def alert_to_json(alert: AlertSnapshot | AlertEvent) -> dict[str, Any]:
 
 
 def check_bearer(request: web.Request, token: str | None) -> bool:
-    """True if the request carries `Authorization: Bearer <token>` (compared in constant time).
-
-    The write endpoints (POST /api/v1/alerts/{id}/ack) answer 401 when this is False; with no token
-    configured every write is refused.
-    """
+    """True if the request carries `Authorization: Bearer <token>` (constant time); no token refuses all."""
     if not token:
         return False
     header = request.headers.get("Authorization", "")
@@ -202,8 +177,6 @@ class HttpServer:
         """Add an endpoint (before the server starts); its exceptions get the same JSON 500 handling."""
         self.app.router.add_route(method, path, handler)
 
-    # ------------------------------------------------------------------------------------------------
-
     async def __aenter__(self) -> HttpServer:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -217,9 +190,7 @@ class HttpServer:
         log.info("HTTP on http://%s:%d/", self.host, self.port)
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -238,9 +209,6 @@ class HttpServer:
         self._requests.labels(route, str(response.status)).inc()
         self._request_seconds.labels(route).observe(time.perf_counter() - started)
         return response
-
-    # ------------------------------------------------------------------------------------------------
-    # Handlers
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         """The status page."""
@@ -323,11 +291,9 @@ class HttpServer:
         return json_response({"station": station, "window_s": latest.history_window_s, "series": series})
 
     async def acknowledge(self, request: web.Request) -> web.StreamResponse:
-        """Acknowledge a firing alert: needs the Bearer token; the JSON body may carry "by" and "comment".
+        """Acknowledge a firing alert (Bearer token; optional JSON "by" and "comment"): 401, 404 or 200.
 
-        401 without or with a wrong token, 404 for no such firing alert. The "acknowledged" event goes to
-        every listener (notifiers, alert_events): repeats stop, escalation still goes out. Acknowledging
-        an acknowledged alert answers 200 with the acknowledgement as it was, and changes nothing.
+        Acknowledging an acknowledged alert answers 200 with the acknowledgement as it was.
         """
         token = self.source.config.http.token
         if not check_bearer(request, token.get() if token is not None else None):
@@ -355,10 +321,6 @@ def _file(name: str) -> web.StreamResponse:
     )
 
 
-# ----------------------------------------------------------------------------------------------------
-# Scrape-time metrics and the stations document
-
-
 def _register_scrape_metrics(src: StatusSource) -> None:
     metrics = src.metrics
     if metrics.get("stationmon_station_online") is None:
@@ -383,27 +345,14 @@ def _online_by_station(src: StatusSource) -> dict[tuple[str, ...], float]:
 
 
 def _count_alerts(alerts: Iterable[AlertSnapshot]) -> dict[tuple[str, ...], float]:
-    out: dict[tuple[str, ...], float] = {}
-    for a in alerts:
-        out[(a.rule, a.severity)] = out.get((a.rule, a.severity), 0.0) + 1.0
-    return out
+    return {key: float(n) for key, n in Counter((a.rule, a.severity) for a in alerts).items()}
 
 
 def _loop_status(status: LoopStatus | None) -> dict[str, Any]:
     """The evaluator's judgement of one loop as JSON fields; null and "unknown" before its first."""
     if status is None:
         return {**dict.fromkeys(_JUDGED_FIELDS), "status": "unknown", "reasons": []}
-    return {
-        "required_supply_temp": status.required_supply_temp,
-        "required_return_temp": status.required_return_temp,
-        "estimated_indoor_temp": status.estimated_indoor_temp,
-        "delta_t": status.delta_t,
-        "expected_delta_t": status.expected_delta_t,
-        "outdoor_temp": status.outdoor_temp,
-        "compliant": status.compliant,
-        "status": status.status,
-        "reasons": status.reasons,
-    }
+    return {**{f: getattr(status, f) for f in _JUDGED_FIELDS}, "status": status.status, "reasons": status.reasons}
 
 
 _JUDGED_FIELDS = (
@@ -438,8 +387,7 @@ class _Values:
 def _values_by_station(latest: LatestValues, now: float) -> dict[str, _Values]:
     # one pass over every series, grouped by station (series_of per station would be O(stations²))
     out: dict[str, _Values] = {}
-    items: list[tuple[SeriesKey, Sample]] = list(latest.latest.items())
-    for (sid, lid, sensor, qty), sample in items:
+    for (sid, lid, sensor, qty), sample in list(latest.latest.items()):
         values = out.get(sid)
         if values is None:
             values = out[sid] = _Values()
@@ -470,13 +418,7 @@ def _station_document(
             status["status"] = "offline"
         loops.append(
             {
-                "id": lp.id,
-                "name": lp.name,
-                "emitter": lp.emitter,
-                "design_supply": lp.design_supply,
-                "design_return": lp.design_return,
-                "min_supply": lp.min_supply,
-                "min_return": lp.min_return,
+                **{f: getattr(lp, f) for f in _LOOP_FIELDS},
                 **status,
                 "values": values.loops.get(lp.id, {}),
                 "indoor_sensors": values.indoor.get(lp.id, {}),
@@ -503,18 +445,11 @@ def stations_document(src: StatusSource) -> dict[str, Any]:
     """The /api/v1/stations body: every station, its loops, latest values, status and alerts."""
     now = src.clock()
     cfg = src.config
-    alerts: dict[tuple[str, str | None], int] = {}
-    for a in src.active_alerts():
-        alerts[(a.station, a.loop)] = alerts.get((a.station, a.loop), 0) + 1
+    alerts = Counter((a.station, a.loop) for a in src.active_alerts())
     by_station = _values_by_station(src.latest, now)
     return {
         "generated_at": now,
-        "site": {
-            "name": cfg.site.name,
-            "indoor_target": cfg.site.indoor_target,
-            "outdoor_design": cfg.site.outdoor_design,
-            "timezone": cfg.site.timezone,
-        },
+        "site": {f: getattr(cfg.site, f) for f in ("name", "indoor_target", "outdoor_design", "timezone")},
         "margin": cfg.rules.margin,
         "stations": [
             _station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations

@@ -19,10 +19,6 @@ beyond retention), the batch is split in halves until the culprits stand alone; 
 rejected whole (`dropped=N` with N its line count) is dead-lettered at once, so a run of expired
 points costs a few requests, not two per line. Resending lines a partial write already stored is
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
-
-`api = "v1"`: `POST {url}/write?db=&rp=&precision=` with aiohttp (basic auth from username/password).
-`api = "v2"`: influxdb-client's `InfluxDBClientAsync` write API (org, bucket, token); its `ApiException`
-carries the status, body and Retry-After that the same accounting reads.
 """
 
 from __future__ import annotations
@@ -69,11 +65,7 @@ class _Retryable(StorageError):
 
 
 class _BadRequest(StorageError):
-    """400 or 422: some lines (or all) were rejected; `reason` is the server's message."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """400 or 422: some lines (or all) were rejected; the message is the server's."""
 
 
 class _TooLarge(StorageError):
@@ -104,20 +96,13 @@ _DROPPED = re.compile(r"\bdropped=(\d+)")
 
 
 def _dropped_count(reason: str) -> int | None:
-    """N of a partial write's `... dropped=N` (how many points the server rejected), if it says so once.
-
-    Anything else (no count, or several) is None: an overcount would dead-letter lines that were good.
-    """
+    """N of a partial write's `... dropped=N`, if it says so once: an overcount would dead-letter good lines."""
     found = _DROPPED.findall(reason)
     return int(found[0]) if len(found) == 1 else None
 
 
 def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
-    """Indexes of the lines a 400 answer names, each with its part of the reason.
-
-    InfluxDB reports each unparsable line as `unable to parse '<line>': <why>`; lines it does not name
-    (a field type conflict names none) are not returned.
-    """
+    """Indexes of the lines a 400 answer names (`unable to parse '<line>': <why>`), each with its part of the reason."""
     found: dict[int, str] = {}
     if "unable to parse '" not in reason:
         return found
@@ -182,11 +167,7 @@ class _V1Transport:
 
 
 class _V2Transport:
-    """InfluxDB 2.x through influxdb-client's async write API (`InfluxDBClientAsync.write_api()`).
-
-    Its gzip, token and timeout are the client's. Every non-2xx answer arrives as the client's
-    `ApiException`, whose status, body and Retry-After feed the same accounting as 1.x answers.
-    """
+    """InfluxDB 2.x through influxdb-client's async write API; gzip, token and timeout are the client's."""
 
     def __init__(self, config: InfluxConfig) -> None:
         self.config = config
@@ -299,9 +280,6 @@ class InfluxWriter:
         self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
         self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
-    # ------------------------------------------------------------------------------------------------
-    # The hot path
-
     def submit(self, lines: Sequence[str]) -> None:
         """Queue lines for storage. Sync and never blocks; call it from the event loop."""
         if not lines:
@@ -312,9 +290,6 @@ class InfluxWriter:
         self._m_queued.inc(len(lines))
         if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
             self._wake.set()
-
-    # ------------------------------------------------------------------------------------------------
-    # Status
 
     @property
     def buffered_lines(self) -> int:
@@ -353,9 +328,6 @@ class InfluxWriter:
             "last_error": self.last_error,
             "last_success": self.last_success,
         }
-
-    # ------------------------------------------------------------------------------------------------
-    # Lifecycle
 
     async def __aenter__(self) -> InfluxWriter:
         cfg = self.config
@@ -423,9 +395,6 @@ class InfluxWriter:
         await self._flush_buffer()
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
-
-    # ------------------------------------------------------------------------------------------------
-    # Background work
 
     def _cut_batch(self) -> tuple[list[str], float]:
         size = self.config.batch_size
@@ -520,9 +489,6 @@ class InfluxWriter:
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
-    # ------------------------------------------------------------------------------------------------
-    # Writing one batch
-
     async def _deliver(self, lines: list[str]) -> None:
         """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable if it may work later."""
         assert self._transport is not None
@@ -530,15 +496,13 @@ class InfluxWriter:
         try:
             await self._transport.write("\n".join(lines).encode("utf-8"))
         except _BadRequest as exc:
-            await self._quarantine(lines, exc.reason)
+            await self._quarantine(lines, str(exc))
             return
         except _TooLarge:
             if len(lines) == 1:
                 self._dead_letter(lines, "413 request too large")
-                return
-            mid = len(lines) // 2
-            await self._deliver(lines[:mid])
-            await self._deliver(lines[mid:])
+            else:
+                await self._deliver_halves(lines)
             return
         self._m_latency.observe(time.monotonic() - started)
         self._m_written.inc(len(lines))
@@ -559,7 +523,10 @@ class InfluxWriter:
         dropped = _dropped_count(reason)
         if len(lines) == 1 or (dropped is not None and dropped >= len(lines)):
             self._dead_letter(lines, reason)  # every line of this part was rejected
-            return
+        else:
+            await self._deliver_halves(lines)
+
+    async def _deliver_halves(self, lines: list[str]) -> None:
         mid = len(lines) // 2
         await self._deliver(lines[:mid])
         await self._deliver(lines[mid:])
@@ -584,8 +551,7 @@ class InfluxWriter:
             log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
 
     def _back_off(self, exc: StorageError) -> None:
-        """Push the next replay attempt back: backoff with jitter, at least the server's Retry-After
-        (itself capped at max_retry_delay_s)."""
+        """Push the next replay attempt back: backoff with jitter, at least the server's (capped) Retry-After."""
         hint = exc.retry_after_s if isinstance(exc, _Retryable) and exc.retry_after_s else 0.0
         delay = self._backoff.next_delay(floor_s=min(hint, self.config.max_retry_delay_s))
         self._next_attempt = max(self._next_attempt, time.monotonic() + delay)

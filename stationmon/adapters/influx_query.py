@@ -67,10 +67,7 @@ class InfluxQuery:
         out: dict[tuple[str, str], LoopAggregates] = {}
 
         def agg(row: dict[str, Any]) -> LoopAggregates:
-            key = (str(row.get("station", "")), str(row.get("loop", "")))
-            if key not in out:
-                out[key] = LoopAggregates()
-            return out[key]
+            return out.setdefault((str(row.get("station", "")), str(row.get("loop", ""))), LoopAggregates())
 
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s * 6)
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -1,12 +1,9 @@
 """The Modbus collector: one asyncio poller per station, read-only, isolated from every other station.
 
 Modbus TCP goes through a small native client: an asyncio Protocol that only moves bytes, the framing
-being the pure `stationmon.domain.mbap` (FC 3 and FC 4 only). At 1,000 polls/s it costs 1.03x the CPU
-per poll of a bare asyncio client (176 vs 171 µs), pymodbus's TCP client 2.44x (327 vs 134 µs): the
-README's Benchmarks table, from bench/bench_modbus.py; the target is 1.5x. RTU over a serial line and
-RTU-over-TCP gateways go through pymodbus's RTU framer; `client="pymodbus"` forces pymodbus for plain
-TCP too. Every pymodbus call sits in this module and its exceptions are converted to
-`stationmon.errors.ModbusError` subclasses here.
+being the pure `stationmon.domain.mbap` (FC 3 and FC 4 only), because pymodbus's TCP client costs more
+than twice its CPU per poll (README, Benchmarks). RTU (serial or over TCP) goes through pymodbus;
+`client="pymodbus"` forces it for plain TCP too. Its exceptions become ModbusError subclasses here.
 
 Schedule: polls are aligned to the wall clock (every `interval` seconds, at a multiple of the interval)
 plus a per-station phase derived from the station id, so thousands of stations spread over the jitter
@@ -29,7 +26,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from stationmon.backoff import Backoff
 from stationmon.domain.mbap import (
@@ -49,28 +46,12 @@ from stationmon.errors import ModbusError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = [
-    "ModbusConnectionError",
-    "ModbusDeadline",
-    "ModbusExceptionResponse",
-    "ModbusPoller",
-    "ModbusProtocolError",
-    "ModbusTimeout",
-    "automatic_jitter",
-    "station_phase",
-]
+__all__ = ["ModbusPoller", "automatic_jitter", "station_phase"]
 
 log = logging.getLogger("stationmon.modbus")
 
 _RETRY_CODES = frozenset({5, 6})
-_REASONS = (
-    "timeout",
-    "connection",
-    "protocol",
-    "deadline",
-    "exception",
-    *EXCEPTION_NAMES.values(),
-)
+_REASONS = ("timeout", "connection", "protocol", "deadline", "exception", *EXCEPTION_NAMES.values())
 _LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -108,10 +89,6 @@ class ModbusExceptionResponse(ModbusError):
         super().__init__(f"Modbus exception {code} ({self.reason})")
 
 
-# ----------------------------------------------------------------------------------------------------
-# Schedule helpers (pure)
-
-
 def automatic_jitter(interval_s: float, fleet_size: int) -> float:
     """The spread of poll phases when `jitter` is not configured.
 
@@ -126,21 +103,6 @@ def automatic_jitter(interval_s: float, fleet_size: int) -> float:
 def station_phase(station_id: str, jitter_s: float) -> float:
     """A stable offset in [0, jitter_s) for this station: crc32 of its id, so it survives restarts."""
     return (zlib.crc32(station_id.encode()) / 2**32) * jitter_s
-
-
-# ----------------------------------------------------------------------------------------------------
-# Links: one connection to one device, reads only
-
-
-class _Link(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def connect(self) -> None: ...
-
-    async def read(self, function_code: int, start: int, count: int) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class _MbapProtocol(asyncio.Protocol):
@@ -244,7 +206,7 @@ class _TcpLink:
 class _PymodbusLink:
     """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP."""
 
-    def __init__(self, m: ModbusLink, transport: str) -> None:
+    def __init__(self, m: ModbusLink) -> None:
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         from pymodbus.framer import FramerType
 
@@ -253,7 +215,7 @@ class _PymodbusLink:
         # pymodbus's own retries and reconnect task are off: the poller owns both (and leaks no tasks).
         common: dict[str, Any] = {"timeout": m.timeout_s, "retries": 0, "reconnect_delay": 0}
         self.client: Any
-        if transport == "rtu":
+        if m.transport == "rtu":
             self.client = AsyncModbusSerialClient(
                 m.serial_port,
                 framer=FramerType.RTU,
@@ -264,7 +226,7 @@ class _PymodbusLink:
                 **common,
             )
         else:
-            framer = FramerType.RTU if transport == "rtu-over-tcp" else FramerType.SOCKET
+            framer = FramerType.RTU if m.transport == "rtu-over-tcp" else FramerType.SOCKET
             self.client = AsyncModbusTcpClient(m.host, port=m.port, framer=framer, **common)
 
     @property
@@ -312,14 +274,10 @@ class _PymodbusLink:
         self.client.close()
 
 
-def _make_link(m: ModbusLink, client: str) -> _Link:
+def _make_link(m: ModbusLink, client: str) -> _TcpLink | _PymodbusLink:
     if m.transport == "tcp" and client != "pymodbus":
         return _TcpLink(m.host, m.port, m.device_id, m.timeout_s)
-    return _PymodbusLink(m, m.transport)
-
-
-# ----------------------------------------------------------------------------------------------------
-# The poller
+    return _PymodbusLink(m)
 
 
 class _Metrics:
@@ -337,13 +295,12 @@ class _Metrics:
         self.connect_failures = metrics.counter(
             "stationmon_modbus_connect_failures_total", "Failed Modbus connection attempts"
         ).labels()
-        self.skipped = metrics.counter(
+        skipped = metrics.counter(
             "stationmon_modbus_polls_skipped_total",
             "Poll slots skipped: the previous poll overran, or the station is backing off",
             ("why",),
         )
-        self.skipped_overrun = self.skipped.labels("overrun")
-        self.skipped_backoff = self.skipped.labels("backoff")
+        self.skipped_overrun, self.skipped_backoff = skipped.labels("overrun"), skipped.labels("backoff")
         self.lateness = metrics.histogram(
             "stationmon_modbus_poll_lateness_seconds",
             "How late a poll started after its scheduled time",
@@ -402,8 +359,6 @@ class ModbusPoller:
         self._station_log = FailureLog(log, self.where)
         self._request_logs = [FailureLog(log, f"{self.where} {r.register} {r.start}..{r.end}") for r in self.plan]
         self._online = False
-
-    # ------------------------------------------------------------------------------------------------
 
     def next_slot(self, now: float) -> tuple[int, float]:
         """The next scheduled poll after `now`: (slot number, wall-clock time)."""
@@ -494,9 +449,6 @@ class ModbusPoller:
                 self._m.faulty[fault].inc()
             out.append(Reading(sid, point.quantity, value, ts, point.loop, point.sensor, "modbus", fault))
         return out
-
-    # ------------------------------------------------------------------------------------------------
-    # State
 
     def _set_online(self, online: bool) -> None:
         if online != self._online:

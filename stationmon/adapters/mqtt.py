@@ -139,13 +139,12 @@ class MqttCollector:
         self._messages = metrics.counter(
             "stationmon_mqtt_messages_total", "MQTT messages received (good and bad)"
         ).labels()
-        rejected = metrics.counter(
+        self._rejected_metric = metrics.counter(
             "stationmon_mqtt_rejected_total",
             "MQTT messages (or json_fields entries) not stored, by reason",
             ("reason",),
         )
-        self._rejected_metric = rejected
-        self._rejected = {reason: rejected.labels(reason) for reason in REJECT_REASONS}
+        self._rejected = {reason: self._rejected_metric.labels(reason) for reason in REJECT_REASONS}
         self._connected_gauge = metrics.gauge(
             "stationmon_mqtt_connected", "1 while connected to the MQTT broker and subscribed"
         ).labels()
@@ -164,8 +163,6 @@ class MqttCollector:
             "last_error": self.last_error,
             "last_message_age_s": age,
         }
-
-    # ------------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Connect, subscribe and consume; reconnect with capped, jittered backoff. Runs until cancelled."""
@@ -187,9 +184,7 @@ class MqttCollector:
             client, inbox = self._client()
             async with client:
                 await self._consume_watched(client, inbox)
-        except* aiomqtt.MqttError as group:
-            self._failed(_describe(group))
-        except* MqttError as group:
+        except* (aiomqtt.MqttError, MqttError) as group:
             self._failed(_describe(group))
         except* _WatchdogExpired:
             self._failed(f"no message for {self.config.watchdog_s:g}s (watchdog): reconnecting")

@@ -13,11 +13,12 @@ opened on first use and re-opened after a failure, with the shared backoff.
 from __future__ import annotations
 
 import contextlib
+from typing import Unpack
 
 import aiomqtt
 
 from stationmon.adapters.mqtt import new_client
-from stationmon.adapters.notify import QueuedNotifier
+from stationmon.adapters.notify import NotifierOptions, QueuedNotifier
 from stationmon.config import MqttAlertConfig, MqttConfig
 from stationmon.domain.alert_wire import alert_payload, alert_topic
 from stationmon.domain.model import AlertEvent
@@ -39,21 +40,11 @@ class MqttAlertNotifier(QueuedNotifier):
         metrics: Metrics,
         *,
         name: str = "mqtt",
-        queue_size: int = 10000,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 30.0,
         publish_timeout_s: float = 10.0,
-        drain_timeout_s: float = 2.0,
+        **options: Unpack[NotifierOptions],
     ) -> None:
-        super().__init__(
-            name,
-            f"{mqtt.host}:{mqtt.port}",
-            metrics,
-            queue_size=queue_size,
-            retry_initial_s=retry_initial_s,
-            retry_max_s=min(retry_max_s, mqtt.reconnect_max_s),
-            drain_timeout_s=drain_timeout_s,
-        )
+        options["retry_max_s"] = min(options.get("retry_max_s", 30.0), mqtt.reconnect_max_s)
+        super().__init__(name, f"{mqtt.host}:{mqtt.port}", metrics, **options)
         self.config = config
         self.mqtt = mqtt
         self.publish_timeout_s = publish_timeout_s
@@ -66,28 +57,21 @@ class MqttAlertNotifier(QueuedNotifier):
             return self._client
         stack = contextlib.AsyncExitStack()
         try:
-            client = new_client(
-                self.mqtt,
-                identifier=f"{self.mqtt.client_id}-alerts",
-                persistent=False,
-                timeout_s=self.publish_timeout_s,
+            client = await stack.enter_async_context(
+                new_client(self.mqtt, identifier=self.identifier, persistent=False, timeout_s=self.publish_timeout_s)
             )
-            client = await stack.enter_async_context(client)
         except (aiomqtt.MqttError, MqttError, OSError) as exc:
             await stack.aclose()
             raise NotifyError(f"cannot connect: {exc}") from exc
         self._stack, self._client = stack, client
         return client
 
-    async def _disconnect(self) -> None:
+    async def _close(self) -> None:
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             # The connection may already be gone; closing it can only fail the same way.
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await stack.aclose()
-
-    async def _close(self) -> None:
-        await self._disconnect()
 
     async def deliver(self, event: AlertEvent) -> None:
         """Publish (or clear) the alert's retained message; NotifyError and reconnect on failure."""
@@ -101,5 +85,5 @@ class MqttAlertNotifier(QueuedNotifier):
                 timeout=self.publish_timeout_s,
             )
         except (aiomqtt.MqttError, OSError) as exc:
-            await self._disconnect()
+            await self._close()
             raise NotifyError(f"publish failed: {exc}") from exc

@@ -5,11 +5,6 @@ task, leaving drains what is queued for a moment and then stops it. `notify(even
 never blocks: it appends to the notifier's own bounded queue (dropping the oldest event when full), so
 a slow or dead receiver delays neither the evaluator nor the other receivers. What goes on the wire
 is `stationmon.domain.alert_wire`'s; which notifiers a config asks for is `stationmon.wiring`'s.
-
-Metrics, per notifier (label `notifier`): `stationmon_notify_sent_total` (messages delivered),
-`stationmon_notify_failed_total` (attempts that failed), `stationmon_notify_retried_total` (attempts
-that were retries), `stationmon_notify_dropped_total{reason}` (events given up: `queue_full`,
-`rejected`, `max_attempts`) and the gauge `stationmon_notify_queue_length`.
 """
 
 from __future__ import annotations
@@ -20,6 +15,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Iterator, Mapping
+from typing import TypedDict
 
 import aiohttp
 
@@ -29,7 +25,7 @@ from stationmon.errors import NotifyError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["AlertQueue", "DeliveryStats", "JsonHttp", "Notifier", "QueuedNotifier", "RejectedError"]
+__all__ = ["AlertQueue", "DeliveryStats", "JsonHttp", "Notifier", "NotifierOptions", "QueuedNotifier", "RejectedError"]
 
 log = logging.getLogger("stationmon.notify")
 
@@ -114,14 +110,23 @@ class AlertQueue:
             await asyncio.wait_for(self._arrived.wait(), timeout_s)
 
 
+class NotifierOptions(TypedDict, total=False):
+    """The delivery settings every notifier passes on to `Notifier`."""
+
+    queue_size: int
+    retry_initial_s: float
+    retry_max_s: float
+    drain_timeout_s: float
+
+
 class Notifier:
     """Base of the notifiers: the queue, the metrics, the backoff and the delivery task's lifecycle.
 
-    Subclasses implement `_run` (the delivery task) and `pending`, and may override `accepts`,
-    `_open` and `_close`.
+    Subclasses implement `_run` (the delivery task) and may override `pending`, `accepts`, `_close`.
     """
 
     kind = "notifier"
+    http: JsonHttp | None = None  # opened and closed with the notifier
 
     def __init__(
         self,
@@ -132,9 +137,11 @@ class Notifier:
         queue_size: int = 10000,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 60.0,
+        max_attempts: int = 0,
         drain_timeout_s: float = 2.0,
     ) -> None:
         self.name = name
+        self.max_attempts = max_attempts  # per event, 0: forever (QueuedNotifier)
         self.target = target
         self.drain_timeout_s = drain_timeout_s
         self.stats = DeliveryStats(metrics, name)
@@ -178,10 +185,12 @@ class Notifier:
         await self._close()
 
     async def _open(self) -> None:
-        """Open what delivery needs (an HTTP session)."""
+        if self.http is not None:
+            await self.http.open()
 
     async def _close(self) -> None:
-        """Close what `_open` opened."""
+        if self.http is not None:
+            await self.http.close()
 
     async def _wait(self, timeout_s: float | None = None) -> None:
         """Wait for new events (or `timeout_s`); with nothing pending the notifier counts as drained."""
@@ -198,32 +207,9 @@ class QueuedNotifier(Notifier):
     """A notifier that delivers one event at a time, in order, retrying each with backoff.
 
     Subclasses implement `deliver(event)`: raise NotifyError to retry, RejectedError to give up.
-    `max_attempts` (0: forever) bounds the attempts per event.
     """
 
-    def __init__(
-        self,
-        name: str,
-        target: str,
-        metrics: Metrics,
-        *,
-        queue_size: int = 10000,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 60.0,
-        max_attempts: int = 0,
-        drain_timeout_s: float = 2.0,
-    ) -> None:
-        super().__init__(
-            name,
-            target,
-            metrics,
-            queue_size=queue_size,
-            retry_initial_s=retry_initial_s,
-            retry_max_s=retry_max_s,
-            drain_timeout_s=drain_timeout_s,
-        )
-        self.max_attempts = max_attempts
-        self._in_flight = 0
+    _in_flight = 0
 
     @property
     def pending(self) -> int:

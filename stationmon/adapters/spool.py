@@ -25,11 +25,9 @@ are deleted whole, their unacknowledged lines counted as dropped and logged at E
 fsync policy: "always" syncs after every record, "batch" when `sync()` is called (the writer does so
 once per flush cycle and on close), "never" leaves it to the OS.
 
-One process at a time: opening takes an exclusive, non-blocking flock on `lock` (released by close()
-or by the kernel when the process dies, kill -9 included), so a second stationmon pointed at the same
-directory fails to start with StorageError naming the pid holding it instead of interleaving its
-segments and acknowledgements with the first one's. flock locks belong to an open file, so a second
-Spool on the same directory in the same process is refused too.
+One process at a time: opening takes an exclusive, non-blocking flock on `lock` (released on close,
+or by the kernel when the process dies), so a second stationmon, or a second Spool in this process, on
+the same directory fails with StorageError naming the holder's pid instead of interleaving its segments.
 
 Synchronous file I/O: records are whole batches (thousands of lines), so this is a few system calls
 per batch; the writer calls it from its background task, never from `submit()`.
@@ -113,9 +111,6 @@ class Spool:
         self._head: SpoolRecord | None = None
         self._lock_fd: int | None = None
         self._open()
-
-    # ------------------------------------------------------------------------------------------------
-    # Opening and recovery
 
     def _open(self) -> None:
         try:
@@ -222,9 +217,6 @@ class Spool:
             offset = end
         return offset
 
-    # ------------------------------------------------------------------------------------------------
-    # Writing
-
     @property
     def total_bytes(self) -> int:
         """Bytes on disk in segment files."""
@@ -325,9 +317,6 @@ class Spool:
             except OSError as exc:
                 raise StorageError(f"spool {self.dir}: cannot sync: {exc}") from exc
         self._dirty = False
-
-    # ------------------------------------------------------------------------------------------------
-    # Reading and acknowledging
 
     def peek(self) -> SpoolRecord | None:
         """The oldest unacknowledged record, or None when everything is acknowledged.

@@ -4,8 +4,7 @@ Receivers written for Alertmanager work unchanged. One message per transition: f
 "firing", with the new severity), acknowledged ("firing", with `acknowledged_by`/`acknowledged_at`
 annotations) and resolved (unless `send_resolved = false`). With `hmac_secret`, the header named by
 `hmac_header` carries `sha256=<hex HMAC-SHA256 of the exact body bytes>`, as GitHub-style receivers
-expect. Failed deliveries are retried with capped backoff (forever, or `max_attempts`); a 4xx other than
-408/429 means the receiver refuses the message, so it is dropped at once and logged.
+expect. Retries and drops are `QueuedNotifier`'s (forever, or `max_attempts`).
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Unpack
 
-from stationmon.adapters.notify import JsonHttp, QueuedNotifier
+from stationmon.adapters.notify import JsonHttp, NotifierOptions, QueuedNotifier
 from stationmon.config import WebhookConfig
 from stationmon.domain.alert_wire import webhook_message
 from stationmon.domain.model import AlertEvent
@@ -41,26 +41,12 @@ class WebhookNotifier(QueuedNotifier):
         *,
         external_url: str,
         name: str = "webhook",
-        receiver: str = "stationmon",
-        queue_size: int = 10000,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 60.0,
-        drain_timeout_s: float = 2.0,
+        **options: Unpack[NotifierOptions],
     ) -> None:
-        super().__init__(
-            name,
-            redact_url(config.url),
-            metrics,
-            queue_size=queue_size,
-            retry_initial_s=retry_initial_s,
-            retry_max_s=retry_max_s,
-            max_attempts=config.max_attempts,
-            drain_timeout_s=drain_timeout_s,
-        )
+        super().__init__(name, redact_url(config.url), metrics, max_attempts=config.max_attempts, **options)
         self.config = config
         self.external_url = external_url
-        self.receiver = receiver
-        self.http = JsonHttp(f"{self.kind} {self.target}", config.timeout_s)
+        self.http: JsonHttp = JsonHttp(f"{self.kind} {self.target}", config.timeout_s)
 
     def accepts(self, event: AlertEvent) -> bool:
         """Every transition, except resolutions when `send_resolved` is off."""
@@ -68,23 +54,14 @@ class WebhookNotifier(QueuedNotifier):
 
     def encode(self, event: AlertEvent) -> tuple[bytes, dict[str, str]]:
         """The body bytes and extra headers (the signature) for one event."""
-        body = json.dumps(
-            webhook_message(event, self.external_url, self.receiver),
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode("utf-8")
+        message = webhook_message(event, self.external_url)
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers: dict[str, str] = {}
         if self.config.hmac_secret is not None:
             headers[self.config.hmac_header] = sign_body(self.config.hmac_secret.get(), body)
         return body, headers
 
-    async def _open(self) -> None:
-        await self.http.open()
-
-    async def _close(self) -> None:
-        await self.http.close()
-
     async def deliver(self, event: AlertEvent) -> None:
-        """POST one message; NotifyError (retry) or RejectedError (drop) on failure."""
+        """POST one message."""
         body, headers = self.encode(event)
         await self.http.post_json(self.config.url, body, headers)
