@@ -1,24 +1,16 @@
 """The alert lifecycle: a pure state machine, time given as a parameter.
 
-Each alert is keyed by (rule, station, loop) (loop None for station-level alerts) and goes
+Each alert is keyed by (rule, station, loop), loop None for station-level alerts:
 
     inactive --condition--> pending --held for `for`--> firing --gone for `clear_for`--> resolved
                                |                           |  \\--age >= escalate_*_after--> escalated
                                \\--gone: back to inactive   \\--acknowledge()--> acknowledged
 
-Every tick the caller passes the conditions that hold now (sparse: only the true ones) and a lookup
-that tells, for any other key, whether it was judged this tick (a `Condition` with the current value)
-or could not be judged (None: data missing, out of season, inhibited). Not judged never counts as
-gone: a firing alert of a station that went offline stays firing, its clear timer does not run, and a
-pending one drops back to inactive, because firing needs `for` of unbroken evidence.
-
-Inhibition: an active `station_offline` condition suppresses that station's loop conditions (one
-alert per outage, not one per loop); an active `sensor_fault` condition names its faulty sensors and
-suppresses the conditions of that loop (or, station-level, of every loop of the station) that read
-one of them. Suppressed conditions count as not judged.
-
-Hysteresis on values is the rules' job (they get `held_keys()`); this module handles time.
-The state serialises to a JSON-able dict so a restart neither forgets a firing alert nor fires it anew.
+Not judged (data missing, out of season, inhibited) never counts as gone: a firing alert keeps firing
+without running its clear timer, a pending one starts over, because firing needs `for` of unbroken
+evidence. An offline station inhibits its loops' conditions (one alert per outage), a sensor fault the
+conditions that read a faulty sensor. Hysteresis on values is the rules' job (`held_keys()`). The
+state serialises to JSON so a restart neither forgets a firing alert nor fires it anew.
 """
 
 from __future__ import annotations
@@ -26,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stationmon.domain.model import AlertEvent
@@ -49,12 +41,9 @@ STATE_VERSION = 1
 
 
 class Condition:
-    """What a rule saw for one key this tick.
+    """What a rule saw for one key this tick; `sensors` are the quantities read (sensor_fault: the faulty ones).
 
-    `sensors`: for `sensor_fault`, the faulty quantities (e.g. {"supply_temp"}); for the other
-    rules, the quantities the judgement read, so a fault on one of them suppresses it.
-    `message` may be given as text or as `describe`, a callable asked only when the text is needed:
-    thousands of conditions hold every tick and most messages are never read.
+    `describe` builds the message on first read: thousands of conditions hold every tick, few are read.
     """
 
     __slots__ = ("_describe", "_message", "district", "sensors", "threshold", "value")
@@ -148,23 +137,9 @@ class AlertSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (NaN values become None)."""
-        return {
-            "id": self.id,
-            "rule": self.rule,
-            "station": self.station,
-            "district": self.district,
-            "loop": self.loop,
-            "severity": self.severity,
-            "state": self.state,
-            "since": self.since,
-            "pending_since": self.pending_since,
-            "value": _clean(self.value),
-            "threshold": _clean(self.threshold),
-            "message": self.message,
-            "acknowledged_by": self.acknowledged_by,
-            "acknowledged_at": self.acknowledged_at,
-            "comment": self.comment,
-        }
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["value"], doc["threshold"] = _clean(self.value), _clean(self.threshold)
+        return doc
 
 
 def _clean(x: float | None) -> float | None:
@@ -215,9 +190,6 @@ class AlertBook:
         self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
 
-    # ------------------------------------------------------------------------------------------------
-    # Queries
-
     def __len__(self) -> int:
         return len(self._alerts)
 
@@ -266,9 +238,6 @@ class AlertBook:
             acknowledged_at=a.acknowledged_at,
             comment=a.comment,
         )
-
-    # ------------------------------------------------------------------------------------------------
-    # Transitions
 
     def update(
         self,
@@ -349,8 +318,7 @@ class AlertBook:
         inhibit: _Inhibitors | None,
         events: list[AlertEvent],
     ) -> None:
-        """Alerts whose condition no longer holds: pending ones start over, firing ones resolve after
-        `clear_for` of being judged clear."""
+        """Pending alerts whose condition is gone start over; firing ones resolve after `clear_for` judged clear."""
         alerts = self._alerts
         for key in [k for k in alerts if k not in conditions]:
             alert = alerts[key]
@@ -411,9 +379,7 @@ class AlertBook:
     def acknowledge(self, alert_id: str, who: str, comment: str | None, now: float) -> AlertEvent | None:
         """Acknowledge a firing alert; None if no firing alert has this id.
 
-        Idempotent: an alert acknowledged already keeps its acknowledgement (who, when, comment) and
-        this returns it unchanged, as `acknowledgement` does; check that first to tell a new
-        acknowledgement (to record and notify) from a repeat (nothing to do).
+        Idempotent: a repeat returns the first acknowledgement unchanged (check `acknowledgement` first).
         """
         key = self._by_id.get(alert_id)
         if key is None:
@@ -472,9 +438,6 @@ class AlertBook:
             },
         )
 
-    # ------------------------------------------------------------------------------------------------
-    # Persistence
-
     def to_dict(self) -> dict[str, Any]:
         """The whole state as a JSON-able dict."""
         return {
@@ -506,8 +469,7 @@ class AlertBook:
     def load_dict(self, data: Mapping[str, Any]) -> int:
         """Replace the state with one saved by `to_dict`; returns alerts restored.
 
-        Entries of unknown or disabled rules and malformed entries are skipped; ValueError if the
-        document as a whole is not a state of a version we read.
+        Malformed entries and those of disabled rules are skipped; ValueError for a wrong document or version.
         """
         if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
             raise ValueError(f"not an alert state of version {STATE_VERSION}")
