@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import quote
 
 from stationmon.domain.alerts import AlertSnapshot
@@ -174,30 +174,20 @@ def silence_body(labels: Mapping[str, str], now: float, duration_s: float, by: s
     }
 
 
+# the fields an event and a snapshot share
+_SHARED_WITH_SNAPSHOT = {f.name for f in fields(AlertEvent)} & {f.name for f in fields(AlertSnapshot)}
+
+
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
 def event_from_snapshot(snapshot: AlertSnapshot, now: float) -> AlertEvent:
     """An active alert as the evaluator lists it, as a "firing" event (re-asserted after a restart)."""
+    doc = {name: getattr(snapshot, name) for name in _SHARED_WITH_SNAPSHOT}
     since = snapshot.since if snapshot.since is not None else snapshot.pending_since
-    return AlertEvent(
-        alert_id=snapshot.id,
-        rule=snapshot.rule,
-        station=snapshot.station,
-        district=snapshot.district,
-        loop=snapshot.loop,
-        severity=snapshot.severity,
-        state="firing",
-        ts=now,
-        since=since,
-        value=_finite(snapshot.value),
-        threshold=_finite(snapshot.threshold),
-        message=snapshot.message,
-        acknowledged_by=snapshot.acknowledged_by,
-        acknowledged_at=snapshot.acknowledged_at,
-        comment=snapshot.comment,
-    )
+    doc.update(state="firing", since=since, value=_finite(snapshot.value), threshold=_finite(snapshot.threshold))
+    return AlertEvent(alert_id=snapshot.id, ts=now, **doc)
 
 
 def webhook_alert(event: AlertEvent, external_url: str) -> JsonObject:

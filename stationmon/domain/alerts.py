@@ -151,6 +151,8 @@ def make_alert_id(rule: str, station: str, loop: str | None, since: float) -> st
     return f"{station}.{loop or ''}.{rule}.{round(since * 1000)}"
 
 
+# the snapshot fields an Alert holds under the same name
+_SNAPSHOT_FROM_ALERT = tuple(f.name for f in fields(AlertSnapshot) if f.name not in ("id", "message"))
 _NO_LOOKUP: Callable[[AlertKey], Condition | None] = lambda key: None  # noqa: E731
 
 
@@ -221,23 +223,8 @@ class AlertBook:
 
     @staticmethod
     def _snapshot(a: Alert) -> AlertSnapshot:
-        return AlertSnapshot(
-            id=a.alert_id,
-            rule=a.rule,
-            station=a.station,
-            district=a.district,
-            loop=a.loop,
-            severity=a.severity,
-            state=a.state,
-            since=a.since,
-            pending_since=a.pending_since,
-            value=a.value,
-            threshold=a.threshold,
-            message=a.text(),
-            acknowledged_by=a.acknowledged_by,
-            acknowledged_at=a.acknowledged_at,
-            comment=a.comment,
-        )
+        shared = {name: getattr(a, name) for name in _SNAPSHOT_FROM_ALERT}
+        return AlertSnapshot(id=a.alert_id, message=a.text(), **shared)
 
     def update(
         self,

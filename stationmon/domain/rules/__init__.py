@@ -12,39 +12,17 @@ results.py   RuleResults: statuses, numbers, conditions for the alert book
 
 from __future__ import annotations
 
-from stationmon.domain.rules.checks import Check
 from stationmon.domain.rules.engine import SWAP_TOLERANCE_K, RuleEngine
-from stationmon.domain.rules.faults import (
-    FAULT_FLAGGED,
-    FAULT_FLATLINE,
-    FAULT_PRIMARY,
-    FAULT_RANGE,
-    FAULT_RATE,
-    FAULT_SENTINEL,
-    FAULT_SWAPPED,
-    describe_faults,
-    range_faults,
-)
 from stationmon.domain.rules.inputs import LoopTable, RuleInputs, Series, in_heating_season, station_online
 from stationmon.domain.rules.results import RuleResults
 
 __all__ = [
-    "FAULT_FLAGGED",
-    "FAULT_FLATLINE",
-    "FAULT_PRIMARY",
-    "FAULT_RANGE",
-    "FAULT_RATE",
-    "FAULT_SENTINEL",
-    "FAULT_SWAPPED",
     "SWAP_TOLERANCE_K",
-    "Check",
     "LoopTable",
     "RuleEngine",
     "RuleInputs",
     "RuleResults",
     "Series",
-    "describe_faults",
     "in_heating_season",
-    "range_faults",
     "station_online",
 ]
