@@ -153,6 +153,8 @@ def make_alert_id(rule: str, station: str, loop: str | None, since: float) -> st
 
 # the snapshot fields an Alert holds under the same name
 _SNAPSHOT_FROM_ALERT = tuple(f.name for f in fields(AlertSnapshot) if f.name not in ("id", "message"))
+# the event fields an Alert holds under the same name; `_event` sets state, since, value, threshold itself
+_EVENT_FROM_ALERT = {f.name for f in fields(AlertEvent)} & {f.name for f in fields(Alert)} - {"message"}
 _NO_LOOKUP: Callable[[AlertKey], Condition | None] = lambda key: None  # noqa: E731
 
 
@@ -400,58 +402,21 @@ class AlertBook:
 
     @staticmethod
     def _event(alert: Alert, state: str, now: float) -> AlertEvent:
-        return AlertEvent(
-            alert_id=alert.alert_id,
-            rule=alert.rule,
-            station=alert.station,
-            district=alert.district,
-            loop=alert.loop,
-            severity=alert.severity,
-            state=state,
-            ts=now,
-            since=alert.since if alert.since is not None else alert.pending_since,
-            value=_clean(alert.value),
-            threshold=_clean(alert.threshold),
-            message=alert.text(),
-            acknowledged_by=alert.acknowledged_by,
-            acknowledged_at=alert.acknowledged_at,
-            comment=alert.comment,
-            labels={
-                "alertname": alert.rule,
-                "station": alert.station,
-                "district": alert.district,
-                "loop": alert.loop or "",
-                "severity": alert.severity,
-            },
-        )
+        doc = {name: getattr(alert, name) for name in _EVENT_FROM_ALERT}
+        since = alert.since if alert.since is not None else alert.pending_since
+        doc.update(state=state, since=since, value=_clean(alert.value), threshold=_clean(alert.threshold))
+        labels = {
+            "alertname": alert.rule,
+            "station": alert.station,
+            "district": alert.district,
+            "loop": alert.loop or "",
+            "severity": alert.severity,
+        }
+        return AlertEvent(ts=now, message=alert.text(), labels=labels, **doc)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as a JSON-able dict."""
-        return {
-            "version": STATE_VERSION,
-            "alerts": [
-                {
-                    "rule": a.rule,
-                    "station": a.station,
-                    "loop": a.loop,
-                    "district": a.district,
-                    "state": a.state,
-                    "id": a.alert_id,
-                    "pending_since": a.pending_since,
-                    "since": a.since,
-                    "base_severity": a.base_severity,
-                    "severity": a.severity,
-                    "value": _clean(a.value),
-                    "threshold": _clean(a.threshold),
-                    "message": a.text(),
-                    "clearing_since": a.clearing_since,
-                    "acknowledged_by": a.acknowledged_by,
-                    "acknowledged_at": a.acknowledged_at,
-                    "comment": a.comment,
-                }
-                for a in self._alerts.values()
-            ],
-        }
+        return {"version": STATE_VERSION, "alerts": [_alert_to_dict(a) for a in self._alerts.values()]}
 
     def load_dict(self, data: Mapping[str, Any]) -> int:
         """Replace the state with one saved by `to_dict`; returns alerts restored.
@@ -477,6 +442,12 @@ class AlertBook:
         self._by_id = {a.alert_id: a.key for a in alerts.values() if a.state == "firing"}
         self.dirty = False
         return len(alerts)
+
+
+def _alert_to_dict(a: Alert) -> dict[str, Any]:
+    doc = {f.name: getattr(a, f.name) for f in fields(Alert) if f.name not in ("alert_id", "source")}
+    doc.update(id=a.alert_id, value=_clean(a.value), threshold=_clean(a.threshold), message=a.text())
+    return doc
 
 
 def _opt_float(x: Any) -> float | None:
