@@ -236,8 +236,7 @@ class AlertBook:
     ) -> list[AlertEvent]:
         """Advance every alert to `now`; return the events of the transitions made.
 
-        `conditions`: the keys whose condition holds now. `lookup(key)`: for a key not in
-        `conditions`, its judged-and-clear Condition (current value), or None if not judged.
+        `conditions` hold now; `lookup(key)` gives any other key's judged-clear Condition, None if not judged.
         """
         inhibit = self._inhibitors(conditions)
         events = self._held(now, conditions, inhibit)

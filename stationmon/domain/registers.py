@@ -14,6 +14,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stationmon.domain.mbap import MAX_REGISTERS
 from stationmon.domain.plant import Point, Station
 from stationmon.domain.vocabulary import (
     PLAUSIBLE_RANGES,
@@ -27,7 +28,6 @@ from stationmon.domain.vocabulary import (
 
 __all__ = [
     "FUNCTION_CODES",
-    "MAX_REGISTERS_PER_REQUEST",
     "ReadRequest",
     "RequestDecoder",
     "check_value",
@@ -38,8 +38,6 @@ __all__ = [
     "point_label",
 ]
 
-# The protocol's limit for FC 3 and FC 4 (a 253-byte PDU).
-MAX_REGISTERS_PER_REQUEST = 125
 # Only reads are ever sent: holding registers with FC 3, input registers with FC 4.
 FUNCTION_CODES = {"holding": 3, "input": 4}
 
@@ -51,7 +49,6 @@ def _reorder(data: bytes, byte_order: str) -> bytes:
     if byte_order == "ABCD":
         return data
     if byte_order in ("CDAB", "DCBA"):
-        # reverse the order of the 16-bit words
         data = b"".join(data[i : i + 2] for i in range(len(data) - 2, -1, -2))
     if byte_order in ("BADC", "DCBA"):
         swapped = bytearray(data)
@@ -177,7 +174,7 @@ def plan_reads(station: Station) -> tuple[ReadRequest, ...]:
     m = station.modbus
     if m is None:
         return ()
-    max_count = min(m.max_registers_per_request, MAX_REGISTERS_PER_REQUEST)
+    max_count = min(m.max_registers_per_request, MAX_REGISTERS)
     plan: list[ReadRequest] = []
     for register in FUNCTION_CODES:
         points = sorted(

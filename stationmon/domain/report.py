@@ -37,13 +37,10 @@ def parse_time(text: str, now: float) -> float:
     text = text.strip()
     if text == "now":
         return now
-    if text[:1] in "+-" and len(text) > 1:
-        try:
-            seconds = parse_duration(text[1:])
-        except ValueError:
-            raise ValueError(f"bad time {text!r} (expected RFC 3339, now, or relative such as -24h)") from None
-        return now - seconds if text[0] == "-" else now + seconds
     try:
+        if text[:1] in "+-" and len(text) > 1:
+            seconds = parse_duration(text[1:])
+            return now - seconds if text[0] == "-" else now + seconds
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"bad time {text!r} (expected RFC 3339, now, or relative such as -24h)") from None

@@ -1,13 +1,6 @@
 """Loop rules: judge every loop of every station at once, from arrays of the latest values.
 
-inputs.py    the plant as arrays (LoopTable), latest values (Series, RuleInputs), season, online
-faults.py    fault bits; plausible range and sentinel test (the vocabulary's table); SensorTracker
-             (flatline, rate of change)
-checks.py    one function per rule: facts + settings -> Check
-messages.py  one function per rule: the human message
-table.py     the rule table
-engine.py    RuleEngine: facts, rules, status
-results.py   RuleResults: statuses, numbers, conditions for the alert book
+inputs -> engine (faults once, then every rule of `table`: a check and a message) -> results.
 """
 
 from __future__ import annotations
