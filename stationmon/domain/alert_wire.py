@@ -1,10 +1,7 @@
 """Alerts on the wire: what Alertmanager, its webhook receivers and MQTT dashboards receive.
 
-Pure functions over `AlertEvent`: labels and annotations (CONTRACT section 5), RFC 3339 times,
-Alertmanager's own label fingerprint, the `POST /api/v2/alerts` body, the webhook message of version
-"4", acknowledgement silences, and the MQTT topic and retained JSON. Station-level alerts (no loop)
-carry `loop="-"` everywhere (labels and MQTT topics), so the `loop` label is always present and a
-topic always has three levels below the prefix.
+Station-level alerts carry `loop="-"` in labels and MQTT topics, so the `loop` label is always present
+and a topic always has three levels below the prefix.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from urllib.parse import quote
 
 from stationmon.domain.alerts import AlertSnapshot
@@ -57,10 +54,9 @@ def rfc3339(ts: float) -> str:
 
 
 def alert_labels(event: AlertEvent) -> dict[str, str]:
-    """Alertmanager labels of CONTRACT section 5 plus the event's extra labels; empty values dropped.
+    """Alertmanager labels of CONTRACT section 5 plus the event's extra labels.
 
-    Empty values are dropped because Alertmanager treats an empty label as an absent one; dropping them
-    keeps our fingerprints equal to its own.
+    Empty values are dropped: Alertmanager treats them as absent, so our fingerprints equal its own.
     """
     labels = {
         **event.labels,
@@ -78,12 +74,7 @@ def _num(value: float | None) -> str:
 
 
 def alert_annotations(event: AlertEvent) -> dict[str, str]:
-    """Annotations: summary, description, value, threshold, and who acknowledged the alert, if anyone.
-
-    The four of CONTRACT section 5 are always there: `value` and `threshold` are "" when the alert has
-    no number (a sensor fault), so receivers can read them without checking. The acknowledgement ones
-    appear only once acknowledged, and only those with content.
-    """
+    """Annotations: the four of CONTRACT section 5 (always there, "" without a number), then any acknowledgement."""
     where = event.station if event.loop is None else f"{event.station} loop {event.loop}"
     annotations = {
         "summary": f"{event.rule} at {where}",
@@ -128,10 +119,6 @@ def group_key(group_labels: Mapping[str, str]) -> str:
     # model.LabelSet.String(): sorted, `name="value"` joined by ", ", in braces
     pairs = ", ".join(f"{k}={json.dumps(group_labels[k], ensure_ascii=False)}" for k in sorted(group_labels))
     return "{}:{" + pairs + "}"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Alertmanager API v2
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,34 +174,20 @@ def silence_body(labels: Mapping[str, str], now: float, duration_s: float, by: s
     }
 
 
+# the fields an event and a snapshot share
+_SHARED_WITH_SNAPSHOT = {f.name for f in fields(AlertEvent)} & {f.name for f in fields(AlertSnapshot)}
+
+
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
 def event_from_snapshot(snapshot: AlertSnapshot, now: float) -> AlertEvent:
     """An active alert as the evaluator lists it, as a "firing" event (re-asserted after a restart)."""
+    doc = {name: getattr(snapshot, name) for name in _SHARED_WITH_SNAPSHOT}
     since = snapshot.since if snapshot.since is not None else snapshot.pending_since
-    return AlertEvent(
-        alert_id=snapshot.id,
-        rule=snapshot.rule,
-        station=snapshot.station,
-        district=snapshot.district,
-        loop=snapshot.loop,
-        severity=snapshot.severity,
-        state="firing",
-        ts=now,
-        since=since,
-        value=_finite(snapshot.value),
-        threshold=_finite(snapshot.threshold),
-        message=snapshot.message,
-        acknowledged_by=snapshot.acknowledged_by,
-        acknowledged_at=snapshot.acknowledged_at,
-        comment=snapshot.comment,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Alertmanager's webhook, version "4"
+    doc.update(state="firing", since=since, value=_finite(snapshot.value), threshold=_finite(snapshot.threshold))
+    return AlertEvent(alert_id=snapshot.id, ts=now, **doc)
 
 
 def webhook_alert(event: AlertEvent, external_url: str) -> JsonObject:
@@ -248,10 +221,6 @@ def webhook_message(event: AlertEvent, external_url: str, receiver: str = "stati
         "groupKey": group_key(group_labels),
         "truncatedAlerts": 0,
     }
-
-
-# ----------------------------------------------------------------------------------------------------
-# MQTT
 
 
 def alert_topic(prefix: str, event: AlertEvent) -> str:

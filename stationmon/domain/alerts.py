@@ -1,24 +1,16 @@
 """The alert lifecycle: a pure state machine, time given as a parameter.
 
-Each alert is keyed by (rule, station, loop) (loop None for station-level alerts) and goes
+Each alert is keyed by (rule, station, loop), loop None for station-level alerts:
 
     inactive --condition--> pending --held for `for`--> firing --gone for `clear_for`--> resolved
                                |                           |  \\--age >= escalate_*_after--> escalated
                                \\--gone: back to inactive   \\--acknowledge()--> acknowledged
 
-Every tick the caller passes the conditions that hold now (sparse: only the true ones) and a lookup
-that tells, for any other key, whether it was judged this tick (a `Condition` with the current value)
-or could not be judged (None: data missing, out of season, inhibited). Not judged never counts as
-gone: a firing alert of a station that went offline stays firing, its clear timer does not run, and a
-pending one drops back to inactive, because firing needs `for` of unbroken evidence.
-
-Inhibition: an active `station_offline` condition suppresses that station's loop conditions (one
-alert per outage, not one per loop); an active `sensor_fault` condition names its faulty sensors and
-suppresses the conditions of that loop (or, station-level, of every loop of the station) that read
-one of them. Suppressed conditions count as not judged.
-
-Hysteresis on values is the rules' job (they get `held_keys()`); this module handles time.
-The state serialises to a JSON-able dict so a restart neither forgets a firing alert nor fires it anew.
+Not judged (data missing, out of season, inhibited) never counts as gone: a firing alert keeps firing
+without running its clear timer, a pending one starts over, because firing needs `for` of unbroken
+evidence. An offline station inhibits its loops' conditions (one alert per outage), a sensor fault the
+conditions that read a faulty sensor. Hysteresis on values is the rules' job (`held_keys()`). The
+state serialises to JSON so a restart neither forgets a firing alert nor fires it anew.
 """
 
 from __future__ import annotations
@@ -26,7 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from stationmon.domain.model import AlertEvent
@@ -49,12 +41,9 @@ STATE_VERSION = 1
 
 
 class Condition:
-    """What a rule saw for one key this tick.
+    """What a rule saw for one key this tick; `sensors` are the quantities read (sensor_fault: the faulty ones).
 
-    `sensors`: for `sensor_fault`, the faulty quantities (e.g. {"supply_temp"}); for the other
-    rules, the quantities the judgement read, so a fault on one of them suppresses it.
-    `message` may be given as text or as `describe`, a callable asked only when the text is needed:
-    thousands of conditions hold every tick and most messages are never read.
+    `describe` builds the message on first read: thousands of conditions hold every tick, few are read.
     """
 
     __slots__ = ("_describe", "_message", "district", "sensors", "threshold", "value")
@@ -148,23 +137,9 @@ class AlertSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (NaN values become None)."""
-        return {
-            "id": self.id,
-            "rule": self.rule,
-            "station": self.station,
-            "district": self.district,
-            "loop": self.loop,
-            "severity": self.severity,
-            "state": self.state,
-            "since": self.since,
-            "pending_since": self.pending_since,
-            "value": _clean(self.value),
-            "threshold": _clean(self.threshold),
-            "message": self.message,
-            "acknowledged_by": self.acknowledged_by,
-            "acknowledged_at": self.acknowledged_at,
-            "comment": self.comment,
-        }
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["value"], doc["threshold"] = _clean(self.value), _clean(self.threshold)
+        return doc
 
 
 def _clean(x: float | None) -> float | None:
@@ -176,6 +151,10 @@ def make_alert_id(rule: str, station: str, loop: str | None, since: float) -> st
     return f"{station}.{loop or ''}.{rule}.{round(since * 1000)}"
 
 
+# the snapshot fields an Alert holds under the same name
+_SNAPSHOT_FROM_ALERT = tuple(f.name for f in fields(AlertSnapshot) if f.name not in ("id", "message"))
+# the event fields an Alert holds under the same name; `_event` sets state, since, value, threshold itself
+_EVENT_FROM_ALERT = {f.name for f in fields(AlertEvent)} & {f.name for f in fields(Alert)} - {"message"}
 _NO_LOOKUP: Callable[[AlertKey], Condition | None] = lambda key: None  # noqa: E731
 
 
@@ -215,9 +194,6 @@ class AlertBook:
         self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
 
-    # ------------------------------------------------------------------------------------------------
-    # Queries
-
     def __len__(self) -> int:
         return len(self._alerts)
 
@@ -249,26 +225,8 @@ class AlertBook:
 
     @staticmethod
     def _snapshot(a: Alert) -> AlertSnapshot:
-        return AlertSnapshot(
-            id=a.alert_id,
-            rule=a.rule,
-            station=a.station,
-            district=a.district,
-            loop=a.loop,
-            severity=a.severity,
-            state=a.state,
-            since=a.since,
-            pending_since=a.pending_since,
-            value=a.value,
-            threshold=a.threshold,
-            message=a.text(),
-            acknowledged_by=a.acknowledged_by,
-            acknowledged_at=a.acknowledged_at,
-            comment=a.comment,
-        )
-
-    # ------------------------------------------------------------------------------------------------
-    # Transitions
+        shared = {name: getattr(a, name) for name in _SNAPSHOT_FROM_ALERT}
+        return AlertSnapshot(id=a.alert_id, message=a.text(), **shared)
 
     def update(
         self,
@@ -278,8 +236,7 @@ class AlertBook:
     ) -> list[AlertEvent]:
         """Advance every alert to `now`; return the events of the transitions made.
 
-        `conditions`: the keys whose condition holds now. `lookup(key)`: for a key not in
-        `conditions`, its judged-and-clear Condition (current value), or None if not judged.
+        `conditions` hold now; `lookup(key)` gives any other key's judged-clear Condition, None if not judged.
         """
         inhibit = self._inhibitors(conditions)
         events = self._held(now, conditions, inhibit)
@@ -349,8 +306,7 @@ class AlertBook:
         inhibit: _Inhibitors | None,
         events: list[AlertEvent],
     ) -> None:
-        """Alerts whose condition no longer holds: pending ones start over, firing ones resolve after
-        `clear_for` of being judged clear."""
+        """Pending alerts whose condition is gone start over; firing ones resolve after `clear_for` judged clear."""
         alerts = self._alerts
         for key in [k for k in alerts if k not in conditions]:
             alert = alerts[key]
@@ -411,9 +367,7 @@ class AlertBook:
     def acknowledge(self, alert_id: str, who: str, comment: str | None, now: float) -> AlertEvent | None:
         """Acknowledge a firing alert; None if no firing alert has this id.
 
-        Idempotent: an alert acknowledged already keeps its acknowledgement (who, when, comment) and
-        this returns it unchanged, as `acknowledgement` does; check that first to tell a new
-        acknowledgement (to record and notify) from a repeat (nothing to do).
+        Idempotent: a repeat returns the first acknowledgement unchanged (check `acknowledgement` first).
         """
         key = self._by_id.get(alert_id)
         if key is None:
@@ -447,67 +401,26 @@ class AlertBook:
 
     @staticmethod
     def _event(alert: Alert, state: str, now: float) -> AlertEvent:
-        return AlertEvent(
-            alert_id=alert.alert_id,
-            rule=alert.rule,
-            station=alert.station,
-            district=alert.district,
-            loop=alert.loop,
-            severity=alert.severity,
-            state=state,
-            ts=now,
-            since=alert.since if alert.since is not None else alert.pending_since,
-            value=_clean(alert.value),
-            threshold=_clean(alert.threshold),
-            message=alert.text(),
-            acknowledged_by=alert.acknowledged_by,
-            acknowledged_at=alert.acknowledged_at,
-            comment=alert.comment,
-            labels={
-                "alertname": alert.rule,
-                "station": alert.station,
-                "district": alert.district,
-                "loop": alert.loop or "",
-                "severity": alert.severity,
-            },
-        )
-
-    # ------------------------------------------------------------------------------------------------
-    # Persistence
+        doc = {name: getattr(alert, name) for name in _EVENT_FROM_ALERT}
+        since = alert.since if alert.since is not None else alert.pending_since
+        doc.update(state=state, since=since, value=_clean(alert.value), threshold=_clean(alert.threshold))
+        labels = {
+            "alertname": alert.rule,
+            "station": alert.station,
+            "district": alert.district,
+            "loop": alert.loop or "",
+            "severity": alert.severity,
+        }
+        return AlertEvent(ts=now, message=alert.text(), labels=labels, **doc)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as a JSON-able dict."""
-        return {
-            "version": STATE_VERSION,
-            "alerts": [
-                {
-                    "rule": a.rule,
-                    "station": a.station,
-                    "loop": a.loop,
-                    "district": a.district,
-                    "state": a.state,
-                    "id": a.alert_id,
-                    "pending_since": a.pending_since,
-                    "since": a.since,
-                    "base_severity": a.base_severity,
-                    "severity": a.severity,
-                    "value": _clean(a.value),
-                    "threshold": _clean(a.threshold),
-                    "message": a.text(),
-                    "clearing_since": a.clearing_since,
-                    "acknowledged_by": a.acknowledged_by,
-                    "acknowledged_at": a.acknowledged_at,
-                    "comment": a.comment,
-                }
-                for a in self._alerts.values()
-            ],
-        }
+        return {"version": STATE_VERSION, "alerts": [_alert_to_dict(a) for a in self._alerts.values()]}
 
     def load_dict(self, data: Mapping[str, Any]) -> int:
         """Replace the state with one saved by `to_dict`; returns alerts restored.
 
-        Entries of unknown or disabled rules and malformed entries are skipped; ValueError if the
-        document as a whole is not a state of a version we read.
+        Malformed entries and those of disabled rules are skipped; ValueError for a wrong document or version.
         """
         if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
             raise ValueError(f"not an alert state of version {STATE_VERSION}")
@@ -528,6 +441,12 @@ class AlertBook:
         self._by_id = {a.alert_id: a.key for a in alerts.values() if a.state == "firing"}
         self.dirty = False
         return len(alerts)
+
+
+def _alert_to_dict(a: Alert) -> dict[str, Any]:
+    doc = {f.name: getattr(a, f.name) for f in fields(Alert) if f.name not in ("alert_id", "source")}
+    doc.update(id=a.alert_id, value=_clean(a.value), threshold=_clean(a.threshold), message=a.text())
+    return doc
 
 
 def _opt_float(x: Any) -> float | None:

@@ -75,51 +75,17 @@ def required_temps(
 
 
 def required_supply_temp(
-    outdoor: ArrayLike,
-    design_supply: ArrayLike,
-    design_return: ArrayLike,
-    exponent: ArrayLike,
-    *,
-    indoor_target: ArrayLike = DESIGN_INDOOR,
-    outdoor_design: ArrayLike = -24.2,
-    design_indoor: ArrayLike = DESIGN_INDOOR,
-    relative_flow: ArrayLike = 1.0,
+    outdoor: ArrayLike, design_supply: ArrayLike, design_return: ArrayLike, exponent: ArrayLike, **site: ArrayLike
 ) -> FloatArray:
-    """Required supply temperature from the heating curve, °C."""
-    return required_temps(
-        outdoor,
-        design_supply,
-        design_return,
-        exponent,
-        indoor_target=indoor_target,
-        outdoor_design=outdoor_design,
-        design_indoor=design_indoor,
-        relative_flow=relative_flow,
-    )[0]
+    """Required supply temperature from the heating curve, °C (keywords as `required_temps`)."""
+    return required_temps(outdoor, design_supply, design_return, exponent, **site)[0]
 
 
 def required_return_temp(
-    outdoor: ArrayLike,
-    design_supply: ArrayLike,
-    design_return: ArrayLike,
-    exponent: ArrayLike,
-    *,
-    indoor_target: ArrayLike = DESIGN_INDOOR,
-    outdoor_design: ArrayLike = -24.2,
-    design_indoor: ArrayLike = DESIGN_INDOOR,
-    relative_flow: ArrayLike = 1.0,
+    outdoor: ArrayLike, design_supply: ArrayLike, design_return: ArrayLike, exponent: ArrayLike, **site: ArrayLike
 ) -> FloatArray:
-    """Required return temperature from the heating curve, °C."""
-    return required_temps(
-        outdoor,
-        design_supply,
-        design_return,
-        exponent,
-        indoor_target=indoor_target,
-        outdoor_design=outdoor_design,
-        design_indoor=design_indoor,
-        relative_flow=relative_flow,
-    )[1]
+    """Required return temperature from the heating curve, °C (keywords as `required_temps`)."""
+    return required_temps(outdoor, design_supply, design_return, exponent, **site)[1]
 
 
 def expected_delta_t(
@@ -127,13 +93,11 @@ def expected_delta_t(
     design_supply: ArrayLike,
     design_return: ArrayLike,
     *,
-    indoor_target: ArrayLike = DESIGN_INDOOR,
-    outdoor_design: ArrayLike = -24.2,
-    design_indoor: ArrayLike = DESIGN_INDOOR,
     relative_flow: ArrayLike = 1.0,
+    **site: ArrayLike,
 ) -> FloatArray:
-    """Expected supply-return difference (t_s,d - t_r,d) Q / G, K."""
-    q = relative_load(outdoor, indoor_target=indoor_target, outdoor_design=outdoor_design, design_indoor=design_indoor)
+    """Expected supply-return difference (t_s,d - t_r,d) Q / G, K (site keywords as `relative_load`)."""
+    q = relative_load(outdoor, **site)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (_f(design_supply) - _f(design_return)) * q / _f(relative_flow)
 
@@ -153,11 +117,8 @@ def estimate_indoor_temp(
 ) -> FloatArray:
     """Steady-state indoor temperature that measured supply/return water sustains at this outdoor, °C.
 
-    Solves r(t) = ((t_m - t)/(t_m,d - t_i,d))^m - (t - t_o)/(t_i,d - t_o,d) = 0 on [t_o, t_m] for
-    every loop at once. r falls and, for m >= 1, is convex there, so Newton's method started at t_o
-    (where r >= 0) climbs monotonically to the root without overshooting: 3-5 steps to 1e-6 K, each
-    one power evaluation. `method="bisection"` halves the bracket instead (about 3x the steps; the
-    reference the tests hold Newton to). Water no warmer than outside gives t_o; NaN in, NaN out.
+    Solves r(t) = ((t_m - t)/(t_m,d - t_i,d))^m - (t - t_o)/(t_i,d - t_o,d) = 0 on [t_o, t_m]. r falls
+    and, for m >= 1, is convex there, so Newton from t_o climbs to the root without overshooting.
     """
     t_o = _f(outdoor)
     t_m = 0.5 * (_f(supply) + _f(return_))
@@ -237,10 +198,9 @@ def _bisect(
 def running_mean_update(
     mean: ArrayLike, mean_ts: ArrayLike, value: ArrayLike, ts: ArrayLike, window_s: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Fold new samples into an exponentially weighted running mean with time constant `window_s`.
+    """Fold new samples into an exponentially weighted running mean; returns (mean, mean_ts).
 
-    Returns (mean, mean_ts). A NaN mean starts from the sample; a NaN sample or one no newer than
-    `mean_ts` leaves the mean as it was; `window_s` 0 follows the samples unsmoothed.
+    NaN or stale samples leave the mean as it was; `window_s` 0 follows the samples unsmoothed.
     """
     mean_a, mean_ts_a, value_a, ts_a = (_f(v) for v in (mean, mean_ts, value, ts))
     with np.errstate(invalid="ignore", over="ignore"):

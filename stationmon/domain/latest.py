@@ -1,8 +1,4 @@
-"""The latest value of every series, and a short history for the status page's charts. Pure data.
-
-A series is (station, loop, sensor, quantity). The rules read the latest values; the HTTP API and the
-status page read both.
-"""
+"""The latest value of every series, and a short history for the status page's charts. Pure data."""
 
 from __future__ import annotations
 

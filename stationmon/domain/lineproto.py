@@ -1,27 +1,9 @@
 """InfluxDB line protocol: escaping, one line per point, and the three stationmon measurements.
 
-Pure: values in, strings out. Escaping follows InfluxDB's line protocol reference:
-
-    measurement             comma, space
-    tag keys and values     comma, equals sign, space
-    field keys              comma, equals sign, space
-    string field values     double quote, backslash
-
-Line protocol cannot carry a newline inside any element, so newlines (and carriage returns) are written
-as (escaped) spaces instead of breaking the line in two. InfluxDB 1.x treats any other backslash in names and tag
-values literally, so a name that ends in a backslash would escape the separator after it: such a
-trailing backslash is written as an escaped space, the nearest value 1.x can store (it has no escape
-for a backslash before a separator). Empty tag values are
-omitted (InfluxDB rejects them) and tags are sorted by key, which is what the server wants.
-
-Timestamps: `Reading.ts` and `AlertEvent.ts` are Unix seconds (float); lines carry integers in the write
-precision ("ms" unless configured otherwise), see `to_precision`.
-
-    encode_line(measurement, tags, fields, ts)                      any point
-    TelemetryEncoder(stations, precision="ms").encode(readings)     `telemetry`
-    LoopStatusEncoder(loops, precision="ms").encode(ts, ...)      `loop_status`, every loop of a tick
-    encode_loop_status(station, district, loop, ts_s, ...)          `loop_status`, one line (the same encoder)
-    encode_alert_event(event, precision="ms")                       `alert_events`
+Newlines cannot appear inside any element, so they are written as (escaped) spaces. InfluxDB 1.x has
+no escape for a backslash before a separator, so a trailing backslash is written as an escaped space,
+the nearest value it can store. Empty tag values are omitted (InfluxDB rejects them); tags are sorted.
+Times are Unix seconds in, integers in the write precision ("ms" by default) out.
 """
 
 from __future__ import annotations
@@ -82,10 +64,7 @@ def escape_string_value(text: str) -> str:
 
 
 def format_field_value(value: float | bool | str | int) -> str:
-    """One field value: float as shortest repr, int with `i`, bool true/false, string quoted.
-
-    Raises ValueError for a non-finite float: line protocol has no NaN or infinity.
-    """
+    """One field value: float as shortest repr, int with `i`, bool, quoted string; ValueError for NaN/inf."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -110,11 +89,9 @@ def encode_line(
     fields: Mapping[str, float | bool | str | int],
     ts_ms: int | None,
 ) -> str:
-    """One line of line protocol (no trailing newline).
+    """One line (no newline); `ts_ms` in the write precision, None for the server's time.
 
-    `ts_ms` is the integer timestamp in the write precision (milliseconds by default; None: the
-    server's time). Tags are sorted, empty tag values omitted. Non-finite float fields are left out;
-    ValueError if no field remains.
+    Non-finite float fields are left out; ValueError if no field remains.
     """
     parts = [escape_measurement(measurement)]
     for key in sorted(tags):
@@ -136,11 +113,7 @@ def encode_line(
 
 
 class TelemetryEncoder:
-    """Readings to `telemetry` lines, one line per series and timestamp within a batch.
-
-    The escaped tag set of each series (station, loop, sensor, source) is built once and cached, so
-    the hot path is a dict lookup, a float repr and a join per reading.
-    """
+    """Readings to `telemetry` lines, one per series and timestamp; each series' escaped tags are cached."""
 
     def __init__(self, stations: Sequence[Station], precision: str = "ms") -> None:
         if precision not in PRECISION_FACTORS:
@@ -209,8 +182,7 @@ _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant 
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    A loop's tags never change, so their escaped prefix is built once and only the fields are
-    formatted per call: at 100,000 loops the generic `encode_line` would cost about a second a tick.
+    Prefixes are built once: at 100,000 loops the generic `encode_line` would cost about a second a tick.
     """
 
     def __init__(self, loops: Iterable[tuple[str, str, str]], precision: str = "ms") -> None:
@@ -227,11 +199,7 @@ class LoopStatusEncoder:
     def encode(
         self, ts_s: float, status: Sequence[int], compliant: Sequence[int], floats: Sequence[Sequence[float]]
     ) -> list[str]:
-        """The lines of one evaluation at `ts_s`, one per loop.
-
-        `status`: index into STATUS_NAMES; `compliant`: 1 true, 0 false, -1 left out; `floats`: one
-        column per LOOP_STATUS_FLOATS name (non-finite values are left out: line protocol has no NaN).
-        """
+        """One line per loop; `compliant` 1/0/-1 (left out), `floats` one column per LOOP_STATUS_FLOATS name."""
         ts = f" {to_precision(ts_s, self.precision)}"
         status_fields = self._status_fields
         cols = [(f",{key}=", values) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=True)]
@@ -263,10 +231,7 @@ def encode_loop_status(
     delta_t: float | None = None,
     precision: str = "ms",
 ) -> str:
-    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out.
-
-    `status` is one of STATUS_NAMES; `ts_s` is Unix seconds.
-    """
+    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out."""
     floats = [
         [math.nan if v is None else float(v)]
         for v in (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t)
@@ -277,11 +242,7 @@ def encode_loop_status(
 
 
 def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:
-    """One `alert_events` line (CONTRACT section 4) for one alert transition, at `event.ts`.
-
-    Tags station, district, loop (absent for station-level alerts), rule, severity; fields state,
-    value, threshold, message, and alert_id (so a transition can be joined to its alert).
-    """
+    """One `alert_events` line (CONTRACT section 4) for one alert transition, at `event.ts`."""
     fields: dict[str, float | bool | str | int] = {
         "state": event.state,
         "message": event.message,

@@ -1,15 +1,7 @@
 """Modbus TCP framing (MBAP), sans I/O: bytes in, frames and answers out.
 
-An MBAP frame is a 7-byte header (transaction id, protocol id 0, length, unit id) and a PDU; `length`
-counts the unit id and the PDU. stationmon only reads, so only two requests exist here: FC 3 (holding
-registers) and FC 4 (input registers).
-
-    encode_read_request(...)       -> the bytes to send
-    FrameDecoder().feed(bytes)     -> [Frame | BadHeader]   (whole, split or concatenated frames)
-    parse_read_response(frame, ...) -> Registers | ExceptionResponse | BadResponse
-
-A `BadHeader` means the stream is not MBAP (or lost sync): there is no way to find the next frame
-boundary, so the decoder stops and the caller drops the connection.
+stationmon only reads (FC 3 and 4). After a `BadHeader` the stream has lost sync and no frame boundary
+can be found again, so the decoder stops and the caller drops the connection.
 """
 
 from __future__ import annotations
@@ -154,8 +146,7 @@ def parse_read_response(
 ) -> Registers | ExceptionResponse | BadResponse:
     """What `frame` says about a read of `count` registers with `function_code` sent to `unit_id`.
 
-    An exception response is taken whatever unit id it carries (a gateway answering for its device);
-    unit id 0 in the request accepts any unit id in the answer.
+    An exception is taken from any unit id (a gateway answers for its device); unit id 0 accepts any.
     """
     pdu = frame.pdu
     if len(pdu) >= 2 and pdu[0] == function_code | 0x80:

@@ -1,8 +1,4 @@
-"""The values that flow through stationmon: readings, station state, alert events.
-
-Pure data, no I/O. Times are Unix seconds as floats (`ts`); the line-protocol encoder turns them into
-integer milliseconds.
-"""
+"""The values that flow through stationmon: readings, station state, alert events. Times are Unix seconds."""
 
 from __future__ import annotations
 
@@ -19,12 +15,7 @@ __all__ = [
 
 @dataclass(slots=True)
 class Reading:
-    """One value of one quantity at one time.
-
-    `loop` is None for station-level quantities; `sensor` names a household indoor sensor.
-    `fault` is None for a good value, else why the value cannot be trusted ("nan", "sentinel",
-    "out_of_range", ...): such a reading is stored flagged, never as a temperature.
-    """
+    """One value of one quantity at one time; `fault` says why it cannot be trusted (stored flagged), or None."""
 
     station: str
     quantity: str
@@ -56,11 +47,7 @@ class StationState:
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """One transition of one alert: what notifiers deliver and `alert_events` records.
-
-    `state` is the transition: "firing", "escalated", "acknowledged" or "resolved".
-    `alert_id` is stable for the life of the alert (station/loop/rule plus its start time).
-    """
+    """One transition ("firing", "escalated", "acknowledged", "resolved") of one alert, as notifiers deliver it."""
 
     alert_id: str
     rule: str

@@ -1,19 +1,8 @@
 """MQTT payloads -> readings. Pure: bytes and the receive time in, readings or a rejection reason out.
 
-Formats (CONTRACT section 2, `[[mqtt.subscriptions]].format`):
-
-- `plain`: the payload is one number, such as `41.2`.
-- `json`: an object; `value` names the key holding the number and `time` the key holding its time.
-  Keys may be dotted paths into nested objects (`data.temp`). A JSON number or a numeric string.
-- `json_fields`: one object carrying several quantities, one per key, e.g.
-  `{"supply_temp": 41.2, "return_temp": 34.1, "ts": 1764000000}` with `time = "ts"`. Keys that are not
-  snake_case or hold NaN are rejected one by one; other non-number values (strings, objects) are
-  metadata and skipped.
-
-Times: a Unix time in s, ms, µs or ns (told apart by magnitude) or an RFC 3339 string with an offset.
-With no time key configured, a `time` key is used when present. No time in the payload: the receive
-time. A time before 2000 or more than `max_future_s` ahead of the receive time is `bad_time`: a clock
-set wrong would otherwise hide every newer value behind it.
+Formats are CONTRACT section 2's. In `json_fields`, non-number values (strings, objects) are metadata
+and skipped. A time before 2000 or more than `max_future_s` ahead of the receive time is `bad_time`:
+a clock set wrong would otherwise hide every newer value behind it.
 """
 
 from __future__ import annotations

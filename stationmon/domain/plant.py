@@ -1,8 +1,6 @@
 """What the plant is: the site, its stations, their loops and points, and how a station is reached.
 
-Frozen values built once from the config (the config layer translates TOML into these) and taken by
-every domain module: the read planner, the topic router, the line-protocol encoder, the rules. Pure
-data, no I/O.
+The config layer translates TOML into these once, so domain modules never see config classes.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Modbus registers, pure: read planning, value decoding (and encoding, for the simulator), fault flags.
 
-No I/O. `plan_reads` runs once per station when the config is loaded; `RequestDecoder` turns the
-registers one request returned into (point, value, fault) triples on the hot path.
-
 Byte orders name the four bytes of a 32-bit value as the device sends them, A being the most
 significant: ABCD is big endian, CDAB swaps the 16-bit words (the common "word swap" of PLCs), BADC
 swaps the bytes inside each word, DCBA is little endian. For 64-bit values the same rule applies to
@@ -17,6 +14,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stationmon.domain.mbap import MAX_REGISTERS
 from stationmon.domain.plant import Point, Station
 from stationmon.domain.vocabulary import (
     PLAUSIBLE_RANGES,
@@ -30,7 +28,6 @@ from stationmon.domain.vocabulary import (
 
 __all__ = [
     "FUNCTION_CODES",
-    "MAX_REGISTERS_PER_REQUEST",
     "ReadRequest",
     "RequestDecoder",
     "check_value",
@@ -41,15 +38,10 @@ __all__ = [
     "point_label",
 ]
 
-# The protocol's limit for FC 3 and FC 4 (a 253-byte PDU).
-MAX_REGISTERS_PER_REQUEST = 125
 # Only reads are ever sent: holding registers with FC 3, input registers with FC 4.
 FUNCTION_CODES = {"holding": 3, "input": 4}
 
 _STRUCT_CODE = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
-
-# ----------------------------------------------------------------------------------------------------
-# Decoding and encoding
 
 
 def _reorder(data: bytes, byte_order: str) -> bytes:
@@ -57,7 +49,6 @@ def _reorder(data: bytes, byte_order: str) -> bytes:
     if byte_order == "ABCD":
         return data
     if byte_order in ("CDAB", "DCBA"):
-        # reverse the order of the 16-bit words
         data = b"".join(data[i : i + 2] for i in range(len(data) - 2, -1, -2))
     if byte_order in ("BADC", "DCBA"):
         swapped = bytearray(data)
@@ -93,10 +84,7 @@ def _near(value: float, sentinels: tuple[float, ...]) -> bool:
 
 
 def check_value(quantity: str, raw: float, dtype: str, value: float) -> str | None:
-    """Why a decoded value cannot be trusted ("nan", "inf", "sentinel", "out_of_range"), or None.
-
-    Sentinels and plausible ranges are the vocabulary's, the table the rules judge with too.
-    """
+    """Why a decoded value cannot be trusted ("nan", "inf", "sentinel", "out_of_range"), or None."""
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
@@ -124,10 +112,6 @@ def point_label(point: Point) -> str:
     loop = f"{point.loop}." if point.loop else ""
     sensor = f"[{point.sensor}]" if point.sensor else ""
     return f"{loop}{point.quantity}{sensor}"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Read planning
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +168,13 @@ def _group(points: list[Point], register: str, max_count: int, max_gap: int) -> 
 def plan_reads(station: Station) -> tuple[ReadRequest, ...]:
     """Group a station's Modbus points into as few reads as its ModbusLink allows.
 
-    Holding and input registers are planned separately, in address order. Points whose registers
-    are at most `max_gap` apart share a request of at most `max_registers_per_request` registers
-    (the gap is read and ignored); `one_request_per_point` gives every point its own request. A
-    point wider than the limit (float64 with a limit below 4) still gets one request of its width.
+    Points at most `max_gap` registers apart share a request (the gap is read and ignored); a point
+    wider than the limit still gets one request of its width.
     """
     m = station.modbus
     if m is None:
         return ()
-    max_count = min(m.max_registers_per_request, MAX_REGISTERS_PER_REQUEST)
+    max_count = min(m.max_registers_per_request, MAX_REGISTERS)
     plan: list[ReadRequest] = []
     for register in FUNCTION_CODES:
         points = sorted(
@@ -206,18 +188,14 @@ def plan_reads(station: Station) -> tuple[ReadRequest, ...]:
     return tuple(plan)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The hot path: one precompiled decoder per request
-
 # Shared by every decoder: thousands of stations, a handful of formats.
 _STRUCTS = {dtype: struct.Struct(">" + code) for dtype, code in _STRUCT_CODE.items()}
 
 
 class RequestDecoder:
-    """Decodes the payload of one ReadRequest's response into (point, value, fault) triples.
+    """Decodes one ReadRequest's response into (point, value, fault) triples.
 
-    Use `RequestDecoder.for_request`: stations with the same register map (the same PLC program)
-    share one decoder, which keeps 10,000 stations' decoders small.
+    Use `for_request`: stations with the same register map (one PLC program) share one decoder.
     """
 
     __slots__ = ("_fields", "request")

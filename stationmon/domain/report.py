@@ -1,9 +1,7 @@
 """Compliance reports: per station and loop, how much of a period each loop was compliant. Pure.
 
-Inputs are aggregates read from InfluxDB (counts of `loop_status` samples per status, means and minima,
-alerts fired per rule); outputs are rows and their CSV, JSON and HTML renderings. The share compliant is
-ok / (ok + noncompliant): time with a sensor fault, offline or unknown is reported separately, since
-nothing can be said about compliance then.
+The share compliant is ok / (ok + noncompliant): time with a sensor fault, offline or unknown is
+reported apart, since nothing can be said about compliance then.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from stationmon.domain.durations import parse_duration
 from stationmon.domain.plant import Site, Station
+from stationmon.domain.vocabulary import STATUS_NAMES
 
 __all__ = [
     "STATUSES",
@@ -30,7 +29,7 @@ __all__ = [
     "render",
 ]
 
-STATUSES = ("ok", "noncompliant", "sensor_fault", "offline", "unknown")
+STATUSES = STATUS_NAMES
 
 
 def parse_time(text: str, now: float) -> float:
@@ -38,13 +37,10 @@ def parse_time(text: str, now: float) -> float:
     text = text.strip()
     if text == "now":
         return now
-    if text[:1] in "+-" and len(text) > 1:
-        try:
-            seconds = parse_duration(text[1:])
-        except ValueError:
-            raise ValueError(f"bad time {text!r} (expected RFC 3339, now, or relative such as -24h)") from None
-        return now - seconds if text[0] == "-" else now + seconds
     try:
+        if text[:1] in "+-" and len(text) > 1:
+            seconds = parse_duration(text[1:])
+            return now - seconds if text[0] == "-" else now + seconds
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"bad time {text!r} (expected RFC 3339, now, or relative such as -24h)") from None
@@ -106,8 +102,7 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 def build_report(
     stations: Iterable[Station], aggregates: Mapping[tuple[str, str], LoopAggregates], sample_interval_s: float
 ) -> list[ReportRow]:
-    """One row per loop of `stations` (loops with no data get the verdict "no data"); a `loop_status`
-    sample stands for `sample_interval_s` (the rules' evaluation interval)."""
+    """One row per loop of `stations`; a `loop_status` sample stands for `sample_interval_s`."""
     rows = []
     hours_per_sample = sample_interval_s / 3600.0
     for station in stations:
@@ -201,6 +196,10 @@ def _cell(value: object) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
+def _mean_min(mean: float | None, low: float | None) -> str:
+    return "–" if mean is None else f"{mean:g} / {low:g}"
+
+
 def _html(rows: Sequence[ReportRow], site: Site, start: str, stop: str) -> str:
     head = (
         "<tr><th>station</th><th>district</th><th>loop</th><th>design</th><th>compliant</th>"
@@ -212,16 +211,6 @@ def _html(rows: Sequence[ReportRow], site: Site, start: str, stop: str) -> str:
     for r in rows:
         share = "–" if r.compliant_share is None else f"{100 * r.compliant_share:.1f} %"
         sr = "–" if r.mean_supply_temp is None else f"{r.mean_supply_temp:g} / {r.mean_return_temp or '–'}"
-        est = (
-            "–"
-            if r.mean_estimated_indoor_temp is None
-            else (f"{r.mean_estimated_indoor_temp:g} / {r.min_estimated_indoor_temp:g}")
-        )
-        ind = (
-            "–"
-            if r.mean_indoor_sensor_temp is None
-            else (f"{r.mean_indoor_sensor_temp:g} / {r.min_indoor_sensor_temp:g}")
-        )
         body.append(
             "<tr>"
             + _cell(f"{r.station_name} ({r.station})" if r.station_name else r.station)
@@ -234,8 +223,8 @@ def _html(rows: Sequence[ReportRow], site: Site, start: str, stop: str) -> str:
             + _cell(r.hours_offline)
             + _cell(sr)
             + _cell(r.mean_required_supply_temp)
-            + _cell(est)
-            + _cell(ind)
+            + _cell(_mean_min(r.mean_estimated_indoor_temp, r.min_estimated_indoor_temp))
+            + _cell(_mean_min(r.mean_indoor_sensor_temp, r.min_indoor_sensor_temp))
             + _cell(f"{r.alerts_fired} {r.alerts_by_rule}".strip())
             + f"<td class={_VERDICT_CLASS.get(r.verdict, 'na')}>{html.escape(r.verdict)}</td>"
             + "</tr>"

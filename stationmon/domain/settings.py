@@ -1,8 +1,4 @@
-"""How the rules are tuned: the `[rules]` table and one rule's settings, with every default stated once.
-
-`RULE_DEFAULTS` holds the defaults that differ by rule; `RULE_OPTIONS` the rule-specific keys each rule
-accepts. The config layer reads TOML into these; the rule engine and the alert book take them.
-"""
+"""How the rules are tuned: the `[rules]` table and one rule's settings, with every default stated once."""
 
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
 """Acknowledgement as Alertmanager silences: which to create, which to expire, which to look up.
 
-Pure bookkeeping for one Alertmanager; the adapter does the HTTP and reports each outcome back.
-
     acknowledged --> to_create --created(id)--> ids[alert] --resolved/escalated--> to_expire --expired-->
                          \\--resolved/escalated before it was created: dropped
     acknowledged by a previous run (id unknown) --resolved/escalated--> to_find --found(ids)--> to_expire
 
-A silence matches exactly the alert's labels, so repeat notifications stop while the alert stays
-visible as active and suppressed. It is expired when the alert resolves or escalates, so an
-escalation of an acknowledged alert still goes out. Its own end (`duration_s`, 7 days by default)
-only matters if stationmon is gone by then. The comment carries `silence_marker(alert_id)`, so a
-silence created before a restart is found again.
+A silence matches exactly the alert's labels and is expired when the alert resolves or escalates, so
+an escalation still goes out. Its comment carries `silence_marker(alert_id)` to be found after a restart.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """MQTT topics -> routes. Pure: subscriptions and stations in, broker filters and a topic router out.
 
-A subscription template such as `heat/{station}/{loop}/{quantity}` becomes the broker filter
-`heat/+/+/+` and a matcher that captures each placeholder from its level. `+` and `#` keep their MQTT
-meaning and capture nothing. A point with a full `topic` is found by exact lookup before any template;
-templates are tried in config order and the first whose literal levels match wins.
-
-`TopicRouter.route(topic)` is on the hot path (tens of thousands of messages a second): each topic is
-resolved once and the answer cached, since a district's sensors publish to the same topics over and over.
+A template such as `heat/{station}/{loop}/{quantity}` becomes the filter `heat/+/+/+` and a matcher
+capturing each placeholder. A point's own topic wins over templates; templates are tried in config
+order. Routes are cached per topic: a district's sensors publish to the same topics over and over.
 """
 
 from __future__ import annotations
@@ -135,11 +131,7 @@ def shared_filter(topic_filter: str, share_group: str) -> str:
 
 
 class TopicRouter:
-    """Topic -> the routes of its readings, or the reason it has none; built once from the config.
-
-    `point_qos` is the QoS for points' own topics; with a `share_group` every filter is subscribed as
-    an MQTT v5 shared subscription.
-    """
+    """Topic -> the routes of its readings, or the reason it has none; built once from the config."""
 
     def __init__(
         self,
@@ -165,8 +157,7 @@ class TopicRouter:
         self._max_cached = max_cached_topics
 
     def filters(self) -> list[tuple[str, int]]:
-        """(filter, qos) to subscribe to: every template's filter and every point topic no filter covers,
-        shared in the share group if there is one."""
+        """(filter, qos) to subscribe to: every template's filter and every point topic no filter covers."""
         out: dict[str, int] = {}
         for t in self.templates:
             out[t.filter] = max(out.get(t.filter, 0), t.qos)

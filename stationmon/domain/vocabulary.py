@@ -1,10 +1,4 @@
-"""The domain's vocabulary, written once: everything else imports it.
-
-Register data types and byte orders, emitters with their exponents, the canonical quantities with
-their level, unit, plausible range and the sentinel values PLCs send for a broken probe, rule names
-(and which of them judge compliance), severities. Pure data; no I/O, no imports from the rest of
-stationmon.
-"""
+"""The domain's vocabulary, written once so that two copies of a fact cannot disagree: everything imports it."""
 
 from __future__ import annotations
 
@@ -35,8 +29,6 @@ __all__ = [
     "Quantity",
 ]
 
-# ----------------------------------------------------------------------------------------------------
-# Modbus registers
 
 # Registers each data type occupies (one register is 16 bits).
 REGISTER_WIDTH: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
@@ -45,15 +37,11 @@ DATA_TYPES: tuple[str, ...] = tuple(REGISTER_WIDTH)
 BYTE_ORDERS: tuple[str, ...] = ("ABCD", "CDAB", "BADC", "DCBA")
 REGISTER_TYPES: tuple[str, ...] = ("holding", "input")
 
-# ----------------------------------------------------------------------------------------------------
-# The heating model
 
 # Emitter exponent m = 1 + b (DOMAIN.md): radiators 1.3, floor heating 1.1.
 EMITTER_EXPONENTS: dict[str, float] = {"floor": 1.1, "radiator": 1.3}
 DESIGN_INDOOR = 18.0  # °C, the indoor temperature the design supply/return temperatures were sized for
 
-# ----------------------------------------------------------------------------------------------------
-# Quantities
 
 _WATER = (0.0, 130.0)
 
@@ -109,8 +97,6 @@ TEMPERATURE_SENTINELS: tuple[float, ...] = (850.0,)
 # A value this close to a sentinel is one: a float32 register holds 3276.7 as 3276.69995.
 SENTINEL_TOLERANCE = 1e-3
 
-# ----------------------------------------------------------------------------------------------------
-# Rules, statuses and alerts (CONTRACT section 5)
 
 RULE_NAMES: tuple[str, ...] = (
     "supply_low",

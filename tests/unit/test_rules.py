@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from stationmon.config import parse_config_text
 from stationmon.domain.plant import Site
-from stationmon.domain.rules import (
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults, Series, in_heating_season
+from stationmon.domain.rules.faults import (
     FAULT_FLAGGED,
     FAULT_FLATLINE,
     FAULT_PRIMARY,
@@ -24,13 +25,7 @@ from stationmon.domain.rules import (
     FAULT_RATE,
     FAULT_SENTINEL,
     FAULT_SWAPPED,
-    LoopTable,
-    RuleEngine,
-    RuleInputs,
-    RuleResults,
-    Series,
     describe_faults,
-    in_heating_season,
     range_faults,
 )
 from stationmon.domain.settings import RulesSettings

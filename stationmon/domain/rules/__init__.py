@@ -1,56 +1,21 @@
 """Loop rules: judge every loop of every station at once, from arrays of the latest values.
 
-The evaluator gathers the latest values into `RuleInputs`; `RuleEngine.evaluate` computes the facts
-(sensor faults, the heating model) once and runs every rule of the table (`table.py`: one check
-function in `checks.py` and one message function in `messages.py` per rule) into `RuleResults`: per
-loop a status, the required temperatures, the estimated indoor temperature, ΔT, and one `Check` per
-rule. `RuleResults.conditions()` turns the active checks into the `Condition`s the alert book takes.
-
-    inputs.py    the plant as arrays (LoopTable), latest values (Series, RuleInputs), season, online
-    faults.py    fault bits; plausible range and sentinel test (the vocabulary's table); SensorTracker
-                 (flatline, rate of change)
-    checks.py    one function per rule: facts + settings -> Check
-    messages.py  one function per rule: the human message
-    table.py     the rule table
-    engine.py    RuleEngine: facts, rules, status
-    results.py   RuleResults: statuses, numbers, conditions for the alert book
+inputs -> engine (faults once, then every rule of `table`: a check and a message) -> results.
 """
 
 from __future__ import annotations
 
-from stationmon.domain.rules.checks import Check
 from stationmon.domain.rules.engine import SWAP_TOLERANCE_K, RuleEngine
-from stationmon.domain.rules.faults import (
-    FAULT_FLAGGED,
-    FAULT_FLATLINE,
-    FAULT_PRIMARY,
-    FAULT_RANGE,
-    FAULT_RATE,
-    FAULT_SENTINEL,
-    FAULT_SWAPPED,
-    describe_faults,
-    range_faults,
-)
 from stationmon.domain.rules.inputs import LoopTable, RuleInputs, Series, in_heating_season, station_online
 from stationmon.domain.rules.results import RuleResults
 
 __all__ = [
-    "FAULT_FLAGGED",
-    "FAULT_FLATLINE",
-    "FAULT_PRIMARY",
-    "FAULT_RANGE",
-    "FAULT_RATE",
-    "FAULT_SENTINEL",
-    "FAULT_SWAPPED",
     "SWAP_TOLERANCE_K",
-    "Check",
     "LoopTable",
     "RuleEngine",
     "RuleInputs",
     "RuleResults",
     "Series",
-    "describe_faults",
     "in_heating_season",
-    "range_faults",
     "station_online",
 ]

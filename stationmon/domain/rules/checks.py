@@ -1,9 +1,7 @@
 """One function per rule: from the facts of one evaluation and the rule's settings to its `Check`.
 
-The engine computes the facts once (`LoopFacts`, `StationFacts`: sensor faults, the heating model,
-which loops may be judged); each rule here only compares. Hysteresis: for loops whose alert is pending
-or firing (`held`), a condition holds until the value is `hysteresis` K past the threshold, so a loop
-hovering at the threshold does not flap.
+The engine computes the facts once; each rule only compares. A held alert's condition holds until the
+value is `hysteresis` K past the threshold, so a loop hovering at the threshold does not flap.
 """
 
 from __future__ import annotations
@@ -110,10 +108,6 @@ class LoopFacts:
         return 0.0 if mask is None else np.where(mask, s.hysteresis, 0.0)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Loop rules
-
-
 def _below_required(
     f: LoopFacts, s: RuleSettings, value: FloatArray, ok: BoolArray, required: FloatArray, floor: FloatArray
 ) -> Check:
@@ -198,10 +192,6 @@ def loop_sensor_fault(f: LoopFacts, s: RuleSettings) -> Check:
     sup_bad, ret_bad = f.supply_faults != 0, f.return_faults != 0
     value = np.where(sup_bad, f.supply, np.where(ret_bad, f.return_, np.nan))
     return Check(s.name, f.online & (sup_bad | ret_bad), f.online.copy(), value, np.full(f.n, np.nan))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Station rules
 
 
 def station_offline(f: StationFacts, s: RuleSettings) -> Check:

@@ -1,18 +1,9 @@
 """The rule engine: facts once per evaluation, then every rule of the table, then each loop's status.
 
-What is judged when (CONTRACT section 5, DOMAIN.md):
-- `station_offline`: always; no reading from the station for `offline_after` (`station_online`).
-- `sensor_fault`: always while the station is online: collector-flagged values, out of the plausible
-  range, PLC sentinels, flatline, implausible rate of change, supply below return with flow, primary
-  supply below secondary supply. Loop sensors give a loop alert, station sensors (outdoor, primary)
-  a station-level one.
-- the seasonal rules (compliance and ΔT): only inside the heating season, only while the station is
-  online, and only on the sensors they read being fresh and fault-free. `supply_low`/`return_low`
-  still judge the fixed `min_supply`/`min_return` floor when the outdoor sensor is faulty. Outside the
-  season they count as judged and clear, so alerts left firing at its end resolve.
-
-Pure: no I/O, the time is `RuleInputs.now`. The engine keeps per-series state for flatline, rate of
-change and the running mean of the outdoor temperature, all as arrays.
+`station_offline` is always judged, `sensor_fault` while the station is online, the seasonal rules
+only in season, online and on fresh, fault-free sensors (`supply_low`/`return_low` still judge their
+fixed floor without an outdoor sensor). Out of season they count as judged and clear, so alerts left
+firing at its end resolve. Per-series state (flatline, rate, outdoor mean) is kept as arrays.
 """
 
 from __future__ import annotations
@@ -36,7 +27,7 @@ from stationmon.domain.rules.faults import (
     quantity_faults,
 )
 from stationmon.domain.rules.inputs import LoopTable, RuleInputs, Series, reading_age, station_online
-from stationmon.domain.rules.results import STATUS_CODES, RuleResults
+from stationmon.domain.rules.results import STATUS_CODES, RuleResults, _nan_none
 from stationmon.domain.rules.table import LOOP_RULE_TABLE, STATION_RULE_TABLE
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import COMPLIANCE_RULES, RULE_NAMES, SEASONAL_RULES
@@ -46,10 +37,6 @@ __all__ = ["MIN_FLOW", "PRIMARY_TOLERANCE_K", "SWAP_TOLERANCE_K", "RuleEngine"]
 SWAP_TOLERANCE_K = 0.2  # supply below return by more than sensor noise
 PRIMARY_TOLERANCE_K = 0.5
 MIN_FLOW = 0.05  # m³/h: less than this counts as no flow
-
-
-def _nan_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
 
 
 def _sensor_faults(series: Series, quantity: str) -> FaultArray:
@@ -115,8 +102,6 @@ class RuleEngine:
             mask = masks[rule] = np.zeros(self.table.n_loops, dtype=bool)
             mask[np.array(found, dtype=np.int64)] = True
         return masks
-
-    # -- one evaluation ------------------------------------------------------------------------------
 
     def evaluate(self, inp: RuleInputs, held: Mapping[str, BoolArray] | None = None) -> RuleResults:
         """Judge every loop and station now."""

@@ -90,12 +90,8 @@ def quantity_faults(values: FloatArray, quantity: str) -> FaultArray:
 class SensorTracker:
     """Flatline and rate-of-change detection for n series.
 
-    Flatline: the value has stayed within `tolerance` of an anchor for `window_s` (the anchor moves
-    whenever a sample leaves that band), so max - min < 2 x tolerance over the window, seen in at least
-    `MIN_FLAT_SAMPLES` samples with no gap longer than a quarter of the window: two readings either
-    side of an outage are no evidence of a stuck sensor. Rate: the last step between two samples,
-    spread over at least `RATE_WINDOW_S`, was faster than `max_rate_per_min`; it holds until the next
-    sample.
+    Flatline: within `tolerance` of an anchor for `window_s`, in `MIN_FLAT_SAMPLES` samples with no gap
+    over a quarter window (readings either side of an outage are no evidence of a stuck sensor).
     """
 
     MIN_FLAT_SAMPLES = 4

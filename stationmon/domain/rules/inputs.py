@@ -51,10 +51,7 @@ def station_online(last_reading_ts: float | None, now: float, offline_after_s: f
 @overload
 def station_online(last_reading_ts: FloatArray, now: float, offline_after_s: float) -> BoolArray: ...
 def station_online(last_reading_ts: float | FloatArray | None, now: float, offline_after_s: float) -> bool | BoolArray:
-    """Online: the station's newest reading is at most `offline_after_s` old (None or NaN: never read).
-
-    One definition for the rules (`station_offline`, arrays) and the API (one station, a float).
-    """
+    """Online: the newest reading is at most `offline_after_s` old; one definition for the rules and the API."""
     if isinstance(last_reading_ts, np.ndarray):
         return reading_age(last_reading_ts, now) <= offline_after_s
     return last_reading_ts is not None and now - last_reading_ts <= offline_after_s

@@ -1,8 +1,4 @@
-"""The human messages of the rules: one function per rule, asked only when a message is read.
-
-Each takes the facts of the evaluation, the rule's `Check`, the loop (or station) index and whether
-the condition holds, and says what was seen against what was required.
-"""
+"""The human messages of the rules: one function per rule, asked only when a message is read."""
 
 from __future__ import annotations
 

@@ -50,8 +50,6 @@ class RuleResults:
     station_checks: dict[str, Check]
     delta_t: FloatArray  # measured supply - return where both are usable, else NaN
 
-    # -- the numbers the status page, loop_status and the tests read ---------------------------------
-
     @property
     def outdoor(self) -> FloatArray:
         """The smoothed outdoor temperature each loop was judged at."""
@@ -111,8 +109,6 @@ class RuleResults:
     def compliant(self) -> NDArray[np.int8]:
         """Per loop: 1 compliant (ok), 0 not (noncompliant), -1 not judged."""
         return np.where(self.status == _OK, 1, np.where(self.status == _NONCOMPLIANT, 0, -1)).astype(np.int8)
-
-    # -- to the alert state machine -----------------------------------------------------------------
 
     def conditions(self) -> dict[AlertKey, Condition]:
         """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""

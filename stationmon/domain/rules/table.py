@@ -1,8 +1,7 @@
 """The rule table: every rule's check, its message and the sensors it reads, one line per rule.
 
-Adding a loop rule: write its check in `checks.py` and its message in `messages.py`, then add one line
-here (and its name to `vocabulary.RULE_NAMES`, and to `COMPLIANCE_RULES`/`SEASONAL_RULES` if it judges
-compliance). The engine judges every rule in this table; the table's order is the order of reasons.
+A new loop rule: a check in `checks.py`, a message in `messages.py`, a line here, and its name in
+`vocabulary.RULE_NAMES` (and `COMPLIANCE_RULES`/`SEASONAL_RULES` if it judges compliance).
 """
 
 from __future__ import annotations
@@ -23,9 +22,7 @@ class LoopRule(NamedTuple):
 
     judge: Callable[[LoopFacts, RuleSettings], Check]
     describe: Callable[[LoopFacts, Check, int, bool], str]
-    # the quantities the judgement reads: a sensor fault on one of them suppresses the condition
-    # (supply_low/return_low drop outdoor_temp where the fixed floor, not the curve, set the threshold;
-    # sensor_fault reads its faulty sensors)
+    # a fault on a quantity read suppresses the condition (supply_low/return_low on their floor skip outdoor)
     reads: frozenset[str]
 
 
