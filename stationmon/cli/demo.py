@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stationmon.adapters.http import stations_document
+from stationmon.cli.common import run_until_signal
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import ConfigError, StationmonError
@@ -164,7 +164,8 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
     _banner(config, setup, duration)
     try:
         embedded = setup.mqtt_port if setup.broker == "amqtt" else None
-        return asyncio.run(_run_demo(config, embedded, duration, setup.influxd))
+        asyncio.run(run_until_signal(lambda stop: _run_demo(stop, config, embedded, duration, setup.influxd)))
+        return 0
     except StationmonError as exc:
         print(f"stationmon demo: {exc}", file=sys.stderr)
         return 1
@@ -218,12 +219,10 @@ class AlertPrinter:
         )
 
 
-async def _run_demo(config: Config, mqtt_port: int | None, duration: float | None, influxd: InfluxServer | None) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.set_exception_handler(_quiet_cancellations)
+async def _run_demo(
+    stop: asyncio.Event, config: Config, mqtt_port: int | None, duration: float | None, influxd: InfluxServer | None
+) -> None:
+    asyncio.get_running_loop().set_exception_handler(_quiet_cancellations)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         if mqtt_port is not None:
@@ -246,7 +245,6 @@ async def _run_demo(config: Config, mqtt_port: int | None, duration: float | Non
                 await waiter
             await run  # re-raises a component's crash, after a clean stop of the rest
     _summary(service, doc, printer, time.monotonic() - started, influxd)
-    return 0
 
 
 def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
