@@ -21,7 +21,22 @@ __all__ = ["AlertmanagerServer", "InfluxServer", "ModbusServer", "MosquittoServe
 
 
 class InfluxServer(servers.InfluxServer):
-    """The package's influxd, plus direct writes for the tests."""
+    """The package's influxd, plus queries as rows and direct writes for the tests."""
+
+    def query(self, db: str, q: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; rows of every series as dicts (tags included), time in epoch ms."""
+        rows: list[dict[str, Any]] = []
+        for result in self.post_query(q, db).get("results", []):
+            if "error" in result:
+                raise StationmonError(f"InfluxQL error: {result['error']}")
+            for series in result.get("series", []):
+                tags = series.get("tags", {})
+                for values in series.get("values", []):
+                    row = dict(zip(series["columns"], values, strict=True))
+                    row.update(tags)
+                    row.setdefault("_measurement", series.get("name"))
+                    rows.append(row)
+        return rows
 
     def write(self, db: str, lines: str) -> None:
         """Write line protocol (ms precision) directly."""

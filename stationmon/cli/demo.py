@@ -1,14 +1,8 @@
 """`stationmon demo`: a whole district on this machine, nothing to install beside the package.
 
-N simulated stations (stationmon.sim.district), an embedded MQTT broker (amqtt) unless --mqtt is given,
-a private InfluxDB when `influxd` is on PATH (else the local spool, said so), the real service with short
-rule timings so that the scheduled faults raise alerts within the first 30 seconds, alerts printed as
-they fire and resolve, the status page on --listen, and a short summary at the end. The config is
-written to the work directory for the curious.
-
-The embedded broker speaks MQTT 3.1.1 only, so the demo's collector is configured with
-`protocol = "3.1.1"`; `STATIONMON_DEMO_BROKER=mosquitto` runs a private mosquitto instead (MQTT 5),
-and --mqtt URL uses the broker at URL (MQTT 5).
+Simulated stations, an embedded MQTT broker (amqtt, MQTT 3.1.1 only: the collector is configured to match)
+unless --mqtt URL or STATIONMON_DEMO_BROKER=mosquitto, a private InfluxDB when `influxd` is on PATH (else the
+local spool), and the real service with short rule timings so the scheduled faults alert within 30 seconds.
 """
 
 from __future__ import annotations
@@ -258,8 +252,8 @@ def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any
 def _stored_points(influxd: InfluxServer) -> int | None:
     """Supply readings stored so far (None if InfluxDB cannot say)."""
     try:
-        rows = influxd.query("stationmon", 'SELECT count("supply_temp") FROM "telemetry"')
-        return int(rows[0]["count"])
+        result = influxd.post_query('SELECT count("supply_temp") FROM "telemetry"', "stationmon")["results"][0]
+        return int(result["series"][0]["values"][0][1])
     except (OSError, StationmonError, KeyError, IndexError, ValueError, TypeError):
         return None
 

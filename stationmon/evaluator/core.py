@@ -90,9 +90,6 @@ class Evaluator:
             "stationmon_alert_events_total", "Alert transitions by rule and state", ("rule", "state")
         )
 
-    # ------------------------------------------------------------------------------------------------
-    # Public
-
     @property
     def loop_status(self) -> LoopStatusView:
         """{(station, loop): LoopStatus} of the last evaluation."""
@@ -177,9 +174,6 @@ class Evaluator:
         """One `loop_status` line per loop."""
         floats = [a.tolist() for a in (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t)]
         return self._status_encoder.encode(r.now, r.status.tolist(), r.compliant().tolist(), floats)
-
-    # ------------------------------------------------------------------------------------------------
-    # Events and state
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""

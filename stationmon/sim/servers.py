@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -82,7 +81,7 @@ class ServerProcess:
 
     def _spawn(self, argv: list[str], ready: Callable[[], bool], timeout_s: float = 30.0) -> None:
         """Start `argv` unless running, and wait until `ready()`; StationmonError if it does not come up."""
-        if self.running:
+        if self.proc is not None and self.proc.poll() is None:
             return
         with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
@@ -94,36 +93,26 @@ class ServerProcess:
             if exited or time.monotonic() > deadline:
                 self.stop()
                 why = "exited" if exited else f"did not answer within {timeout_s:g} s"
-                raise StationmonError(f"{self.name} {why} (see {self.log_path}): {self.log_tail(500)}")
+                raise StationmonError(f"{self.name} {why} (see {self.log_path}): {self._log_tail()}")
             time.sleep(0.05)
 
-    def log_tail(self, n: int = 2000) -> str:
-        """The last `n` characters of its log."""
+    def _log_tail(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace")[-500:]
         except OSError:
             return ""
 
-    @property
-    def running(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self) -> None:
         """Stop the process and wait for it (SIGKILL if it takes longer than 10 s)."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(sig)
+        proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        self.stop(signal.SIGKILL)
 
 
 class InfluxServer(ServerProcess):
@@ -166,7 +155,8 @@ bind-address = "127.0.0.1:{free_port()}"
         """Start (or restart) the server and wait until /ping answers."""
         self._spawn([self.binary, "-config", str(self.config_path)], lambda: http_ok(f"{self.url}/ping", 204))
 
-    def _post_query(self, q: str, db: str | None = None) -> dict[str, Any]:
+    def post_query(self, q: str, db: str | None = None) -> dict[str, Any]:
+        """POST an InfluxQL query; the JSON answer, time in epoch ms."""
         params = {"q": q, "epoch": "ms", **({"db": db} if db else {})}
         data = urllib.parse.urlencode(params).encode()
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
@@ -174,22 +164,7 @@ bind-address = "127.0.0.1:{free_port()}"
 
     def create_database(self, name: str) -> None:
         """CREATE DATABASE `name`."""
-        self._post_query(f'CREATE DATABASE "{name}"')
-
-    def query(self, db: str, q: str) -> list[dict[str, Any]]:
-        """Run InfluxQL; rows of every series as dicts (tags included), time in epoch ms."""
-        rows: list[dict[str, Any]] = []
-        for result in self._post_query(q, db).get("results", []):
-            if "error" in result:
-                raise StationmonError(f"InfluxQL error: {result['error']}")
-            for series in result.get("series", []):
-                tags = series.get("tags", {})
-                for values in series.get("values", []):
-                    row = dict(zip(series["columns"], values, strict=True))
-                    row.update(tags)
-                    row.setdefault("_measurement", series.get("name"))
-                    rows.append(row)
-        return rows
+        self.post_query(f'CREATE DATABASE "{name}"')
 
 
 class MosquittoServer(ServerProcess):
