@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stationmon.adapters.http import stations_document
-from stationmon.cli.common import run_until_signal
+from stationmon.cli.common import bind_error, run_until_signal
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import ConfigError, StationmonError
@@ -65,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
         return _error(f"--listen: expected HOST:PORT, got {args.listen!r}")
     port = int(port_text)
-    if not _port_free(host, port):
+    if bind_error(host, port) is not None:
         new_port = free_port()
         _say(f"note: {host}:{port} is in use; the status page goes to {host}:{new_port} instead")
         port = new_port
@@ -79,15 +78,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _start_servers(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from stationmon.config.loading import load_config, parse_config, parse_config_text
 from stationmon.config.schema import (
-    FAULT_KINDS,
     AlertingConfig,
     AlertmanagerConfig,
     Config,
@@ -24,7 +23,6 @@ from stationmon.config.secrets import Secret
 from stationmon.domain.durations import parse_duration
 
 __all__ = [
-    "FAULT_KINDS",
     "AlertingConfig",
     "AlertmanagerConfig",
     "Config",

@@ -87,6 +87,9 @@ class LoopState:
 class StationSim:
     """One simulated station; `step(now)` advances it, `values()` reads its sensors."""
 
+    indoor_lag_s = 1800.0  # the building's thermal lag behind its water
+    setpoint_margin = 1.5  # K a controller runs above the curve
+
     def __init__(
         self,
         station: Station,
@@ -95,18 +98,14 @@ class StationSim:
         start_ts: float,
         *,
         lag_s: float = 20.0,
-        indoor_lag_s: float = 1800.0,
         outdoor_smoothing_s: float = 3600.0,
-        setpoint_margin: float = 1.5,
     ) -> None:
         self.station = station
         self.site = site
         self.simulator = simulator
         self.start_ts = start_ts
         self.lag_s = lag_s
-        self.indoor_lag_s = indoor_lag_s
         self.outdoor_smoothing_s = outdoor_smoothing_s
-        self.setpoint_margin = setpoint_margin
         # a stable per-station seed, so a station's noise does not depend on the others' order
         self._rng = random.Random(simulator.seed * 1_000_003 + zlib.crc32(station.id.encode()))
         self.faults: tuple[FaultConfig, ...] = tuple(f for f in simulator.faults if f.station == station.id)

@@ -163,35 +163,24 @@ def sensor_topic_templates(mqtt: MqttConfig | None) -> list[tuple[str, str, str,
     return out
 
 
-def _nested(key: str, value: object) -> dict[str, object]:
-    doc: dict[str, object] = {}
-    cur = doc
-    parts = key.split(".")
-    for part in parts[:-1]:
-        cur = cur.setdefault(part, {})  # type: ignore[assignment]
-    cur[parts[-1]] = value
-    return doc
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    for k, v in other.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-    return into
+def _put(doc: dict[str, Any], key: str, value: object) -> None:
+    """Set dotted `key` ("data.value") in `doc`, making (or replacing non-table) parents as needed."""
+    *parents, last = key.split(".")
+    for part in parents:
+        if not isinstance(doc.get(part), dict):
+            doc[part] = {}
+        doc = doc[part]
+    doc[last] = value
 
 
 def _payload(fmt: str, quantity: str, value: float, ts: float, value_key: str, time_key: str) -> bytes:
     value = round(value, 3)
     if fmt == "plain":
         return f"{value:g}".encode()
-    if fmt == "json_fields":
-        doc: dict[str, Any] = {quantity: value}
-    else:
-        doc = _nested(value_key or "value", value)
+    doc: dict[str, Any] = {}
+    _put(doc, quantity if fmt == "json_fields" else value_key or "value", value)
     if time_key:
-        _merge(doc, _nested(time_key, round(ts, 3)))
+        _put(doc, time_key, round(ts, 3))
     return json.dumps(doc).encode()
 
 
