@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stationmon.config import load_config
 from stationmon.domain.model import AlertEvent
 from stationmon.service import Service
-from tests.conftest import ModbusTestServer
 from tests.helpers import free_port
+from tests.servers import ModbusServer as ModbusTestServer
 
 OK_SUPPLY = 450  # 45.0 °C: above the 50/40 floor-heating curve at -10 °C (39.9 °C)
 LOW_SUPPLY = 300  # 30.0 °C

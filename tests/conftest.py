@@ -1,7 +1,7 @@
 """The test harness: real servers from their own binaries on free ports in temporary folders.
 
-The servers themselves are stationmon.sim.servers (the demo starts the same ones); these fixtures
-start them for a test or a session and stop them afterwards.
+The servers are stationmon.sim.servers (the demo starts the same ones) and tests/servers.py (test-only);
+these fixtures start them for a test or a session and stop them afterwards.
 - `influxdb` (session) / `influx_db` (a fresh database per test): Debian's influxd 1.6.7, v1 API.
 - `mosquitto` / `mosquitto_factory`: Debian's mosquitto 2.x with persistence (queued QoS 1 survives).
 - `alertmanager_factory`: Debian's prometheus-alertmanager with the test's YAML.
@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import pytest_asyncio
 
-from stationmon.sim.servers import AlertmanagerServer, InfluxServer, MosquittoServer, TlsFiles, find_binary
-from stationmon.sim.servers import ModbusServer as ModbusTestServer
+from stationmon.sim.servers import find_binary
 from tests.helpers import free_port
+from tests.servers import AlertmanagerServer, InfluxServer, MosquittoServer, TlsFiles
+from tests.servers import ModbusServer as ModbusTestServer
 
 __all__ = ["AlertmanagerServer", "InfluxServer", "ModbusTestServer", "MosquittoServer", "TlsFiles"]
 

@@ -16,16 +16,6 @@ from stationmon import __version__
 
 __all__ = ["build_parser", "main"]
 
-# command -> the module under stationmon.cli whose main(args) runs it
-COMMANDS = {
-    "run": "run",
-    "check-config": "check_config",
-    "demo": "demo",
-    "simulate": "simulate",
-    "curve": "curve",
-    "report": "report",
-}
-
 
 def _config_and_logging(p: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
@@ -108,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stationmon.logutil import setup_logging
 
         setup_logging(args.log_level, args.log_format)
-    command = importlib.import_module(f"stationmon.cli.{COMMANDS[args.command]}")
+    # each command's module under stationmon.cli has a main(args)
+    command = importlib.import_module(f"stationmon.cli.{args.command.replace('-', '_')}")
     try:
         return int(command.main(args))
     except KeyboardInterrupt:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 
 from stationmon.config import Config, load_config
 from stationmon.errors import ConfigError
 
-__all__ = ["load_or_report", "run_until_signal"]
+__all__ = ["bind_error", "load_or_report", "run_until_signal"]
+
+
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a TCP server could not listen on host:port now (None: it could)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        return exc
+    return None
 
 
 def load_or_report(path: str, *, require_influxdb: bool = True) -> Config | None:

@@ -1,14 +1,8 @@
 """`stationmon demo`: a whole district on this machine, nothing to install beside the package.
 
-N simulated stations (stationmon.sim.district), an embedded MQTT broker (amqtt) unless --mqtt is given,
-a private InfluxDB when `influxd` is on PATH (else the local spool, said so), the real service with short
-rule timings so that the scheduled faults raise alerts within the first 30 seconds, alerts printed as
-they fire and resolve, the status page on --listen, and a short summary at the end. The config is
-written to the work directory for the curious.
-
-The embedded broker speaks MQTT 3.1.1 only, so the demo's collector is configured with
-`protocol = "3.1.1"`; `STATIONMON_DEMO_BROKER=mosquitto` runs a private mosquitto instead (MQTT 5),
-and --mqtt URL uses the broker at URL (MQTT 5).
+Simulated stations, an embedded MQTT broker (amqtt, MQTT 3.1.1 only: the collector is configured to match)
+unless --mqtt URL or STATIONMON_DEMO_BROKER=mosquitto, a private InfluxDB when `influxd` is on PATH (else the
+local spool), and the real service with short rule timings so the scheduled faults alert within 30 seconds.
 """
 
 from __future__ import annotations
@@ -19,8 +13,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 import time
@@ -30,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stationmon.adapters.http import stations_document
+from stationmon.cli.common import bind_error, run_until_signal
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import ConfigError, StationmonError
@@ -71,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
         return _error(f"--listen: expected HOST:PORT, got {args.listen!r}")
     port = int(port_text)
-    if not _port_free(host, port):
+    if bind_error(host, port) is not None:
         new_port = free_port()
         _say(f"note: {host}:{port} is in use; the status page goes to {host}:{new_port} instead")
         port = new_port
@@ -85,15 +78,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 def _start_servers(
@@ -164,7 +148,8 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
     _banner(config, setup, duration)
     try:
         embedded = setup.mqtt_port if setup.broker == "amqtt" else None
-        return asyncio.run(_run_demo(config, embedded, duration, setup.influxd))
+        asyncio.run(run_until_signal(lambda stop: _run_demo(stop, config, embedded, duration, setup.influxd)))
+        return 0
     except StationmonError as exc:
         print(f"stationmon demo: {exc}", file=sys.stderr)
         return 1
@@ -218,12 +203,10 @@ class AlertPrinter:
         )
 
 
-async def _run_demo(config: Config, mqtt_port: int | None, duration: float | None, influxd: InfluxServer | None) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.set_exception_handler(_quiet_cancellations)
+async def _run_demo(
+    stop: asyncio.Event, config: Config, mqtt_port: int | None, duration: float | None, influxd: InfluxServer | None
+) -> None:
+    asyncio.get_running_loop().set_exception_handler(_quiet_cancellations)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         if mqtt_port is not None:
@@ -246,7 +229,6 @@ async def _run_demo(config: Config, mqtt_port: int | None, duration: float | Non
                 await waiter
             await run  # re-raises a component's crash, after a clean stop of the rest
     _summary(service, doc, printer, time.monotonic() - started, influxd)
-    return 0
 
 
 def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -260,8 +242,8 @@ def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any
 def _stored_points(influxd: InfluxServer) -> int | None:
     """Supply readings stored so far (None if InfluxDB cannot say)."""
     try:
-        rows = influxd.query("stationmon", 'SELECT count("supply_temp") FROM "telemetry"')
-        return int(rows[0]["count"])
+        result = influxd.post_query('SELECT count("supply_temp") FROM "telemetry"', "stationmon")["results"][0]
+        return int(result["series"][0]["values"][0][1])
     except (OSError, StationmonError, KeyError, IndexError, ValueError, TypeError):
         return None
 

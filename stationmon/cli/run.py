@@ -11,11 +11,10 @@ import asyncio
 import gc
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
 
-from stationmon.cli.common import load_or_report, run_until_signal
+from stationmon.cli.common import bind_error, load_or_report, run_until_signal
 from stationmon.config import Config
 from stationmon.errors import StationmonError
 from stationmon.service import Service
@@ -41,13 +40,8 @@ def preflight(config: Config) -> list[str]:
         if not os.access(path, os.W_OK | os.X_OK):
             problems.append(f"{name}: {key}: {path} is not writable by this user")
     host, port = config.http.host, config.http.port
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-    except OSError as exc:
-        problems.append(f"{name}: http.listen: cannot listen on {host}:{port}: {exc.strerror or exc}")
+    if (err := bind_error(host, port)) is not None:
+        problems.append(f"{name}: http.listen: cannot listen on {host}:{port}: {err.strerror or err}")
     return problems
 
 

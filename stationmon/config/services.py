@@ -37,10 +37,6 @@ _V2_KEYS = ("org", "bucket", "token_env", "token_file")
 _SHARE_GROUP_RE = re.compile(r"^[^/+#]+$")
 
 
-# ----------------------------------------------------------------------------------------------------
-# [influxdb]
-
-
 def read_influxdb(root: Table, require: bool) -> InfluxConfig:
     """`[influxdb]`; without it (the demo) readings stay in the spool."""
     t = root.table("influxdb")
@@ -118,10 +114,6 @@ def _influx_server(t: Table, require: bool) -> InfluxConfig:
         if server.password is not None and not server.username:
             t.add("username", "missing: a password needs a username")
     return server
-
-
-# ----------------------------------------------------------------------------------------------------
-# [mqtt]
 
 
 def read_mqtt(root: Table) -> MqttConfig | None:
@@ -234,10 +226,6 @@ def _check_template(t: Table, topic: str) -> None:
                 t.add("topic", f"placeholder {{{name}}} must fill a whole topic level in {topic!r}")
 
 
-# ----------------------------------------------------------------------------------------------------
-# [http]
-
-
 def read_http(root: Table) -> HttpConfig:
     """`[http]`: where the status page listens."""
     d = HttpConfig()
@@ -256,10 +244,6 @@ def read_http(root: Table) -> HttpConfig:
     )
     t.finish()
     return cfg
-
-
-# ----------------------------------------------------------------------------------------------------
-# [alerting]
 
 
 def read_alerting(root: Table, has_mqtt: bool) -> AlertingConfig:

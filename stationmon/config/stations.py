@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 import zoneinfo
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from stationmon.config.reader import Problems, Table, suggest
 from stationmon.config.schema import PARITIES, TRANSPORTS
@@ -23,6 +25,7 @@ from stationmon.domain.vocabulary import (
 
 __all__ = ["read_site", "read_stations"]
 
+_Item = TypeVar("_Item", Station, Loop)
 _ID_RE = re.compile(r"^[a-z0-9_-]+$")
 _INDOOR_C = (5.0, 30.0)
 _FLOOR_C = (0.0, 150.0)  # min_supply / min_return
@@ -70,19 +73,25 @@ def read_stations(root: Table, has_mqtt: bool) -> list[Station]:
     if not root.has("stations"):
         root.add("stations", "missing: at least one [[stations]] with an id")
     stations: list[Station] = []
-    seen: dict[str, int] = {}
-    for i, st in root.tables("stations"):
-        station = _station(st)
-        if station is None:
-            continue
-        if station.id in seen:
-            st.add("id", f"duplicate station id {station.id!r} (also stations[{seen[station.id]}])")
-            continue
-        seen[station.id] = i
+    for st, station in _unique(root, "stations", _station, "station"):
         stations.append(station)
         if station.mqtt_points and not has_mqtt:
             st.add("points", "has MQTT points (topic) but there is no [mqtt] table")
     return stations
+
+
+def _unique(t: Table, name: str, read: Callable[[Table], _Item | None], what: str) -> Iterator[tuple[Table, _Item]]:
+    """Each `[[name]]` that reads well, in order; a repeated id is reported and skipped."""
+    seen: dict[str, int] = {}
+    for i, item_table in t.tables(name):
+        item = read(item_table)
+        if item is None:
+            continue
+        if item.id in seen:
+            item_table.add("id", f"duplicate {what} id {item.id!r} (also {name}[{seen[item.id]}])")
+            continue
+        seen[item.id] = i
+        yield item_table, item
 
 
 def _read_id(t: Table, what: str) -> str | None:
@@ -98,7 +107,7 @@ def _station(t: Table) -> Station | None:
     sid = _read_id(t, "station")
     mt = t.table("modbus")
     modbus = _modbus(mt) if mt is not None else None
-    loops = _loops(t)
+    loops = [loop for _, loop in _unique(t, "loops", _loop, "loop")]
     byte_order = modbus.byte_order if modbus else ModbusLink().byte_order
     points: list[tuple[int, Point]] = []
     for i, pt in t.tables("points"):
@@ -156,21 +165,6 @@ def _modbus(t: Table) -> ModbusLink:
         t.add("slave", "unknown key (did you mean 'device_id'?)")
     t.finish()
     return link
-
-
-def _loops(t: Table) -> list[Loop]:
-    loops: list[Loop] = []
-    seen: dict[str, int] = {}
-    for i, lt in t.tables("loops"):
-        loop = _loop(lt)
-        if loop is None:
-            continue
-        if loop.id in seen:
-            lt.add("id", f"duplicate loop id {loop.id!r} (also loops[{seen[loop.id]}])")
-            continue
-        seen[loop.id] = i
-        loops.append(loop)
-    return loops
 
 
 def _loop(t: Table) -> Loop | None:

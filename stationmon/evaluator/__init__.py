@@ -9,16 +9,6 @@ status_view.py  LoopStatusView: the latest judgement per loop for the API
 from __future__ import annotations
 
 from stationmon.evaluator.core import Evaluator
-from stationmon.evaluator.gather import InputGatherer
-from stationmon.evaluator.state_file import STATE_FILE_VERSION, StateFile
-from stationmon.evaluator.status_view import ConditionStatus, LoopStatus, LoopStatusView
+from stationmon.evaluator.status_view import LoopStatus
 
-__all__ = [
-    "STATE_FILE_VERSION",
-    "ConditionStatus",
-    "Evaluator",
-    "InputGatherer",
-    "LoopStatus",
-    "LoopStatusView",
-    "StateFile",
-]
+__all__ = ["Evaluator", "LoopStatus"]

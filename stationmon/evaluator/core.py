@@ -20,7 +20,7 @@ from stationmon.domain.alerts import AlertBook, AlertKey
 from stationmon.domain.latest import LatestValues
 from stationmon.domain.lineproto import LoopStatusEncoder, encode_alert_event
 from stationmon.domain.model import AlertEvent, StationState
-from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults
 from stationmon.evaluator.gather import InputGatherer
 from stationmon.evaluator.state_file import STATE_FILE_VERSION, StateFile
 from stationmon.evaluator.status_view import LoopStatusView
@@ -60,12 +60,7 @@ class Evaluator:
         self.last_tick: float | None = None
         self.last_duration_s: float | None = None
         self.inputs = InputGatherer(
-            self.table,
-            latest,
-            station_states,
-            timezone=config.site.timezone,
-            rules=config.rules,
-            started_at=clock(),
+            self.table, latest, station_states, timezone=config.site.timezone, rules=config.rules, started_at=clock()
         )
         self.state_file = StateFile(
             Path(config.rules.state_file or Path(config.state_dir) / "alerts.json"), on_failure=self._unsaved
@@ -95,20 +90,13 @@ class Evaluator:
             "stationmon_alert_events_total", "Alert transitions by rule and state", ("rule", "state")
         )
 
-    # ------------------------------------------------------------------------------------------------
-    # Public
-
     @property
     def loop_status(self) -> LoopStatusView:
         """{(station, loop): LoopStatus} of the last evaluation."""
         return LoopStatusView(self.results)
 
     async def run(self) -> None:
-        """Evaluate every `evaluate_every` until cancelled; save the state on the way out.
-
-        While it runs, the state file is written in a worker thread, so a slow disk or a large alert
-        state does not hold up polling; the final state is written before it returns.
-        """
+        """Evaluate every `evaluate_every` until cancelled; the state file is written off the event loop meanwhile."""
         every = self.config.rules.evaluate_every_s
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -136,7 +124,7 @@ class Evaluator:
     def tick(self, now: float) -> list[AlertEvent]:
         """Judge every loop at `now`: update results, alerts, lines, state file; return the events."""
         started = time.perf_counter()
-        results = self.engine.evaluate(self.gather(now), self.engine.held_masks(self.alerts.held_keys()))
+        results = self.engine.evaluate(self.inputs.gather(now), self.engine.held_masks(self.alerts.held_keys()))
         self.results = results
         events = self._pending_events + self.alerts.update(now, results.conditions(), results.lookup)
         self._pending_events = []
@@ -154,10 +142,9 @@ class Evaluator:
         return events
 
     def acknowledge(self, alert_id: str, who: str, comment: str | None = None) -> AlertEvent | None:
-        """Acknowledge a firing alert now: the event goes to notifiers and `alert_events`; None if unknown.
+        """Acknowledge a firing alert now (event to notifiers and `alert_events`); None if unknown.
 
-        A repeat returns the existing acknowledgement and changes, records and sends nothing.
-        """
+        A repeat returns the existing acknowledgement and changes, records and sends nothing."""
         existing = self.alerts.acknowledgement(alert_id)
         if existing is not None:
             return existing
@@ -183,26 +170,10 @@ class Evaluator:
             "state_file_ok": self.state_file.ok,
         }
 
-    def gather(self, now: float) -> RuleInputs:
-        """The latest values of every loop and station as arrays."""
-        return self.inputs.gather(now)
-
     def status_lines(self, r: RuleResults) -> list[str]:
         """One `loop_status` line per loop."""
         floats = [a.tolist() for a in (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t)]
         return self._status_encoder.encode(r.now, r.status.tolist(), r.compliant().tolist(), floats)
-
-    def state_document(self, now: float) -> dict[str, Any]:
-        """The state file's content as of now: a snapshot of plain values, shared with nothing live."""
-        return {
-            "version": STATE_FILE_VERSION,
-            "saved_at": now,
-            "alerts": self.alerts.to_dict(),
-            "outdoor_mean": self.engine.smoothing_state(),
-        }
-
-    # ------------------------------------------------------------------------------------------------
-    # Events and state
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""
@@ -216,7 +187,9 @@ class Evaluator:
             log.exception("alert event listener failed for %s %s", event.alert_id, event.state)
 
     def _save(self, now: float) -> None:
-        doc = self.state_document(now)
+        # a snapshot of plain values, shared with nothing live
+        doc = {"version": STATE_FILE_VERSION, "saved_at": now, "alerts": self.alerts.to_dict()}
+        doc["outdoor_mean"] = self.engine.smoothing_state()
         self.alerts.dirty = False  # before the write: a failed write sets it again (`_unsaved`)
         self._last_saved = now
         self.state_file.save(doc)
@@ -237,6 +210,4 @@ class Evaluator:
 
     def _known_key(self, key: AlertKey) -> bool:
         _, station, loop = key
-        if station not in self.table.station_index:
-            return False
-        return loop is None or (station, loop) in self.table.loop_index
+        return station in self.table.station_index and (loop is None or (station, loop) in self.table.loop_index)

@@ -49,9 +49,7 @@ class StateFile:
     def load(self, restore: Callable[[Mapping[str, Any]], None], now: float) -> bool:
         """Hand the saved document to `restore`; False if there was none or it was unusable.
 
-        A document `restore` rejects (ValueError, KeyError, TypeError) is moved aside as
-        `<name>.corrupt-<now>` so the next save does not overwrite the evidence.
-        """
+        A rejected document is moved aside as `<name>.corrupt-<now>` so the next save keeps the evidence."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from stationmon.config import FaultConfig, SimulatorConfig
 from stationmon.domain.plant import Loop, Point, Site, Station
 from stationmon.domain.registers import encode_value
+from stationmon.domain.vocabulary import REGISTER_WIDTH
 
 __all__ = [
     "LoopState",
@@ -86,6 +87,9 @@ class LoopState:
 class StationSim:
     """One simulated station; `step(now)` advances it, `values()` reads its sensors."""
 
+    indoor_lag_s = 1800.0  # the building's thermal lag behind its water
+    setpoint_margin = 1.5  # K a controller runs above the curve
+
     def __init__(
         self,
         station: Station,
@@ -94,18 +98,14 @@ class StationSim:
         start_ts: float,
         *,
         lag_s: float = 20.0,
-        indoor_lag_s: float = 1800.0,
         outdoor_smoothing_s: float = 3600.0,
-        setpoint_margin: float = 1.5,
     ) -> None:
         self.station = station
         self.site = site
         self.simulator = simulator
         self.start_ts = start_ts
         self.lag_s = lag_s
-        self.indoor_lag_s = indoor_lag_s
         self.outdoor_smoothing_s = outdoor_smoothing_s
-        self.setpoint_margin = setpoint_margin
         # a stable per-station seed, so a station's noise does not depend on the others' order
         self._rng = random.Random(simulator.seed * 1_000_003 + zlib.crc32(station.id.encode()))
         self.faults: tuple[FaultConfig, ...] = tuple(f for f in simulator.faults if f.station == station.id)
@@ -130,8 +130,6 @@ class StationSim:
             for loop in station.loops
             for sensor in self.indoor_sensors(loop.id)
         }
-
-    # ------------------------------------------------------------------------------------------------
 
     def indoor_sensors(self, loop_id: str) -> list[str]:
         """Names of the household indoor sensors simulated on one loop."""
@@ -178,8 +176,6 @@ class StationSim:
             # overflow ("大流量小温差"): the return comes back nearly as warm as the supply
             ret = supply - 0.15 * (supply - ret)
         return supply, ret
-
-    # ------------------------------------------------------------------------------------------------
 
     def step(self, now: float) -> None:
         """Advance the physics to `now` (no-op if time did not move forward)."""
@@ -231,8 +227,6 @@ class StationSim:
         noise = self.simulator.noise
         return value + self._rng.gauss(0.0, noise) if noise > 0 else value
 
-    # ------------------------------------------------------------------------------------------------
-
     def values(self) -> dict[ValueKey, float]:
         """What every sensor of the station reads now: (loop, sensor, quantity) -> value."""
         out: dict[ValueKey, float] = {}
@@ -270,21 +264,14 @@ class StationSim:
         return 0.0 if got is None else got
 
 
-_INT_RANGES = {
-    "int16": (-32768, 32767),
-    "uint16": (0, 65535),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-}
-
-
 def raw_registers(point: Point, value: float) -> list[int]:
     """The registers a PLC would hold for `value` at this point: (value - offset) / scale, encoded in
     the point's type and byte order (integers rounded and clamped to their type's range)."""
     raw = (value - point.offset) / point.scale if point.scale else value
-    limits = _INT_RANGES.get(point.type)
-    if limits is not None:
-        raw = float(min(max(round(raw), limits[0]), limits[1]))
+    if "int" in point.type:  # int16, uint16, int32, uint32
+        bits = 16 * REGISTER_WIDTH[point.type]
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if point.type.startswith("int") else (0, 2**bits - 1)
+        raw = float(min(max(round(raw), lo), hi))
     return encode_value(raw, point.type, point.byte_order)
 
 

@@ -1,10 +1,7 @@
-"""The simulated stations that a config's `[simulator]` describes, served until the context exits.
+"""The simulated stations of a config's `[simulator]`, served until the context exits (simulate, demo, tests).
 
-`Simulator` is an async context manager (used by `stationmon simulate`, the demo and the tests): on enter it
-starts a Modbus TCP server for every station with Modbus points and, when the config has `[mqtt]`, a
-publisher for MQTT points and household indoor sensors; a background task advances the physics every
-`tick_s` (time comes from `clock`, injectable), applies `offline` faults by closing the station's
-server, and publishes every `[simulator] publish_interval`.
+A background task advances the physics every `tick_s` on an injectable `clock`, closes the Modbus server of
+a station under an `offline` fault, and publishes MQTT points and indoor sensors every `publish_interval`.
 """
 
 from __future__ import annotations
@@ -54,8 +51,6 @@ class Simulator:
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
 
-    # ------------------------------------------------------------------------------------------------
-
     async def __aenter__(self) -> Simulator:
         self.start_ts = self.clock()
         for station in self.config.stations:
@@ -102,9 +97,7 @@ class Simulator:
         for server in self.servers.values():
             await server.stop()
         if self.publisher is not None:
-            await self.publisher.__aexit__(None, None, None)
-
-    # ------------------------------------------------------------------------------------------------
+            await self.publisher.close()
 
     def _snapshot(self, sid: str) -> None:
         sim = self.stations[sid]

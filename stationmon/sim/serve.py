@@ -13,12 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
 from stationmon.config import MqttConfig
 from stationmon.domain.plant import Point, Station
 from stationmon.errors import StationmonError
+from stationmon.sim.physics import StationSim
 
 __all__ = ["MqttMessage", "MqttPublisher", "StationModbusServer", "mqtt_messages", "sensor_topic_templates"]
 
@@ -143,10 +143,6 @@ async def shutdown_modbus_server(server: Any) -> None:
                 transport.close()
 
 
-# ----------------------------------------------------------------------------------------------------
-# MQTT
-
-
 def sensor_topic_templates(mqtt: MqttConfig | None) -> list[tuple[str, str, str, str]]:
     """Subscription templates that household indoor sensors can be published to:
     (topic template, format, value key, time key), those with {station}, {loop} and {sensor}."""
@@ -167,35 +163,24 @@ def sensor_topic_templates(mqtt: MqttConfig | None) -> list[tuple[str, str, str,
     return out
 
 
-def _nested(key: str, value: object) -> dict[str, object]:
-    doc: dict[str, object] = {}
-    cur = doc
-    parts = key.split(".")
-    for part in parts[:-1]:
-        cur = cur.setdefault(part, {})  # type: ignore[assignment]
-    cur[parts[-1]] = value
-    return doc
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    for k, v in other.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-    return into
+def _put(doc: dict[str, Any], key: str, value: object) -> None:
+    """Set dotted `key` ("data.value") in `doc`, making (or replacing non-table) parents as needed."""
+    *parents, last = key.split(".")
+    for part in parents:
+        if not isinstance(doc.get(part), dict):
+            doc[part] = {}
+        doc = doc[part]
+    doc[last] = value
 
 
 def _payload(fmt: str, quantity: str, value: float, ts: float, value_key: str, time_key: str) -> bytes:
     value = round(value, 3)
     if fmt == "plain":
         return f"{value:g}".encode()
-    if fmt == "json_fields":
-        doc: dict[str, Any] = {quantity: value}
-    else:
-        doc = _nested(value_key or "value", value)
+    doc: dict[str, Any] = {}
+    _put(doc, quantity if fmt == "json_fields" else value_key or "value", value)
     if time_key:
-        _merge(doc, _nested(time_key, round(ts, 3)))
+        _put(doc, time_key, round(ts, 3))
     return json.dumps(doc).encode()
 
 
@@ -208,8 +193,6 @@ def mqtt_messages(
 ) -> list[MqttMessage]:
     """What a station publishes now: its MQTT points, and its indoor sensors on the first sensor
     template (`sensors`: loop id -> sensor names). Pure."""
-    from stationmon.sim.physics import StationSim
-
     out: list[MqttMessage] = []
     for p in station.mqtt_points:
         assert p.topic is not None
@@ -233,25 +216,13 @@ class MqttPublisher:
         self.mqtt = mqtt
         self.client_id = client_id
         self._client: Any = None
-        self._stack: contextlib.AsyncExitStack | None = None
         self.published = 0
         self.failures = 0
-
-    async def __aenter__(self) -> MqttPublisher:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._disconnect()
 
     async def _connect(self) -> None:
         import aiomqtt
 
-        stack = contextlib.AsyncExitStack()
-        tls = None
-        if self.mqtt.tls:
-            tls = aiomqtt.TLSParameters(ca_certs=self.mqtt.ca_file or None)
+        tls = aiomqtt.TLSParameters(ca_certs=self.mqtt.ca_file or None) if self.mqtt.tls else None
         client = aiomqtt.Client(
             self.mqtt.host,
             self.mqtt.port,
@@ -261,14 +232,15 @@ class MqttPublisher:
             tls_params=tls,
             timeout=5.0,
         )
-        await stack.enter_async_context(client)
-        self._client, self._stack = client, stack
+        await client.__aenter__()
+        self._client = client
 
-    async def _disconnect(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
+    async def close(self) -> None:
+        """Disconnect, if connected."""
+        client, self._client = self._client, None
+        if client is not None:
             with contextlib.suppress(Exception):
-                await stack.aclose()
+                await client.__aexit__(None, None, None)
 
     async def publish(self, messages: Sequence[MqttMessage]) -> bool:
         """Publish (QoS 1); on a broker failure drop this batch and reconnect next time."""
@@ -285,5 +257,5 @@ class MqttPublisher:
             self.failures += 1
             if self.failures == 1 or self.failures % 60 == 0:
                 log.warning("simulator: MQTT %s: %s", self.mqtt.url, exc)
-            await self._disconnect()
+            await self.close()
             return False

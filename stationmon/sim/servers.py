@@ -1,45 +1,33 @@
-"""Real servers on this machine, for the demo and the tests: each on a free port in a folder of its own.
+"""Real servers on this machine for the demo, shared with the tests (tests/servers.py adds the test-only ones).
 
-    InfluxServer        influxd 1.x (API v1) from its binary; data kept across stop()/start()
-    MosquittoServer     mosquitto from its binary, with persistence (queued QoS 1 survives a restart)
-    AlertmanagerServer  prometheus-alertmanager from its binary, clustering off
-    embedded_broker     amqtt's broker in this event loop (MQTT 3.1.1 only)
-    ModbusServer        pymodbus's TCP server in this event loop, registers kept across stop()/start()
-
-A server that does not come up raises StationmonError naming its log file.
+Each runs on a free port in a folder of its own; one that does not come up raises StationmonError naming its log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stationmon.errors import StationmonError
-from stationmon.sim.serve import shutdown_modbus_server
 
 __all__ = [
-    "AlertmanagerServer",
     "InfluxServer",
-    "ModbusServer",
     "MosquittoServer",
     "ServerProcess",
-    "TlsFiles",
     "embedded_broker",
     "find_binary",
     "free_port",
+    "http_ok",
     "port_open",
 ]
 
@@ -72,7 +60,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _http_ok(url: str, status: int) -> bool:
+def http_ok(url: str, status: int) -> bool:
+    """True if GET `url` answers with `status`."""
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == status)
@@ -92,7 +81,7 @@ class ServerProcess:
 
     def _spawn(self, argv: list[str], ready: Callable[[], bool], timeout_s: float = 30.0) -> None:
         """Start `argv` unless running, and wait until `ready()`; StationmonError if it does not come up."""
-        if self.running:
+        if self.proc is not None and self.proc.poll() is None:
             return
         with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
@@ -104,36 +93,26 @@ class ServerProcess:
             if exited or time.monotonic() > deadline:
                 self.stop()
                 why = "exited" if exited else f"did not answer within {timeout_s:g} s"
-                raise StationmonError(f"{self.name} {why} (see {self.log_path}): {self.log_tail(500)}")
+                raise StationmonError(f"{self.name} {why} (see {self.log_path}): {self._log_tail()}")
             time.sleep(0.05)
 
-    def log_tail(self, n: int = 2000) -> str:
-        """The last `n` characters of its log."""
+    def _log_tail(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace")[-500:]
         except OSError:
             return ""
 
-    @property
-    def running(self) -> bool:
-        """True while the process runs."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self) -> None:
         """Stop the process and wait for it (SIGKILL if it takes longer than 10 s)."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(sig)
+        proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        self.stop(signal.SIGKILL)
 
 
 class InfluxServer(ServerProcess):
@@ -174,9 +153,10 @@ bind-address = "127.0.0.1:{free_port()}"
 
     def start(self) -> None:
         """Start (or restart) the server and wait until /ping answers."""
-        self._spawn([self.binary, "-config", str(self.config_path)], lambda: _http_ok(f"{self.url}/ping", 204))
+        self._spawn([self.binary, "-config", str(self.config_path)], lambda: http_ok(f"{self.url}/ping", 204))
 
-    def _post_query(self, q: str, db: str | None = None) -> dict[str, Any]:
+    def post_query(self, q: str, db: str | None = None) -> dict[str, Any]:
+        """POST an InfluxQL query; the JSON answer, time in epoch ms."""
         params = {"q": q, "epoch": "ms", **({"db": db} if db else {})}
         data = urllib.parse.urlencode(params).encode()
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as resp:
@@ -184,50 +164,18 @@ bind-address = "127.0.0.1:{free_port()}"
 
     def create_database(self, name: str) -> None:
         """CREATE DATABASE `name`."""
-        self._post_query(f'CREATE DATABASE "{name}"')
-
-    def query(self, db: str, q: str) -> list[dict[str, Any]]:
-        """Run InfluxQL; rows of every series as dicts (tags included), time in epoch ms."""
-        rows: list[dict[str, Any]] = []
-        for result in self._post_query(q, db).get("results", []):
-            if "error" in result:
-                raise StationmonError(f"InfluxQL error: {result['error']}")
-            for series in result.get("series", []):
-                tags = series.get("tags", {})
-                for values in series.get("values", []):
-                    row = dict(zip(series["columns"], values, strict=True))
-                    row.update(tags)
-                    row.setdefault("_measurement", series.get("name"))
-                    rows.append(row)
-        return rows
-
-    def write(self, db: str, lines: str) -> None:
-        """Write line protocol (ms precision) directly."""
-        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms"
-        with urllib.request.urlopen(urllib.request.Request(url, data=lines.encode(), method="POST"), timeout=30):
-            pass
-
-
-@dataclass
-class TlsFiles:
-    """Server-side TLS material for mosquitto (PEM paths); require_certificate for client certs."""
-
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-    require_certificate: bool = False
+        self.post_query(f'CREATE DATABASE "{name}"')
 
 
 class MosquittoServer(ServerProcess):
     """mosquitto on 127.0.0.1 and a free port, anonymous, with persistence in `workdir`."""
 
-    def __init__(self, binary: str, workdir: Path, extra_conf: str = "", tls: TlsFiles | None = None) -> None:
+    def __init__(self, binary: str, workdir: Path, extra_conf: str = "") -> None:
         super().__init__("mosquitto", workdir)
         self.binary = binary
         self.host = "127.0.0.1"
         self.port = free_port()
-        self.tls = tls
-        self.url = f"{'mqtts' if tls else 'mqtt'}://{self.host}:{self.port}"
+        self.url = f"mqtt://{self.host}:{self.port}"
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
@@ -242,10 +190,6 @@ class MosquittoServer(ServerProcess):
         if os.geteuid() == 0:
             # as root mosquitto drops to user "mosquitto", who cannot write the persistence file here
             lines.append("user root")
-        if tls:
-            lines += [f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
-            if tls.require_certificate:
-                lines.append("require_certificate true")
         if extra_conf:
             lines.append(extra_conf)
         self.config_path = workdir / "mosquitto.conf"
@@ -254,35 +198,6 @@ class MosquittoServer(ServerProcess):
     def start(self) -> None:
         """Start (or restart, same port and persistence file) and wait until it accepts connections."""
         self._spawn([self.binary, "-c", str(self.config_path)], lambda: port_open(self.port, self.host))
-
-
-class AlertmanagerServer(ServerProcess):
-    """prometheus-alertmanager with the given YAML, clustering off, on a free port."""
-
-    def __init__(self, binary: str, workdir: Path, config_yaml: str) -> None:
-        super().__init__("alertmanager", workdir)
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config_path = workdir / "alertmanager.yml"
-        self.config_path.write_text(config_yaml, encoding="utf-8")
-
-    def start(self) -> None:
-        """Start it and wait until /-/ready answers."""
-        argv = [
-            self.binary,
-            f"--config.file={self.config_path}",
-            f"--storage.path={self.workdir}/data",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ]
-        self._spawn(argv, lambda: _http_ok(f"{self.url}/-/ready", 200))
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """GET /api/v2/alerts."""
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager
@@ -305,98 +220,3 @@ async def embedded_broker(port: int) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             await broker.shutdown()
-
-
-class ModbusServer:
-    """pymodbus's TCP server with holding and input registers 0..65535 at zero-based protocol addresses.
-
-    Register values live in lists this object owns, so they survive stop()/start() like a PLC's memory.
-    """
-
-    SIZE = 65536
-
-    def __init__(self, holding: dict[int, int], input_: dict[int, int], device_id: int, port: int) -> None:
-        self.holding = [0] * self.SIZE
-        self.input = [0] * self.SIZE
-        self.device_id = device_id
-        self.port = port
-        self.host = "127.0.0.1"
-        self.server: Any = None
-        self._task: asyncio.Task[None] | None = None
-        for addr, value in holding.items():
-            self.holding[addr] = value
-        for addr, value in input_.items():
-            self.input[addr] = value
-
-    def _blocks(self) -> tuple[list[int], list[int]] | None:
-        if self.server is None:
-            return None
-        runtime = self.server.context.devices[self.device_id]
-        return runtime.block["h"][2], runtime.block["i"][2]
-
-    def set_holding(self, address: int, values: list[int]) -> None:
-        """Write holding registers from `address` on (while serving, too)."""
-        self.holding[address : address + len(values)] = list(values)
-        blocks = self._blocks()
-        if blocks is not None:
-            blocks[0][address : address + len(values)] = list(values)
-
-    def set_input(self, address: int, values: list[int]) -> None:
-        """Write input registers from `address` on (while serving, too)."""
-        self.input[address : address + len(values)] = list(values)
-        blocks = self._blocks()
-        if blocks is not None:
-            blocks[1][address : address + len(values)] = list(values)
-
-    def get_holding(self, address: int, count: int = 1) -> list[int]:
-        """Holding registers as served now (a client may have written them)."""
-        blocks = self._blocks()
-        regs = blocks[0] if blocks is not None else self.holding
-        return list(regs[address : address + count])
-
-    def _device(self) -> Any:
-        from pymodbus.simulator import SimData, SimDevice
-        from pymodbus.simulator.simutils import DataType
-
-        bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
-        return SimDevice(
-            id=self.device_id,
-            simdata=(
-                bits,
-                list(bits),
-                [SimData(0, values=list(self.holding), datatype=DataType.REGISTERS)],
-                [SimData(0, values=list(self.input), datatype=DataType.REGISTERS)],
-            ),
-        )
-
-    async def start(self) -> None:
-        """Start serving (again, on the same port) and wait until it accepts connections."""
-        from pymodbus.server import ModbusTcpServer
-
-        if self.server is not None:
-            return
-        self.server = ModbusTcpServer(self._device(), address=(self.host, self.port))
-        self._task = asyncio.create_task(self.server.serve_forever(), name=f"modbus-server-{self.port}")
-        deadline = time.monotonic() + 10
-        while not await asyncio.to_thread(port_open, self.port):
-            if self._task.done():
-                self._task.result()
-            if time.monotonic() > deadline:
-                raise StationmonError(f"pymodbus server on {self.port} did not start")
-            await asyncio.sleep(0.02)
-
-    async def stop(self) -> None:
-        """Stop serving and drop every client connection, as a PLC reboot would."""
-        if self.server is None:
-            return
-        blocks = self._blocks()
-        if blocks is not None:  # keep what was written while running
-            self.holding[:] = blocks[0][: self.SIZE]
-            self.input[:] = blocks[1][: self.SIZE]
-        await shutdown_modbus_server(self.server)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        self.server = None
-        self._task = None

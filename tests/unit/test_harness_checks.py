@@ -28,7 +28,8 @@ def test_leaking_tests_fail(pytester: pytest.Pytester) -> None:
     pytester.makeconftest((root / "tests" / "conftest.py").read_text())
     (pytester.path / "tests").mkdir()
     (pytester.path / "tests" / "__init__.py").write_text("")
-    (pytester.path / "tests" / "helpers.py").write_text((root / "tests" / "helpers.py").read_text())
+    for name in ("helpers.py", "servers.py"):
+        (pytester.path / "tests" / name).write_text((root / "tests" / name).read_text())
     pytester.makepyfile(test_leaky=LEAKY)
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
