@@ -5,6 +5,10 @@ values (for rules, API and status page) and are encoded to line protocol for the
 On `stop`, the collectors and the evaluator are cancelled, then the HTTP server and the notifiers close
 and the writer flushes (or spools) what it holds. `Service` is also what the HTTP server reads
 (`adapters.http.StatusSource`).
+
+Cluster (`[cluster]`, README "past one machine"): a Service sees only the stations its shard owns
+(`shard_view`), subscribes only to their MQTT topics, and learns from Alertmanager what the other
+replica of an HA pair did (acknowledgements, firing alerts' starts) before and while it judges.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from stationmon.adapters.alertmanager import AlertmanagerNotifier, AlertmanagerState
 from stationmon.adapters.http import HttpServer
 from stationmon.adapters.influx import InfluxWriter
 from stationmon.adapters.modbus import ModbusPoller
 from stationmon.adapters.mqtt import MqttCollector
-from stationmon.config import Config
+from stationmon.config import Config, shard_view
 from stationmon.domain.alert_wire import event_from_snapshot
 from stationmon.domain.alerts import AlertSnapshot
 from stationmon.domain.latest import LatestValues
@@ -27,6 +32,8 @@ from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.domain.model import AlertEvent, Reading, StationState
 from stationmon.domain.plant import Station
 from stationmon.domain.rules import station_online
+from stationmon.domain.shards import narrowed_filters
+from stationmon.domain.silences import adopt_acknowledgements
 from stationmon.evaluator import Evaluator, LoopStatus
 from stationmon.metrics import Metrics
 from stationmon.wiring import build_notifiers
@@ -40,7 +47,8 @@ class Service:
     """The running stationmon: build once from a Config, then `await run(stop)`."""
 
     def __init__(self, config: Config, *, metrics: Metrics | None = None, clock: Callable[[], float] = time.time):
-        self.config = config
+        self.all_stations = len(config.stations)
+        self.config = config = shard_view(config)
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.started_at = clock()
@@ -62,6 +70,8 @@ class Service:
         self.mqtt: MqttCollector | None = None
         if config.mqtt is not None and (config.mqtt.subscriptions or any(s.mqtt_points for s in config.stations)):
             self.mqtt = MqttCollector(config.mqtt, config.stations, self.ingest, self.metrics, clock=clock)
+            if config.cluster.spec.sharded:
+                self.mqtt.filters = _shard_filters(self.mqtt, config)
         self.evaluator = Evaluator(
             config,
             self.latest,
@@ -72,7 +82,7 @@ class Service:
             clock=clock,
         )
         # Alertmanager gets the alerts restored from the state file again after a restart
-        self.notifiers = build_notifiers(config, self.metrics, self._active_events)
+        self.notifiers = build_notifiers(config, self.metrics, self._active_events, on_sync=self._learn)
         for notifier in self.notifiers:
             self.on_event(notifier.notify)
         self.http = HttpServer(self)
@@ -102,9 +112,31 @@ class Service:
         now = self.clock()
         return [event_from_snapshot(a, now) for a in self.evaluator.alerts.active_alerts()]
 
+    def _learn(self, state: AlertmanagerState) -> None:
+        """What Alertmanager says the replicas share: acknowledgements, and firing alerts' starts."""
+        book = self.evaluator.alerts
+        book.firing_elsewhere = state.firing_starts
+        changed = adopt_acknowledgements(book, state.acknowledged, state.ended)
+        if changed:
+            log.info("alertmanager: %d acknowledgement(s) taken from other replicas or ended there", changed)
+
+    def cluster_status(self) -> dict[str, object]:
+        """For /healthz and the status page: which shard this instance shows, and who notifies."""
+        c = self.config.cluster
+        return {
+            "state": "ok",
+            "shard": c.shard,
+            "shards": c.shards,
+            "shard_source": c.shard_source,
+            "stations": len(self.config.stations),
+            "stations_all_shards": self.all_stations,
+            "notify": c.notify,
+        }
+
     def components(self) -> dict[str, Callable[[], Mapping[str, object]]]:
         """The components that describe their own health for /healthz, by name."""
         out: dict[str, Callable[[], Mapping[str, object]]] = {"storage": self.writer.status}
+        out["cluster"] = self.cluster_status
         if self.mqtt is not None:
             out["collector:mqtt"] = self.mqtt.status
         out["evaluator"] = self.evaluator.status
@@ -156,7 +188,7 @@ class Service:
                     tasks = [group.create_task(p.run(), name=f"collector:{p.station.id}") for p in self.pollers]
                     if self.mqtt is not None:
                         tasks.append(group.create_task(self.mqtt.run(), name="collector:mqtt"))
-                    tasks.append(group.create_task(self.evaluator.run(), name="evaluator"))
+                    tasks.append(group.create_task(self._evaluate(), name="evaluator"))
                     await stop.wait()
                     for task in tasks:
                         task.cancel()
@@ -165,3 +197,23 @@ class Service:
         if crash is not None:
             raise crash
         log.info("stopped")
+
+    async def _evaluate(self) -> None:
+        """The evaluator, once Alertmanager was asked which alerts fire since when (bounded by its timeout),
+        so a restarted replica carries on their escalation clocks instead of starting them anew."""
+        readers = [n for n in self.notifiers if isinstance(n, AlertmanagerNotifier)]
+        if readers:
+            wait_s = max(n.config.timeout_s for n in readers) * 2 + 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(n.synced.wait() for n in readers)), wait_s)
+        await self.evaluator.run()
+
+
+def _shard_filters(mqtt: MqttCollector, config: Config) -> list[tuple[str, int]]:
+    """The MQTT filters of this shard's stations only (`domain.shards.narrowed_filters`)."""
+    assert config.mqtt is not None
+    router = mqtt.router
+    ids = [s.id for s in config.stations]
+    return narrowed_filters(
+        router.templates, router.points, ids, point_qos=config.mqtt.qos, share_group=config.mqtt.share_group
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from stationmon.adapters.alertmanager import AlertmanagerNotifier
+from stationmon.adapters.alertmanager import AlertmanagerNotifier, AlertmanagerState
 from stationmon.adapters.mqtt_alerts import MqttAlertNotifier
 from stationmon.adapters.notify import Notifier, NotifierOptions
 from stationmon.adapters.webhook import WebhookNotifier
@@ -28,11 +28,15 @@ def build_notifiers(
     config: Config,
     metrics: Metrics,
     active_alerts: Callable[[], Iterable[AlertEvent]] | None = None,
+    on_sync: Callable[[AlertmanagerState], None] | None = None,
 ) -> list[Notifier]:
     """One notifier per `[[alerting.alertmanager]]` and `[[alerting.webhook]]`, plus MQTT if enabled.
 
     `active_alerts` lists the evaluator's active alerts (restored from its state file) so Alertmanager
-    gets them again after a restart of stationmon.
+    gets them again after a restart of stationmon; `on_sync` takes what Alertmanager holds that replicas
+    share (acknowledgements, firing alerts' starts). With `[cluster] notify = "alertmanager"` only the
+    Alertmanagers are fed: webhooks and MQTT alerts are left to Alertmanager's receivers, which
+    deduplicate what the replicas of an HA pair send.
     """
     alerting = config.alerting
     external_url = external_url_of(config)
@@ -45,10 +49,13 @@ def build_notifiers(
             external_url=external_url,
             name=f"alertmanager-{i}" if numbered else "alertmanager",
             active_alerts=active_alerts,
+            on_sync=on_sync,
             **options,
         )
         for i, am in enumerate(alerting.alertmanager)
     ]
+    if config.cluster.notify == "alertmanager":
+        return notifiers
     numbered = len(alerting.webhook) > 1
     notifiers += [
         WebhookNotifier(

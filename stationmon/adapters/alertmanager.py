@@ -13,6 +13,12 @@ module only does the HTTP.
 
 Events are applied in the order they came; a failed POST keeps the batch and retries with capped
 backoff, merging newer changes into it, so after an outage Alertmanager receives the latest state.
+
+Replicas (an HA pair): with `on_sync`, the notifier reads Alertmanager back at start and every
+`resend_interval` (`GET /api/v2/silences`, `GET /api/v2/alerts`) and hands the owner an
+`AlertmanagerState`: the acknowledgements of its firing alerts (silences another replica made, matched
+by labels) and which stationmon alerts fire with which `startsAt`. A silence learned that way is
+expired by this replica too when the alert resolves, should the one that made it be gone.
 """
 
 from __future__ import annotations
@@ -22,21 +28,39 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Unpack
 
 from stationmon.adapters.notify import JsonHttp, Notifier, NotifierOptions, RejectedError
 from stationmon.config import AlertmanagerConfig
 from stationmon.domain.alert_wire import JsonObject, PostableAlert, postable_alert, silence_marker
+from stationmon.domain.alerts import AlertKey
 from stationmon.domain.model import AlertEvent
-from stationmon.domain.silences import ACK_SILENCE_S, SilenceBook
+from stationmon.domain.silences import (
+    ACK_SILENCE_S,
+    AckSilence,
+    SilenceBook,
+    match_acknowledgements,
+    parse_ack_silences,
+    parse_firing_starts,
+)
 from stationmon.errors import NotifyError
+from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 from stationmon.redact import redact_url
 
-__all__ = ["AlertmanagerNotifier"]
+__all__ = ["AlertmanagerNotifier", "AlertmanagerState"]
 
 log = logging.getLogger("stationmon.notify")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerState:
+    """What Alertmanager holds that replicas share (see the module docstring)."""
+
+    acknowledged: dict[str, AckSilence]  # our firing alert_id -> the silence acknowledging it
+    ended: dict[str, float]  # our firing alert_id -> start of the expired silence that acknowledged it
+    firing_starts: dict[AlertKey, float]  # stationmon alerts firing in Alertmanager -> startsAt
 
 
 class AlertmanagerNotifier(Notifier):
@@ -53,6 +77,7 @@ class AlertmanagerNotifier(Notifier):
         name: str = "alertmanager",
         active_alerts: Callable[[], Iterable[AlertEvent]] | None = None,
         ack_silence_s: float = ACK_SILENCE_S,
+        on_sync: Callable[[AlertmanagerState], None] | None = None,
         clock: Callable[[], float] = time.time,
         **options: Unpack[NotifierOptions],
     ) -> None:
@@ -64,6 +89,9 @@ class AlertmanagerNotifier(Notifier):
         self.active: dict[str, PostableAlert] = {}  # alert_id -> what Alertmanager should hold
         self.outbox: dict[str, PostableAlert] = {}  # fingerprint -> to send on the next flush
         self.acks = SilenceBook(ack_silence_s)
+        self.on_sync = on_sync
+        self.synced = asyncio.Event()  # set after the first read-back (done or failed)
+        self._sync_log = FailureLog(log, f"alertmanager {self.target}: reading back silences and alerts")
         self._sending = 0  # alerts of the POST in flight
         headers = {} if config.bearer_token is None else {"Authorization": f"Bearer {config.bearer_token.get()}"}
         self.http: JsonHttp = JsonHttp(f"{self.kind} {self.target}", config.timeout_s, headers)
@@ -104,6 +132,7 @@ class AlertmanagerNotifier(Notifier):
         loop = asyncio.get_running_loop()
         resend_s = self.config.resend_interval_s
         self._restore()
+        await self._sync()
         next_resend = loop.time() + resend_s
         retry_at: float | None = None
         while True:
@@ -119,6 +148,7 @@ class AlertmanagerNotifier(Notifier):
                 for alert in self.active.values():
                     self.outbox.setdefault(alert.fingerprint, alert)
                 next_resend = now + resend_s
+                await self._sync()
             if retry_at is not None:
                 self.stats.retried.inc()
                 retry_at = None
@@ -201,3 +231,32 @@ class AlertmanagerNotifier(Notifier):
         # 404: already gone (expired, or Alertmanager lost its data): nothing left to do.
         if status >= 300 and status != 404:
             raise NotifyError(f"expiring silence {silence_id}: HTTP {status}")
+
+    async def _sync(self) -> None:
+        """Read back the silences and alerts the replicas share; hand them to `on_sync`. Failures are logged."""
+        if self.on_sync is None:
+            self.synced.set()
+            return
+        try:
+            silences = await self._get_json("/api/v2/silences")
+            alerts = await self._get_json("/api/v2/alerts?active=true&silenced=true&inhibited=true")
+        except NotifyError as exc:
+            self._sync_log.failure(str(exc))
+            return
+        finally:
+            self.synced.set()
+        self._sync_log.success()
+        labels = {alert_id: alert.labels for alert_id, alert in self.active.items()}
+        acknowledged, ended = match_acknowledgements(parse_ack_silences(silences), labels)
+        for alert_id, silence in acknowledged.items():
+            self.acks.adopted(alert_id, silence.silence_id)
+        self.on_sync(AlertmanagerState(acknowledged, ended, parse_firing_starts(alerts, self.clock())))
+
+    async def _get_json(self, path: str) -> object:
+        status, reply = await self.http.request("GET", f"{self.config.url}{path}")
+        if status >= 300:
+            raise NotifyError(f"GET {path}: HTTP {status}")
+        try:
+            return json.loads(reply)
+        except ValueError as exc:
+            raise NotifyError(f"GET {path}: {exc}") from exc

@@ -381,14 +381,19 @@ class ModbusPoller:
                     self._m.skipped_backoff.inc()
                     continue
                 self._m.lateness.observe(max(0.0, started - at))
-                await self.poll_once(deadline=at + self.interval_s)
+                await self.poll_once(deadline=at + self.interval_s, slot_ts=at)
                 self._m.duration.observe(max(0.0, self.clock() - started))
         finally:
             self._link.close()
             self._set_online(False)
 
-    async def poll_once(self, deadline: float | None = None) -> list[Reading]:
-        """One poll: connect if needed, run every request, hand the readings to the sink."""
+    async def poll_once(self, deadline: float | None = None, slot_ts: float | None = None) -> list[Reading]:
+        """One poll: connect if needed, run every request, hand the readings to the sink.
+
+        Readings carry `slot_ts`, the poll's scheduled slot, when given (so two replicas polling the same
+        station write the same points, which InfluxDB stores once; how late the read was is the metric
+        `stationmon_modbus_poll_lateness_seconds`), else the time each answer came.
+        """
         if not self._link.connected:
             try:
                 await self._link.connect()
@@ -420,7 +425,7 @@ class ModbusPoller:
                     self._m.failures["connection"].inc(remaining)
                     break
                 continue
-            ts = self.clock()
+            ts = self.clock() if slot_ts is None else slot_ts
             ok += 1
             self._request_logs[i].success()
             readings.extend(self._readings(decoder, data, ts))

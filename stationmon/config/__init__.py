@@ -6,10 +6,12 @@ reader.py has the typed getters and the `FILE: key.path: message` problems, secr
 
 from __future__ import annotations
 
+from stationmon.config.cluster import SHARD_ENV, shard_view, with_shard
 from stationmon.config.loading import load_config, parse_config, parse_config_text
 from stationmon.config.schema import (
     AlertingConfig,
     AlertmanagerConfig,
+    ClusterConfig,
     Config,
     FaultConfig,
     HttpConfig,
@@ -23,8 +25,10 @@ from stationmon.config.secrets import Secret
 from stationmon.domain.durations import parse_duration
 
 __all__ = [
+    "SHARD_ENV",
     "AlertingConfig",
     "AlertmanagerConfig",
+    "ClusterConfig",
     "Config",
     "FaultConfig",
     "HttpConfig",
@@ -38,4 +42,6 @@ __all__ = [
     "parse_config",
     "parse_config_text",
     "parse_duration",
+    "shard_view",
+    "with_shard",
 ]

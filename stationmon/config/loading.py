@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stationmon.config.cluster import read_cluster
 from stationmon.config.reader import Problems, Table
 from stationmon.config.rules import read_rules
 from stationmon.config.schema import Config
@@ -37,6 +38,7 @@ def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influ
     stations = read_stations(root, has_mqtt=mqtt is not None)
     rules = read_rules(root)
     simulator = read_simulator(root, {s.id: s for s in stations})
+    cluster = read_cluster(root, has_alertmanager=bool(alerting.alertmanager))
     state_dir = root.text("state_dir", "")
     root.finish()
     if problems.lines:
@@ -51,6 +53,7 @@ def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influ
         mqtt=mqtt,
         alerting=alerting,
         simulator=simulator,
+        cluster=cluster,
         state_dir=state_dir or str(Path(influx.spool_dir).parent),
         notices=tuple(problems.notices),
     )

@@ -14,9 +14,11 @@ from pathlib import Path
 from stationmon.config.secrets import Secret
 from stationmon.domain.plant import Site, Station
 from stationmon.domain.settings import RulesSettings
+from stationmon.domain.shards import ShardSpec
 from stationmon.domain.topics import Subscription
 
 __all__ = [
+    "CLUSTER_NOTIFY",
     "FAULT_KINDS",
     "FSYNC_POLICIES",
     "INFLUX_APIS",
@@ -27,6 +29,7 @@ __all__ = [
     "TRANSPORTS",
     "AlertingConfig",
     "AlertmanagerConfig",
+    "ClusterConfig",
     "Config",
     "FaultConfig",
     "HttpConfig",
@@ -45,6 +48,7 @@ INFLUX_APIS = ("v1", "v2")
 INFLUX_PRECISIONS = ("s", "ms", "us", "ns")
 MQTT_PROTOCOLS = ("5", "3.1.1")  # 3.1.1 for brokers that speak only that (no session expiry)
 MQTT_TLS_PORT = 8883  # mqtts:// without a port
+CLUSTER_NOTIFY = ("all", "alertmanager")  # alertmanager: webhooks and MQTT alerts are left to its receivers
 FAULT_KINDS = ("undersupply", "flatline", "swapped_sensors", "offline", "low_delta_t")
 
 
@@ -162,6 +166,24 @@ class AlertingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """`[cluster]`: which shard this instance is (`shard` of `shards`), and who notifies people.
+
+    `shard_source` says where the shard came from: "config", "STATIONMON_SHARD" or "--shard".
+    """
+
+    shards: int = 1
+    shard: int = 0
+    notify: str = "all"
+    shard_source: str = "config"
+
+    @property
+    def spec(self) -> ShardSpec:
+        """The shard as the domain knows it."""
+        return ShardSpec(self.shard, self.shards)
+
+
+@dataclass(frozen=True, slots=True)
 class FaultConfig:
     """One `[[simulator.faults]]`: what goes wrong where, when and for how long."""
 
@@ -197,6 +219,7 @@ class Config:
     mqtt: MqttConfig | None = None
     alerting: AlertingConfig = field(default_factory=AlertingConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     state_dir: str = ""  # "" -> the spool directory's parent
     notices: tuple[str, ...] = ()
 

@@ -192,6 +192,8 @@ class AlertBook:
         self._alerts: dict[AlertKey, Alert] = {}
         self._by_id: dict[str, AlertKey] = {}
         self.recently_resolved: deque[AlertSnapshot] = deque(maxlen=keep_resolved)
+        # alerts another replica (or this one before a restart) has firing, as Alertmanager reports them
+        self.firing_elsewhere: dict[AlertKey, float] = {}  # key -> its startsAt
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
 
     def __len__(self) -> int:
@@ -289,8 +291,9 @@ class AlertBook:
             if alert.clearing_since is not None:
                 alert.clearing_since = None
                 self.dirty = True
-            if alert.state == "pending" and now - alert.pending_since >= policy.for_s:
-                events.append(self._fire(alert, now))
+            if alert.state == "pending" and (now - alert.pending_since >= policy.for_s or key in self.firing_elsewhere):
+                # firing elsewhere: that replica already saw `for` pass; take its start (escalation clock)
+                events.append(self._fire(alert, now, self.firing_elsewhere.get(key)))
             # (the age test first: escalation is rare and this runs for every held alert every tick)
             if alert.state == "firing" and now - alert.since >= escalate_from and alert.severity != "critical":  # type: ignore[operator]
                 event = self._escalate(alert, now)
@@ -325,15 +328,17 @@ class AlertBook:
             if now - alert.clearing_since >= policy.clear_for_s:
                 events.append(self._resolve(alert, now, seen))
 
-    def _fire(self, alert: Alert, now: float) -> AlertEvent:
+    def _fire(self, alert: Alert, now: float, since: float | None = None) -> AlertEvent:
+        since = now if since is None else min(since, now)
+        self.firing_elsewhere.pop(alert.key, None)
         alert.state = "firing"
-        alert.since = now
-        alert.alert_id = make_alert_id(alert.rule, alert.station, alert.loop, now)
+        alert.since = since
+        alert.alert_id = make_alert_id(alert.rule, alert.station, alert.loop, since)
         self._by_id[alert.alert_id] = alert.key
         self.dirty = True
-        # an alert that fires after a long pending time may already be past a deadline
+        # an alert that fires after a long pending time (or started elsewhere) may already be past a deadline
         self._escalate(alert, now)
-        return self._event(alert, "firing", now)
+        return self._event(alert, "firing", since)
 
     def _escalate(self, alert: Alert, now: float) -> AlertEvent | None:
         assert alert.since is not None
@@ -355,6 +360,7 @@ class AlertBook:
 
     def _resolve(self, alert: Alert, now: float, seen: Condition) -> AlertEvent:
         del self._alerts[alert.key]
+        self.firing_elsewhere.pop(alert.key, None)  # what Alertmanager said is older than this
         self._by_id.pop(alert.alert_id, None)
         alert.value, alert.threshold = seen.value, seen.threshold
         alert.source = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -96,25 +97,27 @@ class Evaluator:
         return LoopStatusView(self.results)
 
     async def run(self) -> None:
-        """Evaluate every `evaluate_every` until cancelled; the state file is written off the event loop meanwhile."""
+        """Evaluate at every multiple of `evaluate_every` on the wall clock until cancelled.
+
+        Each tick judges as of its slot (`tick(slot)`), so replicas of an HA pair stamp `loop_status` and
+        start alerts at the same instants and InfluxDB stores each point once. The first tick is the slot
+        just begun; a slot missed (a slow tick, a suspended host) is skipped, not caught up.
+        The state file is written off the event loop meanwhile."""
         every = self.config.rules.evaluate_every_s
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        last_slot: float | None = None
         self.state_file.background = True
         try:
             while True:
-                try:
-                    self.tick(self.clock())
-                    self._tick_log.success()
-                except Exception as exc:  # one bad tick must not stop judging; the next may work
-                    log.debug("evaluation failed", exc_info=True)
-                    self._tick_log.failure(f"{type(exc).__name__}: {exc}")
-                next_at += every
-                delay = next_at - loop.time()
-                if delay < 0:  # fell behind (a slow tick, a suspended host): skip, don't burst
-                    next_at = loop.time() + every
-                    delay = every
-                await asyncio.sleep(delay)
+                slot = math.floor(self.clock() / every) * every
+                if slot != last_slot:
+                    last_slot = slot
+                    try:
+                        self.tick(slot)
+                        self._tick_log.success()
+                    except Exception as exc:  # one bad tick must not stop judging; the next may work
+                        log.debug("evaluation failed", exc_info=True)
+                        self._tick_log.failure(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(max(0.0, slot + every - self.clock()))
         finally:
             if self.alerts.dirty or self.results is not None:
                 self._save(self.clock())
