@@ -451,6 +451,7 @@ def stations_document(src: StatusSource) -> dict[str, Any]:
         "generated_at": now,
         "site": {f: getattr(cfg.site, f) for f in ("name", "indoor_target", "outdoor_design", "timezone")},
         "margin": cfg.rules.margin,
+        "shard": {"index": cfg.cluster.shard, "count": cfg.cluster.shards},  # this instance shows only its shard
         "stations": [
             _station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations
         ],

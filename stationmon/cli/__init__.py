@@ -29,6 +29,15 @@ def _config_and_logging(p: argparse.ArgumentParser, *, config: bool = True) -> N
     p.add_argument("--log-format", default="text", choices=["text", "json"], help="log format (default: text)")
 
 
+def _shard_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="only the stations of shard I of N (crc32 of the id mod N); overrides [cluster] and STATIONMON_SHARD",
+    )
+
+
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stations", type=int, default=12, metavar="N", help="number of stations (default 12)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
@@ -72,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stationmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _config_and_logging(sub.add_parser("run", help="run the service: collectors, storage, rules, alerts, HTTP API"))
-    _config_and_logging(
-        sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
-    )
+    run = sub.add_parser("run", help="run the service: collectors, storage, rules, alerts, HTTP API")
+    _config_and_logging(run)
+    _shard_argument(run)
+    check = sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
+    _config_and_logging(check)
+    _shard_argument(check)
     _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
     _simulate_arguments(
         sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes")

@@ -1,7 +1,8 @@
 """`stationmon check-config -c FILE`: validate a config and print what it describes.
 
 The summary: stations, loops, points, the Modbus read plan, and the defaults applied where a user may
-not expect them. Exit codes: 0 valid, 2 invalid.
+not expect them; with a shard (`--shard I/N`, `STATIONMON_SHARD` or `[cluster]`) only what that shard
+owns, and the MQTT filters it subscribes to. Exit codes: 0 valid, 2 invalid.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 
 from stationmon.cli.common import load_or_report
-from stationmon.config import Config
+from stationmon.config import Config, shard_view
 from stationmon.domain.plant import Station
 from stationmon.domain.registers import plan_reads
+from stationmon.domain.shards import narrowed_filters
+from stationmon.domain.topics import TopicRouter
 
 __all__ = ["describe_config", "main"]
 
@@ -52,8 +55,28 @@ def _station_lines(station: Station) -> list[str]:
     return lines
 
 
-def describe_config(config: Config) -> str:
-    """A short human summary of a valid config."""
+def _shard_lines(full: Config, view: Config) -> list[str]:
+    """Which shard this is and what it owns; the MQTT filters it subscribes to."""
+    c = view.cluster
+    source = "" if c.shard_source == "config" else f" (from {c.shard_source})"
+    out = [
+        f"shard {c.shard}/{c.shards}{source}: owns {len(view.stations)} of {len(full.stations)} stations "
+        "(crc32 of the station id mod shards)"
+    ]
+    if view.mqtt is not None:
+        router = TopicRouter(view.stations, view.mqtt.subscriptions, point_qos=view.mqtt.qos)
+        ids = [s.id for s in view.stations]
+        filters = narrowed_filters(
+            router.templates, router.points, ids, point_qos=view.mqtt.qos, share_group=view.mqtt.share_group
+        )
+        out.append(f"mqtt filters of this shard: {len(filters)}")
+        out.extend(f"  {f} (qos {qos})" for f, qos in filters)
+    return out
+
+
+def describe_config(full: Config) -> str:
+    """A short human summary of a valid config (of its shard's part, when sharded)."""
+    config = shard_view(full)
     loops = sum(len(s.loops) for s in config.stations)
     points = sum(len(s.points) for s in config.stations)
     ix = config.influxdb
@@ -68,6 +91,10 @@ def describe_config(config: Config) -> str:
     if config.mqtt is not None:
         out.append(f"mqtt {config.mqtt.url}: {len(config.mqtt.subscriptions)} subscription template(s)")
     out.append(f"http {config.http.host}:{config.http.port}")
+    if config.cluster.spec.sharded:
+        out.extend(_shard_lines(full, config))
+    if config.cluster.notify != "all":
+        out.append(f"notify {config.cluster.notify}: webhooks and MQTT alerts are left to Alertmanager's receivers")
     for station in config.stations:
         out.extend(_station_lines(station))
     if config.notices:
@@ -78,7 +105,7 @@ def describe_config(config: Config) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Print the summary of a valid config (0), or its problems (2)."""
-    config = load_or_report(args.config)
+    config = load_or_report(args.config, shard=args.shard)
     if config is None:
         return 2
     print(describe_config(config))

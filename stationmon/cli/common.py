@@ -7,8 +7,10 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from stationmon.config import Config, load_config
+from stationmon.config import Config, load_config, with_shard
+from stationmon.domain.shards import parse_shard
 from stationmon.errors import ConfigError
 
 __all__ = ["bind_error", "load_or_report", "run_until_signal"]
@@ -25,13 +27,20 @@ def bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def load_or_report(path: str, *, require_influxdb: bool = True) -> Config | None:
-    """The config at `path`, or None after printing its `FILE: key.path: message` lines on stderr."""
+def load_or_report(path: str, *, require_influxdb: bool = True, shard: str | None = None) -> Config | None:
+    """The config at `path` (with `--shard I/N` if given), or None after printing its problems on stderr."""
     try:
-        return load_config(path, require_influxdb=require_influxdb)
+        config = load_config(path, require_influxdb=require_influxdb)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
+        return None
+    if shard is None:
+        return config
+    try:
+        return with_shard(config, parse_shard(shard))
+    except ValueError as exc:
+        print(f"{Path(path).name}: --shard: {exc}", file=sys.stderr)
         return None
 
 

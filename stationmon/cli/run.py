@@ -47,7 +47,7 @@ def preflight(config: Config) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     """Run the service until SIGINT or SIGTERM."""
-    config = load_or_report(args.config)
+    config = load_or_report(args.config, shard=args.shard)
     if config is None:
         return 2
     problems = preflight(config)

@@ -243,7 +243,8 @@ async function refresh() {
     state.stations = stations.stations;
     state.alerts = alerts.alerts;
     state.margin = typeof stations.margin === "number" ? stations.margin : 1.0;
-    document.getElementById("site-name").textContent = stations.site.name || "";
+    const shard = stations.shard && stations.shard.count > 1 ? ` · shard ${stations.shard.index}/${stations.shard.count}` : "";
+    document.getElementById("site-name").textContent = (stations.site.name || "") + shard;
     fillDistricts();
     if (Date.now() - state.historyAt > HISTORY_EVERY_MS) await loadHistory();
     render();
