@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -139,7 +140,8 @@ def read_mqtt(root: Table) -> MqttConfig | None:
         tls=broker.tls or bool(files["ca_file"]),
         username=username,
         password=password,
-        client_id=t.text("client_id", d.client_id),
+        # "{hostname}": one config for every replica (a StatefulSet's pods), each its own MQTT session
+        client_id=t.text("client_id", d.client_id).replace("{hostname}", socket.gethostname()),
         ca_file=files["ca_file"],
         cert_file=files["cert_file"],
         key_file=files["key_file"],

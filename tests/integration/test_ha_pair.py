@@ -237,12 +237,9 @@ async def test_two_replicas_store_once_alert_once_share_acks_and_survive_a_kill(
     def stored(q: str) -> list[dict[str, Any]]:
         return influxdb.query(influx_db, q)
 
-    await wait_until(
-        lambda: len(stored(f"SELECT supply_temp FROM telemetry WHERE station = 'st-live' AND {window}")) >= polls[1] - 2,
-        10,
-        "the window's readings stored",
-    )
-    telemetry = stored(f"SELECT supply_temp FROM telemetry WHERE station = 'st-live' AND {window}")
+    readings_q = f"SELECT supply_temp FROM telemetry WHERE station = 'st-live' AND {window}"
+    await wait_until(lambda: len(stored(readings_q)) >= polls[1] - 2, 10, "the window's readings stored")
+    telemetry = stored(readings_q)
     status = stored(f"SELECT status FROM loop_status WHERE station = 'st-live' AND {window}")
     for produced in polls:
         assert abs(len(telemetry) - produced) <= 2, (len(telemetry), polls)
