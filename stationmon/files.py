@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "write_all"]
+__all__ = ["append_whole", "atomic_write", "fsync_dir", "write_all"]
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -23,6 +23,21 @@ def write_all(fd: int, data: bytes) -> None:
         if written <= 0:  # no error but no progress: a full device on some filesystems
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[written:]
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append `data` to `path` whole or not at all: a write the disk takes only in part is cut off again."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True, tmp: Path | None = None) -> None:
