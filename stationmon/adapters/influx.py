@@ -66,6 +66,7 @@ log = logging.getLogger("stationmon.influx")
 _FIRST_BACKOFF_S = 0.5  # then 1, 2, 4 ... up to max_retry_delay_s, each with jitter
 _TASK_RESTARTS = 5  # a storage task that dies this many times in a row, each soon after its start, stops the service
 _TASK_HEALTHY_S = 60.0  # a task that ran this long before dying starts its count again
+_TASK_RESTART_FIRST_S = 0.5
 _TASK_RESTART_MAX_S = 30.0
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -418,7 +419,7 @@ class InfluxWriter:
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run `loop`; restart it when it dies (logged with its traceback), give up after a run of quick deaths."""
-        backoff = Backoff(_FIRST_BACKOFF_S, _TASK_RESTART_MAX_S)
+        backoff = Backoff(_TASK_RESTART_FIRST_S, _TASK_RESTART_MAX_S)
         while True:
             started = time.monotonic()
             try:
@@ -715,7 +716,7 @@ class InfluxWriter:
         except Exception as exc:  # StorageError, or a bug: either way the batch must not vanish
             if not isinstance(exc, StorageError):
                 log.error("spool %s: unexpected error", self.config.spool_dir, exc_info=exc)
-            self._spool_failure.failure(str(exc) or type(exc).__name__)
+            self._spool_failure.failure(str(exc).removeprefix(f"spool {self._spool.dir}: ") or type(exc).__name__)
             self._append_retry_at = time.monotonic() + self._append_backoff.next_delay()
             self._keep(batch, since)
             return False

@@ -27,11 +27,12 @@ Corruption: on open every pending segment is scanned (length, CRC). A torn or co
 newest segment (a write cut short by a crash) is logged and cut off; the intact records before it are
 kept. A corrupt record anywhere else is skipped by scanning forward to the next intact record
 (logged at ERROR). Lines lost to corruption are counted in `corrupt_lines`: exactly for records this
-process wrote, by their header where a damaged record's header still says. When a record would push
-the spool over `max_bytes`, the oldest segments are deleted whole, their unacknowledged lines counted
-in `dropped_lines` and logged at ERROR. A bad `ack` file (garbage, a negative offset, one past its
-segment's end or inside a record, a segment that cannot be) is reset with an ERROR naming it: the
-segments are replayed from the start of the one it named (InfluxDB absorbs the repeats), never skipped.
+process wrote, for older ones by the damaged header, or by the text's newlines where the header is
+gone. When a record would push the spool over `max_bytes`, the oldest segments are deleted whole,
+their unacknowledged lines counted in `dropped_lines` and logged at ERROR. A bad `ack` file (garbage,
+a negative offset, one past its segment's end or inside a record, a segment that cannot be) is reset
+with an ERROR naming it: the segments are replayed from the start of the one it named (InfluxDB
+absorbs the repeats), never skipped.
 
 Line accounting: `found_lines` (pending at open) + lines appended = lines acknowledged + `dropped_lines`
 + `corrupt_lines` + `pending_lines`.
@@ -126,13 +127,16 @@ def _resync(data: bytes | memoryview, pos: int) -> int:
 
 
 def _claimed_lines(data: bytes | memoryview, pos: int, end: int) -> int:
-    """Lines a damaged record at pos..end held, as far as its header still says (0: it does not)."""
+    """Lines a damaged record at pos..end held: as its header says, else as its text looks."""
     if pos + HEADER.size > len(data):
         return 0
     length, _, nlines, _ = HEADER.unpack_from(data, pos)
     reach = pos + HEADER.size + length
     fits = reach == end or (end == len(data) and length <= _MAX_RECORD and reach > end)  # payload damage, torn tail
-    return nlines if fits and 1 <= nlines <= length + 1 else 0
+    if fits and 1 <= nlines <= length + 1:
+        return nlines
+    # the header itself is damaged: one line per newline of the text after it
+    return data[pos + HEADER.size : end].count(b"\n") + 1 if end > pos + HEADER.size else 0
 
 
 def _walk(data: bytes | memoryview, pos: int = 0) -> Iterator[tuple[int, int, int, bool]]:
@@ -548,6 +552,7 @@ class Spool:
         return SpoolRecord(seq, off, off + len(data), lines, oldest_ts)
 
     def _advance_to_next_segment(self, seq: int) -> None:
+        self._settle(seq)
         later = [s for s in self._sizes if s > seq]
         self._ack_seg, self._ack_off = (min(later) if later else self._write_seq), 0
         self._write_ack()
