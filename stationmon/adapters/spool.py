@@ -102,7 +102,7 @@ def encode_record(lines: Sequence[str], oldest_ts: float) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(rest), len(lines), oldest_ts) + payload
 
 
-def _record_end(data: bytes | memoryview, pos: int) -> int | None:
+def _record_end(data: bytes, pos: int) -> int | None:
     """The end of the intact record at `pos`, or None if there is none there."""
     n = len(data)
     if pos + HEADER.size > n:
@@ -114,7 +114,7 @@ def _record_end(data: bytes | memoryview, pos: int) -> int | None:
     return end if zlib.crc32(data[pos + 8 : end]) == crc else None
 
 
-def _resync(data: bytes | memoryview, pos: int) -> int:
+def _resync(data: bytes, pos: int) -> int:
     """The offset of the next intact record at or after `pos`, or the end of `data`."""
     n = len(data)
     last = n - HEADER.size
@@ -126,7 +126,7 @@ def _resync(data: bytes | memoryview, pos: int) -> int:
     return n
 
 
-def _claimed_lines(data: bytes | memoryview, pos: int, end: int) -> int:
+def _claimed_lines(data: bytes, pos: int, end: int) -> int:
     """Lines a damaged record at pos..end held: as its header says, else as its text looks."""
     if pos + HEADER.size > len(data):
         return 0
@@ -134,12 +134,12 @@ def _claimed_lines(data: bytes | memoryview, pos: int, end: int) -> int:
     reach = pos + HEADER.size + length
     fits = reach == end or (end == len(data) and length <= _MAX_RECORD and reach > end)  # payload damage, torn tail
     if fits and 1 <= nlines <= length + 1:
-        return nlines
+        return int(nlines)
     # the header itself is damaged: one line per newline of the text after it
     return data[pos + HEADER.size : end].count(b"\n") + 1 if end > pos + HEADER.size else 0
 
 
-def _walk(data: bytes | memoryview, pos: int = 0) -> Iterator[tuple[int, int, int, bool]]:
+def _walk(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, int, bool]]:
     """(offset, end, lines, intact) for every record from `pos`; a damaged stretch is one entry."""
     n = len(data)
     while pos < n:
