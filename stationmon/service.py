@@ -189,6 +189,8 @@ class Service:
                     if self.mqtt is not None:
                         tasks.append(group.create_task(self.mqtt.run(), name="collector:mqtt"))
                     tasks.append(group.create_task(self._evaluate(), name="evaluator"))
+                    # the writer restarts its own tasks; this raises (and stops everything) once it gives up
+                    tasks.append(group.create_task(self.writer.watch(), name="storage"))
                     await stop.wait()
                     for task in tasks:
                         task.cancel()

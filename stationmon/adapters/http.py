@@ -219,7 +219,7 @@ class HttpServer:
         return _file(request.match_info["name"])
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
-        """200 and the state of every component while running."""
+        """200 and the state of every component while running; 503 while storage is failing."""
         src = self.source
         now = src.clock()
         components: dict[str, object] = {"http": "ok"}  # answering this request is its health
@@ -229,13 +229,16 @@ class HttpServer:
             except Exception as exc:  # a status() bug must not take /healthz down
                 components[name] = {"state": "unknown", "error": str(exc)}
         stations = src.config.stations
+        storage = components.get("storage")
+        # readings can be neither written nor spooled (or storage stopped): the one state worth paging for
+        failing = isinstance(storage, Mapping) and storage.get("state") == "failing"
         doc = {
-            "status": "ok",
+            "status": "failing" if failing else "ok",
             "uptime_s": round(now - src.started_at, 3),
             "components": components,
             "stations": {"total": len(stations), "online": sum(src.station_online(st, now) for st in stations)},
         }
-        return json_response(doc)
+        return json_response(doc, status=503 if failing else 200)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """Prometheus text exposition format."""

@@ -10,6 +10,16 @@
                       and try again; a spool that cannot be read or record its progress is logged (once, until it
                       recovers) and retried with the same backoff: the task never ends on an error
 
+Both tasks are supervised: one that dies anyway (a bug) is logged with its traceback and restarted with
+backoff; after a run of quick deaths `watch()` raises StorageError, which stops the service loudly.
+
+A batch the spool refuses (a full disk, a read-only or vanished directory, no descriptors left) stays
+in memory, in order, and the spool is tried again with backoff; meanwhile batches go straight to
+InfluxDB if it answers. Past `max_buffered_lines` the oldest held lines are dropped (reason
+`spool_error`). While readings can be neither written nor spooled, `status()` says "failing" (/healthz
+answers 503). Every line is accounted for: queued (submitted, plus found in the spool at start) =
+written + dropped{reason} + dead-lettered + buffered (memory, writes in flight, the spool).
+
 A write that fails for a retryable reason goes to the spool at once, so a retried batch is always on
 disk. A 400 (1.x, and 2.x for unparsable lines) or 422 (2.x: points beyond the bucket's retention, a
 field type conflict) means the server rejected lines: it would reject them again, so they are never
@@ -31,7 +41,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,6 +51,7 @@ from stationmon.adapters.spool import Spool
 from stationmon.backoff import Backoff
 from stationmon.config import InfluxConfig
 from stationmon.errors import StorageError
+from stationmon.files import append_whole
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
@@ -53,6 +64,10 @@ __all__ = ["InfluxWriter", "auth_headers", "find_rejected_lines"]
 log = logging.getLogger("stationmon.influx")
 
 _FIRST_BACKOFF_S = 0.5  # then 1, 2, 4 ... up to max_retry_delay_s, each with jitter
+_TASK_RESTARTS = 5  # a storage task that dies this many times in a row, each soon after its start, stops the service
+_TASK_HEALTHY_S = 60.0  # a task that ran this long before dying starts its count again
+_TASK_RESTART_FIRST_S = 0.5
+_TASK_RESTART_MAX_S = 30.0
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -62,6 +77,12 @@ class _Retryable(StorageError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.unsent: list[str] | None = None  # set by the writer: the lines of its batch not yet stored
+
+
+def _unsent(exc: StorageError, lines: list[str]) -> list[str]:
+    """The lines of `lines` that a failed delivery did not store (a split batch may have stored some)."""
+    return exc.unsent if isinstance(exc, _Retryable) and exc.unsent is not None else lines
 
 
 class _BadRequest(StorageError):
@@ -223,7 +244,8 @@ def _raise_for(status: int, message: str, retry_after: float | None, cause: Base
 class InfluxWriter:
     """Stores line protocol in InfluxDB without losing it; `async with writer:` runs it.
 
-    `submit()` is the only call on the hot path. `status()` feeds /healthz.
+    `submit()` is the only call on the hot path. `status()` feeds /healthz. `watch()` belongs in the
+    service's TaskGroup: it raises StorageError when a storage task keeps dying, which stops the service.
     """
 
     def __init__(self, config: InfluxConfig, metrics: Metrics, *, clock: Callable[[], float] = time.time) -> None:
@@ -236,6 +258,7 @@ class InfluxWriter:
         )
         self._buffer: list[str] = []
         self._buffer_since = 0.0
+        self._held = 0  # lines cut from the buffer and not yet in a write, the spool or a counter
         self._inflight: dict[asyncio.Task[None], tuple[list[str], float]] = {}
         self._spool: Spool | None = None
         self._spool_pending = False
@@ -247,11 +270,24 @@ class InfluxWriter:
         self._failure = FailureLog(log, self.target)
         self._spool_failure = FailureLog(log, f"spool {config.spool_dir}")
         self._replay_failure = FailureLog(log, "spool replay")
+        self._memory_failure = FailureLog(log, "storage")
+        self._append_backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
+        self._append_retry_at: float | None = None  # while the spool refuses appends: monotonic time of the next try
+        self._task_crash: str | None = None  # a storage task died and waits to be restarted
+        self._fatal: StorageError | None = None
+        self._fatal_event = asyncio.Event()
         self.last_error: str | None = None
         self.last_success: float | None = None
+        self._register_metrics(metrics)
+        self._spool_seen = {"spool_full": 0, "corrupt": 0}  # the spool's own loss counters, as counted here
+        self._dropped = 0
+        self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
+        self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
 
-        m = metrics
-        self._m_queued = m.counter("stationmon_influx_lines_queued_total", "Lines submitted for storage")
+    def _register_metrics(self, m: Metrics) -> None:
+        self._m_queued = m.counter(
+            "stationmon_influx_lines_queued_total", "Lines submitted for storage (and found in the spool at start)"
+        )
         self._m_written = m.counter("stationmon_influx_lines_written_total", "Lines InfluxDB acknowledged")
         self._m_retried = m.counter(
             "stationmon_influx_lines_retried_total", "Lines in write attempts that failed and will be retried"
@@ -260,7 +296,10 @@ class InfluxWriter:
             "stationmon_influx_lines_dead_lettered_total", "Lines InfluxDB rejected (written to dead letters)"
         )
         self._m_dropped = m.counter(
-            "stationmon_influx_lines_dropped_total", "Lines lost: spool over its bound or unwritable", ("reason",)
+            "stationmon_influx_lines_dropped_total",
+            "Lines lost, by reason: spool_full (over spool_max_bytes), corrupt (damaged in the spool), "
+            "spool_error (neither written nor spooled), dead_letter_error (rejected, dead-letter file unwritable)",
+            ("reason",),
         )
         self._m_spooled = m.counter("stationmon_influx_lines_spooled_total", "Lines written to the spool")
         self._m_latency = m.histogram(
@@ -272,13 +311,14 @@ class InfluxWriter:
         m.gauge(
             "stationmon_influx_spool_oldest_age_seconds", "Age of the oldest spooled reading (0: none)"
         ).set_function(self.spool_oldest_age_s)
-        m.gauge("stationmon_influx_buffered_lines", "Lines held in memory").set_function(
-            lambda: float(self.buffered_lines)
+        m.gauge("stationmon_influx_spool_lines", "Lines in the spool not yet written to InfluxDB").set_function(
+            lambda: float(self.spool_lines)
         )
-        self._spool_dropped_seen = 0
-        self._dropped = 0
-        self._backoff = Backoff(_FIRST_BACKOFF_S, config.max_retry_delay_s)
-        self._next_attempt = 0.0  # time.monotonic() before which the replay task does not try
+        m.gauge(
+            "stationmon_influx_buffered_lines",
+            "Lines held and not yet written: in memory, in a write, or in the spool "
+            "(queued = written + dropped + dead_lettered + buffered)",
+        ).set_function(lambda: float(self.buffered_lines + self.spool_lines))
 
     def submit(self, lines: Sequence[str]) -> None:
         """Queue lines for storage. Sync and never blocks; call it from the event loop."""
@@ -294,7 +334,12 @@ class InfluxWriter:
     @property
     def buffered_lines(self) -> int:
         """Lines held in memory: waiting for a batch, or in a write not yet acknowledged."""
-        return len(self._buffer) + sum(len(b) for b, _ in self._inflight.values())
+        return len(self._buffer) + self._held + sum(len(b) for b, _ in self._inflight.values())
+
+    @property
+    def spool_lines(self) -> int:
+        """Lines in the spool, not yet written, dropped or found damaged."""
+        return self._spool.pending_lines if self._spool else 0
 
     def spool_oldest_age_s(self) -> float:
         """Seconds since the oldest spooled batch was submitted (0 when nothing is spooled)."""
@@ -304,22 +349,31 @@ class InfluxWriter:
             oldest = self._spool.oldest_ts()
         except StorageError:
             return 0.0
+        finally:
+            self._count_spool_losses()  # reading may have found damage
         return max(0.0, self.clock() - oldest) if oldest is not None else 0.0
+
+    def _state(self) -> str:
+        """failing: readings can neither be written nor spooled (or a storage task died); HTTP 503."""
+        unspoolable = self._append_retry_at is not None
+        influx_down = self.config.url is None or self._failure.failing
+        if self._fatal is not None or self._task_crash is not None or (unspoolable and influx_down):
+            return "failing"
+        if unspoolable:
+            return "degraded"  # written directly, but a failure of InfluxDB now would cost readings
+        if self.config.url is None:
+            return "spool-only"
+        if self._failure.failing:
+            return "spooling"
+        return "replaying" if self._spool_pending else "ok"
 
     def status(self) -> dict[str, Any]:
         """For /healthz: state, counts and the last error."""
-        if self.config.url is None:
-            state = "spool-only"
-        elif self._failure.failing:
-            state = "failing"
-        elif self._spool_pending:
-            state = "replaying"
-        else:
-            state = "ok"
         return {
-            "state": state,
+            "state": self._state(),
             "target": self.target,
             "buffered_lines": self.buffered_lines,
+            "spool_lines": self.spool_lines,
             "spool_bytes": self._spool.pending_bytes if self._spool else 0,
             "spool_oldest_age_s": round(self.spool_oldest_age_s(), 3),
             "lines_written": int(self._m_written.value()),
@@ -327,6 +381,8 @@ class InfluxWriter:
             "lines_dropped": self._dropped,
             "last_error": self.last_error,
             "last_success": self.last_success,
+            "spool_error": self._spool_failure.failing or None,
+            "task_error": self._task_crash or (str(self._fatal) if self._fatal else None),
         }
 
     async def __aenter__(self) -> InfluxWriter:
@@ -335,6 +391,8 @@ class InfluxWriter:
             self._spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_fsync)
         except OSError as exc:
             raise StorageError(f"spool {cfg.spool_dir}: {exc}") from exc
+        self._m_queued.inc(self._spool.found_lines)  # counted here: they are stored (or lost) from now on
+        self._count_spool_losses()
         try:
             try:
                 self._spool_pending = self._spool.peek() is not None
@@ -352,9 +410,44 @@ class InfluxWriter:
         if cfg.url is None:
             log.warning("no InfluxDB url configured: readings are kept in the spool %s only", cfg.spool_dir)
         else:
-            self._tasks.append(asyncio.create_task(self._replay_loop(), name="influx-replay"))
-        self._tasks.append(asyncio.create_task(self._flush_loop(), name="influx-flush"))
+            self._start("influx-replay", self._replay_loop)
+        self._start("influx-flush", self._flush_loop)
         return self
+
+    def _start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, loop), name=name))
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run `loop`; restart it when it dies (logged with its traceback), give up after a run of quick deaths."""
+        backoff = Backoff(_TASK_RESTART_FIRST_S, _TASK_RESTART_MAX_S)
+        while True:
+            started = time.monotonic()
+            try:
+                await loop()
+                return
+            except Exception as exc:
+                if time.monotonic() - started > _TASK_HEALTHY_S:
+                    backoff.reset()  # it ran a good while: this is a new failure, not the same one again
+                self._task_crash = f"{name}: {type(exc).__name__}: {exc}"
+                if backoff.failures >= _TASK_RESTARTS:
+                    self._fatal = StorageError(
+                        f"storage task {name} died {backoff.failures + 1} times in a row, the last with "
+                        f"{type(exc).__name__}: {exc}; stopping"
+                    )
+                    log.critical("%s", self._fatal, exc_info=exc)
+                    self._fatal_event.set()
+                    return
+                delay = backoff.next_delay()
+                log.error("storage task %s died (%s): restarting in %.1f s", name, exc, delay, exc_info=exc)
+            await asyncio.sleep(delay)
+            self._task_crash = None
+            log.info("storage task %s restarted", name)
+
+    async def watch(self) -> None:
+        """Return never; raise StorageError once a storage task has died for good (for the service's TaskGroup)."""
+        await self._fatal_event.wait()
+        assert self._fatal is not None
+        raise self._fatal
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Stop: write what is held if InfluxDB answers within `timeout`, spool the rest."""
@@ -363,23 +456,14 @@ class InfluxWriter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         deadline = time.monotonic() + min(self.config.timeout_s, 10.0)
+        self._append_retry_at = None  # one last try at the spool for everything still held
         try:
             if self._inflight:
                 await asyncio.wait(list(self._inflight), timeout=max(0.0, deadline - time.monotonic()))
                 for task in list(self._inflight):
                     task.cancel()  # the task spools its own batch when cancelled
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
-            while self._buffer:
-                batch, since = self._cut_batch()
-                remaining = deadline - time.monotonic()
-                if self._transport is None or self._spool_pending or remaining <= 0:
-                    self._to_spool(batch, since)
-                    continue
-                try:
-                    await asyncio.wait_for(self._deliver(batch), remaining)
-                except (StorageError, TimeoutError) as exc:
-                    self._note_failure(str(exc) or type(exc).__name__)
-                    self._to_spool(batch, since)
+            await self._final_flush(deadline)
         finally:
             if self._transport is not None:
                 await self._transport.close()
@@ -389,6 +473,33 @@ class InfluxWriter:
                     self._spool.close()
                 except StorageError as exc:
                     log.error("%s", exc)
+
+    async def _final_flush(self, deadline: float) -> None:
+        while self._buffer:
+            batch, since = self._cut_batch()
+            remaining = deadline - time.monotonic()
+            if self._transport is None or self._spool_pending or remaining <= 0:
+                if not self._to_spool(batch, since):
+                    break
+                continue
+            self._held += len(batch)
+            try:
+                await asyncio.wait_for(self._deliver(batch), remaining)
+            except (StorageError, TimeoutError) as exc:
+                self._note_failure(str(exc) or type(exc).__name__)
+                batch = _unsent(exc, batch) if isinstance(exc, StorageError) else batch
+                if not self._to_spool(batch, since, held=True):
+                    break
+            finally:
+                self._held = 0
+        if self._buffer:
+            log.error(
+                "stopping: %d lines could be neither written to %s nor spooled: lost",
+                len(self._buffer),
+                self.target,
+            )
+            self._drop(len(self._buffer), "spool_error")
+            self._buffer.clear()
 
     async def flush(self) -> None:
         """Write (or spool) everything buffered now and wait for the direct writes (for tests)."""
@@ -412,28 +523,38 @@ class InfluxWriter:
             self._wake.clear()
             await self._flush_buffer()
 
+    def _write_directly(self, lines: int) -> bool:
+        """Whether the next batch goes straight to InfluxDB rather than to the spool."""
+        if self._transport is None or self._failure.failing:
+            return False
+        if self._append_retry_at is not None:
+            return True  # the spool refuses appends: InfluxDB is the only way out of memory
+        return not self._spool_pending and self.buffered_lines + lines <= self.config.max_buffered_lines
+
     async def _flush_buffer(self) -> None:
         while self._buffer:
             if len(self._buffer) < self.config.batch_size and self._wake.is_set():
                 self._wake.clear()
+            direct = self._write_directly(min(len(self._buffer), self.config.batch_size))
+            retry_at = self._append_retry_at
+            if not direct and retry_at is not None and time.monotonic() < retry_at:
+                break  # held in memory until the spool's next try
             batch, since = self._cut_batch()
-            if (
-                self._transport is None
-                or self._spool_pending
-                or self._failure.failing
-                or self.buffered_lines + len(batch) > self.config.max_buffered_lines
-            ):
-                self._to_spool(batch, since)
+            if not direct:
+                if not self._to_spool(batch, since):
+                    break
                 continue
+            self._held += len(batch)
             try:
                 await self._slots.acquire()
             except asyncio.CancelledError:
-                self._to_spool(batch, since)  # stopping while every write slot is busy
+                self._to_spool(batch, since, held=True)  # stopping while every write slot is busy
                 raise
-            if self._spool_pending or self._failure.failing:  # a write failed while we waited
+            if not self._write_directly(0):  # a write failed while we waited
                 self._slots.release()
-                self._to_spool(batch, since)
+                self._to_spool(batch, since, held=True)
                 continue
+            self._held -= len(batch)
             task = asyncio.create_task(self._direct_write(batch, since), name="influx-write")
             self._inflight[task] = (batch, since)
         self._sync_spool()
@@ -443,10 +564,13 @@ class InfluxWriter:
             await self._deliver(batch)
         except StorageError as exc:
             self._note_failure(str(exc))
-            self._m_retried.inc(len(batch))
+            unsent = _unsent(exc, batch)
+            self._m_retried.inc(len(unsent))
             self._back_off(exc)
-            self._to_spool(batch, since)
+            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._to_spool(unsent, since)
         except asyncio.CancelledError:
+            self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._to_spool(batch, since)
             raise
         finally:
@@ -468,6 +592,8 @@ class InfluxWriter:
                 log.debug("spool replay failed", exc_info=True)
                 self._replay_failure.failure(f"{type(exc).__name__}: {exc}")
                 self._back_off(StorageError(str(exc)))
+            finally:
+                self._count_spool_losses()
 
     async def _replay_one(self) -> None:
         """Write the oldest spooled batch and acknowledge it, or wait for one; StorageError: the spool failed."""
@@ -482,15 +608,19 @@ class InfluxWriter:
             await self._deliver(record.lines)
         except StorageError as exc:  # InfluxDB's failure, not the spool's
             self._note_failure(str(exc))
-            self._m_retried.inc(len(record.lines))
+            unsent = _unsent(exc, record.lines)
+            self._m_retried.inc(len(unsent))
             self._back_off(exc)
+            if len(unsent) < len(record.lines):  # part of it is stored: spool only the rest again
+                self._spool.append(unsent, record.oldest_ts)
+                self._spool.ack(record)
             return
         self._backoff.reset()
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
     async def _deliver(self, lines: list[str]) -> None:
-        """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable if it may work later."""
+        """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable (with `unsent`) if it may work later."""
         assert self._transport is not None
         started = time.monotonic()
         try:
@@ -504,6 +634,10 @@ class InfluxWriter:
             else:
                 await self._deliver_halves(lines)
             return
+        except _Retryable as exc:
+            if exc.unsent is None:
+                exc.unsent = lines
+            raise
         self._m_latency.observe(time.monotonic() - started)
         self._m_written.inc(len(lines))
         self.last_success = self.clock()
@@ -528,27 +662,33 @@ class InfluxWriter:
 
     async def _deliver_halves(self, lines: list[str]) -> None:
         mid = len(lines) // 2
-        await self._deliver(lines[:mid])
+        try:
+            await self._deliver(lines[:mid])
+        except _Retryable as exc:  # the second half was not even tried
+            exc.unsent = [*(exc.unsent if exc.unsent is not None else lines[:mid]), *lines[mid:]]
+            raise
         await self._deliver(lines[mid:])
 
     def _dead_letter(self, lines: list[str], reason: str) -> None:
-        self._m_dead.inc(len(lines))
-        log.warning(
-            "%s rejected %d line(s), kept in %s: %s",
-            self.target,
-            len(lines),
-            self.config.dead_letter_file,
-            reason[:300],
-        )
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
         text = f"# {stamp} {' '.join(reason.split())}\n" + "".join(line + "\n" for line in lines)
+        path = Path(self.config.dead_letter_file)
         try:
-            path = Path(self.config.dead_letter_file)
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(text)
+            append_whole(path, text.encode("utf-8"))
         except OSError as exc:
-            log.error("dead-letter file %s: cannot write: %s", self.config.dead_letter_file, exc)
+            log.error(
+                "%s rejected %d line(s) (%s); the dead-letter file %s cannot be written (%s): lost",
+                self.target,
+                len(lines),
+                reason[:300],
+                path,
+                exc,
+            )
+            self._drop(len(lines), "dead_letter_error")
+            return
+        self._m_dead.inc(len(lines))
+        log.warning("%s rejected %d line(s), kept in %s: %s", self.target, len(lines), path, reason[:300])
 
     def _back_off(self, exc: StorageError) -> None:
         """Push the next replay attempt back: backoff with jitter, at least the server's (capped) Retry-After."""
@@ -560,24 +700,60 @@ class InfluxWriter:
         self.last_error = reason
         self._failure.failure(reason)
 
-    def _to_spool(self, batch: list[str], since: float) -> None:
+    def _drop(self, lines: int, reason: str) -> None:
+        self._m_dropped.labels(reason).inc(lines)
+        self._dropped += lines
+
+    def _to_spool(self, batch: list[str], since: float, *, held: bool = False) -> bool:
+        """Append `batch` to the spool; if it cannot, keep it in memory for the next try and return False.
+
+        `held`: the batch is counted in `_held` until now."""
         assert self._spool is not None
+        if held:
+            self._held -= len(batch)
         try:
             self._spool.append(batch, since)
-        except StorageError as exc:
-            self._spool_failure.failure(str(exc))
-            self._m_dropped.labels("spool_error").inc(len(batch))
-            self._dropped += len(batch)
-            return
+        except Exception as exc:  # StorageError, or a bug: either way the batch must not vanish
+            if not isinstance(exc, StorageError):
+                log.error("spool %s: unexpected error", self.config.spool_dir, exc_info=exc)
+            self._spool_failure.failure(str(exc).removeprefix(f"spool {self._spool.dir}: ") or type(exc).__name__)
+            self._append_retry_at = time.monotonic() + self._append_backoff.next_delay()
+            self._keep(batch, since)
+            return False
         self._spool_failure.success()
+        self._append_backoff.reset()
+        self._append_retry_at = None
         self._m_spooled.inc(len(batch))
         self._spool_pending = True
         self._replay_wake.set()
-        dropped = self._spool.dropped_lines
-        if dropped > self._spool_dropped_seen:
-            self._m_dropped.labels("spool_full").inc(dropped - self._spool_dropped_seen)
-            self._dropped += dropped - self._spool_dropped_seen
-            self._spool_dropped_seen = dropped
+        self._count_spool_losses()
+        return True
+
+    def _keep(self, batch: list[str], since: float) -> None:
+        """Put a batch the spool refused back in front of the buffer; beyond max_buffered_lines the oldest go."""
+        self._buffer[:0] = batch
+        self._buffer_since = min(since, self._buffer_since) if len(self._buffer) > len(batch) else since
+        excess = self.buffered_lines - self.config.max_buffered_lines
+        if excess > 0:
+            lost = min(excess, len(self._buffer))
+            del self._buffer[:lost]
+            self._drop(lost, "spool_error")
+            self._memory_failure.failure(
+                f"readings can be neither written to {self.target} nor spooled, and max_buffered_lines "
+                f"({self.config.max_buffered_lines}) are held: the oldest are dropped "
+                f"({int(self._m_dropped.value('spool_error'))} so far)"
+            )
+        else:
+            self._memory_failure.success()
+
+    def _count_spool_losses(self) -> None:
+        """Count what the spool lost on its own (at its bound, to damage) since the last look."""
+        if self._spool is None:
+            return
+        for reason, now in (("spool_full", self._spool.dropped_lines), ("corrupt", self._spool.corrupt_lines)):
+            if now > self._spool_seen[reason]:
+                self._drop(now - self._spool_seen[reason], reason)
+                self._spool_seen[reason] = now
 
     def _sync_spool(self) -> None:
         if self._spool is None:

@@ -9,7 +9,6 @@ meanwhile replaces an older one still waiting. Outside `run()`, `save` writes at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -49,26 +48,40 @@ class StateFile:
     def load(self, restore: Callable[[Mapping[str, Any]], None], now: float) -> bool:
         """Hand the saved document to `restore`; False if there was none or it was unusable.
 
-        A rejected document is moved aside as `<name>.corrupt-<now>` so the next save keeps the evidence."""
+        A document that cannot be used (not UTF-8, not JSON, not our schema) is moved aside as
+        `<name>.corrupt-<now>` with an ERROR naming it, so the next save keeps the evidence and the
+        service starts without it."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return False
         except OSError as exc:
             log.error("%s: cannot read alert state, starting without: %s", self.path, exc)
             return False
         try:
-            doc = json.loads(text)
+            doc = json.loads(data.decode("utf-8"))
             if not isinstance(doc, dict) or doc.get("version") != STATE_FILE_VERSION:
                 raise ValueError(f"not a stationmon alert state of version {STATE_FILE_VERSION}")
             restore(doc)
-        except (ValueError, KeyError, TypeError) as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(now)}")
-            with contextlib.suppress(OSError):
-                self.path.rename(aside)
-            log.error("%s: unreadable alert state (%s); moved to %s, starting without", self.path, exc, aside.name)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+            self._move_aside(f"{type(exc).__name__}: {exc}"[:300], now)
             return False
         return True
+
+    def _move_aside(self, why: str, now: float) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(now)}")
+        try:
+            self.path.rename(aside)
+        except OSError as exc:
+            log.error(
+                "%s: unreadable alert state (%s); cannot move it aside to %s (%s), starting without",
+                self.path,
+                why,
+                aside,
+                exc,
+            )
+            return
+        log.error("%s: unreadable alert state (%s); moved to %s, starting without", self.path, why, aside)
 
     def save(self, doc: StateDocument) -> None:
         """Write `doc`: at once, or under `run()` by a worker thread; failures are logged, not raised."""

@@ -471,3 +471,29 @@ district = "d1"
     assert "supply_low" in {e.rule for e in events if e.state == "resolved"}
     assert next(e for e in events if e.rule == "supply_low").message == "outside the heating season"
     assert h.evaluator.alerts.active_alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b'\xff\xfe{\x00"version": 1}', "UnicodeDecodeError"),  # not UTF-8 (a UTF-16 editor's save)
+        (b"[" * 100_000, "RecursionError"),  # nested past the parser's depth
+        (b'{"version": 1, "alerts": 17}', "Error"),  # JSON, but not our schema
+    ],
+)
+def test_any_unreadable_state_file_is_moved_aside_with_its_new_path_and_the_start_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, why: str
+) -> None:
+    state = tmp_path / "state" / "alerts.json"
+    state.parent.mkdir()
+    state.write_bytes(content)
+    with caplog.at_level(logging.ERROR, logger="stationmon.evaluator"):
+        h = Harness(make_config(tmp_path, state_file=str(state)))
+    aside = state.with_name(f"alerts.json.corrupt-{int(T0)}")
+    assert aside.read_bytes() == content  # the evidence kept
+    [record] = [r for r in caplog.records if "unreadable alert state" in r.getMessage()]
+    assert record.levelno == logging.ERROR and str(aside) in record.getMessage() and why in record.getMessage()
+    assert not record.exc_info
+    h.feed(41.0, 34.0)
+    assert h.tick(1.0)  # judging goes on, and the next save writes a good file
+    assert json.loads(state.read_text(encoding="utf-8"))["version"] == 1
