@@ -100,7 +100,7 @@ class Service:
 
     def _active_events(self) -> list[AlertEvent]:
         now = self.clock()
-        return [event_from_snapshot(a, now) for a in self.evaluator.alerts.active_alerts()]
+        return [self.evaluator.with_company(event_from_snapshot(a, now)) for a in self.evaluator.alerts.active_alerts()]
 
     def components(self) -> dict[str, Callable[[], Mapping[str, object]]]:
         """The components that describe their own health for /healthz, by name."""

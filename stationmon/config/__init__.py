@@ -16,6 +16,7 @@ from stationmon.config.schema import (
     InfluxConfig,
     MqttAlertConfig,
     MqttConfig,
+    SimLoopConfig,
     SimulatorConfig,
     WebhookConfig,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "MqttAlertConfig",
     "MqttConfig",
     "Secret",
+    "SimLoopConfig",
     "SimulatorConfig",
     "WebhookConfig",
     "load_config",
