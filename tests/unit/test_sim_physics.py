@@ -7,9 +7,9 @@ import json
 import pytest
 
 from stationmon.config import Config, parse_config_text
-from stationmon.errors import ConfigError
 from stationmon.domain.plant import Loop, Site
 from stationmon.domain.registers import decode_point
+from stationmon.errors import ConfigError
 from stationmon.sim.physics import (
     COLDEST_HOUR,
     KW_PER_M3H_K,
@@ -307,7 +307,8 @@ def _seed(extra: str = "", **kw: float) -> tuple[Config, StationSim]:
 
 def _fault(kind: str, loop: str | None = "rad", start: str = "0s", duration: str = "2h") -> str:
     where = f'loop = "{loop}"\n' if loop else ""
-    return f'[[simulator.faults]]\nstation = "daoli-youyi-334"\n{where}kind = "{kind}"\nstart = "{start}"\nduration = "{duration}"'
+    window = f'start = "{start}"\nduration = "{duration}"'
+    return f'[[simulator.faults]]\nstation = "daoli-youyi-334"\n{where}kind = "{kind}"\n{window}'
 
 
 def test_design_flow_is_sized_from_area_as_domain_md_says() -> None:
@@ -318,7 +319,7 @@ def test_design_flow_is_sized_from_area_as_domain_md_says() -> None:
     assert 600.0 <= design.flow <= 700.0
     assert design.flow * KW_PER_M3H_K * 10.0 == pytest.approx(design.heat_kw)
     # the station's area is shared by its loops; a radiator loop's wider ΔT needs less water per kW
-    cfg, sim = _seed()
+    _cfg, sim = _seed()
     floor, rad = sim.loops["sec1"].design, sim.loops["rad"].design
     assert floor.heat_kw == rad.heat_kw == pytest.approx(80_000 * 45.0 / 1000.0)
     assert rad.flow == pytest.approx(floor.flow * 10.0 / 25.0)
@@ -354,7 +355,7 @@ def test_every_fault_keeps_the_energy_balance(kind: str) -> None:
 
 
 def test_pump_stop_stops_flow_keeps_the_probes_warm_a_while_and_cools_the_flats() -> None:
-    cfg, sim = _seed(_fault("pump_stop", start="60s"))
+    _cfg, sim = _seed(_fault("pump_stop", start="60s"))
     _run(sim, 59)
     before = sim.values()
     assert before[("rad", None, "pump_running")] == 1.0 and before[("rad", None, "flow")] > 100.0
@@ -372,7 +373,7 @@ def test_pump_stop_stops_flow_keeps_the_probes_warm_a_while_and_cools_the_flats(
 
 
 def test_probe_sentinel_reports_850_on_the_supply_probe() -> None:
-    cfg, sim = _seed(_fault("probe_sentinel", start="10s", duration="20s"))
+    _cfg, sim = _seed(_fault("probe_sentinel", start="10s", duration="20s"))
     _run(sim, 5)
     assert sim.values()[("rad", None, "supply_temp")] < 100.0
     _run(sim, 10)
@@ -414,7 +415,7 @@ def test_primary_shortage_leaves_the_primary_too_cool_for_the_curve() -> None:
 
 
 def test_cold_households_sit_between_and_below_the_legal_tiers() -> None:
-    cfg, sim = _seed(_fault("cold_households", loop="sec1"))
+    _cfg, sim = _seed(_fault("cold_households", loop="sec1"))
     _run(sim, 30)
     v = sim.values()
     cold = [v[("sec1", s, "indoor_temp")] for s in ("h01", "h02", "h03")]
@@ -428,7 +429,7 @@ def test_the_seeds_station_runs_41_34_with_warm_flats() -> None:
     extra = (
         '[[simulator.loops]]\nstation = "daoli-youyi-334"\nloop = "sec1"\nfixed_supply = 41.0\nemitter_capacity = 1.4'
     )
-    cfg, sim = _seed(extra)
+    _cfg, sim = _seed(extra)
     _run(sim, 300, step=5.0)
     v = sim.values()
     assert v[("sec1", None, "supply_temp")] == pytest.approx(41.0, abs=0.05)
@@ -439,7 +440,7 @@ def test_the_seeds_station_runs_41_34_with_warm_flats() -> None:
 
 def test_indoor_sensors_per_loop_can_be_overridden() -> None:
     extra = '[[simulator.loops]]\nstation = "daoli-youyi-334"\nloop = "rad"\nindoor_sensors = 0'
-    cfg, sim = _seed(extra)
+    _cfg, sim = _seed(extra)
     assert sim.indoor_sensors("sec1") == ["h01", "h02", "h03"] and sim.indoor_sensors("rad") == []
     assert ("rad", "h01", "indoor_temp") not in sim.values()
 
