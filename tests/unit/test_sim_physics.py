@@ -308,6 +308,7 @@ def _seed(extra: str = "", **kw: float) -> tuple[Config, StationSim]:
 def _fault(kind: str, loop: str | None = "rad", start: str = "0s", duration: str = "2h") -> str:
     where = f'loop = "{loop}"\n' if loop else ""
     window = f'start = "{start}"\nduration = "{duration}"'
+    window = f'start = "{start}"\nduration = "{duration}"'
     return f'[[simulator.faults]]\nstation = "daoli-youyi-334"\n{where}kind = "{kind}"\n{window}'
 
 
