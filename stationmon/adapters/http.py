@@ -259,8 +259,9 @@ class HttpServer:
         return web.Response(text=cached[1], content_type="application/json")
 
     async def alerts(self, request: web.Request) -> web.StreamResponse:
-        """The active alerts, newest first."""
-        alerts = [alert_to_json(a) for a in self.source.active_alerts()]
+        """The active alerts, newest first, each with its station's heating company."""
+        companies = {st.id: st.company for st in self.source.config.stations}
+        alerts = [{**alert_to_json(a), "company": companies.get(a.station, "")} for a in self.source.active_alerts()]
         alerts.sort(key=lambda a: -(a.get("since") or 0.0))
         return json_response({"generated_at": self.source.clock(), "alerts": alerts})
 
@@ -352,10 +353,20 @@ def _count_alerts(alerts: Iterable[AlertSnapshot]) -> dict[tuple[str, ...], floa
 
 
 def _loop_status(status: LoopStatus | None) -> dict[str, Any]:
-    """The evaluator's judgement of one loop as JSON fields; null and "unknown" before its first."""
+    """The evaluator's judgement of one loop as JSON fields; null and "unknown" before its first.
+
+    `verdict` says what the compliance verdict rests on (sensors, estimate, none); the fields of
+    `_VERDICT_FIELDS` are shown when the evaluator gives them."""
     if status is None:
-        return {**dict.fromkeys(_JUDGED_FIELDS), "status": "unknown", "reasons": []}
-    return {**{f: getattr(status, f) for f in _JUDGED_FIELDS}, "status": status.status, "reasons": status.reasons}
+        return {**dict.fromkeys(_JUDGED_FIELDS), "status": "unknown", "verdict": "none", "reasons": []}
+    extra = {f: _num(getattr(status, f, None)) for f in _VERDICT_FIELDS}
+    return {
+        **{f: getattr(status, f) for f in _JUDGED_FIELDS},
+        **extra,
+        "status": status.status,
+        "verdict": getattr(status, "verdict", None) or "none",
+        "reasons": status.reasons,
+    }
 
 
 _JUDGED_FIELDS = (
@@ -366,6 +377,18 @@ _JUDGED_FIELDS = (
     "expected_delta_t",
     "outdoor_temp",
     "compliant",
+)
+
+
+# loop_status fields (CONTRACT section 4) beside the verdict, where the evaluator reports them
+_VERDICT_FIELDS = (
+    "measured_indoor_temp",
+    "indoor_sensors",
+    "indoor_below_target",
+    "indoor_below_refund",
+    "beyond_design",
+    "setback",
+    "inspection_hour",
 )
 
 
@@ -433,6 +456,10 @@ def _station_document(
         "id": st.id,
         "name": st.name,
         "district": st.district,
+        "company": st.company,
+        "heat_source": st.heat_source,
+        "area_m2": st.area_m2,
+        "households": st.households,
         "status": "offline" if offline else worst,
         "online": online,
         "last_seen": last_seen,

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from stationmon import __version__
+from stationmon.domain.vocabulary import DESIGN_INDOOR
 
 __all__ = ["build_parser", "main"]
 
@@ -56,6 +57,7 @@ def _curve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outdoor", type=float, required=True, metavar="C", help="outdoor temperature, °C")
     p.add_argument("--indoor-target", type=float, default=18.0, metavar="C", help="indoor target (default 18)")
     p.add_argument("--outdoor-design", type=float, default=-24.2, metavar="C", help="design outdoor (default -24.2)")
+    p.add_argument("--design-indoor", type=float, default=DESIGN_INDOOR, metavar="C", help="design indoor (default 18)")
     p.add_argument("--measured", default=None, metavar="SUPPLY/RETURN", help="measured temperatures, e.g. 41/34")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `stationmon` command."""
     parser = build_parser()
-    args = parser.parse_args(_join_relative_times(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(_join_dashed_values(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return 2
@@ -117,12 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _join_relative_times(argv: list[str]) -> list[str]:
-    """`--from -24h` reads as an option to argparse; pass it on as `--from=-24h`."""
+# options whose value may start with "-": relative times, negative temperatures and pairs (-999/-999)
+_DASHED_VALUES = frozenset(
+    ("--from", "--to", "--outdoor", "--measured", "--design", "--indoor-target", "--outdoor-design", "--design-indoor")
+)
+
+
+def _join_dashed_values(argv: list[str]) -> list[str]:
+    """`--from -24h` or `--measured -999/-999` read as options to argparse; pass them on as `--from=-24h`."""
     out: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i] in ("--from", "--to") and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in _DASHED_VALUES and nxt.startswith("-") and not nxt.startswith("--"):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:

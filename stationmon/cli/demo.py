@@ -177,10 +177,41 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
         _say(f"  storage       no influxd on PATH: readings are kept in the local spool {config.influxdb.spool_dir}")
     kept = "removed at exit" if setup.own_workdir else "kept"
     _say(f"  work dir      {plan.workdir} ({kept}); config: {plan.workdir / 'demo.toml'}")
+    sensors = sum(1 for s in config.stations for lp in s.loops if _simulated_sensors(config, s.id, lp.id))
+    loops_total = sum(len(s.loops) for s in config.stations)
+    _say(
+        f"  households    thermometers on {sensors} of {loops_total} loops: their verdicts rest on the sensors, "
+        "the others' on the estimate from the water"
+    )
     faults = ", ".join(f"{f.kind} at {f.station}" for f in config.simulator.faults) or "none"
     _say(f"  faults        {faults}")
     _say(f"  running {'for ' + format(duration, 'g') + ' s' if duration else 'until Ctrl-C'}; alerts print below")
     _say()
+
+
+def _simulated_sensors(config: Config, station: str, loop: str) -> int:
+    """Household sensors the simulator publishes on one loop."""
+    for settings in config.simulator.loops:
+        if settings.station == station and settings.loop == loop and settings.indoor_sensors is not None:
+            return settings.indoor_sensors
+    return config.simulator.indoor_sensors_per_loop if config.mqtt is not None else 0
+
+
+def verdict_lines(doc: dict[str, Any]) -> list[str]:
+    """What each loop's compliance verdict rests on (the evaluator's `verdict`: sensors, estimate,
+    none), with the stations per verdict; loops whose status lacks a verdict count as none."""
+    by_verdict: dict[str, list[str]] = {}
+    for st in doc["stations"]:
+        for lp in st["loops"]:
+            where = f"{st['name'] or st['id']}/{lp['id']} {lp['status']}"
+            by_verdict.setdefault(lp.get("verdict") or "none", []).append(where)
+    lines = []
+    for verdict, label in (("sensors", "by sensors"), ("estimate", "by estimate"), ("none", "not judged")):
+        loops = by_verdict.get(verdict, [])
+        if loops:
+            shown = ", ".join(loops[:6]) + (f", ... ({len(loops) - 6} more)" if len(loops) > 6 else "")
+            lines.append(f"  {label:<13} {len(loops)} loops: {shown}")
+    return lines
 
 
 class AlertPrinter:
@@ -261,6 +292,9 @@ def _summary(
     fired, resolved = printer.counts["firing"], printer.counts["resolved"]
     active = sum(st["active_alerts"] for st in doc["stations"])
     _say(f"  alerts        {fired} fired, {resolved} resolved, {active} active at the end")
+    _say("  verdicts (what each loop's compliance rests on):")
+    for line in verdict_lines(doc):
+        _say("  " + line)
     if influxd is not None:
         points = _stored_points(influxd)
         _say(f"  storage       InfluxDB {influxd.url}: {points if points is not None else '?'} supply readings stored")

@@ -18,6 +18,7 @@ from stationmon.config.schema import (
     InfluxConfig,
     MqttAlertConfig,
     MqttConfig,
+    SimLoopConfig,
     SimulatorConfig,
     WebhookConfig,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "MqttAlertConfig",
     "MqttConfig",
     "Secret",
+    "SimLoopConfig",
     "SimulatorConfig",
     "WebhookConfig",
     "load_config",

@@ -26,6 +26,7 @@ __all__ = [
     "MQTT_PROTOCOLS",
     "MQTT_TLS_PORT",
     "PARITIES",
+    "STATION_FAULT_KINDS",
     "TRANSPORTS",
     "AlertingConfig",
     "AlertmanagerConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "InfluxConfig",
     "MqttAlertConfig",
     "MqttConfig",
+    "SimLoopConfig",
     "SimulatorConfig",
     "WebhookConfig",
     "default_spool_dir",
@@ -49,7 +51,19 @@ INFLUX_PRECISIONS = ("s", "ms", "us", "ns")
 MQTT_PROTOCOLS = ("5", "3.1.1")  # 3.1.1 for brokers that speak only that (no session expiry)
 MQTT_TLS_PORT = 8883  # mqtts:// without a port
 CLUSTER_NOTIFY = ("all", "alertmanager")  # alertmanager: webhooks and MQTT alerts are left to its receivers
-FAULT_KINDS = ("undersupply", "flatline", "swapped_sensors", "offline", "low_delta_t")
+FAULT_KINDS = (
+    "undersupply",
+    "flatline",
+    "swapped_sensors",
+    "offline",
+    "low_delta_t",
+    "pump_stop",
+    "probe_sentinel",
+    "outdoor_probe_fail",
+    "primary_shortage",
+    "cold_households",
+)
+STATION_FAULT_KINDS = ("offline", "outdoor_probe_fail", "primary_shortage")  # need no loop
 
 
 def default_spool_dir() -> str:
@@ -195,15 +209,33 @@ class FaultConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SimLoopConfig:
+    """One `[[simulator.loops]]`: how one simulated loop is run and built, where it differs from its design.
+
+    `fixed_supply`: the operator holds this supply temperature (°C) instead of following the curve;
+    `emitter_capacity`: installed emitter output over the design load (1.0 as designed; above 1 the
+    buildings stay warm on cooler water than the design predicts, as after an insulation retrofit);
+    `indoor_sensors`: household sensors on this loop (None: `indoor_sensors_per_loop`)."""
+
+    station: str
+    loop: str
+    fixed_supply: float | None = None
+    emitter_capacity: float = 1.0
+    indoor_sensors: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorConfig:
-    """`[simulator]`: the simulated stations' weather, noise and faults."""
+    """`[simulator]`: the simulated stations' weather, noise, loops and faults."""
 
     outdoor_temp: float | None = None
     seed: int = 1
     noise: float = 0.05
     publish_interval_s: float = 5.0
     indoor_sensors_per_loop: int = 0
+    building_time_constant_s: float = 1800.0  # compressed (real buildings: tens of hours) so demos move
     faults: tuple[FaultConfig, ...] = ()
+    loops: tuple[SimLoopConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -121,12 +122,25 @@ def _station(t: Table) -> Station | None:
         id=sid or "",
         name=t.text("name", d.name),
         district=t.text("district", d.district),
+        company=t.text("company", d.company),
+        heat_source=t.text("heat_source", d.heat_source),
+        area_m2=_area(t),
+        households=t.integer("households", d.households, lo=0),
         modbus=modbus,
         loops=tuple(loops),
         points=tuple(p for _, p in points),
     )
     t.finish()
     return station if sid else None
+
+
+def _area(t: Table) -> float | None:
+    """`area_m2`: the heated area served, a number above 0."""
+    area = t.number("area_m2", None)
+    if area is not None and not 0.0 < area < math.inf:
+        t.add("area_m2", f"{area:g} is out of range (expected a finite number above 0: the heated area served, m²)")
+        return None
+    return area
 
 
 def _modbus(t: Table) -> ModbusLink:

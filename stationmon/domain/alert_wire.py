@@ -63,6 +63,7 @@ def alert_labels(event: AlertEvent) -> dict[str, str]:
         "alertname": event.rule,
         "station": event.station,
         "district": event.district,
+        "company": event.company,
         "loop": event.loop or STATION_LEVEL_LOOP,
         "severity": event.severity,
     }
@@ -237,6 +238,7 @@ def alert_payload(event: AlertEvent) -> bytes:
         "rule": event.rule,
         "station": event.station,
         "district": event.district,
+        "company": event.company,
         "loop": event.loop,
         "severity": event.severity,
         "state": event.state,

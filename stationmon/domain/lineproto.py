@@ -121,11 +121,17 @@ class TelemetryEncoder:
         self.precision = precision
         self._factor = PRECISION_FACTORS[precision]
         self._districts = {s.id: s.district for s in stations}
+        self._companies = {s.id: s.company for s in stations}
         self._prefixes: dict[tuple[str, str | None, str | None, str], str] = {}
         self._keys: dict[str, tuple[str, str, str]] = {}
 
     def _prefix(self, station: str, loop: str | None, sensor: str | None, source: str) -> str:
-        tags = {"station": station, "district": self._districts.get(station, ""), "source": source}
+        tags = {
+            "station": station,
+            "district": self._districts.get(station, ""),
+            "company": self._companies.get(station, ""),
+            "source": source,
+        }
         if loop:
             tags["loop"] = loop
         if sensor:
@@ -185,12 +191,20 @@ class LoopStatusEncoder:
     Prefixes are built once: at 100,000 loops the generic `encode_line` would cost about a second a tick.
     """
 
-    def __init__(self, loops: Iterable[tuple[str, str, str]], precision: str = "ms") -> None:
-        """`loops`: (station, district, loop) each, in the order `encode` takes their values."""
+    def __init__(
+        self, loops: Iterable[tuple[str, str, str]], precision: str = "ms", companies: Mapping[str, str] | None = None
+    ) -> None:
+        """`loops`: (station, district, loop) each, in the order `encode` takes their values; `companies`:
+        the heating company of each station id (the `company` tag)."""
         self.precision = precision
+        company = companies or {}
         self.prefixes = [
             "loop_status"
-            + "".join(f",{k}={escape_tag(v)}" for k, v in (("district", d), ("loop", lp), ("station", s)) if v)
+            + "".join(
+                f",{k}={escape_tag(v)}"
+                for k, v in (("company", company.get(s, "")), ("district", d), ("loop", lp), ("station", s))
+                if v
+            )
             + " "
             for s, d, lp in loops
         ]
@@ -224,6 +238,7 @@ def encode_loop_status(
     ts_s: float,
     *,
     status: str,
+    company: str = "",
     compliant: bool | None = None,
     required_supply_temp: float | None = None,
     required_return_temp: float | None = None,
@@ -237,7 +252,7 @@ def encode_loop_status(
         for v in (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t)
     ]
     code = -1 if compliant is None else int(compliant)
-    encoder = LoopStatusEncoder([(station, district, loop)], precision)
+    encoder = LoopStatusEncoder([(station, district, loop)], precision, {station: company})
     return encoder.encode(ts_s, [STATUS_NAMES.index(status)], [code], floats)[0]
 
 
@@ -257,6 +272,7 @@ def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:
         {
             "station": event.station,
             "district": event.district,
+            "company": event.company,
             "loop": event.loop or "",
             "rule": event.rule,
             "severity": event.severity,

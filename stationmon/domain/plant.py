@@ -86,11 +86,19 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class Station:
-    """One heat-exchange station: its loops, its points and (optionally) its Modbus link."""
+    """One heat-exchange station: its loops, its points and (optionally) its Modbus link.
+
+    `company` is the heating company (供热单位) answerable for it, `heat_source` the heat source (热源单位)
+    behind its primary side; `area_m2` and `households` are what it serves (None: not stated).
+    """
 
     id: str
     name: str = ""
     district: str = ""
+    company: str = ""
+    heat_source: str = ""
+    area_m2: float | None = None
+    households: int | None = None
     modbus: ModbusLink | None = None
     loops: tuple[Loop, ...] = ()
     points: tuple[Point, ...] = ()

@@ -1,8 +1,13 @@
 """The demo's district: N generated stations with Chinese names, their config as TOML, scheduled faults.
 
-Station kinds rotate so that the demo shows every encoding: float32 ABCD holding registers, int16 input
-registers with a scale, float32 CDAB with float64 flow, and stations reporting over MQTT only. The config
-is text, validated by stationmon.config like any user's.
+Station 0 is the seed's station (友谊路334号换热站: 160,000 m², 3,000 households, a floor loop run at a
+fixed 41 °C supply that comes back near 34 °C, its flats warm on household sensors although the design's
+water model calls the water too cool). The others rotate their kinds so that the demo shows every
+encoding: float32 ABCD holding registers, int16 input registers with a scale, float32 CDAB with float64
+flow, and stations reporting over MQTT only. Stations belong to three heating companies and draw on
+three heat sources; household sensors report on the ABCD and MQTT stations' loops (their verdicts rest on
+the sensors), not on the others (the estimate decides). The config is text, validated by stationmon.config
+like any user's.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FAULT_PLAN", "DemoPlan", "DemoStation", "build_demo_config", "demo_stations"]
+from stationmon.domain.plant import Site
+
+__all__ = ["FAULT_PLAN", "SEED_STATION_ID", "DemoPlan", "DemoStation", "build_demo_config", "demo_stations"]
 
 DISTRICTS = (
     ("daoli", "道里区"),
@@ -39,14 +46,26 @@ STREETS = (
     ("jianguo", "建国街"),
 )
 
+COMPANIES = (  # (heating company, its heat source)
+    ("冰城热力有限公司", "哈尔滨第一热电厂"),
+    ("松江供热集团", "松江热电厂"),
+    ("北岸热力公司", "北岸区域锅炉房"),
+)
+SEED_STATION_ID = "daoli-youyi-334"
+
 # Faults by station index: (kind, loop index or None, start, duration). Chosen so every kind shows in the
-# first 30 s, and the offline station comes back so a resolution shows too.
+# first 30 s, and the offline station and the outdoor probe come back so resolutions show too.
 FAULT_PLAN = {
     1: ("undersupply", 0, "2s", "1h"),
     2: ("swapped_sensors", 0, "0s", "1h"),
+    3: ("cold_households", 0, "0s", "1h"),
     4: ("offline", None, "3s", "20s"),
     5: ("low_delta_t", 0, "0s", "1h"),
+    6: ("pump_stop", 0, "2s", "1h"),
     7: ("flatline", 0, "0s", "1h"),
+    8: ("primary_shortage", None, "0s", "1h"),
+    9: ("probe_sentinel", 0, "0s", "1h"),
+    10: ("outdoor_probe_fail", None, "0s", "2m"),
 }
 
 Value = str | int | float
@@ -60,19 +79,48 @@ class DemoStation:
     id: str
     name: str
     district: str
-    kind: str  # "float_abcd", "int16_input", "float_cdab", "mqtt"
+    kind: str  # "seed", "float_abcd", "int16_input", "float_cdab", "mqtt"
+    company: str = ""
+    heat_source: str = ""
+    area_m2: float = 0.0
+    households: int = 0
+
+    @property
+    def household_sensors(self) -> bool:
+        """True where household thermometers report (their verdict rests on sensors)."""
+        return self.kind in ("seed", "float_abcd", "mqtt")
 
 
 def demo_stations(n: int) -> list[DemoStation]:
-    """N stations spread over Harbin's districts with Chinese names; the map kinds rotate."""
+    """N stations spread over Harbin's districts with Chinese names; the seed's station first, then the
+    map kinds rotate; companies by district, areas of 30,000–150,000 m² at about 55 m² per household."""
     kinds = ("float_abcd", "int16_input", "float_cdab", "mqtt")
     out = []
     for i in range(n):
         d_id, d_name = DISTRICTS[i % len(DISTRICTS)]
+        company, heat_source = COMPANIES[(i % len(DISTRICTS)) * len(COMPANIES) // len(DISTRICTS)]
+        if i == 0:
+            out.append(
+                DemoStation(
+                    0, SEED_STATION_ID, "友谊路334号换热站", d_name, "seed", company, heat_source, 160_000.0, 3000
+                )
+            )
+            continue
         s_id, s_name = STREETS[(i * 7) % len(STREETS)]
         number = 11 + (i * 37) % 380
+        area = 30_000.0 + 10_000.0 * ((i * 7) % 13)
         out.append(
-            DemoStation(i, f"{d_id}-{s_id}-{number}", f"{s_name}{number}号换热站", d_name, kinds[i % len(kinds)])
+            DemoStation(
+                i,
+                f"{d_id}-{s_id}-{number}",
+                f"{s_name}{number}号换热站",
+                d_name,
+                kinds[i % len(kinds)],
+                company,
+                heat_source,
+                area,
+                round(area / 55.0),
+            )
         )
     return out
 
@@ -90,6 +138,8 @@ class DemoPlan:
 
 
 def _loops(st: DemoStation) -> list[tuple[str, str, float, float]]:
+    if st.kind == "seed":
+        return [("sec1", "floor", 50.0, 40.0)]
     if st.kind == "float_abcd":
         return [("high", "radiator", 75.0, 50.0), ("low", "floor", 50.0, 40.0)]
     if st.kind == "int16_input":
@@ -108,12 +158,13 @@ def _point(quantity: str, loop: str | None, **kw: Value) -> str:
 def _points(st: DemoStation, loop_ids: list[str]) -> list[str]:
     """The station's points, by kind: each kind a different register map or transport."""
     p = _point
-    if st.kind == "float_abcd":
+    if st.kind in ("float_abcd", "seed"):
         out = [p(q, None, address=a, type="float32") for q, a in (("outdoor_temp", 0), ("primary_supply_temp", 2))]
         out.append(p("primary_return_temp", None, address=4, type="float32"))
         for j, lid in enumerate(loop_ids):
             base = 100 + 10 * j
             out += [p(q, lid, address=base + 2 * k, type="float32") for k, q in enumerate(_WATER)]
+            out.append(p("pump_running", lid, address=base + 6, type="uint16"))
         return out
     if st.kind == "int16_input":
         return [
@@ -121,6 +172,7 @@ def _points(st: DemoStation, loop_ids: list[str]) -> list[str]:
             p("supply_temp", "sec1", register="input", address=10, type="int16", scale=0.1),
             p("return_temp", "sec1", register="input", address=11, type="int16", scale=0.1),
             p("flow", "sec1", register="input", address=12, type="uint16", scale=0.1),
+            p("pump_running", "sec1", register="input", address=13, type="uint16"),
             p("heat_power", "sec1", address=200, type="float32"),
         ]
     if st.kind == "float_cdab":
@@ -131,6 +183,7 @@ def _points(st: DemoStation, loop_ids: list[str]) -> list[str]:
             p("supply_pressure", "sec1", address=24, type="float32", byte_order="ABCD"),
             p("return_pressure", "sec1", address=26, type="float32", byte_order="ABCD"),
             p("flow", "sec1", address=28, type="float64"),
+            p("pump_running", "sec1", address=32, type="uint16"),
         ]
     topic = f"plc/{st.id}"
     as_json: dict[str, Value] = {"format": "json", "value": "data.value", "time": "data.ts"}
@@ -139,6 +192,7 @@ def _points(st: DemoStation, loop_ids: list[str]) -> list[str]:
         p("supply_temp", "sec1", topic=f"{topic}/sec1/supply", **as_json),
         p("return_temp", "sec1", topic=f"{topic}/sec1/return", **as_json),
         p("flow", "sec1", topic=f"{topic}/sec1/flow"),
+        p("pump_running", "sec1", topic=f"{topic}/sec1/pump"),
     ]
 
 
@@ -147,6 +201,8 @@ _WATER = ("supply_temp", "return_temp", "flow")
 
 def _station_toml(st: DemoStation, plan: DemoPlan) -> str:
     lines = ["[[stations]]", f'id = "{st.id}"', f'name = "{st.name}"', f'district = "{st.district}"']
+    lines += [f'company = "{st.company}"', f'heat_source = "{st.heat_source}"']
+    lines += [f"area_m2 = {st.area_m2:g}", f"households = {st.households}"]
     if st.kind != "mqtt":
         order = "CDAB" if st.kind == "float_cdab" else "ABCD"
         lines += [
@@ -174,7 +230,7 @@ state_dir = "{workdir}"
 [site]
 name = "哈尔滨 demo district"
 timezone = "Asia/Shanghai"
-indoor_target = 18.0
+indoor_target = 20.0          # Heilongjiang's legal minimum{refund}
 outdoor_design = -24.2
 
 [influxdb]
@@ -218,6 +274,22 @@ publish_interval = "2s"
 indoor_sensors_per_loop = 3"""
 
 
+def _sim_loops_toml(stations: list[DemoStation]) -> list[str]:
+    """The seed station runs a fixed 41 °C on emitters that heat its flats better than the design
+    says; stations without household thermometers get no simulated sensors."""
+    out = []
+    for st in stations:
+        for lid, *_rest in _loops(st):
+            if st.kind == "seed":
+                settings = "fixed_supply = 41.0\nemitter_capacity = 1.4"
+            elif not st.household_sensors:
+                settings = "indoor_sensors = 0"
+            else:
+                continue
+            out.append(f'[[simulator.loops]]\nstation = "{st.id}"\nloop = "{lid}"\n{settings}')
+    return out
+
+
 def _faults_toml(stations: list[DemoStation]) -> list[str]:
     by_index = {st.index: st for st in stations}
     out = []
@@ -238,7 +310,10 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
     spool = plan.workdir / "spool"
     # without a url, readings stay in the local spool
     url = f'url = "{plan.influx_url}"\n' if plan.influx_url else ""
+    # the second legal tier, where this build's Site knows it
+    has_refund = "indoor_refund_below" in getattr(Site, "__dataclass_fields__", {})
     header = _HEADER.format(
+        refund="\nindoor_refund_below = 16.0    # below it the whole daily fee is refunded" if has_refund else "",
         n=len(stations),
         workdir=plan.workdir,
         influx=f'{url}api = "v1"\ndatabase = "stationmon"\nspool_dir = "{spool}"',
@@ -247,4 +322,6 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
         mqtt_protocol=plan.mqtt_protocol,
         http_listen=plan.http_listen,
     )
-    return "\n\n".join([header, *_faults_toml(stations), *(_station_toml(st, plan) for st in stations)])
+    return "\n\n".join(
+        [header, *_sim_loops_toml(stations), *_faults_toml(stations), *(_station_toml(st, plan) for st in stations)]
+    )

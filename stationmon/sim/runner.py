@@ -51,6 +51,9 @@ class Simulator:
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
 
+    def _any_indoor_sensors(self) -> bool:
+        return any(sim.indoor_sensors(lp.id) for sim in self.stations.values() for lp in sim.station.loops)
+
     async def __aenter__(self) -> Simulator:
         self.start_ts = self.clock()
         for station in self.config.stations:
@@ -69,7 +72,10 @@ class Simulator:
                 self.servers[sid] = StationModbusServer(station, lambda sid=sid: self.images[sid])  # type: ignore[misc]
         if self.config.mqtt is not None and (
             any(s.mqtt_points for s in self.config.stations)
-            or (self._templates and self.config.simulator.indoor_sensors_per_loop > 0)
+            or (
+                self._templates
+                and any(sim.indoor_sensors(lp.id) for sim in self.stations.values() for lp in sim.station.loops)
+            )
         ):
             self.publisher = MqttPublisher(self.config.mqtt, self._mqtt_client_id)
         try:
@@ -156,7 +162,8 @@ class Simulator:
                 )
             if st.mqtt_points:
                 parts.append(f"mqtt {len(st.mqtt_points)} points")
-            if self.publisher is not None and self._templates and self.config.simulator.indoor_sensors_per_loop:
-                parts.append(f"{self.config.simulator.indoor_sensors_per_loop} indoor sensors per loop")
+            sensors = sum(len(sim.indoor_sensors(lp.id)) for lp in st.loops)
+            if self.publisher is not None and self._templates and sensors:
+                parts.append(f"{sensors} indoor sensors")
             lines.append(", ".join(parts))
         return lines

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from stationmon.sim.district import FAULT_PLAN, demo_stations
+from stationmon.sim.district import FAULT_PLAN, SEED_STATION_ID, demo_stations
 from tests.helpers import free_port, wait_until_sync
 
 VENV_BIN = Path(sys.executable).parent
@@ -67,6 +67,16 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
         stations = demo_stations(12)
         assert [s["id"] for s in doc["stations"]] == [s.id for s in stations]
         assert {s["district"] for s in doc["stations"]} >= {"道里区", "南岗区"}
+        # the seed's station, and the stations' companies
+        seed = doc["stations"][0]
+        assert (seed["id"], seed["name"], seed["area_m2"], seed["households"]) == (
+            SEED_STATION_ID,
+            "友谊路334号换热站",
+            160000.0,
+            3000,
+        )
+        assert len({s["company"] for s in doc["stations"]}) == 3 and all(s["heat_source"] for s in doc["stations"])
+        assert doc["site"]["indoor_target"] == 20.0
         emitters = {lp["emitter"] for s in doc["stations"] for lp in s["loops"]}
         assert emitters == {"floor", "radiator"}
 
@@ -77,6 +87,11 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
             "offline": "station_offline",
             "low_delta_t": "delta_t_low",
             "flatline": "sensor_fault",
+            "cold_households": "indoor_low",
+            "pump_stop": "no_circulation",
+            "primary_shortage": "primary_shortage",
+            "probe_sentinel": "sensor_fault",
+            "outdoor_probe_fail": "sensor_fault",
         }
         want = {(stations[i].id, expected[kind]) for i, (kind, *_rest) in FAULT_PLAN.items()}
 
@@ -121,6 +136,11 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     assert re.search(r"ALERT FIRING +major +station_offline", out), out
     assert re.search(r"ALERT FIRING +warning +supply_low", out), out
     assert "demo summary after" in out and re.search(r"alerts +\d+ fired", out)
+    assert "verdicts (what each loop's compliance rests on):" in out
+    assert re.search(r"households +thermometers on \d+ of \d+ loops", out), out
+    # the seed's station: its flats are warm on its household sensors, whatever the water model says
+    assert re.search(r"by sensors +\d+ loops: .*友谊路334号换热站/sec1 ok", out), out
+    assert re.search(r"by estimate +\d+ loops: ", out), out
     m = re.search(r"InfluxDB \S+: (\d+) supply readings stored", out)
     assert m and int(m[1]) > 0, out
     assert "Traceback" not in stderr, stderr[-3000:]

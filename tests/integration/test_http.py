@@ -66,6 +66,10 @@ evaluate_every = "500ms"
 id = "alpha"
 name = "阿尔法换热站"
 district = "道里区"
+company = "冰城热力有限公司"
+heat_source = "哈尔滨第一热电厂"
+area_m2 = 160000
+households = 3000
 [stations.modbus]
 host = "127.0.0.1"
 port = {p1}
@@ -195,9 +199,20 @@ async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp
         assert 15.0 < loop["estimated_indoor_temp"] < 25.0
         assert loop["status"] in ("ok", "unknown", "noncompliant", "sensor_fault")
         assert beta["connection"]["polls"] > 0
+        # the station's metadata; what each loop's verdict rests on (no household sensors here)
+        alpha = by_id["alpha"]
+        assert (alpha["company"], alpha["heat_source"], alpha["area_m2"], alpha["households"]) == (
+            "冰城热力有限公司",
+            "哈尔滨第一热电厂",
+            160000.0,
+            3000,
+        )
+        assert (beta["company"], beta["heat_source"], beta["area_m2"], beta["households"]) == ("", "", None, None)
+        assert all(lp["verdict"] in ("estimate", "none") for st in doc["stations"] for lp in st["loops"])
 
         alerts = await _json(client, base + "/api/v1/alerts")
         assert isinstance(alerts["alerts"], list)
+        assert all(a["company"] == ("冰城热力有限公司" if a["station"] == "alpha" else "") for a in alerts["alerts"])
 
 
 async def test_health_metrics_page_and_history(tmp_path: Path) -> None:

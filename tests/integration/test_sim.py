@@ -13,6 +13,7 @@ import pytest
 from stationmon.adapters.modbus import ModbusPoller
 from stationmon.adapters.mqtt import MqttCollector
 from stationmon.config import Config, parse_config_text
+from stationmon.config.schema import STATION_FAULT_KINDS
 from stationmon.domain.model import AlertEvent, Reading, StationState
 from stationmon.metrics import Metrics
 from stationmon.service import Service
@@ -216,6 +217,9 @@ _FAULT_ALERTS = {
     "swapped_sensors": "sensor_fault",
     "offline": "station_offline",
     "low_delta_t": "delta_t_low",
+    "probe_sentinel": "sensor_fault",
+    "outdoor_probe_fail": "sensor_fault",
+    "pump_stop": "no_circulation",
 }
 
 
@@ -250,10 +254,14 @@ address = 4
 [[stations.points]]
 loop = "sec1"
 quantity = "flow"
-address = 6"""
+address = 6
+[[stations.points]]
+loop = "sec1"
+quantity = "pump_running"
+address = 8"""
         )
         if kind != "none":
-            loop = "" if kind == "offline" else 'loop = "sec1"\n'
+            loop = "" if kind in STATION_FAULT_KINDS else 'loop = "sec1"\n'
             faults.append(
                 f'[[simulator.faults]]\nstation = "{sid}"\n{loop}kind = "{kind}"\nstart = "2s"\nduration = "1h"'
             )

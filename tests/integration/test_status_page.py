@@ -21,13 +21,13 @@ import pytest
 
 from stationmon.config import Config, parse_config_text
 from stationmon.service import Service
-from stationmon.sim.district import FAULT_PLAN, DemoPlan, build_demo_config, demo_stations
+from stationmon.sim.district import FAULT_PLAN, SEED_STATION_ID, DemoPlan, build_demo_config, demo_stations
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
 from tests.helpers import free_port, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-N_STATIONS = 6
+N_STATIONS = 12  # every fault kind of the demo, and one healthy station
 
 
 def _chromium() -> str:
@@ -109,6 +109,7 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
     config = _config(tmp_path, mosquitto)
     stations = demo_stations(N_STATIONS)
     faulty = {stations[i].id for i in FAULT_PLAN if i < N_STATIONS and FAULT_PLAN[i][0] != "offline"}
+    faulty.add(SEED_STATION_ID)  # 41/34 on a 50/40 floor design at 20 °C: the water model warns (flats warm)
     offline = {stations[i].id for i in FAULT_PLAN if i < N_STATIONS and FAULT_PLAN[i][0] == "offline"}
     healthy = {st.id for st in stations} - faulty - offline
     assert faulty and healthy
@@ -156,6 +157,25 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
         district = stations[0].district
         dom = await _browser(base + "/?district=" + district, tmp_path, "--dump-dom")
         assert set(_articles(dom)) == {st.id for st in stations if st.district == district}
+        # the company filter, next to the district's; companies span districts
+        company = stations[2].company
+        dom = await _browser(base + "/?company=" + company, tmp_path, "--dump-dom")
+        want = {st.id for st in stations if st.company == company}
+        assert set(_articles(dom)) == want and 0 < len(want) < N_STATIONS
+        assert all(a["data-company"] == company for a in _articles(dom).values())
+        assert f'<option value="{company}">{company}</option>' in dom
+
+        # every loop shows what its verdict rests on, as the API says
+        by_id = await api()
+        dom = await _browser(base + "/", tmp_path, "--dump-dom")
+        verdicts = re.findall(r'class="verdict (\w+)" data-verdict="(\w+)"', dom)
+        assert len(verdicts) == sum(len(st["loops"]) for st in by_id.values()), verdicts
+        assert {v for _, v in verdicts} <= {"sensors", "estimate", "none"}
+        api_verdicts = sorted(lp["verdict"] for st in by_id.values() for lp in st["loops"])
+        assert sorted(v for _, v in verdicts) == api_verdicts
+        seed = by_id[SEED_STATION_ID]
+        assert (seed["company"], seed["area_m2"], seed["households"]) == (stations[0].company, 160000.0, 3000)
+        assert "160,000 m² · 3000 households" in dom
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status_page.png"

@@ -164,3 +164,11 @@ def test_event_from_snapshot(snapshot: AlertSnapshot, since: float, value: float
     event = event_from_snapshot(snapshot, T0 + 99)
     assert (event.state, event.ts, event.since, event.value) == ("firing", T0 + 99, since, value)
     assert (event.alert_id, event.severity, event.acknowledged_by, event.comment) == ("a1", "major", "wang", "on it")
+
+
+def test_company_is_a_label_and_in_the_mqtt_payload() -> None:
+    event = replace(LOOP, company="冰城热力有限公司")
+    assert postable_alert(event, URL).labels == {**LABELS, "company": "冰城热力有限公司"}
+    assert webhook_alert(event, URL)["labels"] == {**LABELS, "company": "冰城热力有限公司"}
+    assert json.loads(alert_payload(event))["company"] == "冰城热力有限公司"
+    assert "company" not in postable_alert(LOOP, URL).labels  # none configured: absent, as Alertmanager reads it

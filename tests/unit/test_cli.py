@@ -145,3 +145,89 @@ def test_bad_demo_and_report_arguments_exit_2(argv, message, tmp_path, capsys): 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err
+
+
+# -- stationmon curve: negative values, ranges, design indoor, notes ------------------------------------
+
+CURVE = ["curve", "--design", "50/40", "--emitter", "floor"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--outdoor", "-10", "--measured", "-999/-999"], "--measured: -999 °C (a PLC's broken-probe value) is not"),
+        (["--outdoor", "-10", "--measured", "850/850"], "--measured: 850 °C (a PLC's broken-probe value) is not"),
+        (["--outdoor", "-10", "--measured", "131/40"], "--measured: 131 °C is not a plausible water temperature"),
+        (["--outdoor", "-10", "--measured", "41/-1"], "--measured: -1 °C is not a plausible water temperature"),
+        (["--outdoor", "-60"], "--outdoor: -60 °C is out of range (expected -50..45 °C)"),
+        (["--outdoor", "-10", "--indoor-target", "-5"], "--indoor-target: -5 °C is out of range"),
+        (["--outdoor", "-10", "--design-indoor", "40"], "--design-indoor: 40 °C is out of range"),
+        (["--outdoor", "-10", "--design-indoor", "12", "--outdoor-design", "14"], "--outdoor-design: 14 must be below"),
+    ],
+)
+def test_curve_refuses_implausible_values_with_a_clear_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*CURVE, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"stationmon curve: {message}"), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--outdoor", "-10", "--measured", "41/34"],
+        ["--outdoor=-10", "--measured=41/34"],
+        ["--outdoor", "-1e1", "--measured", "41/34"],
+        ["--outdoor", "-10.0", "--outdoor-design", "-24.2", "--indoor-target", "18", "--measured", "41/34"],
+    ],
+)
+def test_curve_takes_negative_values_in_every_form(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*CURVE, *argv, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["estimated_indoor_temp"] == pytest.approx(18.6, abs=0.05)  # DOMAIN.md: 41/34 on 50/40 at -10
+
+
+def test_curve_negative_pair_reaches_the_range_check_not_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    # without the joining, argparse would read "-999/-999" as an unknown option and exit through SystemExit
+    assert main([*CURVE, "--outdoor", "-10", "--design", "-5/-10"]) == 2
+    assert "--design: -5 °C is not a plausible water temperature" in capsys.readouterr().err
+
+
+def test_curve_design_indoor_changes_the_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*CURVE, "--outdoor", "-10", "--json"]) == 0
+    at_18 = json.loads(capsys.readouterr().out)
+    assert main([*CURVE, "--outdoor", "-10", "--design-indoor", "20", "--indoor-target", "20", "--json"]) == 0
+    at_20 = json.loads(capsys.readouterr().out)
+    # same relative load and the same indoor: a design for 20 °C needs less excess temperature at -10 °C
+    assert at_20["required_supply_temp"] != pytest.approx(at_18["required_supply_temp"], abs=0.1)
+    assert main([*CURVE, "--outdoor", "-24.2", "--design-indoor", "20", "--indoor-target", "20", "--json"]) == 0
+    at_design = json.loads(capsys.readouterr().out)
+    assert at_design["required_supply_temp"] == pytest.approx(50.0, abs=0.01)  # design point is the design
+    assert at_design["required_return_temp"] == pytest.approx(40.0, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("outdoor", "note"),
+    [
+        ("-35", "below the design outdoor temperature -24.2 °C"),
+        ("22", "at or above the indoor target 20 °C: no heating demand"),
+        ("20", "at or above the indoor target 20 °C: no heating demand"),
+        ("-10", None),
+        ("-24.2", None),
+    ],
+)
+def test_curve_notes_outside_the_meaningful_range(
+    outdoor: str, note: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*CURVE, "--outdoor", outdoor, "--indoor-target", "20", "--measured", "41/34"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert main([*argv, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    if note is None:
+        assert "note:" not in out and "notes" not in doc
+    else:
+        assert f"note: outdoor {outdoor} °C is {note}" in out
+        assert len(doc["notes"]) == 1 and note in doc["notes"][0]

@@ -453,3 +453,32 @@ def test_check_config_exit_codes_and_stderr(tmp_path: Path, capsys: pytest.Captu
     missing = tmp_path / "nope.toml"
     assert main(["check-config", "-c", str(missing)]) == 2
     assert capsys.readouterr().err.startswith("nope.toml: cannot read config")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ("area_m2 = 0", "plant.toml: stations[0].area_m2: 0 is out of range (expected a finite number above 0"),
+        ("area_m2 = -5.5", "plant.toml: stations[0].area_m2: -5.5 is out of range"),
+        ('area_m2 = "big"', "plant.toml: stations[0].area_m2: expected a number"),
+        ("households = -1", "plant.toml: stations[0].households: -1 is out of range (expected >= 0)"),
+        ("households = 2.5", "plant.toml: stations[0].households: expected an integer"),
+        ("company = 7", "plant.toml: stations[0].company: expected a string"),
+    ],
+)
+def test_station_metadata_is_validated_with_key_paths(keys: str, expected: str) -> None:
+    found = problems_of(BASE.replace('district = "道里区"', f'district = "道里区"\n{keys}'))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_station_metadata_reaches_the_station() -> None:
+    extra = 'company = "冰城热力有限公司"\nheat_source = "哈尔滨第一热电厂"\narea_m2 = 160000\nhouseholds = 3000'
+    station = parse_config_text(BASE.replace('district = "道里区"', f'district = "道里区"\n{extra}')).stations[0]
+    assert (station.company, station.heat_source, station.area_m2, station.households) == (
+        "冰城热力有限公司",
+        "哈尔滨第一热电厂",
+        160000.0,
+        3000,
+    )
+    bare = parse_config_text(BASE).stations[0]
+    assert (bare.company, bare.heat_source, bare.area_m2, bare.households) == ("", "", None, None)

@@ -202,3 +202,18 @@ def test_alert_event_line() -> None:
         'state="firing",message="supply 36.5 °C below \\"required\\" 39.9",'
         'alert_id="s1/sec1/supply_low/1700000000",value=36.5,threshold=39.9 1700000600000'
     )
+
+
+def test_company_is_a_tag_of_every_measurement() -> None:
+    stations = [Station("s1", district="道里区", company="冰城 热力"), Station("s2")]
+    lines = TelemetryEncoder(stations).encode(
+        [Reading("s1", "supply_temp", 41.0, 1.0, loop="sec1"), Reading("s2", "supply_temp", 40.0, 1.0, loop="sec1")]
+    )
+    assert lines[0].startswith("telemetry,company=冰城\\ 热力,district=道里区,loop=sec1,source=modbus,station=s1 ")
+    assert lines[1].startswith("telemetry,loop=sec1,source=modbus,station=s2 ")
+    status = encode_loop_status("s1", "道里区", "sec1", 1.0, status="ok", company="冰城 热力")
+    assert status.startswith("loop_status,company=冰城\\ 热力,district=道里区,loop=sec1,station=s1 ")
+    event = AlertEvent("a", "supply_low", "s1", "道里区", "sec1", "warning", "firing", 1.0, 1.0, company="冰城 热力")
+    assert encode_alert_event(event).startswith(
+        "alert_events,company=冰城\\ 热力,district=道里区,loop=sec1,rule=supply_low,severity=warning,station=s1 "
+    )

@@ -48,6 +48,7 @@ async function getJSON(url) {
 function filters() {
   return {
     district: document.getElementById("filter-district").value,
+    company: document.getElementById("filter-company").value,
     status: document.getElementById("filter-status").value,
     text: document.getElementById("filter-text").value.trim().toLowerCase(),
   };
@@ -55,17 +56,23 @@ function filters() {
 
 function visible(st, f) {
   if (f.district && st.district !== f.district) return false;
+  if (f.company && st.company !== f.company) return false;
   if (f.status === "problem" && !PROBLEMS.has(st.status) && !st.active_alerts) return false;
   if (f.status && f.status !== "problem" && st.status !== f.status) return false;
   if (f.text && !`${st.id} ${st.name}`.toLowerCase().includes(f.text)) return false;
   return true;
 }
 
-function fillDistricts() {
-  const select = document.getElementById("filter-district");
+function fillChoices(id, key) {
+  const select = document.getElementById(id);
   const have = new Set([...select.options].map((o) => o.value));
-  const districts = [...new Set(state.stations.map((s) => s.district).filter(Boolean))].sort();
-  for (const d of districts) if (!have.has(d)) select.append(el("option", { value: d, text: d }));
+  const values = [...new Set(state.stations.map((s) => s[key]).filter(Boolean))].sort();
+  for (const v of values) if (!have.has(v)) select.append(el("option", { value: v, text: v }));
+}
+
+function fillFilters() {
+  fillChoices("filter-district", "district");
+  fillChoices("filter-company", "company");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -132,6 +139,17 @@ function indoorSensors(loop) {
   return `${vals.length} sensors: mean ${fmt(mean)}, min ${fmt(min)} °C`;
 }
 
+const VERDICT_TITLES = {
+  sensors: "the verdict rests on fresh household sensors (the legal evidence)",
+  estimate: "no household sensors: the verdict rests on the indoor estimate from the water",
+  none: "not judged",
+};
+
+function verdictChip(loop) {
+  const verdict = loop.verdict || "none";
+  return el("span", { class: `verdict ${verdict}`, "data-verdict": verdict, title: VERDICT_TITLES[verdict] || "", text: verdict });
+}
+
 function renderLoop(st, loop) {
   const kv = el("dl", { class: "kv" });
   const row = (k, v) => { kv.append(el("dt", { text: k }), el("dd", {}, v)); };
@@ -144,6 +162,10 @@ function renderLoop(st, loop) {
   row("est. indoor", `${fmt(loop.estimated_indoor_temp)} °C`);
   const sensors = indoorSensors(loop);
   if (sensors) row("indoor", sensors);
+  if (typeof loop.indoor_below_target === "number" && loop.indoor_below_target > 0) {
+    const refund = typeof loop.indoor_below_refund === "number" ? `, ${loop.indoor_below_refund} below refund tier` : "";
+    row("cold flats", el("span", { class: "low", text: `${loop.indoor_below_target} below target${refund}` }));
+  }
   if (loop.values.flow) row("flow", `${fmt(loop.values.flow.value)} m³/h`);
   if (loop.active_alerts) row("alerts", el("span", { class: "low", text: String(loop.active_alerts) }));
   const series = (state.history[st.id] || {})[loop.id] || {};
@@ -153,10 +175,19 @@ function renderLoop(st, loop) {
       el("div", { class: "loop-head" },
         el("span", { class: "loop-name", text: loop.name || loop.id }),
         el("span", { class: "station-meta", text: `${loop.emitter} ${fmt(loop.design_supply, 0)}/${fmt(loop.design_return, 0)}` }),
-        el("span", { class: `chip ${loop.status}`, text: loop.status })),
+        el("span", { class: `chip ${loop.status}`, text: loop.status }),
+        verdictChip(loop)),
       kv),
     chart(series, loop),
   );
+}
+
+function stationMeta(st) {
+  const parts = [st.id, st.district || "no district"];
+  if (st.company) parts.push(st.company);
+  if (typeof st.area_m2 === "number") parts.push(`${Math.round(st.area_m2).toLocaleString()} m²`);
+  if (typeof st.households === "number") parts.push(`${st.households} households`);
+  return parts.join(" · ");
 }
 
 function renderStation(st) {
@@ -166,11 +197,11 @@ function renderStation(st) {
     "article",
     { class: `station ${st.status}${st.active_alerts ? " has-alerts" : ""}`, id: `station-${st.id}`,
       "data-station": st.id, "data-status": st.status, "data-alerts": String(st.active_alerts || 0),
-      "data-district": st.district || "" },
+      "data-district": st.district || "", "data-company": st.company || "" },
     el("div", { class: "station-head" },
       el("div", {},
         el("div", { class: "station-name", text: st.name || st.id }),
-        el("div", { class: "station-meta", text: `${st.id} · ${st.district || "no district"}` })),
+        el("div", { class: "station-meta", text: stationMeta(st) })),
       el("span", { class: `chip ${st.status}`, text: st.status })),
     el("div", { class: "station-meta" },
       outdoor,
@@ -190,6 +221,7 @@ function renderAlerts() {
     el("td", {}, el("span", { class: `chip ${a.severity}`, text: a.severity })),
     el("td", { text: a.rule }),
     el("td", { text: (byId[a.station] && byId[a.station].name) || a.station }),
+    el("td", { text: a.company || "" }),
     el("td", { text: a.loop || "" }),
     el("td", { text: `${fmt(a.value)} / ${fmt(a.threshold)}` }),
     el("td", { text: a.message || "" }))));
@@ -245,7 +277,7 @@ async function refresh() {
     state.margin = typeof stations.margin === "number" ? stations.margin : 1.0;
     const shard = stations.shard && stations.shard.count > 1 ? ` · shard ${stations.shard.index}/${stations.shard.count}` : "";
     document.getElementById("site-name").textContent = (stations.site.name || "") + shard;
-    fillDistricts();
+    fillFilters();
     if (Date.now() - state.historyAt > HISTORY_EVERY_MS) await loadHistory();
     render();
     errorBox.hidden = true;
@@ -257,8 +289,8 @@ async function refresh() {
   }
 }
 
-// Filters live in the URL too (?district=道里区&status=problem&q=youyi), so a view can be bookmarked.
-const URL_KEYS = { "filter-district": "district", "filter-status": "status", "filter-text": "q" };
+// Filters live in the URL too (?district=道里区&company=…&status=problem&q=youyi), so a view can be bookmarked.
+const URL_KEYS = { "filter-district": "district", "filter-company": "company", "filter-status": "status", "filter-text": "q" };
 
 function filtersFromUrl() {
   const params = new URLSearchParams(location.search);
