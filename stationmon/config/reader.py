@@ -26,6 +26,7 @@ _A_DURATION = 'a duration string such as "500ms", "10s", "5m" or "24h"'
 MAX_DURATION_S = 100 * 365 * 86400.0
 _MAX_INT = 2**63 - 1
 _MAX_LISTEN_PORT = 65535
+_MAX_MESSAGE = 600
 
 # Values quoted in messages: short, and safe for any nesting depth or size the TOML parser lets through.
 _SHOW = reprlib.Repr()
@@ -58,7 +59,10 @@ class Problems:
         self.notices: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        """Record one problem at a key path."""
+        """Record one problem at a key path; a message quoting a huge value keeps its start and its end."""
+        if len(message) > _MAX_MESSAGE:
+            half = _MAX_MESSAGE // 2
+            message = f"{message[:half]}...{message[-half:]}"
         self.lines.append(f"{self.file}: {path}: {message}")
 
 
