@@ -41,7 +41,7 @@ class OneLineExceptions(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         message = record.getMessage()
         if exc is not None:
-            message = f"{message}: {type(exc).__name__}: {exc}"
+            message = f"{message}: {type(exc).__name__}: {' '.join(str(exc).split())}"  # its lines in one
             record.exc_info = None
             record.exc_text = None
             if record.levelno > logging.WARNING:
