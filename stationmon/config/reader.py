@@ -40,6 +40,7 @@ def show(value: object) -> str:
     """`repr(value)` shortened for a message: a 10 MB array or a 900-deep table quotes as a few dozen characters."""
     return _SHOW.repr(value)
 
+
 _TYPE_NAMES: dict[type, str] = {
     bool: "boolean",
     int: "integer",
@@ -193,7 +194,9 @@ class Table:
         if value is None:
             return default
         if value not in choices:
-            self.add(name, f"unknown {what} {show(value)} (expected one of {', '.join(choices)}){suggest(value, choices)}")
+            self.add(
+                name, f"unknown {what} {show(value)} (expected one of {', '.join(choices)}){suggest(value, choices)}"
+            )
             return default
         return value
 

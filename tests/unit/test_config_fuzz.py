@@ -171,8 +171,10 @@ def check_config(content: bytes) -> tuple[int, str]:
         with _secrets_set(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
                 code = main(["check-config", "-c", str(path)])
-            except BaseException as exc:  # noqa: BLE001 - exactly what this test must never see
-                pytest.fail(f"check-config raised {type(exc).__name__}: {exc!r:.300}\n--- config ---\n{content!r:.3000}")
+            except BaseException as exc:  # exactly what this test must never see
+                pytest.fail(
+                    f"check-config raised {type(exc).__name__}: {exc!r:.300}\n--- config ---\n{content!r:.3000}"
+                )
     return code, err.getvalue()
 
 
