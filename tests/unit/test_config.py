@@ -527,3 +527,16 @@ def test_check_config_exit_codes_and_stderr(tmp_path: Path, capsys: pytest.Captu
     missing = tmp_path / "nope.toml"
     assert main(["check-config", "-c", str(missing)]) == 2
     assert capsys.readouterr().err.startswith("nope.toml: cannot read config")
+
+
+def test_mqtt_series_limits() -> None:
+    mqtt = '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n'
+    cfg = parse_config_text(BASE + mqtt, "plant.toml")
+    assert cfg.mqtt is not None
+    assert (cfg.mqtt.max_sensors_per_loop, cfg.mqtt.max_quantities_per_loop) == (500, 64)
+    cfg = parse_config_text(BASE + mqtt + "max_sensors_per_loop = 20\nmax_quantities_per_loop = 8\n", "plant.toml")
+    assert cfg.mqtt is not None
+    assert (cfg.mqtt.max_sensors_per_loop, cfg.mqtt.max_quantities_per_loop) == (20, 8)
+    assert problems_of(BASE + mqtt + "max_sensors_per_loop = 0\n") == [
+        "plant.toml: mqtt.max_sensors_per_loop: 0 is out of range (expected 1..1000000)"
+    ]
