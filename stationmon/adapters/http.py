@@ -8,11 +8,14 @@ StationmonError).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -29,6 +32,7 @@ from stationmon.domain.model import AlertEvent, StationState
 from stationmon.domain.plant import Station
 from stationmon.errors import StationmonError
 from stationmon.evaluator import LoopStatus
+from stationmon.logutil import printable, quieten_server_log
 from stationmon.metrics import Metrics
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "check_bearer",
     "json_response",
     "json_text",
+    "read_json_body",
     "stations_document",
 ]
 
@@ -47,6 +52,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATIC_DIR = Path(str(resources.files("stationmon") / "web" / "static"))
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+# The files the page may load, by name: a lookup never touches the file system with a name from the URL
+# (a NUL, a 300-character name or a traversal is simply not in the table: 404).
+_STATIC_FILES = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES}
+_ACK_MAX_BYTES = 16384
+_JSON_MAX_DEPTH = 16
 _LOOP_FIELDS = ("id", "name", "emitter", "design_supply", "design_return", "min_supply", "min_return")
 _STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2, "ok": 1}
 
@@ -126,14 +136,53 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
     return web.Response(text=json_text(doc), status=status, content_type="application/json")
 
 
+def _json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+async def read_json_body(request: web.Request, *, max_bytes: int, max_depth: int = _JSON_MAX_DEPTH) -> Any:
+    """The request's JSON body, or None without one; 413 past `max_bytes`, 400 if malformed or nested deeper
+    than `max_depth` (json.loads recurses once per level: a deep body would be a RecursionError)."""
+    if not request.body_exists:
+        return None
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=request.content_length)
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
+    if not raw.strip():
+        return None
+    if _json_depth(raw) > max_depth:
+        raise web.HTTPBadRequest(reason=f"the JSON body is nested deeper than {max_depth} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise web.HTTPBadRequest(reason="the body must be JSON") from None
+
+
 async def _ack_body(request: web.Request) -> tuple[str, str | None]:
     """The acknowledgement's "by" and "comment" from its optional JSON body; 400 if malformed."""
-    doc: Any = {}
-    if request.body_exists:
-        try:
-            doc = json.loads(await request.read() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(reason="the body must be JSON") from None
+    doc = await read_json_body(request, max_bytes=_ACK_MAX_BYTES)
+    if doc is None:
+        doc = {}
     if not isinstance(doc, dict):
         raise web.HTTPBadRequest(reason='the body must be a JSON object such as {"by": "...", "comment": "..."}')
     by, comment = doc.get("by", "api"), doc.get("comment")
@@ -142,6 +191,39 @@ async def _ack_body(request: web.Request) -> tuple[str, str | None]:
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         raise web.HTTPBadRequest(reason='"comment" must be a string of at most 2000 characters')
     return by.strip(), comment
+
+
+def _inline_handler_hashes(html: str) -> str:
+    """CSP sources for the page's inline event handlers (`onsubmit="..."`): 'unsafe-hashes' and their hashes."""
+    found = sorted(set(re.findall(r"\son[a-z]+=\"([^\"]*)\"", html)))
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(h.encode()).digest()).decode()}'" for h in found]
+    return " ".join(["'unsafe-hashes'", *hashes]) if hashes else ""
+
+
+def _security_headers() -> dict[str, str]:
+    """Headers on every response: the page loads only its own files, is never framed, sniffed or referred."""
+    index = _STATIC_FILES.get("index.html")
+    handlers = _inline_handler_hashes(index.read_text(encoding="utf-8")) if index is not None else ""
+    csp = (
+        f"default-src 'self'; script-src 'self' {handlers}".rstrip()
+        + "; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Server": "stationmon",  # no versions: they only help an attacker pick an exploit
+    }
+
+
+SECURITY_HEADERS = _security_headers()
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, errors and aiohttp's own 404/405 included."""
+    response.headers.update(SECURITY_HEADERS)
 
 
 class HttpServer:
@@ -154,6 +236,8 @@ class HttpServer:
         self.host = source.config.http.host
         self.port = source.config.http.port
         self.app = web.Application(middlewares=[self._errors])
+        self.app.on_response_prepare.append(_add_security_headers)
+        quieten_server_log()  # aiohttp logs a traceback per malformed request line
         self._runner: web.AppRunner | None = None
         self._stations_cache: tuple[float, str] | None = None
         self._requests = source.metrics.counter(
@@ -204,7 +288,8 @@ class HttpServer:
         except web.HTTPException as exc:
             response = json_response({"error": exc.reason}, status=exc.status)
         except Exception:  # a bug in a handler: answer, log, keep serving
-            log.exception("HTTP %s %s failed", request.method, request.path)
+            # the path as sent (percent-encoded) and escaped: a decoded "%0a" would forge a log line
+            log.exception("HTTP %s %s failed", printable(request.method, 20), printable(request.raw_path))
             response = json_response({"error": "internal error"}, status=500)
         self._requests.labels(route, str(response.status)).inc()
         self._request_seconds.labels(route).observe(time.perf_counter() - started)
@@ -313,10 +398,11 @@ class HttpServer:
 
 
 def _file(name: str) -> web.StreamResponse:
-    path = (STATIC_DIR / name).resolve()
-    if path.parent != STATIC_DIR.resolve() or not path.is_file():
-        raise web.HTTPNotFound(reason=f"no such file: {name}")
-    ctype = _STATIC_TYPES.get(path.suffix, "application/octet-stream")
+    path = _STATIC_FILES.get(name)
+    if path is None:
+        # the name stays out of the reason: a reason is a header line, and "\n" in it is an error of its own
+        raise web.HTTPNotFound(reason="no such file")
+    ctype = _STATIC_TYPES[path.suffix]
     return web.Response(
         body=path.read_bytes(),
         content_type=ctype,

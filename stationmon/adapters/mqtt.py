@@ -12,7 +12,10 @@ that is up but silent for longer than `[mqtt].watchdog`, the failure mode where 
 without a word after a broker restart.
 
 Bad input (not a number, malformed JSON, oversized, unknown station, NaN, ...) is counted in
-`stationmon_mqtt_rejected_total{reason}`, logged at most once a minute per topic, and dropped.
+`stationmon_mqtt_rejected_total{reason}`, logged at most once a minute per topic and a few times a
+minute per reason, and dropped. New series past `max_sensors_per_loop` / `max_quantities_per_loop` are
+rejected as `too_many_series` (logged once a minute). Readings without a time of their own carry the
+receive time and stay distinct in storage (domain/lineproto.py).
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from stationmon.config import MqttConfig
 from stationmon.domain.model import Reading, ReadingSink
 from stationmon.domain.payloads import REJECT_REASONS, parse_payload
 from stationmon.domain.plant import Station
-from stationmon.domain.topics import TopicRouter
+from stationmon.domain.topics import SeriesLimits, TopicRouter
 from stationmon.errors import MqttError
-from stationmon.logutil import FailureLog, RateLimitedLog
+from stationmon.logutil import FailureLog, RateLimitedLog, printable
 from stationmon.metrics import Metrics
 from stationmon.redact import redact_url
 
@@ -127,6 +130,7 @@ class MqttCollector:
         self.clock = clock
         self.router = TopicRouter(stations, config.subscriptions, point_qos=config.qos, share_group=config.share_group)
         self.filters = self.router.filters()
+        self.limits = SeriesLimits(config.max_sensors_per_loop, config.max_quantities_per_loop, stations)
         self._max_bytes = config.max_payload_bytes
         self._subscribed = False
         self.connected = False
@@ -293,10 +297,14 @@ class MqttCollector:
             self._reject(topic, routes, payload)
             return
         now = self.clock()
+        admit = self.limits.admit
         for route in routes:
             readings, reason = parse_payload(payload, route, now, max_bytes=self._max_bytes)
-            if readings:
-                batch.extend(readings)
+            for reading in readings:
+                if admit(reading):
+                    batch.append(reading)
+                else:
+                    self._reject(topic, "too_many_series", payload)
             if reason is not None:
                 self._reject(topic, reason, payload)
 
@@ -312,7 +320,20 @@ class MqttCollector:
         if counter is None:
             counter = self._rejected[reason] = self._rejected_metric.labels(reason)
         counter.inc()
-        self._bad_input.warning(topic, "MQTT %s: dropped a message (%s): %r", topic, reason, payload[:100])
+        # topics and payloads come from the network: escaped, so they cannot forge a log line
+        if reason == "too_many_series":
+            self._bad_input.warning(
+                reason,
+                "MQTT %s: dropped a reading (too_many_series: past [mqtt] max_sensors_per_loop %d or "
+                "max_quantities_per_loop %d for its loop); more are counted in stationmon_mqtt_rejected_total",
+                printable(topic),
+                self.config.max_sensors_per_loop,
+                self.config.max_quantities_per_loop,
+            )
+            return
+        self._bad_input.warning(
+            topic, "MQTT %s: dropped a message (%s): %r", printable(topic), reason, payload[:100], group=reason
+        )
 
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected

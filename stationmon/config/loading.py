@@ -61,10 +61,15 @@ def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influ
 
 def parse_config_text(text: str, path: str = _NO_FILE, *, require_influxdb: bool = True) -> Config:
     """Parse TOML text and validate it."""
+    name = _file_name(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{_file_name(path)}: TOML syntax error: {exc}"]) from None
+        raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
+    except ValueError as exc:  # an integer of more digits than int() converts (4300)
+        raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
+    except (RecursionError, MemoryError):  # tomllib recurses once per nesting level
+        raise ConfigError([f"{name}: TOML syntax error: arrays or tables nested too deeply"]) from None
     return parse_config(data, path, require_influxdb=require_influxdb)
 
 

@@ -8,6 +8,8 @@ reports the keys nobody asked for, with a "did you mean" where one is close.
 from __future__ import annotations
 
 import difflib
+import math
+import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -15,11 +17,29 @@ from urllib.parse import urlsplit
 from stationmon.domain.durations import parse_duration
 from stationmon.redact import redact_url
 
-__all__ = ["Problems", "Table", "check_url", "split_listen", "suggest"]
+__all__ = ["MAX_DURATION_S", "Problems", "Table", "check_url", "show", "split_listen", "suggest"]
 
 T = TypeVar("T")
 
 _A_DURATION = 'a duration string such as "500ms", "10s", "5m" or "24h"'
+# Past these a value is a typo or an attack, never a setting: 100 years, and a 64-bit integer.
+MAX_DURATION_S = 100 * 365 * 86400.0
+_MAX_INT = 2**63 - 1
+_MAX_LISTEN_PORT = 65535
+_MAX_MESSAGE = 600
+
+# Values quoted in messages: short, and safe for any nesting depth or size the TOML parser lets through.
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = 80
+_SHOW.maxother = 80
+_SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = 6
+_SHOW.maxlevel = 3
+
+
+def show(value: object) -> str:
+    """`repr(value)` shortened for a message: a 10 MB array or a 900-deep table quotes as a few dozen characters."""
+    return _SHOW.repr(value)
+
 
 _TYPE_NAMES: dict[type, str] = {
     bool: "boolean",
@@ -40,7 +60,10 @@ class Problems:
         self.notices: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        """Record one problem at a key path."""
+        """Record one problem at a key path; a message quoting a huge value keeps its start and its end."""
+        if len(message) > _MAX_MESSAGE:
+            half = _MAX_MESSAGE // 2
+            message = f"{message[:half]}...{message[-half:]}"
         self.lines.append(f"{self.file}: {path}: {message}")
 
 
@@ -99,7 +122,7 @@ class Table:
             return None
         value: object = self.data[name]
         if not check(value):
-            self.add(name, f"expected {expected}, got {_type_name(value)} {value!r}")
+            self.add(name, f"expected {expected}, got {_type_name(value)} {show(value)}")
             return None
         return value
 
@@ -118,19 +141,29 @@ class Table:
         value = self._read(name, _is_int, "an integer")
         if not isinstance(value, int):
             return default
+        if abs(value) > _MAX_INT:
+            self.add(name, f"{show(value)} is far too large (expected {_range(lo, hi)})")
+            return default
         if _outside(value, lo, hi):
             self.add(name, f"{value} is out of range (expected {_range(lo, hi)})")
             return default
         return value
 
     def number(self, name: str, default: T, *, lo: float | None = None, hi: float | None = None) -> float | T:
-        """A number (integers accepted) within lo..hi, or `default`."""
+        """A finite number (integers accepted) within lo..hi, or `default`."""
         value = self._read(name, _is_number, "a number")
         if not isinstance(value, int | float):
             return default
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a TOML integer of hundreds of digits
+            self.add(name, f"{show(value)} is too large for a number (expected {_range(lo, hi)})")
+            return default
         if number != number:
             self.add(name, "NaN is not allowed")
+            return default
+        if not math.isfinite(number):
+            self.add(name, f"{number} is not allowed (expected a finite number)")
             return default
         if _outside(number, lo, hi):
             self.add(name, f"{number:g} is out of range (expected {_range(lo, hi)})")
@@ -145,7 +178,10 @@ class Table:
         try:
             seconds = parse_duration(value)
         except ValueError:
-            self.add(name, f'bad duration {value!r} (expected a number and a unit: "500ms", "10s", "5m", "24h")')
+            self.add(name, f'bad duration {show(value)} (expected a number and a unit: "500ms", "10s", "5m", "24h")')
+            return default
+        if not seconds <= MAX_DURATION_S:  # also catches inf from hundreds of digits
+            self.add(name, f"{show(value)} is too long (at most {MAX_DURATION_S / 86400 / 365:.0f} years)")
             return default
         if seconds == 0 and not allow_zero:
             self.add(name, "must be longer than 0s")
@@ -158,7 +194,9 @@ class Table:
         if value is None:
             return default
         if value not in choices:
-            self.add(name, f"unknown {what} {value!r} (expected one of {', '.join(choices)}){suggest(value, choices)}")
+            self.add(
+                name, f"unknown {what} {show(value)} (expected one of {', '.join(choices)}){suggest(value, choices)}"
+            )
             return default
         return value
 
@@ -192,7 +230,12 @@ class Table:
 
 def check_url(value: str, path: str, problems: Problems, schemes: tuple[str, ...], show: bool = True) -> bool:
     """Scheme, host and port of a URL; `show=False` keeps a secret URL out of the message."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.hostname  # noqa: B018 - raises on a malformed IPv6 literal in some versions
+    except ValueError as exc:  # "Invalid IPv6 URL": the URL itself may hold a secret, so only the reason
+        problems.add(path, f"malformed URL: {exc}")
+        return False
     if parts.username or parts.password:
         problems.add(path, "must not carry credentials (user:password@); use the *_env or *_file keys")
         return False
@@ -213,7 +256,8 @@ def check_url(value: str, path: str, problems: Problems, schemes: tuple[str, ...
 def split_listen(value: str, path: str, problems: Problems) -> tuple[str, int] | None:
     """HOST:PORT -> (host, port); None and a problem if malformed. An empty host means all interfaces."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        problems.add(path, f"expected HOST:PORT such as 127.0.0.1:9640, got {value!r}")
+    # isdigit() alone admits "²" and other digits int() refuses; five ASCII digits at most
+    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > _MAX_LISTEN_PORT:
+        problems.add(path, f"expected HOST:PORT such as 127.0.0.1:9640, got {show(value)}")
         return None
     return host.strip("[]") or "0.0.0.0", int(port)

@@ -123,6 +123,9 @@ class MqttConfig:
     max_payload_bytes: int = 65536
     reconnect_max_s: float = 30.0
     subscriptions: tuple[Subscription, ...] = ()
+    # distinct {sensor}s and quantities one loop may have from MQTT; more: rejected as too_many_series
+    max_sensors_per_loop: int = 500
+    max_quantities_per_loop: int = 64
 
 
 @dataclass(frozen=True, slots=True)

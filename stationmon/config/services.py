@@ -155,6 +155,8 @@ def read_mqtt(root: Table) -> MqttConfig | None:
         max_payload_bytes=t.integer("max_payload_bytes", d.max_payload_bytes, lo=16),
         reconnect_max_s=t.duration("reconnect_max", d.reconnect_max_s, allow_zero=False),
         subscriptions=tuple(subs),
+        max_sensors_per_loop=t.integer("max_sensors_per_loop", d.max_sensors_per_loop, lo=1, hi=1_000_000),
+        max_quantities_per_loop=t.integer("max_quantities_per_loop", d.max_quantities_per_loop, lo=1, hi=10_000),
     )
     t.finish()
     return cfg

@@ -9,7 +9,7 @@ import zoneinfo
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from stationmon.config.reader import Problems, Table, suggest
+from stationmon.config.reader import Problems, Table, show, suggest
 from stationmon.config.schema import PARITIES, TRANSPORTS
 from stationmon.domain.payloads import QUANTITY_RE
 from stationmon.domain.plant import Loop, ModbusLink, Point, Site, Station
@@ -30,6 +30,7 @@ _Item = TypeVar("_Item", Station, Loop)
 _ID_RE = re.compile(r"^[a-z0-9_-]+$")
 _INDOOR_C = (5.0, 30.0)
 _FLOOR_C = (0.0, 150.0)  # min_supply / min_return
+_MAX_TZ_NAME = 64
 _POINT_FORMATS = ("plain", "json")  # a point's topic carries one quantity: json_fields makes no sense
 _RADIATOR = Loop(id="")
 # Design supply/return assumed for a loop that does not state them, by emitter.
@@ -52,12 +53,7 @@ def read_site(root: Table) -> Site:
         t.problems.notices.append(
             f"site.outdoor_design: not set; using {d.outdoor_design} °C (Harbin): set your city's"
         )
-    tz = t.text("timezone", d.timezone)
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        t.add("timezone", f"unknown time zone {tz!r} (expected an IANA name such as {d.timezone})")
-        tz = d.timezone
+    tz = _timezone(t, d.timezone)
     site = Site(
         name=t.text("name", d.name),
         timezone=tz,
@@ -67,6 +63,19 @@ def read_site(root: Table) -> Site:
     )
     t.finish()
     return site
+
+
+def _timezone(t: Table, default: str) -> str:
+    """`timezone`: an IANA name zoneinfo knows; a path-like or over-long name is refused before any file lookup."""
+    tz = t.text("timezone", default)
+    try:
+        if len(tz) > _MAX_TZ_NAME:  # the longest IANA name has 30 characters; the file system limits the rest
+            raise ValueError(tz)
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for the file system
+        t.add("timezone", f"unknown time zone {show(tz)} (expected an IANA name such as {default})")
+        tz = default
+    return tz
 
 
 def read_stations(root: Table, has_mqtt: bool) -> list[Station]:
@@ -188,13 +197,12 @@ def _loop(t: Table) -> Loop | None:
     exponent = t.number("exponent", EMITTER_EXPONENTS[emitter], lo=1.0, hi=2.0)
     design = _DESIGN_C[emitter]
     unset = [k for k in ("emitter", "design_supply", "design_return") if k not in t.data]
-    if unset:
-        t.problems.notices.append(
-            f"{t.path}: {', '.join(unset)} not set; judged as a {emitter} loop designed for "
-            f"{t.data.get('design_supply', design[0]):g}/{t.data.get('design_return', design[1]):g} °C"
-        )
     supply = t.number("design_supply", design[0], lo=20.0, hi=150.0)
     ret = t.number("design_return", design[1], lo=15.0, hi=130.0)
+    if unset:  # the values as read (a bad one is reported and replaced by the default), never the raw TOML
+        t.problems.notices.append(
+            f"{t.path}: {', '.join(unset)} not set; judged as a {emitter} loop designed for {supply:g}/{ret:g} °C"
+        )
     if supply <= ret:
         t.add("design_return", f"{ret:g} must be below design_supply ({supply:g})")
     loop = Loop(

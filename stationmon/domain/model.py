@@ -25,6 +25,9 @@ class Reading:
     sensor: str | None = None
     source: str = "modbus"
     fault: str | None = None
+    # the time is when stationmon received it (the payload had none): the series' readings must stay
+    # distinct in storage even when a broker delivers a burst within one timestamp unit
+    received: bool = False
 
 
 # Collectors hand batches of readings to the service through one of these; it must not block.

@@ -1,6 +1,8 @@
 """MQTT payloads -> readings. Pure: bytes and the receive time in, readings or a rejection reason out.
 
-Formats are CONTRACT section 2's. In `json_fields`, non-number values (strings, objects) are metadata
+Formats are CONTRACT section 2's. A reading without a time of its own is stamped with the receive time
+and marked `received`, so storage keeps a burst of them distinct (lineproto.TelemetryEncoder).
+In `json_fields`, non-number values (strings, objects) are metadata
 and skipped. A time before 2000 or more than `max_future_s` ahead of the receive time is `bad_time`:
 a clock set wrong would otherwise hide every newer value behind it.
 """
@@ -48,6 +50,7 @@ REJECT_REASONS = (
     "unknown_station",  # {station} is not a configured station id
     "unknown_loop",  # {loop} is not a loop of that station
     "no_match",  # the topic matches no template (overlapping wildcards)
+    "too_many_series",  # a new {sensor} or quantity past [mqtt] max_sensors_per_loop / max_quantities_per_loop
 )
 
 # plain: one number; json: an object with a value key; json_fields: an object, a quantity per key.
@@ -187,11 +190,14 @@ def _decode_json(payload: bytes) -> dict[str, Any] | str:
     return obj
 
 
-def _payload_time(obj: dict[str, Any], spec: PayloadSpec, received_at: float, max_future_s: float) -> float | None:
+def _payload_time(
+    obj: dict[str, Any], spec: PayloadSpec, received_at: float, max_future_s: float
+) -> tuple[float | None, bool]:
+    """(the payload's time or the receive time if it has none, whether it is the receive time)."""
     found, raw = _lookup(obj, spec.time_key or DEFAULT_TIME_KEY)
     if not found:
-        return received_at
-    return parse_time(raw, received_at, max_future_s)
+        return received_at, True
+    return parse_time(raw, received_at, max_future_s), False
 
 
 def parse_payload(
@@ -216,11 +222,13 @@ def parse_payload(
         value = parse_number(payload)
         if isinstance(value, str):
             return [], value
-        return [Reading(route.station, quantity, value, received_at, route.loop, route.sensor, "mqtt")], None
+        return [
+            Reading(route.station, quantity, value, received_at, route.loop, route.sensor, "mqtt", None, True)
+        ], None
     obj = _decode_json(payload)
     if isinstance(obj, str):
         return [], obj
-    ts = _payload_time(obj, spec, received_at, max_future_s)
+    ts, received = _payload_time(obj, spec, received_at, max_future_s)
     if ts is None:
         return [], "bad_time"
     if fmt == "json" and route.quantity is not None:
@@ -230,7 +238,9 @@ def parse_payload(
         value = _json_number(raw)
         if isinstance(value, str):
             return [], value
-        return [Reading(route.station, route.quantity, value, ts, route.loop, route.sensor, "mqtt")], None
+        return [
+            Reading(route.station, route.quantity, value, ts, route.loop, route.sensor, "mqtt", None, received)
+        ], None
     # json_fields (or json without a quantity: its quantities can only be its keys)
     time_key = spec.time_key or DEFAULT_TIME_KEY
     readings: list[Reading] = []
@@ -247,7 +257,7 @@ def parse_payload(
         if not QUANTITY_RE.fullmatch(key):
             reason = "bad_quantity"
             continue
-        readings.append(Reading(route.station, key, value, ts, route.loop, route.sensor, "mqtt"))
+        readings.append(Reading(route.station, key, value, ts, route.loop, route.sensor, "mqtt", None, received))
     if not readings and reason is None:
         reason = "no_values"
     return readings, reason

@@ -3,6 +3,10 @@
 A template such as `heat/{station}/{loop}/{quantity}` becomes the filter `heat/+/+/+` and a matcher
 capturing each placeholder. A point's own topic wins over templates; templates are tried in config
 order. Routes are cached per topic: a district's sensors publish to the same topics over and over.
+
+Templates let publishers name series (`{sensor}`, `{quantity}`, `json_fields` keys): `SeriesLimits`
+caps how many distinct ones a loop may have, so a misconfigured publisher cannot grow InfluxDB's index,
+the latest values and the API without bound.
 """
 
 from __future__ import annotations
@@ -10,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from stationmon.domain.model import Reading
 from stationmon.domain.payloads import QUANTITY_RE, PayloadSpec, Route
 from stationmon.domain.plant import Point, Station
+from stationmon.domain.vocabulary import CANONICAL_QUANTITIES
 
 __all__ = [
     "TEMPLATE_FIELDS",
     "CompiledTemplate",
     "PayloadSpec",
     "Route",
+    "SeriesLimits",
     "Subscription",
     "TopicRouter",
     "compile_template",
@@ -219,3 +226,49 @@ def _point_route(station: str, point: Point) -> Route:
         point.sensor,
         PayloadSpec(format=point.format, value_key=point.value_key, time_key=point.time_key),
     )
+
+
+class SeriesLimits:
+    """At most `max_sensors` distinct sensors and `max_quantities` distinct quantities per (station, loop).
+
+    Counted since start. Configured points and the canonical quantities (CONTRACT section 3) are always
+    admitted; a new name past a limit is refused (reason `too_many_series`), names seen before still pass.
+    """
+
+    def __init__(self, max_sensors: int, max_quantities: int, stations: Iterable[Station] = ()) -> None:
+        self.max_sensors = max_sensors
+        self.max_quantities = max_quantities
+        self._sensors: dict[tuple[str, str | None], set[str]] = {}
+        self._quantities: dict[tuple[str, str | None], set[str]] = {}
+        self._configured: set[tuple[str, str | None, str | None, str]] = {
+            (s.id, p.loop, p.sensor, p.quantity) for s in stations for p in s.points
+        }
+
+    def admit(self, reading: Reading) -> bool:
+        """Whether `reading`'s series may be stored; remembers a new sensor or quantity it admits."""
+        where = (reading.station, reading.loop)
+        quantity, sensor = reading.quantity, reading.sensor
+        quantities = self._quantities.get(where)
+        if quantities is None:
+            quantities = self._quantities[where] = set()
+        if (reading.station, reading.loop, sensor, quantity) in self._configured:
+            return True
+        new_quantity = quantity not in quantities and quantity not in CANONICAL_QUANTITIES
+        if new_quantity and len(quantities) >= self.max_quantities:
+            return False
+        if sensor is not None:
+            sensors = self._sensors.get(where)
+            if sensors is None:
+                sensors = self._sensors[where] = set()
+            if sensor not in sensors:
+                if len(sensors) >= self.max_sensors:
+                    return False
+                sensors.add(sensor)
+        if new_quantity:
+            quantities.add(quantity)
+        return True
+
+    def counts(self) -> dict[tuple[str, str | None], tuple[int, int]]:
+        """(sensors, quantities) admitted per (station, loop), for status and tests."""
+        keys = self._sensors.keys() | self._quantities.keys()
+        return {k: (len(self._sensors.get(k, ())), len(self._quantities.get(k, ()))) for k in keys}

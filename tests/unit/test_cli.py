@@ -231,3 +231,34 @@ def test_curve_notes_outside_the_meaningful_range(
     else:
         assert f"note: outdoor {outdoor} °C is {note}" in out
         assert len(doc["notes"]) == 1 and note in doc["notes"][0]
+
+
+def test_rate_limited_log_caps_each_reason_and_sums_up_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    """50,000 distinct topics of one reason: `per_group` lines a minute, then one line saying how many more."""
+    caplog.set_level(logging.WARNING, logger="stationmon.r")
+    rl = RateLimitedLog(logging.getLogger("stationmon.r"), interval_s=60, per_group=5)
+    logged = sum(rl.warning(f"t/{i}", "unknown %s", i, group="unknown_station", now=i / 1000) for i in range(50_000))
+    assert logged == 5
+    assert rl.warning("t/x", "bad %s", "x", group="not_a_number", now=1.0)  # another reason has its own lines
+    assert rl.warning("t/late", "unknown %s", "late", group="unknown_station", now=61.0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 8
+    assert messages[-2] == "49995 more like this (unknown_station) not logged in the last 61s"
+
+
+def test_one_line_exceptions_and_printable(caplog: pytest.LogCaptureFixture) -> None:
+    from stationmon.logutil import OneLineExceptions, printable
+
+    assert printable("a\nb\r\\c\x00\u2028") == "a\\nb\\r\\\\c\\x00\\u2028"
+    assert printable("x" * 1000, 10) == "x" * 10 + "..."
+    logger = logging.getLogger("stationmon.test.server")
+    logger.addFilter(OneLineExceptions())
+    caplog.set_level(logging.DEBUG, logger="stationmon.test.server")
+    try:
+        raise ValueError("Bad status line:\n\n  b'GET /\\n'\nERROR stationmon.modbus: FORGED")
+    except ValueError:
+        logger.exception("Error handling request from %s", "127.0.0.1")
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "\n" not in record.getMessage()
+    assert record.getMessage().startswith("Error handling request from 127.0.0.1: ValueError: Bad status line:")

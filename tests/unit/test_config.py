@@ -312,6 +312,80 @@ BAD = [
         BASE.replace("address = 100", "address = 65535"),
         "plant.toml: stations[0].points[0].address: float32 at 65535 runs past register 65535",
     ),
+    # found by fuzzing: each was a traceback, or a value accepted that no plant has
+    (
+        "integer too large for a float",
+        BASE.replace("design_supply = 50.0", "design_supply = 1" + "0" * 400),
+        "plant.toml: stations[0].loops[0].design_supply: 100000",
+    ),
+    (
+        "integer too large for a 64-bit setting",
+        BASE.replace('database = "stationmon"', 'database = "stationmon"\nbatch_size = 1' + "0" * 30),
+        "plant.toml: influxdb.batch_size: 100000",
+    ),
+    (
+        "non-ASCII digits in a listen port",
+        BASE + '[http]\nlisten = "127.0.0.1:\u00b2"\n',
+        "plant.toml: http.listen: expected HOST:PORT such as 127.0.0.1:9640, got '127.0.0.1:\u00b2'",
+    ),
+    (
+        "a six-digit listen port",
+        BASE + '[http]\nlisten = "127.0.0.1:009640"\n',
+        "plant.toml: http.listen: expected HOST:PORT",
+    ),
+    (
+        "invalid IPv6 URL",
+        BASE.replace('url = "http://127.0.0.1:8086"', 'url = "http://[::1:8086"'),
+        "plant.toml: influxdb.url: malformed URL: Invalid IPv6 URL",
+    ),
+    (
+        "design temperature as a string with the emitter unset",
+        BASE.replace('emitter = "floor"\n', "").replace("design_supply = 50.0", 'design_supply = "50"'),
+        "plant.toml: stations[0].loops[0].design_supply: expected a number, got string '50'",
+    ),
+    (
+        "design temperature as a list with the emitter unset",
+        BASE.replace('emitter = "floor"\n', "").replace("design_return = 40.0", "design_return = [40]"),
+        "plant.toml: stations[0].loops[0].design_return: expected a number, got array [40]",
+    ),
+    (
+        "over-long timezone",
+        BASE + '[site]\ntimezone = "Asia/' + "x" * 5000 + '"\n',
+        "plant.toml: site.timezone: unknown time zone 'Asia/xxx",
+    ),
+    (
+        "timezone as a path",
+        BASE + '[site]\ntimezone = "../../etc/passwd"\n',
+        "plant.toml: site.timezone: unknown time zone",
+    ),
+    ("deeply nested arrays", BASE + "x = " + "[" * 5000 + "]" * 5000 + "\n", "plant.toml: TOML syntax error: "),
+    ("deeply nested tables", BASE + "y = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n", "plant.toml: TOML syntax error: "),
+    ("integer of 5000 digits", BASE + "z = " + "1" * 5000 + "\n", "plant.toml: TOML syntax error: "),
+    (
+        "infinite scale",
+        BASE.replace('type = "float32"', 'type = "float32"\n  scale = inf'),
+        "plant.toml: stations[0].points[0].scale: inf is not allowed (expected a finite number)",
+    ),
+    (
+        "negative infinite offset",
+        BASE.replace('type = "float32"', 'type = "float32"\n  offset = -inf'),
+        "plant.toml: stations[0].points[0].offset: -inf is not allowed (expected a finite number)",
+    ),
+    (
+        "400-digit duration",
+        BASE.replace("port = 1502", 'port = 1502\n  interval = "' + "9" * 400 + 's"'),
+        "plant.toml: stations[0].modbus.interval: '999",
+    ),
+    (
+        "duration past a century",
+        BASE + '[rules]\nfor = "40000d"\n',
+        "plant.toml: rules.for: '40000d' is too long (at most 100 years)",
+    ),
+    (
+        "huge value quoted short",
+        BASE.replace("port = 1502", "port = [" + "1," * 100000 + "1]"),
+        "plant.toml: stations[0].modbus.port: expected an integer, got array [1, 1, 1, 1, 1, 1, ...]",
+    ),
 ]
 
 
@@ -482,3 +556,16 @@ def test_station_metadata_reaches_the_station() -> None:
     )
     bare = parse_config_text(BASE).stations[0]
     assert (bare.company, bare.heat_source, bare.area_m2, bare.households) == ("", "", None, None)
+
+
+def test_mqtt_series_limits() -> None:
+    mqtt = '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n'
+    cfg = parse_config_text(BASE + mqtt, "plant.toml")
+    assert cfg.mqtt is not None
+    assert (cfg.mqtt.max_sensors_per_loop, cfg.mqtt.max_quantities_per_loop) == (500, 64)
+    cfg = parse_config_text(BASE + mqtt + "max_sensors_per_loop = 20\nmax_quantities_per_loop = 8\n", "plant.toml")
+    assert cfg.mqtt is not None
+    assert (cfg.mqtt.max_sensors_per_loop, cfg.mqtt.max_quantities_per_loop) == (20, 8)
+    assert problems_of(BASE + mqtt + "max_sensors_per_loop = 0\n") == [
+        "plant.toml: mqtt.max_sensors_per_loop: 0 is out of range (expected 1..1000000)"
+    ]

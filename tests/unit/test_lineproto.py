@@ -217,3 +217,37 @@ def test_company_is_a_tag_of_every_measurement() -> None:
     assert encode_alert_event(event).startswith(
         "alert_events,company=冰城\\ 热力,district=道里区,loop=sec1,rule=supply_low,severity=warning,station=s1 "
     )
+
+
+def _received(value: float, ts: float, quantity: str = "supply_temp", sensor: str | None = None) -> Reading:
+    return Reading("s1", quantity, value, ts, "sec1", sensor, "mqtt", None, True)
+
+
+@pytest.mark.parametrize("precision", ["s", "ms", "us", "ns"])
+def test_received_readings_of_one_series_never_merge(precision: str) -> None:
+    """18 plain readings in 10 ms (the broker's burst): 18 points, in order, in every precision."""
+    encoder = TelemetryEncoder([Station(id="s1", district="d")], precision)
+    readings = [_received(40.0 + i, 1_700_000_000.0 + i * 0.01 / 18) for i in range(18)]
+    lines = encoder.encode(readings[:9]) + encoder.encode(readings[9:])  # across batches too
+    stamps = [int(line.rsplit(" ", 1)[1]) for line in lines]
+    assert [line.split(" ")[1] for line in lines] == [f"supply_temp={40.0 + i!r}" for i in range(18)]
+    assert stamps == sorted(set(stamps)) and len(stamps) == 18
+    assert stamps[0] == to_precision(1_700_000_000.0, precision)
+
+
+def test_received_bump_is_per_series_and_keeps_a_message_on_one_line() -> None:
+    encoder = TelemetryEncoder([Station(id="s1")], "ms")
+    ts = 1_700_000_000.0
+    first = encoder.encode([_received(1.0, ts), _received(2.0, ts, "return_temp")])
+    again = encoder.encode([_received(3.0, ts), _received(4.0, ts, "return_temp"), _received(5.0, ts, sensor="f1")])
+    assert [line.rsplit(" ", 1)[1] for line in first] == ["1700000000000"]  # one json_fields message, one line
+    assert sorted(line.rsplit(" ", 1)[1] for line in again) == ["1700000000000", "1700000000001"]  # f1 is new
+
+
+def test_timed_readings_still_overwrite_and_a_clock_step_back_is_followed() -> None:
+    encoder = TelemetryEncoder([Station(id="s1")], "ms")
+    timed = Reading("s1", "supply_temp", 1.0, 1_700_000_000.0, "sec1", None, "mqtt")
+    assert len(encoder.encode([timed, timed])) == 1  # a resent reading with its own time is the same point
+    encoder.encode([_received(1.0, 1_700_000_000.0)])
+    back = encoder.encode([_received(2.0, 1_700_000_000.0 - 3600)])
+    assert back[0].endswith(" 1699996400000")  # not pushed an hour ahead of its receive time

@@ -28,8 +28,11 @@ JSON_NESTED = Route("s1", None, "outdoor_temp", None, PayloadSpec("json", "data.
 FIELDS = Route("s1", "sec1", None, None, PayloadSpec("json_fields", "value", "ts"))
 
 
-def _r(quantity: str, value: float, ts: float = NOW, loop: str | None = "sec1", sensor: str | None = None) -> Reading:
-    return Reading("s1", quantity, value, ts, loop, sensor, "mqtt")
+def _r(
+    quantity: str, value: float, ts: float | None = None, loop: str | None = "sec1", sensor: str | None = None
+) -> Reading:
+    """A reading as parsed; without `ts` the payload had no time: stamped NOW at receipt, marked received."""
+    return Reading("s1", quantity, value, NOW if ts is None else ts, loop, sensor, "mqtt", None, ts is None)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stationmon.config import Config, parse_config_text
+from stationmon.domain.model import Reading
 from stationmon.domain.payloads import PayloadSpec, Route
-from stationmon.domain.topics import Subscription, TopicRouter, compile_template, filter_matches, shared_filter
+from stationmon.domain.plant import Point, Station
+from stationmon.domain.topics import (
+    SeriesLimits,
+    Subscription,
+    TopicRouter,
+    compile_template,
+    filter_matches,
+    shared_filter,
+)
 
 CONFIG = """
 [mqtt]
@@ -211,3 +220,23 @@ def test_template_agrees_with_mqtt_matching(levels: list[str]) -> None:
         compiled = compile_template(Subscription(topic=template, station="s"))
         matched = compiled.match(topic.split("/")) is not None
         assert matched == filter_matches(compiled.filter, topic) or topic.startswith("$")
+
+
+def _indoor(sensor: str, quantity: str = "indoor_temp", loop: str | None = "sec1") -> Reading:
+    return Reading("s1", quantity, 20.0, 0.0, loop, sensor, "mqtt")
+
+
+def test_series_limits_cut_new_sensors_and_quantities_per_loop() -> None:
+    station = Station(
+        id="s1",
+        points=(Point(quantity="made_up_fixed", loop="sec1", topic="x/y"),),
+    )
+    limits = SeriesLimits(max_sensors=3, max_quantities=2, stations=[station])
+    assert [limits.admit(_indoor(f"f{i}")) for i in range(5)] == [True, True, True, False, False]
+    assert limits.admit(_indoor("f0"))  # seen before: still admitted
+    assert limits.admit(_indoor("f0", loop="sec2"))  # another loop has its own budget
+    made_up = [limits.admit(Reading("s1", f"q{i}", 1.0, 0.0, "sec1")) for i in range(4)]
+    assert made_up == [True, True, False, False]
+    assert limits.admit(Reading("s1", "supply_temp", 1.0, 0.0, "sec1"))  # canonical: always
+    assert limits.admit(Reading("s1", "made_up_fixed", 1.0, 0.0, "sec1"))  # a configured point: always
+    assert limits.counts()[("s1", "sec1")] == (3, 2)
