@@ -75,9 +75,11 @@ def engine(
     loops: Sequence[tuple[str, str, float, float, float, float | None, float | None]] = (FLOOR, RADIATOR),
     stations: Sequence[tuple[str, str]] = (("s1", "d1"),),
     indoor_target: float = 18.0,
+    site: Site | None = None,
+    design_flow: Sequence[float | None] | None = None,
     **kw: Any,
 ) -> RuleEngine:
-    table = LoopTable.build(stations, loops, Site(indoor_target=indoor_target))
+    table = LoopTable.build(stations, loops, site or Site(indoor_target=indoor_target), design_flow=design_flow)
     return RuleEngine(table, params(**kw))
 
 
@@ -102,6 +104,7 @@ def inputs(
     indoor: Sequence[tuple[int, float, float]] = (),
     in_season: bool = True,
     supply_flagged: Sequence[bool] | None = None,
+    pump: Sequence[float] | None = None,
 ) -> RuleInputs:
     t = eng.table
     stamp = now - 5 if ts is None else ts
@@ -116,6 +119,7 @@ def inputs(
         indoor=Series.of([v for _, v, _ in indoor], [s for _, _, s in indoor]),
         indoor_loop=np.array([i for i, _, _ in indoor], dtype=np.int64),
         in_season=in_season,
+        pump_running=series(pump, stamp) if pump is not None else None,
     )
 
 
