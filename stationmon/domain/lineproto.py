@@ -223,9 +223,11 @@ class LoopStatusEncoder:
         ts = f" {to_precision(ts_s, self.precision)}"
         status_fields = self._status_fields
         cols = [(f",{key}=", values) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
-        flag_cols = [
-            (f",{key}=true", f",{key}=false", v) for key, v in zip(LOOP_STATUS_FLAGS, flags or (), strict=True)
-        ]
+        flag_cols = (
+            [(f",{key}=true", f",{key}=false", v) for key, v in zip(LOOP_STATUS_FLAGS, flags, strict=True)]
+            if flags is not None
+            else []
+        )
         lines = []
         for i, (prefix, code, ok) in enumerate(zip(self.prefixes, status, compliant, strict=True)):
             parts = [prefix, status_fields[code]]
@@ -256,16 +258,24 @@ def encode_loop_status(
     required_return_temp: float | None = None,
     estimated_indoor_temp: float | None = None,
     delta_t: float | None = None,
+    verdict: str | None = None,
+    measured_indoor_temp: float | None = None,
+    indoor_sensors: int = 0,
+    indoor_below_target: int = 0,
+    indoor_below_refund: int = 0,
+    flags: Mapping[str, bool] | None = None,
     precision: str = "ms",
 ) -> str:
-    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out."""
-    floats = [
-        [math.nan if v is None else float(v)]
-        for v in (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t)
-    ]
+    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out, and the
+    sensor counts where no sensor reports; `flags` by LOOP_STATUS_FLAGS name (all or none)."""
+    counts = [float(c) if indoor_sensors else None for c in (indoor_sensors, indoor_below_target, indoor_below_refund)]
+    values = (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t, measured_indoor_temp, *counts)
+    floats = [[math.nan if v is None else float(v)] for v in values]
     code = -1 if compliant is None else int(compliant)
     encoder = LoopStatusEncoder([(station, district, loop)], precision)
-    return encoder.encode(ts_s, [STATUS_NAMES.index(status)], [code], floats)[0]
+    verdicts = None if verdict is None else [VERDICTS.index(verdict)]
+    columns = None if flags is None else [[flags[k]] for k in LOOP_STATUS_FLAGS]
+    return encoder.encode(ts_s, [STATUS_NAMES.index(status)], [code], floats, verdicts, columns)[0]
 
 
 def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:

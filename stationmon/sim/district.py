@@ -205,6 +205,7 @@ offline_after = "8s"
 season_start = "01-01"
 season_end = "12-31"
 outdoor_smoothing = "10m"
+water_smoothing = "4s"     # the simulated faults move the water within seconds
 
 [rules.sensor_fault]
 flatline_window = "12s"

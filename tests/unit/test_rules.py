@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationmon.config import parse_config_text
-from stationmon.domain.plant import DailyWindow, Setback, Site
+from stationmon.domain.plant import Setback, Site
 from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults, Series, in_heating_season
 from stationmon.domain.rules.faults import (
     FAULT_FLAGGED,
