@@ -75,13 +75,13 @@ def range_faults(values: FloatArray, lo: float, hi: float, *, temperature: bool 
     v = np.asarray(values, dtype=np.float64)
     bits = np.zeros(v.shape, dtype=np.uint16)
     with np.errstate(invalid="ignore"):
-        outside = np.flatnonzero((v < lo) | (v > hi) | np.isnan(v))
+        outside = np.flatnonzero((v < lo) | (v > hi))
+    bits[np.isnan(v)] = FAULT_FLAGGED  # (series never read are NaN: no sentinel test for them)
     if outside.size:
         # sentinels lie outside every plausible range: only the few outside values need the test
         odd = v[outside]
         near = np.abs(odd[:, None] - _SENTINELS[temperature][None, :]) < SENTINEL_TOLERANCE
-        sentinel = near.any(axis=1)
-        bits[outside] = np.where(np.isnan(odd), FAULT_FLAGGED, np.where(sentinel, FAULT_SENTINEL, FAULT_RANGE))
+        bits[outside] = np.where(near.any(axis=1), FAULT_SENTINEL, FAULT_RANGE)
     return bits
 
 

@@ -156,11 +156,11 @@ class RuleResults:
         """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
         out: dict[AlertKey, Condition] = {}
         t = self.table
-        causes = np.where(self.heat_source, HEAT_SOURCE, STATION).tolist()
         for rule, check in self.station_checks.items():
             for s in np.flatnonzero(check.active).tolist():
                 out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
         stations, loops, districts = t.station_ids, t.loop_ids, t.districts
+        heat_source = self.heat_source[t.loop_station]
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
             if not idx.size:
@@ -170,12 +170,9 @@ class RuleResults:
             thresholds = check.threshold[idx].tolist()
             owners = t.loop_station[idx].tolist()
             sensors = self._sensors_of(check, idx)
-            critical = [False] * len(idx) if check.critical is None else check.critical[idx].tolist()
             describe = self._loop_message
             fault = rule == "sensor_fault"
-            for i, value, threshold, s, reads, worst in zip(
-                idx.tolist(), values, thresholds, owners, sensors, critical, strict=True
-            ):
+            for i, value, threshold, s, reads in zip(idx.tolist(), values, thresholds, owners, sensors, strict=True):
                 out[(rule, stations[s], loops[i])] = Condition(
                     _nan_none(value) if fault else value,
                     None if fault else threshold,
@@ -183,9 +180,13 @@ class RuleResults:
                     districts[s],
                     reads,
                     describe=partial(describe, rule, i, True),
-                    severity="critical" if worst else None,
-                    cause=causes[s],
                 )
+            # the rare ones afterwards: a legal tier's severity, a heat-source cause
+            if check.critical is not None:
+                for i in idx[check.critical[idx]].tolist():
+                    out[(rule, self.table.station_of(i), loops[i])].severity = "critical"
+            for i in idx[heat_source[idx]].tolist():
+                out[(rule, self.table.station_of(i), loops[i])].cause = HEAT_SOURCE
         return out
 
     def lookup(self, key: AlertKey) -> Condition | None:
