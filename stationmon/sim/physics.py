@@ -126,7 +126,7 @@ class StationSim:
                 design_flow=design_flow,
             )
         self.sensor_offsets: dict[tuple[str, str], float] = {
-            (loop.id, sensor): self._rng.uniform(-1.0, 1.5)
+            (loop.id, sensor): self._rng.uniform(0.0, 1.5)  # healthy flats sit above the (now exact) legal minimum
             for loop in station.loops
             for sensor in self.indoor_sensors(loop.id)
         }
