@@ -25,6 +25,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from stationmon.domain.alerts import AlertBook, AlertKey, Condition
 from stationmon.domain.latest import LatestValues
 from stationmon.domain.lineproto import LoopStatusEncoder
 from stationmon.domain.model import Reading
+from stationmon.domain.plant import DailyWindow, Setback
 from stationmon.domain.rules import SWAP_TOLERANCE_K, LoopTable, RuleEngine, RuleInputs, Series
 from stationmon.domain.settings import RuleSettings, RulesSettings
 from stationmon.domain.vocabulary import PLAUSIBLE_RANGES, STATUS_NAMES, TEMPERATURE_SENTINELS, VALUE_SENTINELS
@@ -43,8 +45,11 @@ from stationmon.domain.vocabulary import PLAUSIBLE_RANGES, STATUS_NAMES, TEMPERA
 T0 = 1_760_000_000.0
 STEP_S = 10.0
 DESIGNS = [(50.0, 40.0, 1.1), (45.0, 35.0, 1.1), (75.0, 50.0, 1.3), (95.0, 70.0, 1.3)]
-# every rule on, margin 1 K, hysteresis 0.5 K, for/clear_for 10 min, station_offline major
-SETTINGS = RulesSettings(outdoor_smoothing_s=3600.0)
+# every rule on, margin 1 K, hysteresis 0.5 K, for/clear_for 10 min, station_offline major; water
+# judged on its 30 min running mean (timed), a midday setback site-wide
+SETTINGS = RulesSettings(outdoor_smoothing_s=3600.0, setbacks=(Setback(DailyWindow(600, 900), 3.0),))
+# the plain baseline judges raw water without setbacks: the agreement check runs the engine the same way
+CHECK_SETTINGS = replace(SETTINGS, water_smoothing_s=0.0, setbacks=())
 SENTINELS = VALUE_SENTINELS + TEMPERATURE_SENTINELS
 WATER_RANGE = PLAUSIBLE_RANGES["supply_temp"]
 OUTDOOR_RANGE = PLAUSIBLE_RANGES["outdoor_temp"]
@@ -328,15 +333,17 @@ def main() -> int:
         (table.station_of(i), table.districts[int(table.loop_station[i])], lp) for i, lp in enumerate(table.loop_ids)
     )
     t0 = time.perf_counter()
-    floats = [a.tolist() for a in (results.required_supply, results.required_return, results.estimated_indoor)]
+    r = results
+    columns = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor)
+    flags = [a.tolist() for a in (r.beyond_design, r.setback, np.full(table.n_loops, r.inspection_hour))]
     encoder.encode(
-        results.now, results.status.tolist(), results.compliant().tolist(), [*floats, results.delta_t.tolist()]
+        r.now, r.status.tolist(), r.compliant().tolist(), [a.tolist() for a in columns], r.verdict.tolist(), flags
     )
     encode_ms = (time.perf_counter() - t0) * 1000
 
     # the baseline: same ticks, same book type, plain Python; fewer ticks (it is slow), same state path
-    plain = PlainEvaluator(table, SETTINGS)
-    plain_book = AlertBook(SETTINGS)
+    plain = PlainEvaluator(table, CHECK_SETTINGS)
+    plain_book = AlertBook(CHECK_SETTINGS)
     plain_ticks = min(3, args.ticks)
     plain_times = []
     for k, inp in enumerate(ticks[: plain_ticks + 1]):
@@ -348,7 +355,7 @@ def main() -> int:
     plain_ms = statistics.median(plain_times) * 1000
 
     # agreement on the last baseline tick against a fresh vectorised engine that saw the same ticks
-    check_engine = RuleEngine(table, SETTINGS)
+    check_engine = RuleEngine(table, CHECK_SETTINGS)
     for inp in ticks[:plain_ticks]:
         check_engine.evaluate(inp)
     check = check_engine.evaluate(ticks[plain_ticks])

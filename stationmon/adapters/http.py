@@ -463,6 +463,15 @@ _JUDGED_FIELDS = (
     "expected_delta_t",
     "outdoor_temp",
     "compliant",
+    # issue 12: what the verdict rests on, the households' evidence, the hour's standing
+    "verdict",
+    "measured_indoor_temp",
+    "indoor_sensors",
+    "indoor_below_target",
+    "indoor_below_refund",
+    "beyond_design",
+    "setback",
+    "inspection_hour",
 )
 
 

@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from stationmon.config.reader import Problems, Table, show, suggest
+from stationmon.config.rules import parse_daily_window, read_setbacks
 from stationmon.config.schema import PARITIES, TRANSPORTS
 from stationmon.domain.payloads import QUANTITY_RE
-from stationmon.domain.plant import Loop, ModbusLink, Point, Site, Station
+from stationmon.domain.plant import DailyWindow, Loop, ModbusLink, Point, Site, Station
 from stationmon.domain.vocabulary import (
     BYTE_ORDERS,
     CANONICAL_QUANTITIES,
     DATA_TYPES,
     EMITTER_EXPONENTS,
     LOOP_QUANTITIES,
+    PLAUSIBLE_RANGES,
     REGISTER_TYPES,
     REGISTER_WIDTH,
     STATION_QUANTITIES,
@@ -31,6 +33,7 @@ _ID_RE = re.compile(r"^[a-z0-9_-]+$")
 _INDOOR_C = (5.0, 30.0)
 _FLOOR_C = (0.0, 150.0)  # min_supply / min_return
 _MAX_TZ_NAME = 64
+_FLOW_M3H = PLAUSIBLE_RANGES["flow"]
 _POINT_FORMATS = ("plain", "json")  # a point's topic carries one quantity: json_fields makes no sense
 _RADIATOR = Loop(id="")
 # Design supply/return assumed for a loop that does not state them, by emitter.
@@ -60,7 +63,15 @@ def read_site(root: Table) -> Site:
         indoor_target=t.number("indoor_target", d.indoor_target, lo=_INDOOR_C[0], hi=_INDOOR_C[1]),
         outdoor_design=t.number("outdoor_design", d.outdoor_design, lo=-60.0, hi=15.0),
         design_indoor=t.number("design_indoor", d.design_indoor, lo=_INDOOR_C[0], hi=_INDOOR_C[1]),
+        indoor_refund_below=t.number("indoor_refund_below", d.indoor_refund_below, lo=_INDOOR_C[0], hi=_INDOOR_C[1]),
+        inspection_exclude=_windows(t, "inspection_exclude"),
+        fee_per_m2=t.number("fee_per_m2", d.fee_per_m2, lo=0.0),
     )
+    if site.indoor_refund_below > site.indoor_target:
+        t.add(
+            "indoor_refund_below",
+            f"{site.indoor_refund_below:g} must not be above indoor_target ({site.indoor_target:g})",
+        )
     t.finish()
     return site
 
@@ -76,6 +87,18 @@ def _timezone(t: Table, default: str) -> str:
         t.add("timezone", f"unknown time zone {show(tz)} (expected an IANA name such as {default})")
         tz = default
     return tz
+
+
+def _windows(t: Table, name: str) -> tuple[DailyWindow, ...]:
+    """An array of "HH:MM-HH:MM" local windows."""
+    if not t.has(name):
+        return ()
+    value = t.data[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        t.add(name, f'expected an array of "HH:MM-HH:MM" strings, got {value!r}')
+        return ()
+    windows = (parse_daily_window(t, f"{name}[{i}]", text) for i, text in enumerate(value))
+    return tuple(w for w in windows if w is not None)
 
 
 def read_stations(root: Table, has_mqtt: bool) -> list[Station]:
@@ -138,6 +161,7 @@ def _station(t: Table) -> Station | None:
         modbus=modbus,
         loops=tuple(loops),
         points=tuple(p for _, p in points),
+        setbacks=read_setbacks(t, "setback") if t.has("setback") else None,
     )
     t.finish()
     return station if sid else None
@@ -214,6 +238,7 @@ def _loop(t: Table) -> Loop | None:
         exponent=exponent,
         min_supply=t.number("min_supply", d.min_supply, lo=_FLOOR_C[0], hi=_FLOOR_C[1]),
         min_return=t.number("min_return", d.min_return, lo=_FLOOR_C[0], hi=_FLOOR_C[1]),
+        design_flow=t.number("design_flow", d.design_flow, lo=0.0, hi=_FLOW_M3H[1]),
     )
     t.finish()
     return loop if loop_id else None
@@ -251,6 +276,7 @@ def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bo
         format=fmt,
         value_key=t.text("value", d.value_key),
         time_key=t.text("time", d.time_key),
+        flatline_tolerance=t.number("flatline_tolerance", d.flatline_tolerance, lo=0.0),
     )
     t.finish()
     return point if quantity else None

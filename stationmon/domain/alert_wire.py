@@ -66,6 +66,7 @@ def alert_labels(event: AlertEvent) -> dict[str, str]:
         "company": event.company,
         "loop": event.loop or STATION_LEVEL_LOOP,
         "severity": event.severity,
+        "cause": event.labels.get("cause") or "station",  # heat_source while the station's primary falls short
     }
     return {k: v for k, v in sorted(labels.items()) if v}
 
@@ -188,7 +189,7 @@ def event_from_snapshot(snapshot: AlertSnapshot, now: float) -> AlertEvent:
     doc = {name: getattr(snapshot, name) for name in _SHARED_WITH_SNAPSHOT}
     since = snapshot.since if snapshot.since is not None else snapshot.pending_since
     doc.update(state="firing", since=since, value=_finite(snapshot.value), threshold=_finite(snapshot.threshold))
-    return AlertEvent(alert_id=snapshot.id, ts=now, **doc)
+    return AlertEvent(alert_id=snapshot.id, ts=now, labels={"cause": snapshot.cause}, **doc)
 
 
 def webhook_alert(event: AlertEvent, external_url: str) -> JsonObject:

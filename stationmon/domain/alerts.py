@@ -44,9 +44,11 @@ class Condition:
     """What a rule saw for one key this tick; `sensors` are the quantities read (sensor_fault: the faulty ones).
 
     `describe` builds the message on first read: thousands of conditions hold every tick, few are read.
+    `severity` raises the alert above its rule's severity (a legal tier), `cause` says whose shortfall
+    it is ("heat_source" while the station's primary supply falls short, else "station").
     """
 
-    __slots__ = ("_describe", "_message", "district", "sensors", "threshold", "value")
+    __slots__ = ("_describe", "_message", "cause", "district", "sensors", "severity", "threshold", "value")
 
     def __init__(
         self,
@@ -57,11 +59,15 @@ class Condition:
         sensors: frozenset[str] = frozenset(),
         *,
         describe: Callable[[], str] | None = None,
+        severity: str | None = None,
+        cause: str = "station",
     ) -> None:
         self.value = value
         self.threshold = threshold
         self.district = district
         self.sensors = sensors
+        self.severity = severity
+        self.cause = cause
         self._message = message
         self._describe = describe
 
@@ -76,7 +82,8 @@ class Condition:
     def __repr__(self) -> str:
         return (
             f"Condition(value={self.value!r}, threshold={self.threshold!r}, message={self.message!r}, "
-            f"district={self.district!r}, sensors={set(self.sensors)!r})"
+            f"district={self.district!r}, sensors={set(self.sensors)!r}, severity={self.severity!r}, "
+            f"cause={self.cause!r})"
         )
 
 
@@ -101,6 +108,7 @@ class Alert:
     acknowledged_by: str | None = None
     acknowledged_at: float | None = None
     comment: str | None = None
+    cause: str = "station"  # fixed when it fires: a label change would make it another alert downstream
     source: Condition | None = field(default=None, repr=False, compare=False)  # message not yet read
 
     @property
@@ -134,6 +142,7 @@ class AlertSnapshot:
     acknowledged_by: str | None
     acknowledged_at: float | None
     comment: str | None
+    cause: str = "station"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (NaN values become None)."""
@@ -288,9 +297,16 @@ class AlertBook:
                 self.dirty = True
             alert.value, alert.threshold, alert.source = cond.value, cond.threshold, cond
             alert.district = cond.district or alert.district
+            if alert.state == "pending" and alert.cause != cond.cause:
+                alert.cause = cond.cause
+                self.dirty = True
             if alert.clearing_since is not None:
                 alert.clearing_since = None
                 self.dirty = True
+            if cond.severity is not None and SEVERITY_ORDER[cond.severity] > SEVERITY_ORDER[alert.severity]:
+                event = self._raise(alert, cond.severity, now)
+                if event is not None:
+                    events.append(event)
             if alert.state == "pending" and (now - alert.pending_since >= policy.for_s or key in self.firing_elsewhere):
                 # firing elsewhere: that replica already saw `for` pass; take its start (escalation clock)
                 events.append(self._fire(alert, now, self.firing_elsewhere.get(key)))
@@ -339,6 +355,16 @@ class AlertBook:
         # an alert that fires after a long pending time (or started elsewhere) may already be past a deadline
         self._escalate(alert, now)
         return self._event(alert, "firing", since)
+
+    def _raise(self, alert: Alert, severity: str, now: float) -> AlertEvent | None:
+        """The condition reached a graver tier: a pending alert fires at it, a firing one escalates."""
+        alert.severity = severity
+        self.dirty = True
+        if alert.state != "firing":
+            return None
+        event = self._event(alert, "escalated", now)
+        alert.acknowledged_by = alert.acknowledged_at = alert.comment = None
+        return event
 
     def _escalate(self, alert: Alert, now: float) -> AlertEvent | None:
         assert alert.since is not None
@@ -416,6 +442,7 @@ class AlertBook:
             "district": alert.district,
             "loop": alert.loop or "",
             "severity": alert.severity,
+            "cause": alert.cause,
         }
         return AlertEvent(ts=now, message=alert.text(), labels=labels, **doc)
 
@@ -490,4 +517,5 @@ def _alert_from_dict(d: Mapping[str, Any]) -> Alert:
         acknowledged_by=_opt_str(d.get("acknowledged_by")),
         acknowledged_at=_opt_float(d.get("acknowledged_at")),
         comment=_opt_str(d.get("comment")),
+        cause=str(d.get("cause") or "station"),
     )

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from stationmon.domain.model import AlertEvent, Reading
 from stationmon.domain.plant import Station
-from stationmon.domain.vocabulary import STATUS_NAMES
+from stationmon.domain.vocabulary import STATUS_NAMES, VERDICTS
 
 __all__ = [
+    "LOOP_STATUS_FLAGS",
     "LOOP_STATUS_FLOATS",
     "PRECISION_FACTORS",
     "LoopStatusEncoder",
@@ -206,8 +207,20 @@ class TelemetryEncoder:
         return out
 
 
-LOOP_STATUS_FLOATS = ("required_supply_temp", "required_return_temp", "estimated_indoor_temp", "delta_t")
+# float fields, left out where NaN (the sensor counts too: a loop without fresh sensors writes none)
+LOOP_STATUS_FLOATS = (
+    "required_supply_temp",
+    "required_return_temp",
+    "estimated_indoor_temp",
+    "delta_t",
+    "measured_indoor_temp",
+    "indoor_sensors",
+    "indoor_below_target",
+    "indoor_below_refund",
+)
+LOOP_STATUS_FLAGS = ("beyond_design", "setback", "inspection_hour")  # boolean fields, always written
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
+_VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
 
 
 class LoopStatusEncoder:
@@ -236,12 +249,24 @@ class LoopStatusEncoder:
         self._status_fields = [f"status={escape_string_value(name)}" for name in STATUS_NAMES]
 
     def encode(
-        self, ts_s: float, status: Sequence[int], compliant: Sequence[int], floats: Sequence[Sequence[float]]
+        self,
+        ts_s: float,
+        status: Sequence[int],
+        compliant: Sequence[int],
+        floats: Sequence[Sequence[float]],
+        verdict: Sequence[int] | None = None,
+        flags: Sequence[Sequence[bool]] | None = None,
     ) -> list[str]:
-        """One line per loop; `compliant` 1/0/-1 (left out), `floats` one column per LOOP_STATUS_FLOATS name."""
+        """One line per loop; `compliant` 1/0/-1 (left out), `floats` one column per LOOP_STATUS_FLOATS name
+        (the first ones at least), `verdict` indexes into VERDICTS, `flags` one column per LOOP_STATUS_FLAGS."""
         ts = f" {to_precision(ts_s, self.precision)}"
         status_fields = self._status_fields
-        cols = [(f",{key}=", values) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=True)]
+        cols = [(f",{key}=", values) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
+        flag_cols = (
+            [(f",{key}=true", f",{key}=false", v) for key, v in zip(LOOP_STATUS_FLAGS, flags, strict=True)]
+            if flags is not None
+            else []
+        )
         lines = []
         for i, (prefix, code, ok) in enumerate(zip(self.prefixes, status, compliant, strict=True)):
             parts = [prefix, status_fields[code]]
@@ -251,6 +276,10 @@ class LoopStatusEncoder:
                     parts.append(key)
                     parts.append(repr(v))
             parts.append(_COMPLIANT_FIELDS[ok + 1])
+            if verdict is not None:
+                parts.append(_VERDICT_FIELDS[verdict[i]])
+            for yes, no, values in flag_cols:
+                parts.append(yes if values[i] else no)
             parts.append(ts)
             lines.append("".join(parts))
         return lines
@@ -269,16 +298,24 @@ def encode_loop_status(
     required_return_temp: float | None = None,
     estimated_indoor_temp: float | None = None,
     delta_t: float | None = None,
+    verdict: str | None = None,
+    measured_indoor_temp: float | None = None,
+    indoor_sensors: int = 0,
+    indoor_below_target: int = 0,
+    indoor_below_refund: int = 0,
+    flags: Mapping[str, bool] | None = None,
     precision: str = "ms",
 ) -> str:
-    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out."""
-    floats = [
-        [math.nan if v is None else float(v)]
-        for v in (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t)
-    ]
+    """One `loop_status` line, through `LoopStatusEncoder`; None or non-finite floats are left out, and the
+    sensor counts where no sensor reports; `flags` by LOOP_STATUS_FLAGS name (all or none)."""
+    counts = [float(c) if indoor_sensors else None for c in (indoor_sensors, indoor_below_target, indoor_below_refund)]
+    values = (required_supply_temp, required_return_temp, estimated_indoor_temp, delta_t, measured_indoor_temp, *counts)
+    floats = [[math.nan if v is None else float(v)] for v in values]
     code = -1 if compliant is None else int(compliant)
     encoder = LoopStatusEncoder([(station, district, loop)], precision, {station: company})
-    return encoder.encode(ts_s, [STATUS_NAMES.index(status)], [code], floats)[0]
+    verdicts = None if verdict is None else [VERDICTS.index(verdict)]
+    columns = None if flags is None else [[flags[k]] for k in LOOP_STATUS_FLAGS]
+    return encoder.encode(ts_s, [STATUS_NAMES.index(status)], [code], floats, verdicts, columns)[0]
 
 
 def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:

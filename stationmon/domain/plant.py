@@ -9,18 +9,51 @@ from dataclasses import dataclass
 
 from stationmon.domain.vocabulary import DESIGN_INDOOR, EMITTER_EXPONENTS, REGISTER_WIDTH
 
-__all__ = ["Loop", "ModbusLink", "Point", "Site", "Station"]
+__all__ = ["DailyWindow", "Loop", "ModbusLink", "Point", "Setback", "Site", "Station"]
+
+_DAY_MIN = 24 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class DailyWindow:
+    """Local hours of every day, from `start_min` (included) to `end_min` (excluded) after midnight;
+    a window whose end is not after its start wraps midnight (22:00-06:00)."""
+
+    start_min: int
+    end_min: int
+
+    def contains(self, minute: int) -> bool:
+        """True if the local minute of the day lies in the window."""
+        if self.start_min < self.end_min:
+            return self.start_min <= minute < self.end_min
+        return minute >= self.start_min or minute < self.end_min
+
+    def __str__(self) -> str:
+        return "-".join(f"{m // 60:02d}:{m % 60:02d}" for m in (self.start_min, self.end_min % _DAY_MIN))
+
+
+@dataclass(frozen=True, slots=True)
+class Setback:
+    """A planned time-of-day reduction (分时段调节): the required water temperatures drop by `kelvin`."""
+
+    window: DailyWindow
+    kelvin: float
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """The city: its legal indoor target, design outdoor temperature and time zone."""
+    """The city: its legal indoor tiers, design outdoor temperature, time zone and inspection hours."""
 
     name: str = ""
     timezone: str = "Asia/Shanghai"
     indoor_target: float = 18.0
     outdoor_design: float = -24.2
     design_indoor: float = DESIGN_INDOOR
+    # the second legal tier: below it the whole daily fee is refunded (Heilongjiang)
+    indoor_refund_below: float = 16.0
+    # local hours whose household readings do not count for the legal verdict (still for live alerts)
+    inspection_exclude: tuple[DailyWindow, ...] = ()
+    fee_per_m2: float | None = None  # season heating fee, CNY per m², for refund estimates
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +91,7 @@ class Loop:
     exponent: float = EMITTER_EXPONENTS["radiator"]
     min_supply: float | None = None
     min_return: float | None = None
+    design_flow: float | None = None  # m³/h; no_circulation below min_flow_share of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +111,7 @@ class Point:
     format: str = "plain"
     value_key: str = "value"
     time_key: str = ""
+    flatline_tolerance: float | None = None  # K; None: the rule's, or the point's resolution if coarser
 
     @property
     def width(self) -> int:
@@ -102,6 +137,7 @@ class Station:
     modbus: ModbusLink | None = None
     loops: tuple[Loop, ...] = ()
     points: tuple[Point, ...] = ()
+    setbacks: tuple[Setback, ...] | None = None  # None: the site-wide [[rules.setback]]
 
     @property
     def modbus_points(self) -> tuple[Point, ...]:

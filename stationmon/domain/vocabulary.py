@@ -26,6 +26,8 @@ __all__ = [
     "STATUS_NAMES",
     "TEMPERATURE_SENTINELS",
     "VALUE_SENTINELS",
+    "VERDICTS",
+    "WATER_MODEL_RULES",
     "Quantity",
 ]
 
@@ -64,13 +66,16 @@ QUANTITIES: dict[str, Quantity] = {
         Quantity("return_temp", "loop", "°C", _WATER, True),
         Quantity("supply_pressure", "loop", "MPa"),
         Quantity("return_pressure", "loop", "MPa"),
-        Quantity("flow", "loop", "m³/h"),
+        # a magnetic meter at standstill drifts a little below zero; a reversed or broken one reads far
+        # below; the largest secondary loops carry about 2,000 m³/h (and 3276.7 is an int16 x 0.1 sentinel)
+        Quantity("flow", "loop", "m³/h", (-0.5, 3000.0)),
         Quantity("heat_power", "loop", "kW"),
         # not in DOMAIN.md: a generous band for household thermometers (unheated flats, sunny sills)
         Quantity("indoor_temp", "loop", "°C", (-20.0, 50.0), True),
         Quantity("outdoor_temp", "station", "°C", (-50.0, 45.0), True),
         Quantity("primary_supply_temp", "station", "°C", _WATER, True),
         Quantity("primary_return_temp", "station", "°C", _WATER, True),
+        Quantity("pump_running", "loop", "1 running, 0 stopped", (0.0, 1.0)),
     )
 }
 LOOP_QUANTITIES = frozenset(q.name for q in QUANTITIES.values() if q.level == "loop")
@@ -105,13 +110,19 @@ RULE_NAMES: tuple[str, ...] = (
     "indoor_low",
     "delta_t_low",
     "delta_t_high",
+    "no_circulation",
+    "primary_shortage",
     "sensor_fault",
     "station_offline",
 )
-# The rules whose holding makes a loop `noncompliant`.
-COMPLIANCE_RULES = frozenset({"supply_low", "return_low", "indoor_estimate_low", "indoor_low"})
-# The rules judged only inside the heating season (compliance and the ΔT diagnostics).
-SEASONAL_RULES = COMPLIANCE_RULES | {"delta_t_low", "delta_t_high"}
+# The water-model rules: they make a loop `noncompliant` only where too few household sensors report.
+WATER_MODEL_RULES = frozenset({"supply_low", "return_low", "indoor_estimate_low", "no_circulation"})
+# The rules whose holding makes a loop `noncompliant` (indoor_low: the households' own evidence).
+COMPLIANCE_RULES = WATER_MODEL_RULES | {"indoor_low"}
+# The rules judged only inside the heating season (compliance, the ΔT diagnostics, the primary side).
+SEASONAL_RULES = COMPLIANCE_RULES | {"delta_t_low", "delta_t_high", "primary_shortage"}
 STATUS_NAMES: tuple[str, ...] = ("ok", "noncompliant", "sensor_fault", "offline", "unknown")
+# What a loop's compliance verdict rests on: fresh household sensors, the water model, or nothing.
+VERDICTS: tuple[str, ...] = ("none", "estimate", "sensors")
 SEVERITIES: tuple[str, ...] = ("warning", "major", "critical")
 SEVERITY_ORDER: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stationmon.config import Config
 from stationmon.domain.alerts import AlertBook, AlertKey
 from stationmon.domain.latest import LatestValues
@@ -186,9 +188,17 @@ class Evaluator:
         }
 
     def status_lines(self, r: RuleResults) -> list[str]:
-        """One `loop_status` line per loop."""
-        floats = [a.tolist() for a in (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t)]
-        return self._status_encoder.encode(r.now, r.status.tolist(), r.compliant().tolist(), floats)
+        """One `loop_status` line per loop (sensor counts only where fresh household sensors report)."""
+        sensors = r.indoor_sensors
+        with_sensors = sensors > 0
+        counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
+        columns = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
+        floats = [a.tolist() for a in columns]
+        inspection = np.full(self.table.n_loops, r.inspection_hour)
+        flags = [a.tolist() for a in (r.beyond_design, r.setback, inspection)]
+        return self._status_encoder.encode(
+            r.now, r.status.tolist(), r.compliant().tolist(), floats, r.verdict.tolist(), flags
+        )
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""

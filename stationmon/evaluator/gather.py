@@ -15,7 +15,7 @@ from stationmon.domain.settings import RulesSettings
 
 __all__ = ["InputGatherer"]
 
-_LOOP_QUANTITIES = ("supply_temp", "return_temp", "flow")
+_LOOP_QUANTITIES = ("supply_temp", "return_temp", "flow", "pump_running")
 _STATION_QUANTITIES = ("outdoor_temp", "primary_supply_temp")
 
 
@@ -63,6 +63,7 @@ class InputGatherer:
             supply=self._series(self._keys["supply_temp"]),
             return_=self._series(self._keys["return_temp"]),
             flow=self._series(self._keys["flow"]),
+            pump_running=self._series(self._keys["pump_running"]),
             outdoor=self._series(self._station_keys["outdoor_temp"]),
             primary_supply=self._series(self._station_keys["primary_supply_temp"]),
             station_last_seen=self._last_seen(),

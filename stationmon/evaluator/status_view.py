@@ -41,6 +41,14 @@ class LoopStatus:
     expected_delta_t: float | None
     outdoor_temp: float | None  # the smoothed value the curve used
     conditions: tuple[ConditionStatus, ...]
+    verdict: str = "none"  # what the status rests on: sensors, estimate, none
+    measured_indoor_temp: float | None = None  # median of the fresh household sensors
+    indoor_sensors: int = 0
+    indoor_below_target: int = 0
+    indoor_below_refund: int = 0
+    beyond_design: bool = False
+    setback: bool = False
+    inspection_hour: bool = True
 
     @property
     def reasons(self) -> list[str]:
@@ -91,6 +99,14 @@ class LoopStatusView(Mapping[tuple[str, str], LoopStatus]):
             expected_delta_t=_opt(float(r.expected_delta_t[i])),
             outdoor_temp=_opt(float(r.outdoor[i])),
             conditions=tuple(conditions),
+            verdict=r.verdict_name(i),
+            measured_indoor_temp=_opt(float(r.measured_indoor[i])),
+            indoor_sensors=int(r.indoor_sensors[i]),
+            indoor_below_target=int(r.indoor_below_target[i]),
+            indoor_below_refund=int(r.indoor_below_refund[i]),
+            beyond_design=bool(r.beyond_design[i]),
+            setback=bool(r.setback[i]),
+            inspection_hour=r.inspection_hour,
         )
 
     def __iter__(self) -> Iterator[tuple[str, str]]:

@@ -16,8 +16,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from stationmon.domain.plant import Site
-
 __all__ = ["FAULT_PLAN", "SEED_STATION_ID", "DemoPlan", "DemoStation", "build_demo_config", "demo_stations"]
 
 DISTRICTS = (
@@ -230,7 +228,8 @@ state_dir = "{workdir}"
 [site]
 name = "哈尔滨 demo district"
 timezone = "Asia/Shanghai"
-indoor_target = 20.0          # Heilongjiang's legal minimum{refund}
+indoor_target = 20.0          # Heilongjiang's legal minimum
+indoor_refund_below = 16.0    # below it the whole daily fee is refunded
 outdoor_design = -24.2
 
 [influxdb]
@@ -261,6 +260,7 @@ offline_after = "8s"
 season_start = "01-01"
 season_end = "12-31"
 outdoor_smoothing = "10m"
+water_smoothing = "4s"     # the simulated faults move the water within seconds
 
 [rules.sensor_fault]
 flatline_window = "12s"
@@ -310,10 +310,7 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
     spool = plan.workdir / "spool"
     # without a url, readings stay in the local spool
     url = f'url = "{plan.influx_url}"\n' if plan.influx_url else ""
-    # the second legal tier, where this build's Site knows it
-    has_refund = "indoor_refund_below" in getattr(Site, "__dataclass_fields__", {})
     header = _HEADER.format(
-        refund="\nindoor_refund_below = 16.0    # below it the whole daily fee is refunded" if has_refund else "",
         n=len(stations),
         workdir=plan.workdir,
         influx=f'{url}api = "v1"\ndatabase = "stationmon"\nspool_dir = "{spool}"',

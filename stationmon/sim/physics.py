@@ -114,7 +114,7 @@ class LoopDesign:
 def loop_design(loop: Loop, area_m2: float, settings: SimLoopConfig | None = None) -> LoopDesign:
     """A loop heating `area_m2`: Q_d = area × 45 W/m², G_d = Q_d / (c·ΔT_d); `Loop.design_flow` wins if set."""
     delta_t = loop.design_supply - loop.design_return
-    design_flow = getattr(loop, "design_flow", None)  # m³/h, where the config states it
+    design_flow = loop.design_flow  # m³/h, where the config states it
     if design_flow:
         flow = float(design_flow)
         heat_kw = flow * KW_PER_M3H_K * delta_t
@@ -220,7 +220,7 @@ class StationSim:
             design = loop_design(loop, self.area_m2 / len(station.loops), settings.get(loop.id))
             self.loops[loop.id] = self._steady_state(loop, design, self.faults_on(loop.id, start_ts))
         self.sensor_offsets: dict[tuple[str, str], float] = {
-            (loop.id, sensor): self._rng.uniform(-0.5, 1.5)  # flats differ; a healthy loop keeps all warm
+            (loop.id, sensor): self._rng.uniform(0.0, 1.5)  # healthy flats sit above the (now exact) legal minimum
             for loop in station.loops
             for sensor in self.indoor_sensors(loop.id)
         }
@@ -419,7 +419,7 @@ class StationSim:
 
         A few flats of many: the loop's water and the other flats do not notice."""
         target = self.site.indoor_target
-        refund = float(getattr(self.site, "indoor_refund_below", 16.0))  # Site.indoor_refund_below where known
+        refund = self.site.indoor_refund_below
         return (target + refund) / 2.0 if n == 0 else refund - 2.0
 
     @staticmethod

@@ -286,7 +286,14 @@ async def test_alertmanager_groups_then_resolves(alertmanager_factory: Any, rece
         first = groups["daoli-334"]["alerts"][0]
         assert first["generatorURL"] == "http://mon:9640/#station-daoli-334"
         assert first["annotations"]["threshold"] == "40"
-        assert set(first["labels"]) == {"alertname", "station", "district", "loop", "severity"}
+        assert set(first["labels"]) == {
+            "alertname",
+            "station",
+            "district",
+            "loop",
+            "severity",
+            "cause",
+        }  # cause: issue 12
         # our fingerprint is Alertmanager's own
         api = await am_get(am.url, "/api/v2/alerts")
         assert {a["fingerprint"] for a in api} == {

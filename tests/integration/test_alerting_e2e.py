@@ -43,6 +43,7 @@ url = "{am_url}"
 resend_interval = "1s"
 
 [rules]
+water_smoothing = "0s"
 evaluate_every = "200ms"
 for = "0s"
 clear_for = "0s"

@@ -48,6 +48,7 @@ offline_after = "2s"
 season_start = "01-01"
 season_end = "12-31"
 outdoor_smoothing = "0s"
+water_smoothing = "0s"  # issue 12: the default 30 min mean would hold the fast test for half an hour
 
 [[stations]]
 id = "{STATION}"

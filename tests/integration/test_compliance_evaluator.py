@@ -31,6 +31,7 @@ def make_config(tmp_path: Path, *, loops: str = "rad,floor", extra: str = "", st
     text = f"""
 state_dir = "{tmp_path}/state"
 [rules]
+water_smoothing = "0s"
 evaluate_every = "50ms"
 for = "0s"
 clear_for = "30s"
@@ -377,6 +378,7 @@ def test_fast_status_lines_equal_the_generic_encoder(tmp_path: Path) -> None:
     text = f"""
 state_dir = "{tmp_path}/state"
 [rules]
+water_smoothing = "0s"
 season_start = "01-01"
 season_end = "12-31"
 [[stations]]
@@ -416,6 +418,12 @@ id = "s2"
                 required_return_temp=st.required_return_temp,
                 estimated_indoor_temp=st.estimated_indoor_temp,
                 delta_t=st.delta_t,
+                verdict=st.verdict,
+                measured_indoor_temp=st.measured_indoor_temp,
+                indoor_sensors=st.indoor_sensors,
+                indoor_below_target=st.indoor_below_target,
+                indoor_below_refund=st.indoor_below_refund,
+                flags={"beyond_design": st.beyond_design, "setback": st.setback, "inspection_hour": st.inspection_hour},
             )
         )
     assert got == want
@@ -435,6 +443,7 @@ def test_season_boundaries_in_local_time(tmp_path: Path) -> None:
     text = f"""
 state_dir = "{tmp_path}/state"
 [rules]
+water_smoothing = "0s"
 for = "0s"
 clear_for = "1m"
 season_start = "10-20"

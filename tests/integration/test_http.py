@@ -59,6 +59,7 @@ spool_dir = "{tmp_path / "spool"}"
 [http]
 listen = "127.0.0.1:{http_port}"
 [rules]
+water_smoothing = "0s"
 offline_after = "3s"
 evaluate_every = "500ms"
 

@@ -51,6 +51,7 @@ flush_interval = "200ms"
 [http]
 listen = "127.0.0.1:{free_port()}"
 [rules]
+water_smoothing = "0s"
 evaluate_every = "500ms"
 [[alerting.webhook]]
 url = "http://127.0.0.1:{free_port()}/hook"

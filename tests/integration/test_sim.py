@@ -274,6 +274,7 @@ spool_dir = "{tmp_path / "spool"}"
 [http]
 listen = "127.0.0.1:{free_port()}"
 [rules]
+water_smoothing = "0s"
 evaluate_every = "1s"
 for = "3s"
 clear_for = "5s"

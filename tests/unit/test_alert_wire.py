@@ -38,6 +38,7 @@ LOOP = AlertEvent(
 )
 STATION = replace(LOOP, alert_id="a2", rule="station_offline", loop=None, severity="major", value=None, threshold=None)
 LABELS = {"alertname": "supply_low", "district": "d", "loop": "sec1", "severity": "warning", "station": "s1"}
+LABELS["cause"] = "station"  # issue 12: every alert says whose shortfall it is (heat_source or station)
 ANNOTATIONS = {"summary": "supply_low at s1 loop sec1", "description": "low", "value": "38.5", "threshold": "40"}
 STATION_LABELS = {**LABELS, "alertname": "station_offline", "loop": "-", "severity": "major"}
 STATION_ANNOTATIONS = {"summary": "station_offline at s1", "description": "low", "value": "", "threshold": ""}

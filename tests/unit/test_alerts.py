@@ -74,6 +74,7 @@ def test_pending_then_firing_after_for() -> None:
         "district": "d1",
         "loop": "sec1",
         "severity": "warning",
+        "cause": "station",
     }
     [snap] = b.active_alerts()
     assert (snap.id, snap.state, snap.since, snap.pending_since, snap.value) == (e.alert_id, "firing", 600.0, 0.0, 37.5)

@@ -569,3 +569,84 @@ def test_mqtt_series_limits() -> None:
     assert problems_of(BASE + mqtt + "max_sensors_per_loop = 0\n") == [
         "plant.toml: mqtt.max_sensors_per_loop: 0 is out of range (expected 1..1000000)"
     ]
+
+
+# -- issue 12: legal tiers, inspection hours, smoothing, setbacks, circulation ---------------------------
+
+
+def test_judgement_defaults() -> None:
+    cfg = parse_config_text(BASE, "plant.toml")
+    assert cfg.site.indoor_refund_below == 16.0 and cfg.site.inspection_exclude == () and cfg.site.fee_per_m2 is None
+    r = cfg.rules
+    assert (r.outdoor_smoothing_s, r.water_smoothing_s) == (43200.0, 1800.0)
+    assert (r.min_flow, r.min_flow_share, r.exempt_below_design, r.setbacks) == (1.0, 0.1, False, ())
+    assert r.rule("indoor_low").margin == 0.0 and r.rule("indoor_low").severity == "major"
+    assert r.rule("no_circulation").severity == "critical"
+    assert r.rule("primary_shortage").approach == 5.0
+    assert cfg.stations[0].setbacks is None and cfg.stations[0].loops[0].design_flow is None
+
+
+def test_judgement_keys() -> None:
+    text = BASE.replace(
+        '  [[stations.loops]]\n  id = "sec1"\n',
+        '  [[stations.setback]]\n  from = "22:00"\n  to = "06:00"\n  kelvin = 2\n'
+        '  [[stations.loops]]\n  id = "sec1"\n  design_flow = 650.0\n',
+    ).replace('  type = "float32"\n', '  type = "int16"\n  scale = 0.1\n  flatline_tolerance = 0.2\n')
+    text += (
+        "[site]\nindoor_target = 20.0\nindoor_refund_below = 15.0\n"
+        'inspection_exclude = ["10:00-14:00", "23:30-00:30"]\n'
+        "fee_per_m2 = 38.0\n"
+        '[rules]\noutdoor_smoothing = "24h"\nwater_smoothing = "15m"\nmin_flow = 2.5\nmin_flow_share = 0.2\n'
+        'exempt_below_design = true\n[[rules.setback]]\nfrom = "10:00"\nto = "15:00"\nkelvin = 3.0\n'
+        '[rules.primary_shortage]\napproach = 8.0\n[rules.sensor_fault]\nstale_after = "5m"\n'
+    )
+    cfg = parse_config_text(text, "plant.toml")
+    site, rules, station = cfg.site, cfg.rules, cfg.stations[0]
+    assert (site.indoor_target, site.indoor_refund_below, site.fee_per_m2) == (20.0, 15.0, 38.0)
+    assert [str(w) for w in site.inspection_exclude] == ["10:00-14:00", "23:30-00:30"]
+    assert site.inspection_exclude[1].contains(0) and not site.inspection_exclude[1].contains(60)
+    assert (rules.outdoor_smoothing_s, rules.water_smoothing_s, rules.min_flow, rules.min_flow_share) == (
+        86400.0,
+        900.0,
+        2.5,
+        0.2,
+    )
+    assert rules.exempt_below_design and [(str(s.window), s.kelvin) for s in rules.setbacks] == [("10:00-15:00", 3.0)]
+    assert rules.rule("primary_shortage").approach == 8.0 and rules.rule("sensor_fault").stale_after_s == 300.0
+    assert station.setbacks is not None and [(str(s.window), s.kelvin) for s in station.setbacks] == [
+        ("22:00-06:00", 2.0)
+    ]
+    assert station.loops[0].design_flow == 650.0 and station.points[0].flatline_tolerance == 0.2
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            '[site]\ninspection_exclude = ["10:00"]\n',
+            'site.inspection_exclude[0]: expected local hours as "HH:MM-HH:MM"',
+        ),
+        (
+            '[site]\ninspection_exclude = ["10:00-25:00"]\n',
+            "site.inspection_exclude[0]: expected a local time as HH:MM",
+        ),
+        ('[site]\ninspection_exclude = "10:00-14:00"\n', 'site.inspection_exclude: expected an array of "HH:MM-HH:MM"'),
+        (
+            "[site]\nindoor_target = 18.0\nindoor_refund_below = 19.0\n",
+            "site.indoor_refund_below: 19 must not be above",
+        ),
+        ('[[rules.setback]]\nfrom = "10:00"\nkelvin = 3.0\n', "rules.setback[0].to: missing"),
+        (
+            '[[rules.setback]]\nfrom = "10:00"\nto = "10:00"\nkelvin = 3.0\n',
+            "rules.setback[0].to: '10:00-10:00' is empty",
+        ),
+        (
+            '[[rules.setback]]\nfrom = "10:00"\nto = "12:00"\nkelvin = 40.0\n',
+            "rules.setback[0].kelvin: 40 is out of range",
+        ),
+        ("[rules]\nmin_flow_share = 1.5\n", "rules.min_flow_share: 1.5 is out of range"),
+        ('[rules.no_circulation]\nseverity = "fatal"\n', "rules.no_circulation.severity: unknown severity"),
+    ],
+)
+def test_bad_judgement_keys(extra: str, expected: str) -> None:
+    assert any(expected in p for p in problems_of(BASE + extra)), problems_of(BASE + extra)

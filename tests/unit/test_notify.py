@@ -77,6 +77,7 @@ def test_labels_follow_the_contract() -> None:
         "district": "道里区",
         "loop": "sec1",
         "severity": "warning",
+        "cause": "station",
         "station": "daoli-334",
     }
 

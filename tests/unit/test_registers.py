@@ -124,7 +124,7 @@ def _point(**kw: object) -> Point:
         (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [(-300) & 0xFFFF], -30.0, None),
         (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [(-510) & 0xFFFF], -51.0, "out_of_range"),
         (_point(type="int16", scale=0.1, quantity="outdoor_temp"), [460], 46.0, "out_of_range"),
-        (_point(type="int16", quantity="flow"), [(-5) & 0xFFFF], -5.0, None),
+        (_point(type="int16", quantity="flow"), [(-5) & 0xFFFF], -5.0, "out_of_range"),  # issue 12: flow >= 0
     ],
 )
 def test_decode_point(point: Point, registers: list[int], value: float, fault: str | None) -> None:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationmon.config import parse_config_text
-from stationmon.domain.plant import Site
+from stationmon.domain.plant import Setback, Site
 from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults, Series, in_heating_season
 from stationmon.domain.rules.faults import (
     FAULT_FLAGGED,
@@ -24,6 +24,7 @@ from stationmon.domain.rules.faults import (
     FAULT_RANGE,
     FAULT_RATE,
     FAULT_SENTINEL,
+    FAULT_STALE,
     FAULT_SWAPPED,
     describe_faults,
     range_faults,
@@ -50,9 +51,19 @@ _RULE_KEYS = {
 
 
 def params(
-    enabled: frozenset[str] = frozenset(RULE_NAMES), outdoor_smoothing_s: float = 0.0, **kw: float
+    enabled: frozenset[str] = frozenset(RULE_NAMES),
+    outdoor_smoothing_s: float = 0.0,
+    water_smoothing_s: float = 0.0,
+    setbacks: tuple[Setback, ...] = (),
+    exempt_below_design: bool = False,
+    **kw: float,
 ) -> RulesSettings:
-    base = RulesSettings(outdoor_smoothing_s=outdoor_smoothing_s)
+    base = RulesSettings(
+        outdoor_smoothing_s=outdoor_smoothing_s,
+        water_smoothing_s=water_smoothing_s,
+        setbacks=setbacks,
+        exempt_below_design=exempt_below_design,
+    )
     rules = {name: replace(base.rule(name), enabled=name in enabled) for name in RULE_NAMES}
     for key, value in kw.items():
         rule, name = _RULE_KEYS[key]
@@ -64,9 +75,11 @@ def engine(
     loops: Sequence[tuple[str, str, float, float, float, float | None, float | None]] = (FLOOR, RADIATOR),
     stations: Sequence[tuple[str, str]] = (("s1", "d1"),),
     indoor_target: float = 18.0,
+    site: Site | None = None,
+    design_flow: Sequence[float | None] | None = None,
     **kw: Any,
 ) -> RuleEngine:
-    table = LoopTable.build(stations, loops, Site(indoor_target=indoor_target))
+    table = LoopTable.build(stations, loops, site or Site(indoor_target=indoor_target), design_flow=design_flow)
     return RuleEngine(table, params(**kw))
 
 
@@ -91,6 +104,7 @@ def inputs(
     indoor: Sequence[tuple[int, float, float]] = (),
     in_season: bool = True,
     supply_flagged: Sequence[bool] | None = None,
+    pump: Sequence[float] | None = None,
 ) -> RuleInputs:
     t = eng.table
     stamp = now - 5 if ts is None else ts
@@ -105,6 +119,7 @@ def inputs(
         indoor=Series.of([v for _, v, _ in indoor], [s for _, _, s in indoor]),
         indoor_loop=np.array([i for i, _, _ in indoor], dtype=np.int64),
         in_season=in_season,
+        pump_running=series(pump, stamp) if pump is not None else None,
     )
 
 
@@ -223,7 +238,7 @@ def test_out_of_season_judges_faults_but_not_compliance() -> None:
     assert r.status_name(0) == "unknown" and r.status_name(1) == "sensor_fault"
     assert active(r, 0) == set() and active(r, 1) == {"sensor_fault"}
     # compliance counts as judged clear, so alerts left firing at the season's end resolve
-    assert judged(r, 0) == set(RULE_NAMES) - {"station_offline"}
+    assert judged(r, 0) == set(RULE_NAMES) - {"station_offline", "primary_shortage"}
     clear = r.lookup(("supply_low", "s1", "rad"))
     assert clear is not None and clear.message == "outside the heating season"
     assert not np.isnan(r.required_supply[0])  # still computed for the status page
@@ -255,12 +270,16 @@ def test_a_station_never_seen_goes_offline_after_offline_after_from_start() -> N
     assert eng.evaluate(inp).station_checks["station_offline"].active[0]
 
 
-def test_stale_values_are_unknown_not_faulty() -> None:
+def test_a_stale_point_of_an_answering_station_is_a_sensor_fault() -> None:
+    # issue 12: a point that stops updating while its station answers is a fault, never a silent unknown
     eng = engine(loops=[FLOOR])
     inp = inputs(eng, [850.0], [34.0], last_seen=[NOW - 1])
     inp.supply.ts[:] = NOW - 120
     r = eng.evaluate(inp)
-    assert r.status_name(0) == "unknown" and active(r, 0) == set() and "supply_low" not in judged(r, 0)
+    assert r.status_name(0) == "sensor_fault" and active(r, 0) == {"sensor_fault"}
+    assert r.supply_faults[0] == FAULT_STALE and "supply_low" not in judged(r, 0)
+    cond = r.conditions()[("sensor_fault", "s1", "floor")]
+    assert cond.sensors == frozenset({"supply_temp"}) and "supply_temp: stale" in cond.message
 
 
 # -- sensor faults ------------------------------------------------------------------------------------
@@ -399,9 +418,10 @@ def test_indoor_low_counts_fresh_good_sensors() -> None:
     assert list(r.indoor_valid) == [2, 3] and list(r.indoor_low) == [1, 2]
     assert "indoor_low" not in active(r, 0) and "indoor_low" in active(r, 1)
     check = r.loop_checks["indoor_low"]
-    assert check.value[1] == 16.5 and check.threshold[1] == 17.0
+    # issue 12: the legal minimum is exact (no margin by default)
+    assert check.value[1] == 16.5 and check.threshold[1] == 18.0
     assert r.status_name(1) == "noncompliant"
-    assert r.conditions()[("indoor_low", "s1", "rad")].message == "2 of 3 indoor sensors below 17.0 °C (lowest 16.5 °C)"
+    assert r.conditions()[("indoor_low", "s1", "rad")].message == "2 of 3 indoor sensors below 18.0 °C (lowest 16.5 °C)"
     # a share instead: 2 of 3 is below a 70 % share
     eng = engine(indoor_min_sensors=1, indoor_min_share=0.7)
     r = eng.evaluate(inputs(eng, [41.0, 60.0], [34.0, 45.0], indoor=sensors))

@@ -7,18 +7,19 @@ value is `hysteresis` K past the threshold, so a loop hovering at the threshold 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from stationmon.domain.heating import FloatArray
-from stationmon.domain.rules.faults import BoolArray, FaultArray, IntArray, quantity_faults
+from stationmon.domain.rules.faults import BoolArray, FaultArray, IntArray
 from stationmon.domain.rules.inputs import Series
 from stationmon.domain.settings import RuleSettings
 
 __all__ = [
     "INDOOR_MAX_AGE_S",
     "Check",
+    "IndoorFacts",
     "LoopFacts",
     "StationFacts",
     "delta_t_high",
@@ -26,6 +27,8 @@ __all__ = [
     "indoor_estimate_low",
     "indoor_low",
     "loop_sensor_fault",
+    "no_circulation",
+    "primary_shortage",
     "return_low",
     "station_offline",
     "station_sensor_fault",
@@ -33,6 +36,8 @@ __all__ = [
 ]
 
 INDOOR_MAX_AGE_S = 3600.0  # household thermometers report rarely; older values do not count
+FLOW_HYSTERESIS = 0.1  # a held no_circulation clears only 10 % above its flow threshold
+_FLOW, _PUMP = frozenset({"flow"}), frozenset({"pump_running"})
 
 
 @dataclass(slots=True)
@@ -47,6 +52,10 @@ class Check:
     margin: float = 0.0  # how far below the required value the threshold lies
     curve_used: BoolArray | None = None  # supply_low/return_low: threshold from the curve, not the floor
     counts: tuple[IntArray, IntArray] | None = None  # indoor_low: (fresh sensors, sensors low) per loop
+    critical: BoolArray | None = None  # where the condition is at its critical tier (indoor_low)
+    # per element, which of `read_sets` the rule read (no_circulation: the flow meter or the pump status)
+    read_code: IntArray | None = None
+    read_sets: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def off(cls, rule: str, n: int) -> Check:
@@ -57,17 +66,37 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class StationFacts:
-    """Per station: reading age, offline, outdoor/primary sensor faults (stale: 0, unknown not faulty)."""
+    """Per station: reading age, offline, outdoor/primary sensor faults (stale is a fault where configured)."""
 
     age: FloatArray
     offline: BoolArray
     offline_after_s: float
+    judge: BoolArray  # in season and online
     outdoor: FloatArray  # as measured
     outdoor_faults: FaultArray
     outdoor_smooth: FloatArray  # the running mean where the sensor is usable, else NaN
     primary: FloatArray
-    primary_faults: FaultArray
+    primary_faults: FaultArray  # FAULT_PRIMARY is added once the loops are known (the pair's other side)
     primary_ok: BoolArray  # fresh and fault-free
+    setback: BoolArray  # a planned setback is on now
+    required_secondary: FloatArray = field(default_factory=lambda: np.zeros(0))  # max required supply, NaN: none
+    held: Mapping[str, BoolArray] = field(default_factory=dict)
+
+    def hysteresis(self, s: RuleSettings) -> FloatArray | float:
+        """The rule's hysteresis where its station alert is held, else 0."""
+        mask = self.held.get(s.name)
+        return 0.0 if mask is None else np.where(mask, s.hysteresis, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class IndoorFacts:
+    """The household sensors: which are usable, and per loop their count, median and tiers."""
+
+    ok: BoolArray  # per sensor: fresh and fault-free
+    fresh: IntArray  # per loop
+    median: FloatArray  # per loop, NaN without fresh sensors
+    below_target: IntArray  # per loop: fresh sensors below indoor_target (no hysteresis)
+    below_refund: IntArray  # ... below indoor_refund_below
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +107,37 @@ class LoopFacts:
     online: BoolArray  # the station answers
     judge: BoolArray  # in season and online: compliance rules may judge
     outdoor: FloatArray  # the smoothed outdoor temperature the curve used (NaN: unusable)
-    supply: FloatArray  # as measured
+    supply: FloatArray  # the running mean of the measured supply (water_smoothing)
     return_: FloatArray
+    supply_raw: FloatArray  # as measured now (what a fault message shows)
+    return_raw: FloatArray
     supply_ok: BoolArray  # fresh and fault-free
     return_ok: BoolArray
     supply_faults: FaultArray
     return_faults: FaultArray
-    flowing: BoolArray
-    delta_t: FloatArray  # supply - return as measured
-    required_supply: FloatArray
+    flowing: BoolArray  # circulating as far as is known (no meter and no pump status: assumed)
+    delta_t: FloatArray  # supply - return (running means)
+    required_supply: FloatArray  # the curve, before any setback
     required_return: FloatArray
     expected_delta_t: FloatArray
-    estimated_indoor: FloatArray
+    estimated_indoor: FloatArray  # NaN where the water stands or an input is unusable
+    setback_estimate: FloatArray  # the estimate with the setback's kelvin given back (what the rule judges)
+    setback_k: FloatArray  # K the required temperatures are lowered by now (planned setbacks, smoothed)
+    demand: BoolArray  # outdoor below the target, or unknown: heat is needed
     min_supply: FloatArray
     min_return: FloatArray
     indoor_target: float
+    indoor_refund_below: float
     indoor: Series
     indoor_loop: IntArray
+    indoor_facts: IndoorFacts
+    flow: FloatArray
+    flow_ok: BoolArray
+    flow_faults: FaultArray
+    min_flow: FloatArray  # m³/h below which the loop does not circulate
+    pump: FloatArray
+    pump_ok: BoolArray
+    pump_faults: FaultArray
     held: Mapping[str, BoolArray]
 
     @property
@@ -111,14 +154,15 @@ class LoopFacts:
 def _below_required(
     f: LoopFacts, s: RuleSettings, value: FloatArray, ok: BoolArray, required: FloatArray, floor: FloatArray
 ) -> Check:
-    """The curve minus margin, or the fixed floor, whichever is higher."""
+    """The curve minus margin, or the fixed floor, whichever is higher; both lowered by a planned setback."""
     with np.errstate(invalid="ignore"):
         from_curve = required - s.margin
-        threshold = np.fmax(from_curve, floor)
+        threshold = np.fmax(from_curve, floor) - f.setback_k
         judged = f.judge & ok & ~np.isnan(threshold)
-        active = judged & (value < threshold + f.hysteresis(s))
+        # no demand (outdoor at or above the target): judged, and clear
+        active = judged & f.demand & (value < threshold + f.hysteresis(s))
         # the threshold came from the curve (reads outdoor_temp), not from the fixed floor
-        curve_used = ~np.isnan(required) & ~(threshold > from_curve)
+        curve_used = ~np.isnan(required) & ~(floor > from_curve)
     return Check(s.name, active, judged, value, threshold, s.margin, curve_used=curve_used)
 
 
@@ -133,34 +177,58 @@ def return_low(f: LoopFacts, s: RuleSettings) -> Check:
 
 
 def indoor_estimate_low(f: LoopFacts, s: RuleSettings) -> Check:
-    """The indoor temperature the water sustains is below the target."""
+    """The indoor temperature the water sustains (a planned setback given back) is below the target."""
     threshold = np.full(f.n, f.indoor_target - s.margin)
-    est = f.estimated_indoor
+    est = f.setback_estimate
     judged = f.judge & ~np.isnan(est)
     with np.errstate(invalid="ignore"):
-        active = judged & (est < threshold + f.hysteresis(s))
+        active = judged & f.demand & (est < threshold + f.hysteresis(s))
     return Check(s.name, active, judged, est, threshold, s.margin)
 
 
 def indoor_low(f: LoopFacts, s: RuleSettings) -> Check:
-    """At least `min_sensors` (and `min_share`) of the loop's fresh household sensors are below target."""
-    n = f.n
-    threshold = np.full(n, f.indoor_target - s.margin)
-    ind, il = f.indoor, f.indoor_loop
-    ok = (ind.age(f.now) <= INDOOR_MAX_AGE_S) & (quantity_faults(ind.value, "indoor_temp") == 0) & ~ind.flagged
+    """At least `min_sensors` (and `min_share`) of the fresh household sensors below the target (major),
+    or as many below `indoor_refund_below` (critical)."""
+    n, il, ind = f.n, f.indoor_loop, f.indoor_facts
     h = f.hysteresis(s)
-    sensor_threshold = threshold[il] + (h[il] if isinstance(h, np.ndarray) else h)
-    with np.errstate(invalid="ignore"):
-        low = ok & (ind.value < sensor_threshold)
-    fresh = np.bincount(il[ok], minlength=n).astype(np.int64)
-    n_low = np.bincount(il[low], minlength=n).astype(np.int64)
+    lift = h[il] if isinstance(h, np.ndarray) else h
+    ok, value = ind.ok, f.indoor.value
+    fresh = ind.fresh
+
+    def meets(threshold: float) -> tuple[IntArray, BoolArray]:
+        with np.errstate(invalid="ignore"):
+            low = ok & (value < threshold - s.margin + lift)
+        count = np.bincount(il[low], minlength=n).astype(np.int64)
+        share_ok = (s.min_share <= 0.0) | (count / np.maximum(fresh, 1) >= s.min_share)
+        return count, (count >= s.min_sensors) & share_ok
+
+    n_low, low_enough = meets(f.indoor_target)
+    _, refund_enough = meets(f.indoor_refund_below)
     lowest = np.full(n, np.inf)
-    np.minimum.at(lowest, il[ok], ind.value[ok])
+    np.minimum.at(lowest, il[ok], value[ok])
     lowest[np.isinf(lowest)] = np.nan
     judged = f.judge & (fresh > 0)
-    share_ok = (s.min_share <= 0.0) | (n_low / np.maximum(fresh, 1) >= s.min_share)
-    active = judged & (n_low >= s.min_sensors) & share_ok
-    return Check(s.name, active, judged, lowest, threshold, s.margin, counts=(fresh, n_low))
+    active = judged & low_enough
+    threshold = np.full(n, f.indoor_target - s.margin)
+    return Check(
+        s.name, active, judged, lowest, threshold, s.margin, counts=(fresh, n_low), critical=active & refund_enough
+    )
+
+
+def no_circulation(f: LoopFacts, s: RuleSettings) -> Check:
+    """Flow below `min_flow` (or its share of design_flow), or the pump reported stopped, while heat is needed."""
+    held = f.held.get(s.name)
+    lift = 1.0 if held is None else np.where(held, 1.0 + FLOW_HYSTERESIS, 1.0)
+    with np.errstate(invalid="ignore"):
+        slow = f.flow_ok & (f.flow < f.min_flow * lift)
+        stopped = f.pump_ok & (f.pump < 0.5)
+    judged = f.judge & (f.flow_ok | f.pump_ok)
+    active = judged & f.demand & (slow | stopped)
+    by_pump = stopped & ~slow
+    value = np.where(by_pump | ~f.flow_ok, f.pump, f.flow)
+    threshold = np.where(by_pump | ~f.flow_ok, 0.5, f.min_flow)
+    code = np.where(by_pump | ~f.flow_ok, 1, 0).astype(np.int64)
+    return Check(s.name, active, judged, value, threshold, read_code=code, read_sets=(_FLOW, _PUMP))
 
 
 def _delta_t(f: LoopFacts, s: RuleSettings, *, low: bool) -> Check:
@@ -170,6 +238,7 @@ def _delta_t(f: LoopFacts, s: RuleSettings, *, low: bool) -> Check:
         judged = (
             f.judge & f.supply_ok & f.return_ok & f.flowing & ~np.isnan(expected) & (expected >= s.min_expected_delta_t)
         )
+        judged &= f.demand
         if low:
             active = judged & (f.delta_t < threshold + f.hysteresis(s))
         else:
@@ -188,10 +257,20 @@ def delta_t_high(f: LoopFacts, s: RuleSettings) -> Check:
 
 
 def loop_sensor_fault(f: LoopFacts, s: RuleSettings) -> Check:
-    """A supply or return sensor of the loop is faulty (judged while the station is online)."""
-    sup_bad, ret_bad = f.supply_faults != 0, f.return_faults != 0
-    value = np.where(sup_bad, f.supply, np.where(ret_bad, f.return_, np.nan))
-    return Check(s.name, f.online & (sup_bad | ret_bad), f.online.copy(), value, np.full(f.n, np.nan))
+    """A supply, return, flow or pump-status sensor of the loop is faulty or stale (judged while online)."""
+    value = np.full(f.n, np.nan)
+    bad = np.zeros(f.n, dtype=bool)
+    # the value shown: the first faulty sensor's, in this order
+    for faults, reading in (
+        (f.pump_faults, f.pump),
+        (f.flow_faults, f.flow),
+        (f.return_faults, f.return_raw),
+        (f.supply_faults, f.supply_raw),
+    ):
+        mine = faults != 0
+        value = np.where(mine, reading, value)
+        bad |= mine
+    return Check(s.name, f.online & bad, f.online.copy(), value, np.full(f.n, np.nan))
 
 
 def station_offline(f: StationFacts, s: RuleSettings) -> Check:
@@ -201,8 +280,17 @@ def station_offline(f: StationFacts, s: RuleSettings) -> Check:
 
 
 def station_sensor_fault(f: StationFacts, s: RuleSettings) -> Check:
-    """The outdoor or primary supply sensor of an online station is faulty."""
+    """The outdoor or primary supply sensor of an online station is faulty or stale."""
     online = ~f.offline
     out_bad, prim_bad = f.outdoor_faults != 0, f.primary_faults != 0
     value = np.where(out_bad, f.outdoor, np.where(prim_bad, f.primary, np.nan))
     return Check(s.name, online & (out_bad | prim_bad), online, value, np.full(len(f.age), np.nan))
+
+
+def primary_shortage(f: StationFacts, s: RuleSettings) -> Check:
+    """The primary supply cannot reach the secondary supply the station's loops need plus the approach."""
+    threshold = f.required_secondary + s.approach
+    judged = f.judge & f.primary_ok & ~np.isnan(threshold)
+    with np.errstate(invalid="ignore"):
+        active = judged & (f.primary < threshold + f.hysteresis(s))
+    return Check(s.name, active, judged, f.primary, threshold)

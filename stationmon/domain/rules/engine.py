@@ -1,42 +1,58 @@
-"""The rule engine: facts once per evaluation, then every rule of the table, then each loop's status.
+"""The rule engine: facts once per evaluation, then every rule of the table, then each loop's verdict.
 
 `station_offline` is always judged, `sensor_fault` while the station is online, the seasonal rules
 only in season, online and on fresh, fault-free sensors (`supply_low`/`return_low` still judge their
 fixed floor without an outdoor sensor). Out of season they count as judged and clear, so alerts left
-firing at its end resolve. Per-series state (flatline, rate, outdoor mean) is kept as arrays.
+firing at its end resolve. Per-series state (flatline, rate, running means) is kept as arrays.
+
+Verdict: with at least `indoor_low.min_sensors` fresh household sensors a loop is `noncompliant` only
+when `indoor_low` holds (the law judges the flats); otherwise the water-model rules decide.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from stationmon.domain import heating
 from stationmon.domain.alerts import AlertKey
-from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
+from stationmon.domain.heating import FloatArray
+from stationmon.domain.plant import Setback
+from stationmon.domain.rules.checks import INDOOR_MAX_AGE_S, Check, IndoorFacts, LoopFacts, StationFacts
 from stationmon.domain.rules.faults import (
     FAULT_FLAGGED,
     FAULT_PRIMARY,
+    FAULT_STALE,
     FAULT_SWAPPED,
     BoolArray,
     FaultArray,
+    IntArray,
     SensorTracker,
     quantity_faults,
 )
-from stationmon.domain.rules.inputs import LoopTable, RuleInputs, Series, reading_age, station_online
+from stationmon.domain.rules.inputs import (
+    LoopTable,
+    RuleInputs,
+    Series,
+    local_minute,
+    reading_age,
+    station_online,
+)
 from stationmon.domain.rules.results import STATUS_CODES, RuleResults, _nan_none
 from stationmon.domain.rules.table import LOOP_RULE_TABLE, STATION_RULE_TABLE
 from stationmon.domain.settings import RulesSettings
-from stationmon.domain.vocabulary import COMPLIANCE_RULES, RULE_NAMES, SEASONAL_RULES
+from stationmon.domain.vocabulary import RULE_NAMES, SEASONAL_RULES, VERDICTS, WATER_MODEL_RULES
 
-__all__ = ["MIN_FLOW", "PRIMARY_TOLERANCE_K", "SWAP_TOLERANCE_K", "RuleEngine"]
+__all__ = ["PRIMARY_TOLERANCE_K", "STATION_HELD", "SWAP_TOLERANCE_K", "RuleEngine"]
 
 SWAP_TOLERANCE_K = 0.2  # supply below return by more than sensor noise
 PRIMARY_TOLERANCE_K = 0.5
-MIN_FLOW = 0.05  # m³/h: less than this counts as no flow
+STATION_HELD = "station:"  # prefix of the held masks of station-level rules
+_NONE, _ESTIMATE, _SENSORS = (VERDICTS.index(v) for v in ("none", "estimate", "sensors"))
 
 
 def _sensor_faults(series: Series, quantity: str) -> FaultArray:
@@ -52,18 +68,43 @@ class RuleEngine:
         self.table = table
         self.settings = settings
         self.rules = {name: settings.rule(name) for name in RULE_NAMES}
+        self.fresh_s = self.rules["sensor_fault"].stale_after_s or settings.offline_after_s
+        n, ns = table.n_loops, table.n_stations
+        self.supply_tracker = self._tracker("supply_temp", n)
+        self.return_tracker = self._tracker("return_temp", n)
+        self.outdoor_tracker = self._tracker("outdoor_temp", ns)
+        self.outdoor_mean = np.full(ns, np.nan)
+        self.outdoor_mean_ts = np.full(ns, np.nan)
+        self.water_mean = {q: (np.full(n, np.nan), np.full(n, np.nan)) for q in ("supply", "return")}
+        self.setback_mean = np.full(ns, np.nan)
+        self.setback_mean_ts = np.full(ns, np.nan)
+        self._setback_k = np.zeros(ns)  # per station, this evaluation's (smoothed) setback
+        self.min_flow = np.fmax(settings.min_flow, settings.min_flow_share * table.design_flow)
+        self._setback_groups = self._group_setbacks()
+
+    def _tracker(self, quantity: str, n: int) -> SensorTracker:
+        """Flatline tolerance from the point (its own, or its register's step if coarser); the window grows
+        with the tolerance: a probe that shows only 0.1 K steps needs twice as long to prove it is stuck."""
         sf = self.rules["sensor_fault"]
-
-        def tracker(n: int) -> SensorTracker:
-            return SensorTracker(
-                n, window_s=sf.flatline_window_s, tolerance=sf.flatline_tolerance, max_rate_per_min=sf.max_rate_per_min
+        tolerance: float | FloatArray = sf.flatline_tolerance
+        window: float | FloatArray = sf.flatline_window_s
+        facts = self.table.points.get(quantity)
+        if facts is not None and len(facts.configured) == n:
+            tol = np.where(
+                np.isnan(facts.tolerance), np.maximum(sf.flatline_tolerance, facts.resolution), facts.tolerance
             )
+            if sf.flatline_tolerance > 0:
+                window = sf.flatline_window_s * np.maximum(1.0, tol / sf.flatline_tolerance)
+            tolerance = tol
+        return SensorTracker(n, window_s=window, tolerance=tolerance, max_rate_per_min=sf.max_rate_per_min)
 
-        self.supply_tracker = tracker(table.n_loops)
-        self.return_tracker = tracker(table.n_loops)
-        self.outdoor_tracker = tracker(table.n_stations)
-        self.outdoor_mean = np.full(table.n_stations, np.nan)
-        self.outdoor_mean_ts = np.full(table.n_stations, np.nan)
+    def _group_setbacks(self) -> list[tuple[tuple[Setback, ...], IntArray]]:
+        """Stations by the setbacks they follow (their own, else the site-wide ones): few groups."""
+        groups: dict[tuple[Setback, ...], list[int]] = {}
+        own = self.table.station_setbacks or (None,) * self.table.n_stations
+        for s, setbacks in enumerate(own):
+            groups.setdefault(self.settings.setbacks if setbacks is None else setbacks, []).append(s)
+        return [(sb, np.array(idx, dtype=np.int64)) for sb, idx in groups.items() if sb]
 
     # -- smoothing state survives restarts through the evaluator's state file ------------------------
 
@@ -89,25 +130,25 @@ class RuleEngine:
                 self.outdoor_mean[s], self.outdoor_mean_ts[s] = mean, ts
 
     def held_masks(self, keys: Iterable[AlertKey]) -> dict[str, BoolArray]:
-        """Boolean masks per rule of the loops whose alert is pending or firing."""
-        index = self.table.loop_index
+        """Boolean masks per rule of the loops (station rules: `STATION_HELD` + rule) whose alert is held."""
+        t = self.table
         by_rule: dict[str, list[int]] = {}
         for rule, station, loop in keys:
-            if loop is not None:
-                i = index.get((station, loop))
-                if i is not None:
-                    by_rule.setdefault(rule, []).append(i)
+            i = t.station_index.get(station) if loop is None else t.loop_index.get((station, loop))
+            if i is not None:
+                by_rule.setdefault(rule if loop is not None else STATION_HELD + rule, []).append(i)
         masks: dict[str, BoolArray] = {}
         for rule, found in by_rule.items():
-            mask = masks[rule] = np.zeros(self.table.n_loops, dtype=bool)
+            mask = masks[rule] = np.zeros(t.n_stations if rule.startswith(STATION_HELD) else t.n_loops, dtype=bool)
             mask[np.array(found, dtype=np.int64)] = True
         return masks
 
     def evaluate(self, inp: RuleInputs, held: Mapping[str, BoolArray] | None = None) -> RuleResults:
         """Judge every loop and station now."""
         n, ns = self.table.n_loops, self.table.n_stations
-        stations = self._station_facts(inp)
-        loops = self._loop_facts(inp, stations, held or {})
+        minute = local_minute(inp.now, self.table.timezone)
+        stations = self._station_facts(inp, held or {}, minute)
+        loops, stations = self._loop_facts(inp, stations, held or {})
         loop_checks = {
             name: rule.judge(loops, self.rules[name]) if self.rules[name].enabled else Check.off(name, n)
             for name, rule in LOOP_RULE_TABLE.items()
@@ -119,33 +160,65 @@ class RuleEngine:
         if not inp.in_season:
             # the season is over: its conditions are gone (judged clear), so alerts still firing from
             # the season resolve after clear_for instead of lasting all summer
-            for rule in SEASONAL_RULES & loop_checks.keys():
-                if self.rules[rule].enabled:
-                    loop_checks[rule].judged = loops.online.copy()
+            for checks, online in ((loop_checks, loops.online), (station_checks, ~stations.offline)):
+                for rule in SEASONAL_RULES & checks.keys():
+                    if self.rules[rule].enabled:
+                        checks[rule].judged = online.copy()
+        status, verdict = self._judgement(loops, stations, loop_checks)
+        excluded = any(w.contains(minute) for w in self.table.inspection_exclude)
         return RuleResults(
             table=self.table,
             now=inp.now,
             in_season=inp.in_season,
-            status=self._status(loops, stations, loop_checks, inp.in_season),
+            status=status,
             loops=loops,
             stations=stations,
             loop_checks=loop_checks,
             station_checks=station_checks,
             delta_t=np.where(loops.supply_ok & loops.return_ok, loops.delta_t, np.nan),
+            verdict=verdict,
+            inspection_hour=not excluded,
         )
 
-    def _station_facts(self, inp: RuleInputs) -> StationFacts:
-        """Offline stations, outdoor and primary sensor faults, the outdoor running mean."""
+    def _judge_series(
+        self, series: Series, quantity: str, online: BoolArray, inp: RuleInputs, tracker: SensorTracker | None
+    ) -> tuple[FaultArray, BoolArray]:
+        """Fault bits (stale where configured or once seen, the station answering) and where usable."""
+        bits = _sensor_faults(series, quantity)
+        if tracker is not None:
+            bits |= tracker.update(series.value, series.ts, bits == 0)
+        seen = ~np.isnan(series.ts)
+        # a point never read counts from the start, like a station never seen
+        since = series.ts if inp.started_at is None else np.where(seen, series.ts, inp.started_at)
+        age = reading_age(since, inp.now)
+        fresh = seen & (age <= self.fresh_s)
+        facts = self.table.points.get(quantity)
+        expected = seen if facts is None or len(facts.configured) != len(seen) else seen | facts.configured
+        stale = ~fresh & expected & online & (age > self.fresh_s)
+        bits = np.where(fresh, bits, np.where(stale, FAULT_STALE, 0)).astype(np.uint16)
+        return bits, fresh & (bits == 0)
+
+    def _setbacks(self, minute: int, now: float) -> tuple[BoolArray, FloatArray]:
+        """Per station: a setback on now, and its kelvin smoothed like the water it lowers."""
+        kelvin = np.zeros(self.table.n_stations)
+        for setbacks, idx in self._setback_groups:
+            kelvin[idx] = max((sb.kelvin for sb in setbacks if sb.window.contains(minute)), default=0.0)
+        # the water follows a setback with its own lag: judged on running means, the required
+        # temperatures must follow at the same pace, or every setback's end would look like a shortfall
+        self.setback_mean, self.setback_mean_ts = heating.running_mean_update(
+            self.setback_mean, self.setback_mean_ts, kelvin, np.full(len(kelvin), now), self.settings.water_smoothing_s
+        )
+        return kelvin > 0.0, np.nan_to_num(self.setback_mean)
+
+    def _station_facts(self, inp: RuleInputs, held: Mapping[str, BoolArray], minute: int) -> StationFacts:
+        """Offline stations, outdoor and primary sensor faults, the outdoor running mean, setbacks."""
         now, offline_after_s = inp.now, self.settings.offline_after_s
         last_seen = np.asarray(inp.station_last_seen, dtype=np.float64)
         if inp.started_at is not None:
             last_seen = np.where(np.isnan(last_seen), inp.started_at, last_seen)
-        outdoor, prim = inp.outdoor, inp.primary_supply
-        outdoor_fresh = outdoor.age(now) <= offline_after_s
-        outdoor_bits = _sensor_faults(outdoor, "outdoor_temp")
-        outdoor_bits |= self.outdoor_tracker.update(outdoor.value, outdoor.ts, outdoor_bits == 0)
-        outdoor_bits[~outdoor_fresh] = 0  # stale: unknown, not faulty
-        outdoor_ok = outdoor_fresh & (outdoor_bits == 0)
+        online = station_online(last_seen, now, offline_after_s)
+        outdoor = inp.outdoor
+        outdoor_bits, outdoor_ok = self._judge_series(outdoor, "outdoor_temp", online, inp, self.outdoor_tracker)
         self.outdoor_mean, self.outdoor_mean_ts = heating.running_mean_update(
             self.outdoor_mean,
             self.outdoor_mean_ts,
@@ -153,59 +226,75 @@ class RuleEngine:
             outdoor.ts,
             self.settings.outdoor_smoothing_s,
         )
-        prim_fresh = prim.age(now) <= offline_after_s
-        prim_bits = _sensor_faults(prim, "primary_supply_temp")
-        prim_bits[~prim_fresh] = 0
+        prim_bits, prim_ok = self._judge_series(inp.primary_supply, "primary_supply_temp", online, inp, None)
+        setback_on, self._setback_k = self._setbacks(minute, now)
+        n = len(STATION_HELD)
         return StationFacts(
             age=reading_age(last_seen, now),
-            offline=~station_online(last_seen, now, offline_after_s),
+            offline=~online,
             offline_after_s=offline_after_s,
+            judge=inp.in_season & online,
             outdoor=outdoor.value,
             outdoor_faults=outdoor_bits,
             outdoor_smooth=np.where(outdoor_ok, self.outdoor_mean, np.nan),
-            primary=prim.value,
+            primary=inp.primary_supply.value,
             primary_faults=prim_bits,
-            primary_ok=prim_fresh & (prim_bits == 0),
+            primary_ok=prim_ok,
+            setback=setback_on,
+            held={k[n:]: v for k, v in held.items() if k.startswith(STATION_HELD)},
         )
 
-    def _water_faults(
-        self, inp: RuleInputs, stations: StationFacts
-    ) -> tuple[FaultArray, FaultArray, BoolArray, BoolArray, BoolArray]:
-        """Supply and return fault bits per loop (stale: 0), where each is usable, where water flows."""
-        now, fresh_after = inp.now, self.settings.offline_after_s
-        st = self.table.loop_station
-        sup, ret, flow = inp.supply, inp.return_, inp.flow
-        sup_fresh, ret_fresh = sup.age(now) <= fresh_after, ret.age(now) <= fresh_after
-        sup_bits, ret_bits = _sensor_faults(sup, "supply_temp"), _sensor_faults(ret, "return_temp")
-        sup_bits |= self.supply_tracker.update(sup.value, sup.ts, sup_bits == 0)
-        ret_bits |= self.return_tracker.update(ret.value, ret.ts, ret_bits == 0)
+    def _circulation(
+        self, inp: RuleInputs, online: BoolArray
+    ) -> tuple[FaultArray, BoolArray, FaultArray, BoolArray, Series, BoolArray]:
+        """Flow and pump status: fault bits and usability of each, the pump series, and where water flows."""
+        n = self.table.n_loops
+        pump = inp.pump_running if inp.pump_running is not None else Series.empty(n)
+        flow_bits, flow_ok = self._judge_series(inp.flow, "flow", online, inp, None)
+        pump_bits, pump_ok = self._judge_series(pump, "pump_running", online, inp, None)
         with np.errstate(invalid="ignore"):
-            flow_known = (flow.age(now) <= fresh_after) & ~flow.flagged & ~np.isnan(flow.value)
-            # constant-flow plants often have no flow meter: unknown flow counts as flowing
-            flowing = ~flow_known | (flow.value > MIN_FLOW)
-            sup_good, ret_good = sup_fresh & (sup_bits == 0), ret_fresh & (ret_bits == 0)
-            swapped = sup_good & ret_good & flowing & (sup.value - ret.value < -SWAP_TOLERANCE_K)
+            standing = (flow_ok & (inp.flow.value < self.min_flow)) | (pump_ok & (pump.value < 0.5))
+        # constant-flow plants often have neither meter nor pump status: unknown counts as flowing
+        return flow_bits, flow_ok, pump_bits, pump_ok, pump, ~standing
+
+    def _water(
+        self, inp: RuleInputs, online: BoolArray, flowing: BoolArray, stations: StationFacts
+    ) -> tuple[FaultArray, FaultArray, BoolArray, BoolArray, BoolArray]:
+        """Supply and return fault bits, where each is usable, and the loops whose supply is above the primary."""
+        st = self.table.loop_station
+        sup, ret = inp.supply, inp.return_
+        sup_bits, sup_ok = self._judge_series(sup, "supply_temp", online, inp, self.supply_tracker)
+        ret_bits, ret_ok = self._judge_series(ret, "return_temp", online, inp, self.return_tracker)
+        with np.errstate(invalid="ignore"):
+            swapped = sup_ok & ret_ok & flowing & (sup.value - ret.value < -SWAP_TOLERANCE_K)
             primary_low = stations.primary[st] < sup.value - PRIMARY_TOLERANCE_K
-            below_primary = stations.primary_ok[st] & sup_good & primary_low
+            below_primary = stations.primary_ok[st] & sup_ok & primary_low
         sup_bits[swapped] |= FAULT_SWAPPED
         ret_bits[swapped] |= FAULT_SWAPPED
         sup_bits[below_primary] |= FAULT_PRIMARY
-        sup_bits[~sup_fresh] = 0
-        ret_bits[~ret_fresh] = 0
-        return sup_bits, ret_bits, sup_fresh & (sup_bits == 0), ret_fresh & (ret_bits == 0), flowing
+        return sup_bits, ret_bits, sup_ok & (sup_bits == 0), ret_ok & (ret_bits == 0), below_primary
 
-    def _loop_facts(self, inp: RuleInputs, stations: StationFacts, held: Mapping[str, BoolArray]) -> LoopFacts:
-        """Everything the loop rules compare: usable water values and the heating model, per loop."""
-        t, now = self.table, inp.now
-        sup_bits, ret_bits, sup_ok, ret_ok, flowing = self._water_faults(inp, stations)
-        sup, ret = inp.supply.value, inp.return_.value
-        t_o = stations.outdoor_smooth[t.loop_station]
-        site = {"indoor_target": t.indoor_target, "outdoor_design": t.outdoor_design, "design_indoor": t.design_indoor}
-        req_supply, req_return = heating.required_temps(t_o, t.design_supply, t.design_return, t.exponent, **site)
-        water_ok = sup_ok & ret_ok
+    def _smooth_water(self, inp: RuleInputs, sup_ok: BoolArray, ret_ok: BoolArray) -> tuple[FloatArray, FloatArray]:
+        """Running means of supply and return over `water_smoothing` (usable samples only), NaN where unusable."""
+        out = []
+        for key, series, ok in (("supply", inp.supply, sup_ok), ("return", inp.return_, ret_ok)):
+            mean, ts = self.water_mean[key]
+            mean, ts = heating.running_mean_update(
+                mean, ts, np.where(ok, series.value, np.nan), series.ts, self.settings.water_smoothing_s
+            )
+            self.water_mean[key] = (mean, ts)
+            out.append(np.where(ok, mean, np.nan))
+        return out[0], out[1]
+
+    def _model(
+        self, t_o: FloatArray, supply: FloatArray, return_: FloatArray, usable: BoolArray, setback_k: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """The indoor estimate per loop, and the same with a planned setback's kelvin given back to the water."""
+        t = self.table
+        ok = usable & ~np.isnan(t_o)
         estimate = heating.estimate_indoor_temp(
-            np.where(water_ok, sup, np.nan),
-            np.where(water_ok, ret, np.nan),
+            np.where(ok, supply, np.nan),
+            np.where(ok, return_, np.nan),
             t_o,
             t.design_supply,
             t.design_return,
@@ -213,14 +302,71 @@ class RuleEngine:
             outdoor_design=t.outdoor_design,
             design_indoor=t.design_indoor,
         )
-        online = ~stations.offline[t.loop_station]
-        return LoopFacts(
-            now=now,
+        estimate = np.where(ok, estimate, np.nan)
+        lowered = np.flatnonzero(ok & (setback_k > 0.0))
+        given_back = estimate.copy()
+        if lowered.size:
+            k = setback_k[lowered]
+            given_back[lowered] = heating.estimate_indoor_temp(
+                supply[lowered] + k,
+                return_[lowered] + k,
+                t_o[lowered],
+                t.design_supply[lowered],
+                t.design_return[lowered],
+                t.exponent[lowered],
+                outdoor_design=t.outdoor_design,
+                design_indoor=t.design_indoor,
+            )
+        return estimate, given_back
+
+    def _indoor(self, inp: RuleInputs) -> IndoorFacts:
+        """Fresh, fault-free household sensors per loop: count, median, and counts below each legal tier."""
+        t, n = self.table, self.table.n_loops
+        ind, il = inp.indoor, inp.indoor_loop
+        ok = (ind.age(inp.now) <= INDOOR_MAX_AGE_S) & (quantity_faults(ind.value, "indoor_temp") == 0) & ~ind.flagged
+        fresh = np.bincount(il[ok], minlength=n).astype(np.int64)
+        with np.errstate(invalid="ignore"):
+            below_target = np.bincount(il[ok & (ind.value < t.indoor_target)], minlength=n).astype(np.int64)
+            below_refund = np.bincount(il[ok & (ind.value < t.indoor_refund_below)], minlength=n).astype(np.int64)
+        median = np.full(n, np.nan)
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            loops, values = il[idx], ind.value[idx]
+            order = np.lexsort((values, loops))
+            values = values[order]
+            starts = np.searchsorted(loops[order], np.arange(n))
+            has = fresh > 0
+            lo = (starts + (fresh - 1) // 2)[has]
+            hi = (starts + fresh // 2)[has]
+            median[has] = 0.5 * (values[lo] + values[hi])
+        return IndoorFacts(ok, fresh, median, below_target, below_refund)
+
+    def _loop_facts(
+        self, inp: RuleInputs, stations: StationFacts, held: Mapping[str, BoolArray]
+    ) -> tuple[LoopFacts, StationFacts]:
+        """Everything the loop rules compare, per loop; the stations gain what their loops need of the primary."""
+        t, st = self.table, self.table.loop_station
+        online = ~stations.offline[st]
+        flow_bits, flow_ok, pump_bits, pump_ok, pump, flowing = self._circulation(inp, online)
+        sup_bits, ret_bits, sup_ok, ret_ok, below_primary = self._water(inp, online, flowing, stations)
+        sup, ret = self._smooth_water(inp, sup_ok, ret_ok)
+        t_o = stations.outdoor_smooth[st]
+        site = {"indoor_target": t.indoor_target, "outdoor_design": t.outdoor_design, "design_indoor": t.design_indoor}
+        req_supply, req_return = heating.required_temps(t_o, t.design_supply, t.design_return, t.exponent, **site)
+        setback_k = self._setback_k[st]
+        estimate, given_back = self._model(t_o, sup, ret, sup_ok & ret_ok & flowing, setback_k)
+        judge = inp.in_season & online
+        with np.errstate(invalid="ignore"):
+            demand = ~(t_o >= t.indoor_target)
+        loops = LoopFacts(
+            now=inp.now,
             online=online,
-            judge=inp.in_season & online,
+            judge=judge,
             outdoor=t_o,
             supply=sup,
             return_=ret,
+            supply_raw=inp.supply.value,
+            return_raw=inp.return_.value,
             supply_ok=sup_ok,
             return_ok=ret_ok,
             supply_faults=sup_bits,
@@ -230,28 +376,78 @@ class RuleEngine:
             required_supply=req_supply,
             required_return=req_return,
             expected_delta_t=heating.expected_delta_t(t_o, t.design_supply, t.design_return, **site),
-            estimated_indoor=np.where(water_ok & ~np.isnan(t_o), estimate, np.nan),
+            estimated_indoor=estimate,
+            setback_estimate=given_back,
+            setback_k=setback_k,
+            demand=demand,
             min_supply=t.min_supply,
             min_return=t.min_return,
             indoor_target=t.indoor_target,
+            indoor_refund_below=t.indoor_refund_below,
             indoor=inp.indoor,
             indoor_loop=inp.indoor_loop,
+            indoor_facts=self._indoor(inp),
+            flow=inp.flow.value,
+            flow_ok=flow_ok,
+            flow_faults=flow_bits,
+            min_flow=self.min_flow,
+            pump=pump.value,
+            pump_ok=pump_ok,
+            pump_faults=pump_bits,
             held=held,
         )
+        return loops, self._primary_side(loops, stations, below_primary)
 
-    def _status(
-        self, loops: LoopFacts, stations: StationFacts, checks: Mapping[str, Check], in_season: bool
-    ) -> NDArray[np.int8]:
-        """offline > sensor_fault > noncompliant > unknown > ok, per loop."""
-        noncompliant = np.zeros(self.table.n_loops, dtype=bool)
-        for rule in COMPLIANCE_RULES & checks.keys():
-            noncompliant |= checks[rule].active
+    def _primary_side(self, loops: LoopFacts, stations: StationFacts, below_primary: BoolArray) -> StationFacts:
+        """The hottest supply the station's circulating loops need now, and the primary probe of a
+        contradicting pair flagged too (which of the two is wrong cannot be told from here)."""
+        st, ns = self.table.loop_station, self.table.n_stations
+        needed = np.where(loops.flowing & loops.demand, loops.required_supply - loops.setback_k, np.nan)
+        required = np.full(ns, -np.inf)
+        ok = ~np.isnan(needed)
+        np.maximum.at(required, st[ok], needed[ok])
+        required[np.isinf(required)] = np.nan
+        prim_bits = stations.primary_faults.copy()
+        prim_bits[np.unique(st[below_primary])] |= FAULT_PRIMARY
+        return replace(
+            stations,
+            required_secondary=required,
+            primary_faults=prim_bits,
+            primary_ok=stations.primary_ok & (prim_bits == 0),
+        )
+
+    def _judgement(
+        self, loops: LoopFacts, stations: StationFacts, checks: Mapping[str, Check]
+    ) -> tuple[NDArray[np.int8], NDArray[np.int8]]:
+        """Per loop, the status (offline > sensor_fault > noncompliant > unknown > ok) and what it rests on."""
+        st = self.table.loop_station
+        water_noncompliant = np.zeros(self.table.n_loops, dtype=bool)
+        for rule in WATER_MODEL_RULES & checks.keys():
+            water_noncompliant |= checks[rule].active
+        indoor = self.rules["indoor_low"]
+        sensors = loops.judge & (loops.indoor_facts.fresh >= indoor.min_sensors) & indoor.enabled
+        noncompliant = np.where(sensors, checks["indoor_low"].active, water_noncompliant)
         curve_inputs_ok = loops.supply_ok & loops.return_ok & ~np.isnan(loops.outdoor)
-        water_fault = (loops.supply_faults != 0) | (loops.return_faults != 0)
-        outdoor_fault = (stations.outdoor_faults != 0)[self.table.loop_station]
+        verdict = np.where(
+            sensors, _SENSORS, np.where(loops.judge & (curve_inputs_ok | water_noncompliant), _ESTIMATE, _NONE)
+        ).astype(np.int8)
+        faulty = (
+            (loops.supply_faults != 0)
+            | (loops.return_faults != 0)
+            | (loops.flow_faults != 0)
+            | (loops.pump_faults != 0)
+            | (stations.outdoor_faults != 0)[st]
+        )
         status = np.full(self.table.n_loops, STATUS_CODES["ok"], dtype=np.int8)
-        status[~(in_season & curve_inputs_ok)] = STATUS_CODES["unknown"]
+        status[verdict == _NONE] = STATUS_CODES["unknown"]
         status[noncompliant] = STATUS_CODES["noncompliant"]
-        status[loops.online & (water_fault | outdoor_fault)] = STATUS_CODES["sensor_fault"]
+        if self.settings.exempt_below_design:
+            # below the design outdoor temperature a shortfall is not held against the company
+            with np.errstate(invalid="ignore"):
+                status[noncompliant & (loops.outdoor < self.table.outdoor_design)] = STATUS_CODES["unknown"]
+        # household sensors are judged on their own: a faulty water probe does not stop their verdict
+        status[loops.online & faulty & ~sensors] = STATUS_CODES["sensor_fault"]
         status[~loops.online] = STATUS_CODES["offline"]
-        return status
+        judged = (status == STATUS_CODES["ok"]) | (status == STATUS_CODES["noncompliant"])
+        verdict[~judged] = _NONE
+        return status, verdict

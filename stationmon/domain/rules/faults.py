@@ -25,6 +25,7 @@ __all__ = [
     "FAULT_RANGE",
     "FAULT_RATE",
     "FAULT_SENTINEL",
+    "FAULT_STALE",
     "FAULT_SWAPPED",
     "BoolArray",
     "FaultArray",
@@ -45,7 +46,8 @@ FAULT_SENTINEL = 4  # a value PLCs send for a broken probe
 FAULT_FLATLINE = 8  # has not moved by more than the tolerance for the whole window
 FAULT_RATE = 16  # changed faster than any real loop can
 FAULT_SWAPPED = 32  # supply below return while water flows
-FAULT_PRIMARY = 64  # primary supply below this secondary supply
+FAULT_PRIMARY = 64  # primary supply below this secondary supply (set on both probes of the pair)
+FAULT_STALE = 128  # configured, station answering, but no fresh value
 _FAULT_TEXT = (
     (FAULT_FLAGGED, "flagged by the collector"),
     (FAULT_RANGE, "out of range"),
@@ -54,7 +56,9 @@ _FAULT_TEXT = (
     (FAULT_RATE, "implausible rate of change"),
     (FAULT_SWAPPED, "supply below return with flow"),
     (FAULT_PRIMARY, "primary supply below secondary supply"),
+    (FAULT_STALE, "stale (no fresh value while the station answers)"),
 )
+_STEP_SLACK = 1.0 - 1e-6  # a move of exactly the tolerance (one step of a scaled register) counts
 _SENTINELS = {
     True: np.array(VALUE_SENTINELS + TEMPERATURE_SENTINELS, dtype=np.float64),
     False: np.array(VALUE_SENTINELS, dtype=np.float64),
@@ -71,13 +75,13 @@ def range_faults(values: FloatArray, lo: float, hi: float, *, temperature: bool 
     v = np.asarray(values, dtype=np.float64)
     bits = np.zeros(v.shape, dtype=np.uint16)
     with np.errstate(invalid="ignore"):
-        outside = np.flatnonzero((v < lo) | (v > hi) | np.isnan(v))
+        outside = np.flatnonzero((v < lo) | (v > hi))
+    bits[np.isnan(v)] = FAULT_FLAGGED  # (series never read are NaN: no sentinel test for them)
     if outside.size:
         # sentinels lie outside every plausible range: only the few outside values need the test
         odd = v[outside]
         near = np.abs(odd[:, None] - _SENTINELS[temperature][None, :]) < SENTINEL_TOLERANCE
-        sentinel = near.any(axis=1)
-        bits[outside] = np.where(np.isnan(odd), FAULT_FLAGGED, np.where(sentinel, FAULT_SENTINEL, FAULT_RANGE))
+        bits[outside] = np.where(near.any(axis=1), FAULT_SENTINEL, FAULT_RANGE)
     return bits
 
 
@@ -91,13 +95,22 @@ class SensorTracker:
     """Flatline and rate-of-change detection for n series.
 
     Flatline: within `tolerance` of an anchor for `window_s`, in `MIN_FLAT_SAMPLES` samples with no gap
-    over a quarter window (readings either side of an outage are no evidence of a stuck sensor).
+    over a quarter window (readings either side of an outage are no evidence of a stuck sensor). A move
+    of exactly `tolerance` counts, so a point whose tolerance is its step moves with every step.
+    Tolerance and window may be per series (arrays): a coarse point needs longer to prove it is stuck.
     """
 
     MIN_FLAT_SAMPLES = 4
     RATE_WINDOW_S = 60.0
 
-    def __init__(self, n: int, *, window_s: float, tolerance: float, max_rate_per_min: float | None) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        window_s: float | FloatArray,
+        tolerance: float | FloatArray,
+        max_rate_per_min: float | None,
+    ) -> None:
         self.window_s = window_s
         self.tolerance = tolerance
         self.max_rate_per_min = max_rate_per_min
@@ -121,7 +134,9 @@ class SensorTracker:
                 jumped = usable & (step_s > 0) & (rate > self.max_rate_per_min)
                 self.rate_fault = np.where(new, jumped, self.rate_fault)
             gap = ~(ts - self.last_ts <= self.max_gap_s)  # NaN (first sample) counts as a gap
-            moved = new & (~usable | gap | np.isnan(self.anchor) | (np.abs(value - self.anchor) > self.tolerance))
+            moved = new & (
+                ~usable | gap | np.isnan(self.anchor) | (np.abs(value - self.anchor) > self.tolerance * _STEP_SLACK)
+            )
             self.anchor = np.where(moved, np.where(usable, value, np.nan), self.anchor)
             self.anchor_ts = np.where(moved, ts, self.anchor_ts)
             self.samples = np.where(moved, 1, np.where(new, self.samples + 1, self.samples))

@@ -13,19 +13,26 @@ from typing import overload
 import numpy as np
 
 from stationmon.domain.heating import FloatArray
-from stationmon.domain.plant import Site, Station
+from stationmon.domain.plant import DailyWindow, Point, Setback, Site, Station
 from stationmon.domain.rules.faults import BoolArray, IntArray
-from stationmon.domain.vocabulary import DESIGN_INDOOR
+from stationmon.domain.vocabulary import DESIGN_INDOOR, STATION_QUANTITIES
 
 __all__ = [
+    "JUDGED_QUANTITIES",
     "LoopRow",
     "LoopTable",
+    "PointFacts",
     "RuleInputs",
     "Series",
     "in_heating_season",
+    "local_minute",
     "reading_age",
     "station_online",
 ]
+
+# The series the rules read, and where each lives (household indoor_temp sensors aside).
+JUDGED_QUANTITIES = ("supply_temp", "return_temp", "flow", "pump_running", "outdoor_temp", "primary_supply_temp")
+_INTEGER_TYPES = frozenset({"int16", "uint16", "int32", "uint32"})
 
 # (station id, loop id, design supply, design return, exponent, min supply, min return)
 LoopRow = tuple[str, str, float, float, float, float | None, float | None]
@@ -38,6 +45,12 @@ def in_heating_season(now: float, timezone: str, start: tuple[int, int], end: tu
     if start <= end:
         return start <= md <= end
     return md >= start or md <= end
+
+
+def local_minute(now: float, timezone: str) -> int:
+    """Minutes since local midnight at `now`."""
+    local = dt.datetime.fromtimestamp(now, zoneinfo.ZoneInfo(timezone))
+    return local.hour * 60 + local.minute
 
 
 def reading_age(last_reading_ts: FloatArray, now: float) -> FloatArray:
@@ -84,6 +97,35 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class PointFacts:
+    """Per loop (or station, for station quantities): is the point configured, and how fine it reads."""
+
+    configured: BoolArray  # a configured point with no fresh value while its station answers is stale
+    tolerance: FloatArray  # its own flatline_tolerance, NaN: none stated
+    resolution: FloatArray  # the step of an integer register (|scale|), 0 for floats
+
+    @classmethod
+    def of(cls, stations: Sequence[Station], quantity: str) -> PointFacts:
+        """From the stations' points of `quantity`, in loop (or station) order."""
+        found: list[Point | None] = []
+        for s in stations:
+            mine = {p.loop: p for p in s.points if p.quantity == quantity and p.sensor is None}
+            if quantity in STATION_QUANTITIES:
+                found.append(mine.get(None))
+            else:
+                found.extend(mine.get(lp.id) for lp in s.loops)
+        return cls(
+            configured=np.array([p is not None for p in found], dtype=bool),
+            tolerance=np.array(
+                [np.nan if p is None or p.flatline_tolerance is None else p.flatline_tolerance for p in found]
+            ),
+            resolution=np.array(
+                [abs(p.scale) if p is not None and p.type in _INTEGER_TYPES else 0.0 for p in found], dtype=np.float64
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class LoopTable:
     """Static per-loop and per-station arrays, built once from the plant."""
 
@@ -99,8 +141,14 @@ class LoopTable:
     indoor_target: float = 18.0
     outdoor_design: float = -24.2
     design_indoor: float = DESIGN_INDOOR
+    indoor_refund_below: float = 16.0
+    timezone: str = "Asia/Shanghai"
+    inspection_exclude: tuple[DailyWindow, ...] = ()
     loop_index: Mapping[tuple[str, str], int] = field(default_factory=dict)
     station_index: Mapping[str, int] = field(default_factory=dict)
+    design_flow: FloatArray = field(default_factory=lambda: np.zeros(0))  # m³/h, NaN: not stated
+    station_setbacks: tuple[tuple[Setback, ...] | None, ...] = ()  # None: the site-wide ones
+    points: Mapping[str, PointFacts] = field(default_factory=dict)  # by quantity; absent: none configured
 
     @property
     def n_loops(self) -> int:
@@ -114,7 +162,14 @@ class LoopTable:
 
     @classmethod
     def build(
-        cls, stations: Iterable[tuple[str, str]], loops: Iterable[LoopRow], site: Site | None = None
+        cls,
+        stations: Iterable[tuple[str, str]],
+        loops: Iterable[LoopRow],
+        site: Site | None = None,
+        *,
+        design_flow: Sequence[float | None] | None = None,
+        station_setbacks: Sequence[tuple[Setback, ...] | None] | None = None,
+        points: Mapping[str, PointFacts] | None = None,
     ) -> LoopTable:
         """From (station id, district) and `LoopRow` rows; the site gives target and design temperatures."""
         site = site or Site()
@@ -124,6 +179,8 @@ class LoopTable:
 
         def column(k: int) -> FloatArray:
             return np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64)
+
+        flows = [None] * len(rows) if design_flow is None else list(design_flow)
 
         return cls(
             station_ids=tuple(s for s, _ in st),
@@ -138,8 +195,14 @@ class LoopTable:
             indoor_target=site.indoor_target,
             outdoor_design=site.outdoor_design,
             design_indoor=site.design_indoor,
+            indoor_refund_below=site.indoor_refund_below,
+            timezone=site.timezone,
+            inspection_exclude=site.inspection_exclude,
             loop_index={(r[0], r[1]): i for i, r in enumerate(rows)},
             station_index=station_index,
+            design_flow=np.array([np.nan if f is None else f for f in flows], dtype=np.float64),
+            station_setbacks=tuple(station_setbacks) if station_setbacks is not None else (None,) * len(st),
+            points=dict(points or {}),
         )
 
     @classmethod
@@ -153,6 +216,9 @@ class LoopTable:
                 for lp in s.loops
             ),
             site,
+            design_flow=[lp.design_flow for s in stations for lp in s.loops],
+            station_setbacks=[s.setbacks for s in stations],
+            points={q: PointFacts.of(stations, q) for q in JUDGED_QUANTITIES},
         )
 
     def station_of(self, loop: int) -> str:
@@ -175,3 +241,4 @@ class RuleInputs:
     indoor_loop: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     in_season: bool = True
     started_at: float | None = None  # a station never seen counts as seen then (for offline_after)
+    pump_running: Series | None = None  # per loop; None: no pump status anywhere

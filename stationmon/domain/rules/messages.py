@@ -15,6 +15,8 @@ __all__ = [
     "indoor_estimate_low",
     "indoor_low",
     "loop_sensor_fault",
+    "no_circulation",
+    "primary_shortage",
     "station_offline",
     "station_sensor_fault",
 ]
@@ -43,6 +45,8 @@ def below_required(f: LoopFacts, c: Check, i: int, active: bool) -> str:
         why = f"required {required:.1f} °C at outdoor {float(f.outdoor[i]):.1f} °C less margin {c.margin:g} K"
     else:
         why = "the fixed minimum"
+    if f.setback_k[i] > 0.0:
+        why += f", less a planned setback of {float(f.setback_k[i]):.1f} K"
     verb = "below" if active else "back above"
     word = "supply" if supply else "return"
     return f"{word} {float(c.value[i]):.1f} °C {verb} {float(c.threshold[i]):.1f} °C ({why})"
@@ -59,12 +63,22 @@ def indoor_estimate_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
 
 
 def indoor_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
-    """How many fresh household sensors are low, and the lowest."""
+    """How many fresh household sensors are low, the lowest, and how many are below the refund tier."""
     fresh, low = c.counts if c.counts is not None else ([0], [0])
+    refund = int(f.indoor_facts.below_refund[i])
+    tier = f", {refund} below {f.indoor_refund_below:.1f} °C" if refund else ""
     return (
         f"{int(low[i])} of {int(fresh[i])} indoor sensors below {float(c.threshold[i]):.1f} °C "
-        f"(lowest {float(c.value[i]):.1f} °C)"
+        f"(lowest {float(c.value[i]):.1f} °C{tier})"
     )
+
+
+def no_circulation(f: LoopFacts, c: Check, i: int, active: bool) -> str:
+    """Flow against its minimum, or the pump reported stopped."""
+    if c.read_code is not None and c.read_code[i] == 1:
+        return "pump reported stopped" if active else "pump reported running again"
+    verb = "below" if active else "back above"
+    return f"flow {float(c.value[i]):.2f} m³/h {verb} {float(c.threshold[i]):.2f} m³/h: the loop does not circulate"
 
 
 def delta_t_low(f: LoopFacts, c: Check, i: int, active: bool) -> str:
@@ -87,7 +101,14 @@ def delta_t_high(f: LoopFacts, c: Check, i: int, active: bool) -> str:
 
 def loop_sensor_fault(f: LoopFacts, c: Check, i: int, active: bool) -> str:
     """Which of the loop's sensors are faulty and how, e.g. "supply_temp: sentinel value"."""
-    return _faults({"supply_temp": int(f.supply_faults[i]), "return_temp": int(f.return_faults[i])})
+    return _faults(
+        {
+            "supply_temp": int(f.supply_faults[i]),
+            "return_temp": int(f.return_faults[i]),
+            "flow": int(f.flow_faults[i]),
+            "pump_running": int(f.pump_faults[i]),
+        }
+    )
 
 
 def station_offline(f: StationFacts, c: Check, s: int, active: bool) -> str:
@@ -101,3 +122,14 @@ def station_offline(f: StationFacts, c: Check, s: int, active: bool) -> str:
 def station_sensor_fault(f: StationFacts, c: Check, s: int, active: bool) -> str:
     """Which of the station's sensors are faulty and how."""
     return _faults({"outdoor_temp": int(f.outdoor_faults[s]), "primary_supply_temp": int(f.primary_faults[s])})
+
+
+def primary_shortage(f: StationFacts, c: Check, s: int, active: bool) -> str:
+    """The primary supply against what the station's loops need plus the exchanger's approach."""
+    verb = "below" if active else "back above"
+    need = float(f.required_secondary[s])
+    return (
+        f"primary supply {float(c.value[s]):.1f} °C {verb} {float(c.threshold[s]):.1f} °C "
+        f"(the loops need {need:.1f} °C plus {float(c.threshold[s]) - need:.1f} K of approach): "
+        "a heat-source shortage"
+    )

@@ -14,22 +14,22 @@ from numpy.typing import NDArray
 from stationmon.domain.alerts import AlertKey, Condition
 from stationmon.domain.heating import FloatArray
 from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
-from stationmon.domain.rules.faults import FaultArray, IntArray
+from stationmon.domain.rules.faults import BoolArray, FaultArray, IntArray
 from stationmon.domain.rules.inputs import LoopTable
 from stationmon.domain.rules.table import LOOP_RULE_TABLE, STATION_RULE_TABLE
-from stationmon.domain.vocabulary import SEASONAL_RULES, STATUS_NAMES
+from stationmon.domain.vocabulary import SEASONAL_RULES, STATUS_NAMES, VERDICTS
 
-__all__ = ["STATUS_CODES", "RuleResults"]
+__all__ = ["HEAT_SOURCE", "STATION", "STATUS_CODES", "RuleResults"]
 
 STATUS_CODES = {name: code for code, name in enumerate(STATUS_NAMES)}
 _OK, _NONCOMPLIANT = STATUS_CODES["ok"], STATUS_CODES["noncompliant"]
-_FAULT_SETS: tuple[frozenset[str], ...] = (
-    frozenset(),
-    frozenset({"supply_temp"}),
-    frozenset({"return_temp"}),
-    frozenset({"supply_temp", "return_temp"}),
+_LOOP_SENSORS = ("supply_temp", "return_temp", "flow", "pump_running")
+# every subset of the loop's sensors, by bit mask (bit k: _LOOP_SENSORS[k] is faulty)
+_FAULT_SETS: tuple[frozenset[str], ...] = tuple(
+    frozenset(q for k, q in enumerate(_LOOP_SENSORS) if code >> k & 1) for code in range(1 << len(_LOOP_SENSORS))
 )
 _OUTDOOR = frozenset({"outdoor_temp"})
+HEAT_SOURCE, STATION = "heat_source", "station"  # the `cause` of an alert
 
 
 def _nan_none(x: float) -> float | None:
@@ -49,6 +49,8 @@ class RuleResults:
     loop_checks: dict[str, Check]
     station_checks: dict[str, Check]
     delta_t: FloatArray  # measured supply - return where both are usable, else NaN
+    verdict: NDArray[np.int8]  # indexes into VERDICTS: what each loop's status rests on
+    inspection_hour: bool = True  # readings now count for the legal verdict (not in inspection_exclude)
 
     @property
     def outdoor(self) -> FloatArray:
@@ -102,6 +104,46 @@ class RuleResults:
         counts = self.loop_checks["indoor_low"].counts
         return counts[1] if counts is not None else np.zeros(self.table.n_loops, dtype=np.int64)
 
+    @property
+    def measured_indoor(self) -> FloatArray:
+        """Median of the fresh household sensors per loop (NaN: none)."""
+        return self.loops.indoor_facts.median
+
+    @property
+    def indoor_sensors(self) -> IntArray:
+        """Fresh, fault-free household sensors per loop."""
+        return self.loops.indoor_facts.fresh
+
+    @property
+    def indoor_below_target(self) -> IntArray:
+        """Fresh household sensors below indoor_target per loop."""
+        return self.loops.indoor_facts.below_target
+
+    @property
+    def indoor_below_refund(self) -> IntArray:
+        """Fresh household sensors below indoor_refund_below per loop."""
+        return self.loops.indoor_facts.below_refund
+
+    @property
+    def beyond_design(self) -> BoolArray:
+        """Loops judged at an outdoor temperature below the design one."""
+        with np.errstate(invalid="ignore"):
+            return self.loops.outdoor < self.table.outdoor_design
+
+    @property
+    def setback(self) -> BoolArray:
+        """Loops in a planned setback now."""
+        return self.stations.setback[self.table.loop_station]
+
+    @property
+    def heat_source(self) -> BoolArray:
+        """Stations where primary_shortage holds: their alerts' cause is the heat source."""
+        return self.station_checks["primary_shortage"].active
+
+    def verdict_name(self, i: int) -> str:
+        """What loop i's status rests on: sensors, estimate or none."""
+        return VERDICTS[int(self.verdict[i])]
+
     def status_name(self, i: int) -> str:
         """Status word of loop i."""
         return STATUS_NAMES[int(self.status[i])]
@@ -118,6 +160,7 @@ class RuleResults:
             for s in np.flatnonzero(check.active).tolist():
                 out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
         stations, loops, districts = t.station_ids, t.loop_ids, t.districts
+        heat_source = self.heat_source[t.loop_station]
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
             if not idx.size:
@@ -138,6 +181,12 @@ class RuleResults:
                     reads,
                     describe=partial(describe, rule, i, True),
                 )
+            # the rare ones afterwards: a legal tier's severity, a heat-source cause
+            if check.critical is not None:
+                for i in idx[check.critical[idx]].tolist():
+                    out[(rule, self.table.station_of(i), loops[i])].severity = "critical"
+            for i in idx[heat_source[idx]].tolist():
+                out[(rule, self.table.station_of(i), loops[i])].cause = HEAT_SOURCE
         return out
 
     def lookup(self, key: AlertKey) -> Condition | None:
@@ -156,20 +205,26 @@ class RuleResults:
             return None
         value, threshold = float(check.value[i]), float(check.threshold[i])
         fault = rule == "sensor_fault"
+        s = int(t.loop_station[i])
         return Condition(
             _nan_none(value) if fault else value,
             None if fault else threshold,
             "",
-            t.districts[int(t.loop_station[i])],
+            t.districts[s],
             self._sensors_of(check, np.array([i]))[0],
             describe=partial(self._loop_message, rule, i, bool(check.active[i])),
+            cause=HEAT_SOURCE if self.heat_source[s] else STATION,
         )
 
     def _sensors_of(self, check: Check, idx: IntArray) -> list[frozenset[str]]:
         """Per loop in `idx`: the sensors the rule read (sensor_fault: the faulty ones)."""
         if check.rule == "sensor_fault":
-            codes = ((self.supply_faults[idx] != 0) * 1 + (self.return_faults[idx] != 0) * 2).tolist()
-            return [_FAULT_SETS[c] for c in codes]
+            f = self.loops
+            bits = (f.supply_faults, f.return_faults, f.flow_faults, f.pump_faults)
+            codes = sum(((b[idx] != 0) * (1 << k) for k, b in enumerate(bits)), np.zeros(len(idx), dtype=np.int64))
+            return [_FAULT_SETS[c] for c in codes.tolist()]
+        if check.read_code is not None:
+            return [check.read_sets[c] for c in check.read_code[idx].tolist()]
         reads = LOOP_RULE_TABLE[check.rule].reads
         if "outdoor_temp" in reads and check.curve_used is not None:
             floor_only = reads - _OUTDOOR
@@ -181,11 +236,14 @@ class RuleResults:
         value, threshold = float(check.value[s]), float(check.threshold[s])
         district = self.table.districts[s]
         msg = STATION_RULE_TABLE[rule].describe(self.stations, check, s, active)
+        cause = HEAT_SOURCE if self.heat_source[s] else STATION
         if rule == "station_offline":
-            return Condition(value, threshold, msg, district)
+            return Condition(value, threshold, msg, district, cause=cause)
+        if rule == "primary_shortage":
+            return Condition(value, threshold, msg, district, frozenset({"primary_supply_temp"}), cause=cause)
         faults = {"outdoor_temp": self.outdoor_faults[s], "primary_supply_temp": self.stations.primary_faults[s]}
         bad = frozenset(q for q, b in faults.items() if b)
-        return Condition(_nan_none(value), None, msg, district, bad)
+        return Condition(_nan_none(value), None, msg, district, bad, cause=cause)
 
     def _loop_message(self, rule: str, i: int, active: bool) -> str:
         if not self.in_season and rule in SEASONAL_RULES:

@@ -42,10 +42,12 @@ LOOP_RULE_TABLE: dict[str, LoopRule] = {
     "indoor_low": LoopRule(checks.indoor_low, messages.indoor_low, frozenset({"indoor_temp"})),
     "delta_t_low": LoopRule(checks.delta_t_low, messages.delta_t_low, _WATER_AND_OUTDOOR),
     "delta_t_high": LoopRule(checks.delta_t_high, messages.delta_t_high, _WATER_AND_OUTDOOR),
+    "no_circulation": LoopRule(checks.no_circulation, messages.no_circulation, frozenset({"flow", "pump_running"})),
     "sensor_fault": LoopRule(checks.loop_sensor_fault, messages.loop_sensor_fault, frozenset()),
 }
 
 STATION_RULE_TABLE: dict[str, StationRule] = {
     "station_offline": StationRule(checks.station_offline, messages.station_offline),
+    "primary_shortage": StationRule(checks.primary_shortage, messages.primary_shortage),
     "sensor_fault": StationRule(checks.station_sensor_fault, messages.station_sensor_fault),
 }
