@@ -505,13 +505,15 @@ class ModbusPoller:
         at = next(i for i, s in enumerate(self._slots) if s is slot)
         self._slots[at : at + 1] = new
         self.state.adapted_read_plan = tuple(s.request.describe() for s in self._slots)
-        why = "the gaps it fills" if slot.request.gaps else "one request across its points"
+        req = slot.request
+        gaps = ", ".join(f"{a}..{b}" if b > a else str(a) for a, b in req.gaps)
+        what = f"its unused registers {gaps}" if gaps else f"{len(req.points)} points in one request"
         log.warning(
-            "%s: the device refused %s (%s, probably %s); reading it as %s from now on",
+            "%s: the device refused %s, %s (%s); reading it as %s from now on",
             self.where,
-            slot.request.span,
+            req.span,
+            what,
             error,
-            why,
             ", ".join(r.span for r in pieces),
         )
         return new
