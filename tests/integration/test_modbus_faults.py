@@ -330,3 +330,32 @@ async def test_fifty_stations_five_dead_or_slow_keep_schedule() -> None:
     finally:
         for server in servers:
             await server.stop()
+
+
+@pytest.mark.parametrize("client", ["auto", "pymodbus"])
+async def test_pollers_stop_when_cancelled_while_answers_arrive(client: str) -> None:
+    # Python 3.11's wait_for (inside pymodbus) swallows a cancellation that meets an answer: the poller
+    # went on polling and a service with RTU stations never stopped (bench_modbus.py hung on it)
+    async with scripted() as server:
+        for trial in range(5):
+            sinks = [Collected() for _ in range(20)]
+            pollers = [
+                ModbusPoller(
+                    station(server.port, sid=f"st-{i}", interval="10ms", timeout="10ms", extra='jitter = "0s"'),
+                    sinks[i],
+                    StationState(f"st-{i}"),
+                    Metrics(),
+                    client=client,
+                )
+                for i in range(20)
+            ]
+            tasks = [asyncio.create_task(p.run(), name=f"poller-{trial}-{i}") for i, p in enumerate(pollers)]
+            target = 3 + trial  # cancel at a different moment of the polls' rhythm each time
+            await wait_until(lambda: sum(len(s.batches) for s in sinks) >= 20 * target, message="polls")  # noqa: B023
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            assert not pending, f"trial {trial}: {len(pending)} of 20 pollers ignored their cancellation"
+            assert all(t.cancelled() for t in tasks)
