@@ -268,7 +268,7 @@ def _address(t: Table, base: int) -> tuple[int | None, str | None, str]:
         t.add("address", f'expected an integer or Modicon notation such as "40101", got {value!r}')
         return None, None, ""
     if not base <= value <= 65535 + base:
-        within = f" (address_base = {base})" if base else ""
+        within = f" with address_base = {base}" if base else ""
         t.add("address", f"{value} is out of range (expected {base}..{65535 + base}{within})")
         return None, None, ""
     return value - base, None, str(value) if base else ""
