@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -102,9 +101,9 @@ async def stationmon_run(config: Path) -> AsyncIterator[asyncio.subprocess.Proce
             proc.kill()
             _, err = await proc.communicate()
             raise AssertionError(f"stationmon did not stop within 10 s of SIGTERM: {err.decode()[-3000:]}") from None
-    proc.stderr_text = err.decode()  # type: ignore[attr-defined]
-    assert proc.returncode == 0, proc.stderr_text[-3000:]  # type: ignore[attr-defined]
-    assert "Traceback" not in proc.stderr_text  # type: ignore[attr-defined]
+    log = err.decode()
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log
 
 
 def _station(http_port: int) -> dict[str, Any] | None:
