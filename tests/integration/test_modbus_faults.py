@@ -30,7 +30,8 @@ class ScriptedServer:
 
     `exceptions`: {address: code} answers any request covering that address with the exception;
     `silent`: addresses whose requests get no answer; `busy_times`: answer "busy" (6) this many times;
-    `delay_s`: wait before every answer; `garbage`: answer the next request with bytes that are not MBAP.
+    `delay_s`: wait before every answer; `garbage`: answer the next request with bytes that are not MBAP;
+    `answer_unit`: answer with this unit id instead of the one asked (a misrouting gateway).
     """
 
     registers: dict[tuple[int, int], int] = field(default_factory=dict)  # (fc, address) -> value
@@ -39,6 +40,7 @@ class ScriptedServer:
     busy_times: int = 0
     delay_s: float = 0.0
     garbage: bool = False
+    answer_unit: int | None = None
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # fc, start, count, unit
     connections: int = 0
     port: int = 0
@@ -94,6 +96,7 @@ class ScriptedServer:
                 elif self.busy_times > 0:
                     self.busy_times -= 1
                     code = 6
+                unit = unit if self.answer_unit is None else self.answer_unit
                 if code is not None:
                     body = bytes([unit, fc | 0x80, code])
                 else:
@@ -191,6 +194,25 @@ async def test_illegal_address_fails_only_its_request() -> None:
     assert state.consecutive_failures == 0 and "illegal_address" in (state.last_error or "")
     assert metrics.get("stationmon_modbus_request_failures_total").value("illegal_address") >= 3  # type: ignore[union-attr]
     assert metrics.get("stationmon_modbus_polls_total").value("partial") >= 3  # type: ignore[union-attr]
+
+
+async def test_exception_from_another_unit_is_mismatched_not_adapted() -> None:
+    # a gateway answers for device 9 when 17 was asked: that illegal address is not device 17's, so it
+    # is counted as a mismatched answer and the plan is not split for it
+    async with scripted(exceptions={0: 2, 50: 2}, answer_unit=9) as server:
+        sink = Collected()
+        state = StationState("st-1")
+        metrics = Metrics()
+        poller = ModbusPoller(station(server.port, extra="device_id = 17"), sink, state, metrics)
+        planned = poller.plan
+        async with running(poller):
+            await wait_until(lambda: state.polls >= 3, message="three polls")
+    assert poller.plan == planned and state.adapted_read_plan == ()
+    assert "exception 2 from device 9, asked 17" in (state.last_error or "")
+    failures = metrics.get("stationmon_modbus_request_failures_total")
+    assert failures.value("mismatched") >= 3 * len(planned)  # type: ignore[union-attr]
+    assert failures.value("illegal_address") == 0  # type: ignore[union-attr]
+    assert not sink.batches
 
 
 async def test_silent_request_times_out_alone() -> None:
