@@ -205,7 +205,10 @@ async def _collect(
     rss = _rss_mb()
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # a collector that ignores its cancellation would stall here for good (pymodbus under 3.11 did)
+    _, pending = await asyncio.wait(tasks, timeout=10)
+    if pending:
+        raise SystemExit(f"{mode}: {len(pending)} of {n} pollers did not stop within 10 s of their cancellation")
     late = sorted(stats.lateness)
 
     def q(p: float) -> float:
@@ -336,12 +339,17 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> N
     sm = results["stationmon"]
     cores_at_target = sm["cpu_per_poll_us"] * target_rate / 1e6
     mem_at_target = sm["rss_base_mb"] + sm["rss_per_station_kb"] * TARGET_STATIONS / 1024
-    print(
-        f"\nstationmon at the target ({target_rate:.0f} polls/s): {cores_at_target:.2f} cores "
-        f"(CPU/poll {sm['cpu_per_poll_us'] / results['raw']['cpu_per_poll_us']:.2f}x raw, target <= 1.5x), "
-        f"~{mem_at_target:.0f} MB for {TARGET_STATIONS} stations (target < 300 MB), "
-        f"p99 lateness {sm['lateness_p99_ms']:.0f} ms at {rate:.0f} polls/s (target < 1000 ms)"
-    )
+    cpu_ratio = sm["cpu_per_poll_us"] / results["raw"]["cpu_per_poll_us"]
+    print(f"\nstationmon at the target ({target_rate:.0f} polls/s): {cores_at_target:.2f} cores")
+    # each target on its own line, with its verdict (bench/run_all.py collects the MISSED ones)
+    targets = [
+        (f"polls/s {sm['polls_per_s']:.0f} of {rate:.0f} offered (target: all)", sm["polls_per_s"] >= 0.98 * rate),
+        (f"CPU/poll {cpu_ratio:.2f}x raw (target <= 1.5x)", cpu_ratio <= 1.5),
+        (f"~{mem_at_target:.0f} MB for {TARGET_STATIONS} stations (target < 300 MB)", mem_at_target < 300),
+        (f"p99 lateness {sm['lateness_p99_ms']:.0f} ms (target < 1000 ms)", sm["lateness_p99_ms"] < 1000),
+    ]
+    for what, met in targets:
+        print(f"  {what}: {'met' if met else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -62,11 +62,8 @@ class Service:
         self._readings_by_source = {src: self._readings_total.labels(src) for src in ("modbus", "mqtt", "sim")}
         self._event_listeners: list[Callable[[AlertEvent], None]] = []
         self.writer = InfluxWriter(config.influxdb, self.metrics, clock=clock)
-        polled = [s for s in config.stations if s.modbus is not None and s.modbus_points]
-        self.pollers = [
-            ModbusPoller(s, self.ingest, self.station_states[s.id], self.metrics, fleet_size=len(polled))
-            for s in polled
-        ]
+        # built in run(): pymodbus's clients bind to the loop they are made in
+        self.pollers: list[ModbusPoller] = []
         self.mqtt: MqttCollector | None = None
         if config.mqtt is not None and (config.mqtt.subscriptions or any(s.mqtt_points for s in config.stations)):
             self.mqtt = MqttCollector(config.mqtt, config.stations, self.ingest, self.metrics, clock=clock)
@@ -166,11 +163,20 @@ class Service:
         """Acknowledge a firing alert (recorded, saved and sent to every listener); None if none has that id."""
         return self.evaluator.acknowledge(alert_id, by, comment)
 
+    def _build_pollers(self) -> list[ModbusPoller]:
+        """One poller per station read over Modbus; made inside the running loop."""
+        polled = [s for s in self.config.stations if s.modbus is not None and s.modbus_points]
+        return [
+            ModbusPoller(s, self.ingest, self.station_states[s.id], self.metrics, fleet_size=len(polled))
+            for s in polled
+        ]
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run every component until `stop` is set, then stop them in order and flush storage.
 
         A component that dies with an exception stops the others; its exception is raised here.
         """
+        self.pollers = self._build_pollers()
         log.info(
             "starting: %d stations, %d collectors, InfluxDB %s",
             len(self.config.stations),

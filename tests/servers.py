@@ -1,4 +1,5 @@
-"""Test-only servers beside the package's shared ones (stationmon.sim.servers): Alertmanager, pymodbus, TLS."""
+"""Test-only servers beside the package's shared ones (stationmon.sim.servers): Alertmanager, pymodbus, TLS,
+and a strict PLC (pyModbusTCP, the second Modbus implementation) that refuses reads of unmapped registers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from stationmon.sim import servers
 from stationmon.sim.serve import shutdown_modbus_server
 from stationmon.sim.servers import ServerProcess, free_port, http_ok, port_open
 
-__all__ = ["AlertmanagerServer", "InfluxServer", "ModbusServer", "MosquittoServer", "TlsFiles"]
+__all__ = ["AlertmanagerServer", "InfluxServer", "ModbusServer", "MosquittoServer", "StrictModbusServer", "TlsFiles"]
 
 
 class InfluxServer(servers.InfluxServer):
@@ -192,3 +193,55 @@ class ModbusServer:
                 await self._task
         self.server = None
         self._task = None
+
+
+def _strict_data_bank(blocks: dict[int, list[tuple[int, int]]], requests: list[tuple[int, int, int]]) -> Any:
+    """A pyModbusTCP DataBank that answers a read only inside one mapped block (else exception 2)."""
+    from pyModbusTCP.server import DataBank
+
+    class StrictDataBank(DataBank):  # type: ignore[misc]
+        def _inside(self, fc: int, address: int, number: int) -> bool:
+            requests.append((fc, address, number))
+            return any(lo <= address and address + number - 1 <= hi for lo, hi in blocks.get(fc, []))
+
+        def get_holding_registers(self, address: int, number: int = 1, srv_info: Any = None) -> Any:
+            if srv_info is not None and not self._inside(3, address, number):
+                return None  # pyModbusTCP answers None with exception 2 (illegal data address)
+            return super().get_holding_registers(address, number, srv_info)
+
+        def get_input_registers(self, address: int, number: int = 1, srv_info: Any = None) -> Any:
+            if srv_info is not None and not self._inside(4, address, number):
+                return None
+            return super().get_input_registers(address, number, srv_info)
+
+    return StrictDataBank()
+
+
+class StrictModbusServer:
+    """A strict PLC on pyModbusTCP's server (threads): its register map is a list of blocks per function
+    code, (first, last) inclusive, as a Siemens data block or many Chinese controllers map them. A read
+    that strays outside one block, a gap or a block boundary, gets exception 2 (illegal data address).
+
+    `requests` records every (function code, start, count) the server was asked.
+    """
+
+    def __init__(self, blocks: dict[int, list[tuple[int, int]]], values: dict[tuple[int, int], int], port: int) -> None:
+        from pyModbusTCP.server import ModbusServer as PyModbusTcpServer
+
+        self.blocks = blocks
+        self.requests: list[tuple[int, int, int]] = []
+        self.bank = _strict_data_bank(blocks, self.requests)
+        for (fc, address), value in values.items():
+            setter = self.bank.set_holding_registers if fc == 3 else self.bank.set_input_registers
+            setter(address, [value])
+        self.port = port
+        self.host = "127.0.0.1"
+        self.server = PyModbusTcpServer(host=self.host, port=port, no_block=True, data_bank=self.bank)
+
+    def start(self) -> None:
+        """Serve in pyModbusTCP's own thread."""
+        self.server.start()
+
+    def stop(self) -> None:
+        """Stop serving and join its threads."""
+        self.server.stop()

@@ -11,10 +11,19 @@ window instead of firing at once, and a station's polls keep their phase across 
 that overruns its slot skips the missed slots rather than queueing them.
 
 Failures: a Modbus exception or a timeout fails only the points of its request; the rest of the
-station's readings are stored. A dropped connection is reopened on the next poll; repeated connection
+station's readings are stored. Strict devices: a request the device refuses with exception 2 (illegal
+address) or 3 (illegal value) is split (`registers.split_request`: its gap-free runs, then single
+points) and read again at once; the working plan is kept for the rest of the run, logged once at
+WARNING and shown in the station's state (`adapted_read_plan`). A point refused alone is reported by
+address. A dropped connection is reopened on the next poll; repeated connection
 failures back off exponentially (`stationmon.backoff.Backoff`: with jitter, capped). Exception codes
 6 (device busy) and 5 (acknowledge) are retried `retries` times; timeouts are not, because each retry
 would cost a full timeout and push the next poll.
+
+Cancellation: every client object (pymodbus's included) is made inside the running loop, at connect.
+Python 3.11's `asyncio.wait_for` (used inside pymodbus) returns the result instead of raising when a
+cancellation and the answer arrive together; the poller therefore checks `Task.cancelling()` after each
+request and stops anyway, so a service stops within its deadline.
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ import math
 import struct
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from stationmon.backoff import Backoff
@@ -35,13 +46,14 @@ from stationmon.domain.mbap import (
     ExceptionResponse,
     Frame,
     FrameDecoder,
+    MismatchedResponse,
     Registers,
     encode_read_request,
     parse_read_response,
 )
 from stationmon.domain.model import Reading, ReadingSink, StationState
 from stationmon.domain.plant import ModbusLink, Station
-from stationmon.domain.registers import ReadRequest, RequestDecoder, plan_reads
+from stationmon.domain.registers import ReadRequest, RequestDecoder, plan_reads, split_request
 from stationmon.errors import ModbusError
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
@@ -51,7 +63,8 @@ __all__ = ["ModbusPoller", "automatic_jitter", "station_phase"]
 log = logging.getLogger("stationmon.modbus")
 
 _RETRY_CODES = frozenset({5, 6})
-_REASONS = ("timeout", "connection", "protocol", "deadline", "exception", *EXCEPTION_NAMES.values())
+_SPLIT_CODES = frozenset({2, 3})  # illegal address, illegal value: the device refuses what the request spans
+_REASONS = ("timeout", "connection", "protocol", "mismatched", "deadline", "exception", *EXCEPTION_NAMES.values())
 _LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -80,6 +93,12 @@ class ModbusProtocolError(ModbusError):
     reason = "protocol"
 
 
+class ModbusMismatch(ModbusProtocolError):
+    """An answer, or an exception, from another device than the one asked: it says nothing about ours."""
+
+    reason = "mismatched"
+
+
 class ModbusExceptionResponse(ModbusError):
     """The device answered with a Modbus exception (illegal address, busy, ...)."""
 
@@ -87,6 +106,13 @@ class ModbusExceptionResponse(ModbusError):
         self.code = code
         self.reason = EXCEPTION_NAMES.get(code, "exception")
         super().__init__(f"Modbus exception {code} ({self.reason})")
+
+
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled and a library swallowed it (3.11's wait_for)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def automatic_jitter(interval_s: float, fleet_size: int) -> float:
@@ -166,9 +192,8 @@ class _TcpLink:
         self.close()
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(_MbapProtocol, self.host, self.port), self.timeout_s
-            )
+            async with asyncio.timeout(self.timeout_s):
+                _, protocol = await loop.create_connection(_MbapProtocol, self.host, self.port)
         except TimeoutError as exc:
             raise ModbusConnectionError(f"connect timed out after {self.timeout_s:g}s") from exc
         except OSError as exc:
@@ -195,6 +220,8 @@ class _TcpLink:
             return answer.data
         if isinstance(answer, ExceptionResponse):
             raise ModbusExceptionResponse(answer.code)
+        if isinstance(answer, MismatchedResponse):
+            raise ModbusMismatch(answer.message)
         raise ModbusProtocolError(answer.message)
 
     def close(self) -> None:
@@ -204,19 +231,26 @@ class _TcpLink:
 
 
 class _PymodbusLink:
-    """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP."""
+    """pymodbus client: RTU on a serial line, RTU framing over TCP, or (forced) plain Modbus TCP.
+
+    The client is made at connect, inside the running loop (pymodbus binds it to the loop it is made in).
+    """
 
     def __init__(self, m: ModbusLink) -> None:
+        self.link = m
+        self.device_id = m.device_id
+        self.timeout_s = m.timeout_s
+        self.client: Any = None
+
+    def _make_client(self) -> Any:
         from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
         from pymodbus.framer import FramerType
 
-        self.device_id = m.device_id
-        self.timeout_s = m.timeout_s
+        m = self.link
         # pymodbus's own retries and reconnect task are off: the poller owns both (and leaks no tasks).
         common: dict[str, Any] = {"timeout": m.timeout_s, "retries": 0, "reconnect_delay": 0}
-        self.client: Any
         if m.transport == "rtu":
-            self.client = AsyncModbusSerialClient(
+            return AsyncModbusSerialClient(
                 m.serial_port,
                 framer=FramerType.RTU,
                 baudrate=m.baudrate,
@@ -225,34 +259,39 @@ class _PymodbusLink:
                 stopbits=m.stopbits,
                 **common,
             )
-        else:
-            framer = FramerType.RTU if m.transport == "rtu-over-tcp" else FramerType.SOCKET
-            self.client = AsyncModbusTcpClient(m.host, port=m.port, framer=framer, **common)
+        framer = FramerType.RTU if m.transport == "rtu-over-tcp" else FramerType.SOCKET
+        return AsyncModbusTcpClient(m.host, port=m.port, framer=framer, **common)
 
     @property
     def connected(self) -> bool:
-        return bool(self.client.connected)
+        return self.client is not None and bool(self.client.connected)
 
     async def connect(self) -> None:
         from pymodbus.exceptions import ModbusException
 
-        self.client.close()
+        self.close()
         try:
-            ok = await asyncio.wait_for(self.client.connect(), self.timeout_s + 1.0)
-        except (TimeoutError, ModbusException, OSError) as exc:
-            self.client.close()
+            self.client = self._make_client()
+            async with asyncio.timeout(self.timeout_s + 1.0):
+                ok = await self.client.connect()
+        except (TimeoutError, ModbusException, OSError, ValueError) as exc:
+            self.close()
             raise ModbusConnectionError(f"cannot connect: {exc}") from exc
+        _stop_if_cancelled()
         if not ok:
-            self.client.close()
+            self.close()
             raise ModbusConnectionError("cannot connect")
 
     async def read(self, function_code: int, start: int, count: int) -> bytes:
         from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+        if self.client is None:
+            raise ModbusConnectionError("not connected")
         fn = self.client.read_holding_registers if function_code == 3 else self.client.read_input_registers
         try:
             # pymodbus applies the timeout itself; the outer one only guards against it hanging
-            response = await asyncio.wait_for(fn(start, count=count, device_id=self.device_id), self.timeout_s + 1.0)
+            async with asyncio.timeout(self.timeout_s + 1.0):
+                response = await fn(start, count=count, device_id=self.device_id)
         except TimeoutError as exc:
             raise ModbusTimeout(f"no answer within {self.timeout_s:g}s") from exc
         except ConnectionException as exc:
@@ -260,9 +299,13 @@ class _PymodbusLink:
         except ModbusIOException as exc:
             if not self.client.connected:
                 raise ModbusConnectionError(str(exc)) from exc
+            if "device id" in str(exc):
+                raise ModbusMismatch(str(exc)) from exc
             raise ModbusTimeout(f"no answer within {self.timeout_s:g}s") from exc
         except ModbusException as exc:
             raise ModbusProtocolError(str(exc)) from exc
+        finally:
+            _stop_if_cancelled()
         if response.isError():
             raise ModbusExceptionResponse(int(getattr(response, "exception_code", 0)))
         registers = list(response.registers)
@@ -271,7 +314,9 @@ class _PymodbusLink:
         return struct.pack(f">{count}H", *registers)
 
     def close(self) -> None:
-        self.client.close()
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
 
 
 def _make_link(m: ModbusLink, client: str) -> _TcpLink | _PymodbusLink:
@@ -319,6 +364,15 @@ class _Metrics:
         self.faulty = {r: faulty.labels(r) for r in ("nan", "inf", "sentinel", "out_of_range")}
 
 
+@dataclass(eq=False, slots=True)
+class _Slot:
+    """One request of the station's current plan, its decoder and its failure log."""
+
+    request: ReadRequest
+    decoder: RequestDecoder
+    log: FailureLog
+
+
 class ModbusPoller:
     """Polls one station's Modbus points on its schedule until cancelled; see the module docstring."""
 
@@ -341,8 +395,7 @@ class ModbusPoller:
         self.sink = sink
         self.state = state
         self.clock = clock
-        self.plan = plan_reads(station)
-        self._requests = [(r, RequestDecoder.for_request(r)) for r in self.plan]
+        # no I/O object yet: pymodbus's clients bind to the running loop, so links are made at connect
         self._link = _make_link(m, client)
         self.interval_s = m.interval_s
         jitter = m.jitter_s if m.jitter_s >= 0 else automatic_jitter(m.interval_s, fleet_size)
@@ -357,8 +410,16 @@ class ModbusPoller:
         where = m.serial_port if m.transport == "rtu" else f"{m.host}:{m.port}"
         self.where = f"station {station.id} (modbus {m.transport} {where} device {m.device_id})"
         self._station_log = FailureLog(log, self.where)
-        self._request_logs = [FailureLog(log, f"{self.where} {r.register} {r.start}..{r.end}") for r in self.plan]
+        self._slots = [self._slot(r) for r in plan_reads(station)]
         self._online = False
+
+    def _slot(self, request: ReadRequest) -> _Slot:
+        return _Slot(request, RequestDecoder.for_request(request), FailureLog(log, f"{self.where} {request.span}"))
+
+    @property
+    def plan(self) -> tuple[ReadRequest, ...]:
+        """The requests a poll sends now: the planned ones, or what a strict device made of them."""
+        return tuple(slot.request for slot in self._slots)
 
     def next_slot(self, now: float) -> tuple[int, float]:
         """The next scheduled poll after `now`: (slot number, wall-clock time)."""
@@ -369,6 +430,7 @@ class ModbusPoller:
         """Poll on schedule until cancelled; cancellation closes the connection."""
         try:
             while True:
+                _stop_if_cancelled()
                 slot, at = self.next_slot(self.clock())
                 if self._last_slot is not None and slot > self._last_slot + 1:
                     self._m.skipped_overrun.inc(slot - self._last_slot - 1)
@@ -402,37 +464,65 @@ class ModbusPoller:
                 return []
             self._backoff.reset()
         readings: list[Reading] = []
-        ok = 0
-        failed = 0
-        first_error: ModbusError | None = None
-        for i, (request, decoder) in enumerate(self._requests):
+        ok = failed = 0
+        first_error: tuple[ReadRequest, ModbusError] | None = None
+        pending = deque(self._slots)
+        while pending:
+            slot = pending.popleft()
             try:
                 if deadline is not None and self.clock() >= deadline:
                     # a slow device must not push this station's polls ever later: once the next slot
                     # has come, the rest of this poll is dropped (its points fail, the next poll runs)
                     raise ModbusDeadline("not sent: the poll ran into its next slot")
-                data = await self._read(request)
+                data = await self._read(slot.request)
             except ModbusError as exc:
+                pieces = self._adapt(slot, exc)
+                if pieces:  # read what the device accepts, now
+                    pending.extendleft(reversed(pieces))
+                    continue
                 failed += 1
-                first_error = first_error or exc
-                reason = getattr(exc, "reason", "exception")
-                self._m.failures[reason].inc()
-                self._request_logs[i].failure(str(exc))
+                first_error = first_error or (slot.request, exc)
+                self._m.failures[getattr(exc, "reason", "exception")].inc()
+                slot.log.failure(str(exc))
                 if isinstance(exc, ModbusConnectionError):
                     # the rest of this poll would fail the same way; reconnect on the next one
-                    remaining = len(self._requests) - i - 1
-                    failed += remaining
-                    self._m.failures["connection"].inc(remaining)
+                    failed += len(pending)
+                    self._m.failures["connection"].inc(len(pending))
                     break
                 continue
             ts = self.clock() if slot_ts is None else slot_ts
             ok += 1
-            self._request_logs[i].success()
-            readings.extend(self._readings(decoder, data, ts))
+            slot.log.success()
+            readings.extend(self._readings(slot.decoder, data, ts))
         self._finish_poll(ok, failed, first_error)
         if readings:
             self.sink(readings)
         return readings
+
+    def _adapt(self, slot: _Slot, error: ModbusError) -> list[_Slot]:
+        """The slots replacing `slot` for good if the device refused it and it can be split; else []."""
+        if not isinstance(error, ModbusExceptionResponse) or error.code not in _SPLIT_CODES:
+            return []
+        pieces = split_request(slot.request)
+        if len(pieces) < 2:
+            return []
+        self._m.failures[error.reason].inc()
+        new = [self._slot(r) for r in pieces]
+        at = next(i for i, s in enumerate(self._slots) if s is slot)
+        self._slots[at : at + 1] = new
+        self.state.adapted_read_plan = tuple(s.request.describe() for s in self._slots)
+        req = slot.request
+        gaps = ", ".join(f"{a}..{b}" if b > a else str(a) for a, b in req.gaps)
+        what = f"its unused registers {gaps}" if gaps else f"{len(req.points)} points in one request"
+        log.warning(
+            "%s: the device refused %s, %s (%s); reading it as %s from now on",
+            self.where,
+            req.span,
+            what,
+            error,
+            ", ".join(r.span for r in pieces),
+        )
+        return new
 
     async def _read(self, request: ReadRequest) -> bytes:
         attempt = 0
@@ -462,40 +552,39 @@ class ModbusPoller:
             self._m.station_up.set(1 if online else 0)
         self.state.online = online
 
-    def _record_error(self, error: ModbusError) -> None:
-        self.state.last_error = str(error)
+    def _record_error(self, error: str) -> None:
+        self.state.last_error = error
         self.state.last_error_at = self.clock()
 
-    def _finish_poll(self, ok: int, failed: int, error: ModbusError | None) -> None:
+    def _finish_poll(self, ok: int, failed: int, error: tuple[ReadRequest, ModbusError] | None) -> None:
         st = self.state
         st.polls += 1
+        if error is not None:
+            self._record_error(f"{error[0].span}: {error[1]}")
         if ok:
             st.last_success = self.clock()
             st.consecutive_failures = 0
             self._set_online(True)
             self._station_log.success()
             (self._m.poll_partial if failed else self._m.poll_ok).inc()
-            if error is not None:
-                self._record_error(error)
             return
         st.failures += 1
         st.consecutive_failures += 1
         self._m.poll_failed.inc()
         self._set_online(False)
         if error is not None:
-            self._record_error(error)
-            self._station_log.failure(f"every request failed: {error}")
-        if isinstance(error, ModbusTimeout) and failed == len(self._requests):
-            # a device that answers nothing may sit behind a half-open connection: start afresh
-            self._link.close()
+            self._station_log.failure(f"every request failed: {error[1]}")
+            if isinstance(error[1], ModbusTimeout):
+                # a device that answers nothing may sit behind a half-open connection: start afresh
+                self._link.close()
 
     def _connection_failed(self, error: ModbusError) -> None:
         self._m.connect_failures.inc()
-        self._m.failures["connection"].inc(len(self._requests))
+        self._m.failures["connection"].inc(len(self._slots))
         delay = self._backoff.next_delay()
         self._reconnect_at = self.clock() + delay
         self._station_log.failure(
             f"{error}" + (f"; next attempt in {delay:.1f}s" if delay else "; retrying at the next poll")
         )
         self._finish_poll(0, 0, None)
-        self._record_error(error)
+        self._record_error(str(error))

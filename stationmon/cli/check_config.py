@@ -12,7 +12,7 @@ import argparse
 from stationmon.cli.common import load_or_report
 from stationmon.config import Config, shard_view
 from stationmon.domain.plant import Station
-from stationmon.domain.registers import plan_reads
+from stationmon.domain.registers import ReadRequest, plan_reads
 from stationmon.domain.shards import narrowed_filters
 from stationmon.domain.topics import TopicRouter
 
@@ -24,9 +24,10 @@ def _station_lines(station: Station) -> list[str]:
     if station.modbus is not None:
         m = station.modbus
         where = m.serial_port if m.transport == "rtu" else f"{m.host}:{m.port}"
+        base = f" address_base={m.address_base}" if m.address_base else ""
         lines.append(
             f"  modbus {m.transport} {where} device_id={m.device_id} every {m.interval_s:g}s "
-            f"timeout {m.timeout_s:g}s byte_order={m.byte_order}"
+            f"timeout {m.timeout_s:g}s byte_order={m.byte_order}{base}"
         )
     for loop in station.loops:
         floors = ""
@@ -42,8 +43,13 @@ def _station_lines(station: Station) -> list[str]:
         if p.address is not None:
             scale = f" *{p.scale:g}" if p.scale != 1.0 else ""
             offset = f" {p.offset:+g}" if p.offset else ""
+            written = ""
+            if p.address_written:
+                base = "" if p.address_written.startswith('"') else ", address_base = 1"
+                written = f" (as written: {p.address_written}{base})"
             lines.append(
-                f"  point {target}{p.quantity}{sensor}: {p.register} {p.address} {p.type} {p.byte_order}{scale}{offset}"
+                f"  point {target}{p.quantity}{sensor}: {p.register} {p.address}{written} "
+                f"{p.type} {p.byte_order}{scale}{offset}"
             )
         else:
             lines.append(f"  point {target}{p.quantity}{sensor}: mqtt {p.topic} ({p.format})")
@@ -52,7 +58,19 @@ def _station_lines(station: Station) -> list[str]:
         lines.append(f"  read plan: {len(plan)} request(s)")
         for req in plan:
             lines.append(f"    {req.describe()}")
+            lines.extend(_gap_note(req))
     return lines
+
+
+def _gap_note(request: ReadRequest) -> list[str]:
+    """The plan note for a request that reads registers no point names (a strict device may refuse it)."""
+    if not request.gaps:
+        return []
+    gaps = ", ".join(f"{a}..{b}" if b > a else f"{a}" for a, b in request.gaps)
+    return [
+        f"      note: also reads unused {request.register} {gaps}; a device that refuses them "
+        "(exception 2 or 3) is read in gap-free runs instead (max_gap = 0 never fills gaps)"
+    ]
 
 
 def _shard_lines(full: Config, view: Config) -> list[str]:

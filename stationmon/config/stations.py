@@ -14,6 +14,7 @@ from stationmon.config.rules import parse_daily_window, read_setbacks
 from stationmon.config.schema import PARITIES, TRANSPORTS
 from stationmon.domain.payloads import QUANTITY_RE
 from stationmon.domain.plant import DailyWindow, Loop, ModbusLink, Point, Site, Station
+from stationmon.domain.registers import parse_modicon
 from stationmon.domain.vocabulary import (
     BYTE_ORDERS,
     CANONICAL_QUANTITIES,
@@ -144,7 +145,7 @@ def _station(t: Table) -> Station | None:
     byte_order = modbus.byte_order if modbus else ModbusLink().byte_order
     points: list[tuple[int, Point]] = []
     for i, pt in t.tables("points"):
-        point = _point(pt, byte_order, {lp.id for lp in loops}, modbus is not None)
+        point = _point(pt, byte_order, {lp.id for lp in loops}, modbus)
         if point is not None:
             points.append((i, point))
     _check_points(t.path, points, t.problems)
@@ -183,9 +184,14 @@ def _modbus(t: Table) -> ModbusLink:
     if transport == "rtu" and not serial_port:
         t.add("serial_port", 'missing: transport = "rtu" needs a serial_port such as /dev/ttyUSB0')
     interval = t.duration("interval", d.interval_s, allow_zero=False)
-    timeout = t.duration("timeout", d.timeout_s, allow_zero=False)
+    # the default fits what was written: never longer than the interval
+    timeout = t.duration("timeout", min(d.timeout_s, interval), allow_zero=False)
     if timeout > interval:
         t.add("timeout", f"{timeout:g}s is longer than the interval ({interval:g}s)")
+    elif not t.has("timeout") and timeout < d.timeout_s:
+        t.problems.notices.append(
+            f"{t.key('timeout')}: not set; using {timeout:g}s (the interval; {d.timeout_s:g}s for longer intervals)"
+        )
     if not t.has("port"):
         t.problems.notices.append(f"{t.key('port')}: not set; using {d.port}")
     link = ModbusLink(
@@ -206,6 +212,7 @@ def _modbus(t: Table) -> ModbusLink:
         one_request_per_point=t.flag("one_request_per_point", d.one_request_per_point),
         retries=t.integer("retries", d.retries, lo=0, hi=10),
         jitter_s=t.duration("jitter", d.jitter_s),
+        address_base=t.integer("address_base", d.address_base, lo=0, hi=1),
     )
     if "slave" in t.data:
         t.known.add("slave")
@@ -244,7 +251,7 @@ def _loop(t: Table) -> Loop | None:
     return loop if loop_id else None
 
 
-def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bool) -> Point | None:
+def _point(t: Table, station_byte_order: str, loop_ids: set[str], modbus: ModbusLink | None) -> Point | None:
     d = Point(quantity="")
     quantity = t.text("quantity", None)
     if quantity is None:
@@ -255,12 +262,17 @@ def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bo
     if loop is not None and loop not in loop_ids:
         known = ", ".join(sorted(loop_ids)) or "none defined"
         t.add("loop", f"unknown loop {loop!r} (this station's loops: {known}){suggest(loop, loop_ids)}")
-    address = t.integer("address", d.address, lo=0, hi=65535)
+    address, implied, written = _address(t, modbus.address_base if modbus else 0)
     topic = t.text("topic", d.topic)
     register = t.choice("register", REGISTER_TYPES, d.register, "register type")
+    if implied is not None:
+        if t.has("register") and register != implied:
+            why = f"{register!r} contradicts address {written} (Modicon notation for {implied} registers)"
+            t.add("register", f"{why}: remove register")
+        register = implied
     dtype = t.choice("type", DATA_TYPES, d.type, "type")
     byte_order = t.choice("byte_order", BYTE_ORDERS, station_byte_order, "byte order")
-    _check_source(t, address, topic, dtype, has_modbus)
+    _check_source(t, address, topic, dtype, modbus is not None)
     fmt = t.choice("format", _POINT_FORMATS, d.format, "format")
     point = Point(
         quantity=quantity or "",
@@ -268,6 +280,7 @@ def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bo
         sensor=t.text("sensor", d.sensor),
         register=register,
         address=address,
+        address_written=written,
         type=dtype,
         byte_order=byte_order,
         scale=t.number("scale", d.scale),
@@ -280,6 +293,33 @@ def _point(t: Table, station_byte_order: str, loop_ids: set[str], has_modbus: bo
     )
     t.finish()
     return point if quantity else None
+
+
+def _address(t: Table, base: int) -> tuple[int | None, str | None, str]:
+    """`address`: (protocol address, the register type Modicon notation implies, how it was written).
+
+    An integer counts from the station's `address_base`; a string is Modicon notation ("40101").
+    "How it was written" is empty where it is the protocol address itself.
+    """
+    t.known.add("address")
+    value = t.data.get("address")
+    if value is None:
+        return None, None, ""
+    if isinstance(value, str):
+        try:
+            register, address = parse_modicon(value)
+        except ValueError as exc:
+            t.add("address", str(exc))
+            return None, None, ""
+        return address, register, f'"{value}"'
+    if isinstance(value, bool) or not isinstance(value, int):
+        t.add("address", f'expected an integer or Modicon notation such as "40101", got {value!r}')
+        return None, None, ""
+    if not base <= value <= 65535 + base:
+        within = f" with address_base = {base}" if base else ""
+        t.add("address", f"{value} is out of range (expected {base}..{65535 + base}{within})")
+        return None, None, ""
+    return value - base, None, str(value) if base else ""
 
 
 def _check_source(t: Table, address: int | None, topic: str | None, dtype: str, has_modbus: bool) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "ExceptionResponse",
     "Frame",
     "FrameDecoder",
+    "MismatchedResponse",
     "Registers",
     "encode_read_request",
     "parse_read_response",
@@ -94,6 +95,11 @@ class BadResponse:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class MismatchedResponse(BadResponse):
+    """An answer (registers or an exception) from another device than the one asked."""
+
+
 def encode_read_request(transaction_id: int, unit_id: int, function_code: int, start: int, count: int) -> bytes:
     """The MBAP frame reading `count` registers from `start` with FC 3 or 4; ValueError for anything else."""
     if function_code not in READ_FUNCTION_CODES:
@@ -146,13 +152,16 @@ def parse_read_response(
 ) -> Registers | ExceptionResponse | BadResponse:
     """What `frame` says about a read of `count` registers with `function_code` sent to `unit_id`.
 
-    An exception is taken from any unit id (a gateway answers for its device); unit id 0 accepts any.
+    An answer from another unit id, an exception included, is a MismatchedResponse: it says nothing
+    about the device asked (a gateway answers with the unit id of the request); unit id 0 accepts any.
     """
     pdu = frame.pdu
-    if len(pdu) >= 2 and pdu[0] == function_code | 0x80:
-        return ExceptionResponse(pdu[1])
+    is_exception = len(pdu) >= 2 and pdu[0] == function_code | 0x80
     if frame.unit_id != unit_id and unit_id != 0:
-        return BadResponse(f"answer from device {frame.unit_id}, asked {unit_id}")
+        what = f"exception {pdu[1]}" if is_exception else "answer"
+        return MismatchedResponse(f"{what} from device {frame.unit_id}, asked {unit_id}")
+    if is_exception:
+        return ExceptionResponse(pdu[1])
     if pdu[0] != function_code or len(pdu) < 2 or pdu[1] != 2 * count or len(pdu) != 2 + 2 * count:
         head = (bytes([frame.unit_id]) + pdu[:7]).hex()
         return BadResponse(f"bad answer to FC {function_code} for {count} registers: {head}...")

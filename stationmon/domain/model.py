@@ -46,6 +46,8 @@ class StationState:
     consecutive_failures: int = 0
     polls: int = 0
     failures: int = 0
+    # the read plan a strict device made the poller adopt (request descriptions); empty: as planned
+    adapted_read_plan: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ class ModbusLink:
     one_request_per_point: bool = False
     retries: int = 1
     jitter_s: float = -1.0  # < 0: automatic (see adapters.modbus.automatic_jitter)
+    address_base: int = 0  # 1: the register map counts from 1 (its 1 is protocol address 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ class Point:
     loop: str | None = None
     sensor: str | None = None
     register: str = "holding"
-    address: int | None = None
+    address: int | None = None  # the zero-based protocol address
+    address_written: str = ""  # as the config wrote it ("40101", or 101 with address_base 1), when it differs
     type: str = "float32"
     byte_order: str = "ABCD"  # resolved: the point's own or its station's
     scale: float = 1.0

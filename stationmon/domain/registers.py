@@ -1,4 +1,12 @@
-"""Modbus registers, pure: read planning, value decoding (and encoding, for the simulator), fault flags.
+"""Modbus registers, pure: addresses, read planning, value decoding (and encoding, for the simulator), fault flags.
+
+Addresses: the plan speaks zero-based protocol addresses. Manuals often write Modicon notation, a
+register type digit and a one-based number: "40101" is holding register 100, "30001" input register 0;
+the six-digit form ("400101") reaches the whole 0..65535 range.
+
+Strict devices: the plan fills gaps of up to `max_gap` registers, which a device that does not map
+them refuses (exception 2 or 3). `split_request` says how to read such a request instead: its gap-free
+runs, then its single points.
 
 Byte orders name the four bytes of a 32-bit value as the device sends them, A being the most
 significant: ABCD is big endian, CDAB swaps the 16-bit words (the common "word swap" of PLCs), BADC
@@ -34,12 +42,40 @@ __all__ = [
     "decode_point",
     "decode_value",
     "encode_value",
+    "parse_modicon",
     "plan_reads",
     "point_label",
+    "split_request",
 ]
 
 # Only reads are ever sent: holding registers with FC 3, input registers with FC 4.
 FUNCTION_CODES = {"holding": 3, "input": 4}
+# Modicon notation's leading digit -> register type (0 coils and 1 discrete inputs are never read).
+_MODICON_TYPES = {"4": "holding", "3": "input"}
+_MODICON_NOT_READ = {"0": "coils", "1": "discrete inputs"}
+
+
+def parse_modicon(text: str) -> tuple[str, int]:
+    """(register type, zero-based protocol address) of a Modicon address; ValueError says what is wrong.
+
+    "40101" -> ("holding", 100), "30001" -> ("input", 0), "400101" -> ("holding", 100).
+    """
+    example = '"40101" = holding 100, "30001" = input 0, "400101" = holding 100'
+    if not text.isascii() or not text.isdigit() or len(text) not in (5, 6):
+        raise ValueError(f"{text!r} is not Modicon notation ({example}); a protocol address is an integer")
+    kind, number = text[0], int(text[1:])
+    if kind in _MODICON_NOT_READ:
+        what = _MODICON_NOT_READ[kind]
+        raise ValueError(f"{text!r} names {what}: only 3xxxx input and 4xxxx holding registers are read")
+    if kind not in _MODICON_TYPES:
+        raise ValueError(f"{text!r}: Modicon register type {kind} is unknown ({example})")
+    if number == 0:
+        first = kind + "1".rjust(len(text) - 1, "0")
+        raise ValueError(f"{text!r}: Modicon numbers count from 1 ({first} is the first)")
+    if number > 0x10000:
+        raise ValueError(f"{text!r} is past the last register ({kind}65536 = protocol address 65535)")
+    return _MODICON_TYPES[kind], number - 1
+
 
 _STRUCT_CODE = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}
 
@@ -134,6 +170,23 @@ class ReadRequest:
         """The last register read (inclusive)."""
         return self.start + self.count - 1
 
+    @property
+    def span(self) -> str:
+        """Where it reads, for logs: "holding 100..113", or "holding 104..105 (sec1.flow)" for one point."""
+        where = f"{self.register} {self.start}..{self.end}"
+        return f"{where} ({point_label(self.points[0])})" if len(self.points) == 1 else where
+
+    @property
+    def gaps(self) -> tuple[tuple[int, int], ...]:
+        """The register ranges (first, last) read only to fill the gaps between its points."""
+        out = []
+        covered = self.start
+        for p, off in zip(self.points, self.offsets, strict=True):
+            if self.start + off > covered:
+                out.append((covered, self.start + off - 1))
+            covered = max(covered, self.start + off + p.width)
+        return tuple(out)
+
     def describe(self) -> str:
         """One line for check-config: "holding 100..113 (14 registers): sec1.supply_temp, ..."."""
         noun = "register" if self.count == 1 else "registers"
@@ -163,6 +216,34 @@ def _group(points: list[Point], register: str, max_count: int, max_gap: int) -> 
         start, end = p.address, p_end
     flush()
     return requests
+
+
+def _request_of(register: str, points: Sequence[Point]) -> ReadRequest:
+    addresses = [p.address or 0 for p in points]  # every planned point has one
+    start = min(addresses)
+    end = max(a + p.width for a, p in zip(addresses, points, strict=True))
+    return ReadRequest(register, start, end - start, tuple(points), tuple(a - start for a in addresses))
+
+
+def split_request(request: ReadRequest) -> list[ReadRequest]:
+    """What to read instead of `request` when the device refused it (exception 2 or 3).
+
+    Its gap-free runs if it fills gaps; its single points if it is one run of several points; the
+    request itself if it reads a single point (nothing smaller can be tried).
+    """
+    if len(request.points) == 1:
+        return [request]
+    if not request.gaps:
+        return [_request_of(request.register, [p]) for p in request.points]
+    runs: list[list[Point]] = []
+    covered = -1
+    for p, off in zip(request.points, request.offsets, strict=True):
+        if runs and request.start + off <= covered:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+        covered = max(covered, request.start + off + p.width)
+    return [_request_of(request.register, run) for run in runs]
 
 
 def plan_reads(station: Station) -> tuple[ReadRequest, ...]:

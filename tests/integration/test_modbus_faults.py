@@ -30,7 +30,8 @@ class ScriptedServer:
 
     `exceptions`: {address: code} answers any request covering that address with the exception;
     `silent`: addresses whose requests get no answer; `busy_times`: answer "busy" (6) this many times;
-    `delay_s`: wait before every answer; `garbage`: answer the next request with bytes that are not MBAP.
+    `delay_s`: wait before every answer; `garbage`: answer the next request with bytes that are not MBAP;
+    `answer_unit`: answer with this unit id instead of the one asked (a misrouting gateway).
     """
 
     registers: dict[tuple[int, int], int] = field(default_factory=dict)  # (fc, address) -> value
@@ -39,6 +40,7 @@ class ScriptedServer:
     busy_times: int = 0
     delay_s: float = 0.0
     garbage: bool = False
+    answer_unit: int | None = None
     requests: list[tuple[int, int, int, int]] = field(default_factory=list)  # fc, start, count, unit
     connections: int = 0
     port: int = 0
@@ -94,6 +96,7 @@ class ScriptedServer:
                 elif self.busy_times > 0:
                     self.busy_times -= 1
                     code = 6
+                unit = unit if self.answer_unit is None else self.answer_unit
                 if code is not None:
                     body = bytes([unit, fc | 0x80, code])
                 else:
@@ -191,6 +194,25 @@ async def test_illegal_address_fails_only_its_request() -> None:
     assert state.consecutive_failures == 0 and "illegal_address" in (state.last_error or "")
     assert metrics.get("stationmon_modbus_request_failures_total").value("illegal_address") >= 3  # type: ignore[union-attr]
     assert metrics.get("stationmon_modbus_polls_total").value("partial") >= 3  # type: ignore[union-attr]
+
+
+async def test_exception_from_another_unit_is_mismatched_not_adapted() -> None:
+    # a gateway answers for device 9 when 17 was asked: that illegal address is not device 17's, so it
+    # is counted as a mismatched answer and the plan is not split for it
+    async with scripted(exceptions={0: 2, 50: 2}, answer_unit=9) as server:
+        sink = Collected()
+        state = StationState("st-1")
+        metrics = Metrics()
+        poller = ModbusPoller(station(server.port, extra="device_id = 17"), sink, state, metrics)
+        planned = poller.plan
+        async with running(poller):
+            await wait_until(lambda: state.polls >= 3, message="three polls")
+    assert poller.plan == planned and state.adapted_read_plan == ()
+    assert "exception 2 from device 9, asked 17" in (state.last_error or "")
+    failures = metrics.get("stationmon_modbus_request_failures_total")
+    assert failures.value("mismatched") >= 3 * len(planned)  # type: ignore[union-attr]
+    assert failures.value("illegal_address") == 0  # type: ignore[union-attr]
+    assert not sink.batches
 
 
 async def test_silent_request_times_out_alone() -> None:
@@ -330,3 +352,32 @@ async def test_fifty_stations_five_dead_or_slow_keep_schedule() -> None:
     finally:
         for server in servers:
             await server.stop()
+
+
+@pytest.mark.parametrize("client", ["auto", "pymodbus"])
+async def test_pollers_stop_when_cancelled_while_answers_arrive(client: str) -> None:
+    # Python 3.11's wait_for (inside pymodbus) swallows a cancellation that meets an answer: the poller
+    # went on polling and a service with RTU stations never stopped (bench_modbus.py hung on it)
+    async with scripted() as server:
+        for trial in range(5):
+            sinks = [Collected() for _ in range(20)]
+            pollers = [
+                ModbusPoller(
+                    station(server.port, sid=f"st-{i}", interval="10ms", timeout="10ms", extra='jitter = "0s"'),
+                    sinks[i],
+                    StationState(f"st-{i}"),
+                    Metrics(),
+                    client=client,
+                )
+                for i in range(20)
+            ]
+            tasks = [asyncio.create_task(p.run(), name=f"poller-{trial}-{i}") for i, p in enumerate(pollers)]
+            target = 3 + trial  # cancel at a different moment of the polls' rhythm each time
+            await wait_until(lambda: sum(len(s.batches) for s in sinks) >= 20 * target, message="polls")  # noqa: B023
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            assert not pending, f"trial {trial}: {len(pending)} of 20 pollers ignored their cancellation"
+            assert all(t.cancelled() for t in tasks)

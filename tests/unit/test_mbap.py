@@ -14,6 +14,7 @@ from stationmon.domain.mbap import (
     ExceptionResponse,
     Frame,
     FrameDecoder,
+    MismatchedResponse,
     Registers,
     encode_read_request,
     parse_read_response,
@@ -205,8 +206,15 @@ def test_exception_names() -> None:
     }
 
 
-def test_exception_from_any_unit_counts() -> None:
-    assert parse_read_response(frame(9, bytes([0x83, 11])), 1, 3, 2) == ExceptionResponse(11)
+def test_exception_from_another_unit_is_mismatched_not_the_devices() -> None:
+    # a stray exception says nothing about the device asked (issue 16): not its illegal address
+    result = parse_read_response(frame(9, bytes([0x83, 2])), 1, 3, 2)
+    assert result == MismatchedResponse("exception 2 from device 9, asked 1")
+    assert isinstance(result, BadResponse) and not isinstance(result, ExceptionResponse)
+
+
+def test_exception_to_unit_zero_is_taken_from_any_unit() -> None:
+    assert parse_read_response(frame(9, bytes([0x83, 11])), 0, 3, 2) == ExceptionResponse(11)
 
 
 def test_exception_for_another_function_code_is_a_bad_response() -> None:
@@ -220,7 +228,7 @@ def test_exception_without_its_code_is_a_bad_response() -> None:
 
 def test_answer_from_another_device() -> None:
     result = parse_read_response(frame(2, bytes([3, 2, 0, 1])), 1, 3, 1)
-    assert result == BadResponse("answer from device 2, asked 1")
+    assert result == MismatchedResponse("answer from device 2, asked 1")
 
 
 def test_unit_zero_accepts_any_device() -> None:

@@ -10,17 +10,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stationmon.cli.check_config import describe_config
 from stationmon.config import parse_config_text
-from stationmon.domain.plant import Point
+from stationmon.domain.plant import ModbusLink, Point, Station
 from stationmon.domain.registers import (
+    ReadRequest,
     RequestDecoder,
     check_value,
     decode_point,
     decode_value,
     encode_value,
+    parse_modicon,
     plan_reads,
+    split_request,
 )
 from stationmon.domain.vocabulary import BYTE_ORDERS, DATA_TYPES, REGISTER_WIDTH
+from stationmon.errors import ConfigError
 
 READPLANS = Path(__file__).parent.parent / "testcases" / "readplans"
 
@@ -246,3 +251,215 @@ def test_automatic_jitter_is_small_for_small_sites_and_spreads_large_ones() -> N
     assert automatic_jitter(10.0, 5000) == 5.0
     assert automatic_jitter(10.0, 10000) == 10.0
     assert automatic_jitter(10.0, 50000) == 10.0  # never past the interval
+
+
+# ----------------------------------------------------------------------------------------------------
+# Register notation: Modicon strings and address_base
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("40001", ("holding", 0)),
+        ("40101", ("holding", 100)),
+        ("49999", ("holding", 9998)),
+        ("30001", ("input", 0)),
+        ("30008", ("input", 7)),
+        ("400001", ("holding", 0)),
+        ("400101", ("holding", 100)),
+        ("465536", ("holding", 65535)),
+        ("300001", ("input", 0)),
+        ("310001", ("input", 10000)),
+    ],
+)
+def test_modicon_notation(text: str, expected: tuple[str, int]) -> None:
+    assert parse_modicon(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("40000", "count from 1 (40001 is the first)"),
+        ("400000", "count from 1 (400001 is the first)"),
+        ("465537", "past the last register (465536"),
+        ("00001", "names coils"),
+        ("10001", "names discrete inputs"),
+        ("20001", "register type 2 is unknown"),
+        ("101", "is not Modicon notation"),
+        ("4000001", "is not Modicon notation"),
+        ("4x101", "is not Modicon notation"),
+        ("40 01", "is not Modicon notation"),
+        ("４0101", "is not Modicon notation"),  # a full-width digit is a digit to str.isdigit
+        ("", "is not Modicon notation"),
+    ],
+)
+def test_bad_modicon_notation(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_modicon(text)
+
+
+def _points(points: str, modbus: str = "") -> tuple[object, ...]:
+    text = f'[[stations]]\nid = "s"\n[stations.modbus]\nport = 5020\n{modbus}\n{points}'
+    return parse_config_text(text, require_influxdb=False).stations[0].points
+
+
+def test_modicon_implies_the_register_and_address_base_shifts_integers() -> None:
+    points = _points(
+        """
+[[stations.points]]
+quantity = "supply_temp"
+address = "30101"
+[[stations.points]]
+quantity = "return_temp"
+address = "40101"
+register = "holding"
+[[stations.points]]
+quantity = "flow"
+address = 1
+register = "input"
+""",
+        "address_base = 1",
+    )
+    got = [(p.register, p.address, p.address_written) for p in points]  # type: ignore[attr-defined]
+    assert got == [("input", 100, '"30101"'), ("holding", 100, '"40101"'), ("input", 0, "1")]
+    # address_base 0 (the default): the written integer is the protocol address
+    (plain,) = _points('[[stations.points]]\nquantity = "flow"\naddress = 0')
+    assert (plain.address, plain.address_written) == (0, "")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("point", "modbus", "problem"),
+    [
+        ('address = "40101"\nregister = "input"', "", "points[0].register: 'input' contradicts address \"40101\""),
+        ('address = "40000"', "", "points[0].address: '40000': Modicon numbers count from 1"),
+        ('address = "00017"', "", "points[0].address: '00017' names coils"),
+        ('address = "abc"', "", "points[0].address: 'abc' is not Modicon notation"),
+        ("address = 1.5", "", 'points[0].address: expected an integer or Modicon notation such as "40101", got 1.5'),
+        (
+            "address = 0",
+            "address_base = 1",
+            "points[0].address: 0 is out of range (expected 1..65536 with address_base = 1)",
+        ),
+        ("address = 65536", "", "points[0].address: 65536 is out of range (expected 0..65535)"),
+        ("address = 1", "address_base = 2", "modbus.address_base: 2 is out of range (expected 0..1)"),
+    ],
+)
+def test_bad_addresses_are_config_errors_with_the_key(point: str, modbus: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _points(f'[[stations.points]]\nquantity = "flow"\n{point}', modbus)
+    (line,) = info.value.problems  # one problem, at the key, and nothing else
+    assert line.startswith(f"<config>: stations[0].{problem}"), line
+
+
+def test_timeout_defaults_to_the_interval_when_shorter() -> None:
+    text = '[[stations]]\nid = "s"\n[stations.modbus]\nport = 5020\ninterval = "{}"\n'
+    short = parse_config_text(text.format("1s"), require_influxdb=False)
+    assert short.stations[0].modbus.timeout_s == 1.0  # type: ignore[union-attr]
+    assert any("modbus.timeout: not set; using 1s" in n for n in short.notices)
+    long = parse_config_text(text.format("10s"), require_influxdb=False)
+    assert long.stations[0].modbus.timeout_s == 2.0  # type: ignore[union-attr]
+    assert not any("modbus.timeout" in n for n in long.notices)
+    with pytest.raises(ConfigError, match=r"timeout: 3s is longer than the interval \(1s\)"):
+        parse_config_text(text.format("1s") + 'timeout = "3s"\n', require_influxdb=False)
+
+
+def test_check_config_shows_addresses_as_written_and_gap_notes() -> None:
+    config = parse_config_text(
+        (READPLANS / "modicon_and_base" / "config.toml").read_text()
+        + '[[stations.points]]\nquantity = "return_temp"\naddress = "40021"\n',
+        require_influxdb=False,
+    )
+    text = describe_config(config)
+    assert "address_base=1" in text
+    assert 'point primary_supply_temp: holding 10 (as written: "40011") float32' in text
+    assert "point primary_return_temp: holding 12 (as written: 13, address_base = 1) float32" in text
+    assert 'point outdoor_temp: input 0 (as written: "300001") int16' in text
+    assert "point flow: input 2 (as written: 3, address_base = 1) float32" in text
+    assert "    holding 10..21 (12 registers): primary_supply_temp, primary_return_temp, return_temp" in text
+    assert "      note: also reads unused holding 14..19; a device that refuses them (exception 2 or 3)" in text
+    assert "      note: also reads unused input 1" in text
+
+
+# ----------------------------------------------------------------------------------------------------
+# Strict devices: splitting a refused request
+
+
+def _request(points: str, max_gap: int = 10) -> ReadRequest:
+    text = f'[[stations]]\nid = "s"\n[stations.modbus]\nport = 5020\nmax_gap = {max_gap}\n{points}'
+    (request,) = plan_reads(parse_config_text(text, require_influxdb=False).stations[0])
+    return request
+
+
+GAPPED = """
+[[stations.points]]
+quantity = "supply_temp"
+address = 100
+[[stations.points]]
+quantity = "supply_pressure"
+address = 104
+type = "uint16"
+[[stations.points]]
+quantity = "flow"
+address = 105
+[[stations.points]]
+quantity = "heat_power"
+address = 110
+type = "float64"
+"""
+
+
+def test_gaps_of_a_request() -> None:
+    request = _request(GAPPED)
+    assert (request.start, request.count) == (100, 14)
+    assert request.gaps == ((102, 103), (107, 109))
+    assert request.span == "holding 100..113"
+    contiguous = _request('[[stations.points]]\nquantity = "flow"\naddress = 5')
+    assert contiguous.gaps == ()
+    assert contiguous.span == "holding 5..6 (flow)"
+
+
+def test_split_request_into_gap_free_runs_then_single_points() -> None:
+    request = _request(GAPPED)
+    runs = split_request(request)
+    assert [(r.start, r.count, [p.quantity for p in r.points]) for r in runs] == [
+        (100, 2, ["supply_temp"]),
+        (104, 3, ["supply_pressure", "flow"]),
+        (110, 4, ["heat_power"]),
+    ]
+    assert all(r.gaps == () for r in runs)
+    singles = split_request(runs[1])
+    assert [(r.start, r.count, r.offsets) for r in singles] == [(104, 1, (0,)), (105, 2, (0,))]
+    # a single point cannot be split: it fails alone
+    assert split_request(singles[0]) == [singles[0]]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 200), st.sampled_from(["int16", "float32", "float64"])),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda t: t[0],
+    ),
+    st.integers(0, 20),
+)
+def test_split_request_keeps_every_point_at_its_address(points: list[tuple[int, str]], max_gap: int) -> None:
+    # non-overlapping points at random addresses: every piece of every split serves each point once, in place
+    taken: set[int] = set()
+    kept = []
+    for address, dtype in sorted(points):
+        span = set(range(address, address + REGISTER_WIDTH[dtype]))
+        if not span & taken:
+            taken |= span
+            kept.append(Point(quantity=f"q{address}", address=address, type=dtype))
+    station = Station(id="s", modbus=ModbusLink(max_gap=max_gap), points=tuple(kept))
+    for request in plan_reads(station):
+        pieces = split_request(request)
+        assert [p for r in pieces for p in r.points] == list(request.points)
+        for piece in pieces:
+            assert piece.register == request.register
+            assert piece.start >= request.start and piece.end <= request.end
+            for p, off in zip(piece.points, piece.offsets, strict=True):
+                assert p.address == piece.start + off and off + p.width <= piece.count
+            assert len(pieces) == 1 or piece.gaps == () or len(piece.points) == 1
+        if len(pieces) > 1 and not request.gaps:
+            assert all(len(piece.points) == 1 for piece in pieces)
