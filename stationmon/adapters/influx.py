@@ -19,6 +19,12 @@ beyond retention), the batch is split in halves until the culprits stand alone; 
 rejected whole (`dropped=N` with N its line count) is dead-lettered at once, so a run of expired
 points costs a few requests, not two per line. Resending lines a partial write already stored is
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
+
+Durability: `when_stored(callback)` calls `callback(True)` once every line submitted so far is
+written to InfluxDB, dead-lettered, or appended to the spool and synced as `spool_fsync` says ("batch":
+after the flush cycle's fsync); `callback(False)` if a line submitted since the previous
+`when_stored` could be neither (spool unwritable). Callbacks run in the order they were registered, so
+a collector can acknowledge its source in the order it received (MQTT's PUBACKs must be).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -48,12 +55,64 @@ if TYPE_CHECKING:
     from influxdb_client.client.write_api_async import WriteApiAsync
     from influxdb_client.domain.write_precision import WritePrecision
 
-__all__ = ["InfluxWriter", "auth_headers", "find_rejected_lines"]
+__all__ = ["InfluxWriter", "StoredCallback", "auth_headers", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
 _FIRST_BACKOFF_S = 0.5  # then 1, 2, 4 ... up to max_retry_delay_s, each with jitter
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+StoredCallback = Callable[[bool], None]
+"""Told whether lines are stored (written, dead-lettered or durably spooled): True, or False when some
+were lost (the spool could not take them)."""
+
+
+class _Settlement:
+    """Which submitted lines are settled (stored or lost), by sequence number, and the callbacks waiting
+    on them. Batches settle in any order; callbacks run in registration order once all their lines settled."""
+
+    def __init__(self) -> None:
+        self.submitted = 0  # lines submitted so far: the sequence number of the next line
+        self._settled_upto = 0  # every line before this one is settled
+        self._ranges: dict[int, tuple[int, bool]] = {}  # start -> (end, stored), settled beyond the mark
+        self._waiters: deque[tuple[int, int, StoredCallback]] = deque()  # (start, end, callback)
+        self._lost: deque[tuple[int, int]] = deque()  # lost ranges below the mark a waiter may still span
+        self._watched_upto = 0  # the end of the newest waiter's range
+
+    def add(self, count: int) -> None:
+        """Number `count` newly submitted lines."""
+        self.submitted += count
+
+    def watch(self, callback: StoredCallback) -> None:
+        """`callback` waits for every line submitted so far; it reports the lines since the previous watch."""
+        self._waiters.append((self._watched_upto, self.submitted, callback))
+        self._watched_upto = self.submitted
+        self._notify()  # nothing pending: at once
+
+    def settle(self, start: int, count: int, stored: bool) -> None:
+        """Lines start .. start+count-1 are stored (or lost, `stored` False)."""
+        if count <= 0:
+            return
+        self._ranges[start] = (start + count, stored)
+        while (done := self._ranges.pop(self._settled_upto, None)) is not None:
+            end, ok = done
+            if not ok:
+                self._lost.append((self._settled_upto, end))
+            self._settled_upto = end
+        self._notify()
+
+    def _notify(self) -> None:
+        while self._waiters and self._waiters[0][1] <= self._settled_upto:
+            start, end, callback = self._waiters.popleft()
+            stored = not any(s < end and start < e for s, e in self._lost)
+            try:
+                callback(stored)
+            except Exception:  # the collector's; a bug there must not stop storage
+                log.exception("a storage callback failed")
+        first_waiting = self._waiters[0][0] if self._waiters else self._settled_upto
+        while self._lost and self._lost[0][1] <= first_waiting:
+            self._lost.popleft()
 
 
 class _Retryable(StorageError):
@@ -236,6 +295,9 @@ class InfluxWriter:
         )
         self._buffer: list[str] = []
         self._buffer_since = 0.0
+        self._buffer_seq = 0  # the sequence number (`_Settlement`) of the buffer's first line
+        self._settlement = _Settlement()
+        self._unsynced: list[tuple[int, int]] = []  # (seq, count) spooled, waiting for the batch fsync
         self._inflight: dict[asyncio.Task[None], tuple[list[str], float]] = {}
         self._spool: Spool | None = None
         self._spool_pending = False
@@ -284,12 +346,20 @@ class InfluxWriter:
         """Queue lines for storage. Sync and never blocks; call it from the event loop."""
         if not lines:
             return
+        self._settlement.add(len(lines))
         if not self._buffer:
             self._buffer_since = self.clock()
         self._buffer.extend(lines)
         self._m_queued.inc(len(lines))
         if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
             self._wake.set()
+
+    def when_stored(self, callback: StoredCallback) -> None:
+        """Call `callback(stored)` once every line submitted so far is stored or lost (see the module doc).
+
+        Sync; the call comes later from the writer's tasks (or at once when nothing is pending).
+        """
+        self._settlement.watch(callback)
 
     @property
     def buffered_lines(self) -> int:
@@ -370,16 +440,19 @@ class InfluxWriter:
                     task.cancel()  # the task spools its own batch when cancelled
                 await asyncio.gather(*list(self._inflight), return_exceptions=True)
             while self._buffer:
-                batch, since = self._cut_batch()
+                batch, since, seq = self._cut_batch()
                 remaining = deadline - time.monotonic()
                 if self._transport is None or self._spool_pending or remaining <= 0:
-                    self._to_spool(batch, since)
+                    self._to_spool(batch, since, seq)
                     continue
                 try:
                     await asyncio.wait_for(self._deliver(batch), remaining)
                 except (StorageError, TimeoutError) as exc:
                     self._note_failure(str(exc) or type(exc).__name__)
-                    self._to_spool(batch, since)
+                    self._to_spool(batch, since, seq)
+                else:
+                    self._settlement.settle(seq, len(batch), True)
+            self._sync_spool()
         finally:
             if self._transport is not None:
                 await self._transport.close()
@@ -396,14 +469,17 @@ class InfluxWriter:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
-    def _cut_batch(self) -> tuple[list[str], float]:
+    def _cut_batch(self) -> tuple[list[str], float, int]:
+        """The next batch, the submit time of its oldest line, and its first line's sequence number."""
         size = self.config.batch_size
         batch = self._buffer[:size]
         del self._buffer[:size]
         since = self._buffer_since
+        seq = self._buffer_seq
+        self._buffer_seq += len(batch)
         if self._buffer:
             self._buffer_since = self.clock()
-        return batch, since
+        return batch, since, seq
 
     async def _flush_loop(self) -> None:
         while True:
@@ -416,38 +492,39 @@ class InfluxWriter:
         while self._buffer:
             if len(self._buffer) < self.config.batch_size and self._wake.is_set():
                 self._wake.clear()
-            batch, since = self._cut_batch()
+            batch, since, seq = self._cut_batch()
             if (
                 self._transport is None
                 or self._spool_pending
                 or self._failure.failing
                 or self.buffered_lines + len(batch) > self.config.max_buffered_lines
             ):
-                self._to_spool(batch, since)
+                self._to_spool(batch, since, seq)
                 continue
             try:
                 await self._slots.acquire()
             except asyncio.CancelledError:
-                self._to_spool(batch, since)  # stopping while every write slot is busy
+                self._to_spool(batch, since, seq)  # stopping while every write slot is busy
                 raise
             if self._spool_pending or self._failure.failing:  # a write failed while we waited
                 self._slots.release()
-                self._to_spool(batch, since)
+                self._to_spool(batch, since, seq)
                 continue
-            task = asyncio.create_task(self._direct_write(batch, since), name="influx-write")
+            task = asyncio.create_task(self._direct_write(batch, since, seq), name="influx-write")
             self._inflight[task] = (batch, since)
         self._sync_spool()
 
-    async def _direct_write(self, batch: list[str], since: float) -> None:
+    async def _direct_write(self, batch: list[str], since: float, seq: int) -> None:
         try:
             await self._deliver(batch)
+            self._settlement.settle(seq, len(batch), True)
         except StorageError as exc:
             self._note_failure(str(exc))
             self._m_retried.inc(len(batch))
             self._back_off(exc)
-            self._to_spool(batch, since)
+            self._to_spool(batch, since, seq)
         except asyncio.CancelledError:
-            self._to_spool(batch, since)
+            self._to_spool(batch, since, seq)
             raise
         finally:
             self._slots.release()
@@ -560,7 +637,8 @@ class InfluxWriter:
         self.last_error = reason
         self._failure.failure(reason)
 
-    def _to_spool(self, batch: list[str], since: float) -> None:
+    def _to_spool(self, batch: list[str], since: float, seq: int) -> None:
+        """Append a batch to the spool; it counts as stored after the next sync (policy "batch") or at once."""
         assert self._spool is not None
         try:
             self._spool.append(batch, since)
@@ -568,7 +646,12 @@ class InfluxWriter:
             self._spool_failure.failure(str(exc))
             self._m_dropped.labels("spool_error").inc(len(batch))
             self._dropped += len(batch)
+            self._settlement.settle(seq, len(batch), False)
             return
+        if self._spool.fsync == "batch":
+            self._unsynced.append((seq, len(batch)))
+        else:  # "always" synced it; "never" leaves it to the OS (it survives a crash of the process)
+            self._settlement.settle(seq, len(batch), True)
         self._spool_failure.success()
         self._m_spooled.inc(len(batch))
         self._spool_pending = True
@@ -582,7 +665,12 @@ class InfluxWriter:
     def _sync_spool(self) -> None:
         if self._spool is None:
             return
+        synced = True
         try:
             self._spool.sync()
         except StorageError as exc:
             self._spool_failure.failure(str(exc))
+            synced = False  # appended but maybe not on disk: not "stored" (its source may send it again)
+        unsynced, self._unsynced = self._unsynced, []
+        for seq, count in unsynced:
+            self._settlement.settle(seq, count, synced)
