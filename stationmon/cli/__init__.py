@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stationmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _config_and_logging(sub.add_parser("run", help="run the service: collectors, storage, rules, alerts, HTTP API"))
-    _config_and_logging(
-        sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
+    check = sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
+    _config_and_logging(check)
+    check.add_argument(
+        "--strict", action="store_true", help="secrets that are not set are errors (as for run), not warnings"
     )
     _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
     _simulate_arguments(

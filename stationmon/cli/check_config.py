@@ -1,12 +1,15 @@
 """`stationmon check-config -c FILE`: validate a config and print what it describes.
 
 The summary: stations, loops, points, the Modbus read plan, and the defaults applied where a user may
-not expect them. Exit codes: 0 valid, 2 invalid.
+not expect them. Secrets whose variable is not set (or whose file cannot be read) are warnings on stderr,
+`warning: FILE: key.path: message`, so a config can be checked where its secrets are not; `--strict`
+makes them errors, as `run` does. Exit codes: 0 valid, 2 invalid.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from stationmon.cli.common import load_or_report
 from stationmon.config import Config
@@ -78,8 +81,10 @@ def describe_config(config: Config) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Print the summary of a valid config (0), or its problems (2)."""
-    config = load_or_report(args.config)
+    config = load_or_report(args.config, require_secrets=args.strict)
     if config is None:
         return 2
+    for warning in config.warnings:
+        print(f"warning: {warning} (`run` refuses this; --strict makes it an error here)", file=sys.stderr)
     print(describe_config(config))
     return 0

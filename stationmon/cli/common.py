@@ -25,10 +25,10 @@ def bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def load_or_report(path: str, *, require_influxdb: bool = True) -> Config | None:
+def load_or_report(path: str, *, require_influxdb: bool = True, require_secrets: bool = True) -> Config | None:
     """The config at `path`, or None after printing its `FILE: key.path: message` lines on stderr."""
     try:
-        return load_config(path, require_influxdb=require_influxdb)
+        return load_config(path, require_influxdb=require_influxdb, require_secrets=require_secrets)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

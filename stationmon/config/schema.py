@@ -186,7 +186,8 @@ class SimulatorConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole validated config; `notices` are the defaults check-config points out."""
+    """The whole validated config; `notices` are the defaults check-config points out, `warnings` the
+    problems it tolerates (secrets not set on this machine, read with `require_secrets=False`)."""
 
     path: str
     site: Site
@@ -199,6 +200,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     state_dir: str = ""  # "" -> the spool directory's parent
     notices: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def station(self, station_id: str) -> Station:
         """The station with this id; KeyError if none."""

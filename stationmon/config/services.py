@@ -288,19 +288,18 @@ def _alertmanager(t: Table) -> AlertmanagerConfig | None:
 
 def _webhook(t: Table) -> WebhookConfig | None:
     url = _webhook_url(t)
-    cfg = None
-    if url is not None:
-        d = WebhookConfig(url="")
-        cfg = WebhookConfig(
-            url=url,
-            timeout_s=t.duration("timeout", d.timeout_s, allow_zero=False),
-            hmac_secret=read_secret(t, "hmac_secret"),
-            hmac_header=t.text("hmac_header", d.hmac_header),
-            max_attempts=t.integer("max_attempts", d.max_attempts, lo=0),
-            send_resolved=t.flag("send_resolved", d.send_resolved),
-        )
+    d = WebhookConfig(url="")
+    # read (and check) the other keys even without a URL: an unset url_env is only a warning in check-config
+    cfg = WebhookConfig(
+        url=url or "",
+        timeout_s=t.duration("timeout", d.timeout_s, allow_zero=False),
+        hmac_secret=read_secret(t, "hmac_secret"),
+        hmac_header=t.text("hmac_header", d.hmac_header),
+        max_attempts=t.integer("max_attempts", d.max_attempts, lo=0),
+        send_resolved=t.flag("send_resolved", d.send_resolved),
+    )
     t.finish()
-    return cfg
+    return cfg if url is not None else None
 
 
 def _webhook_url(t: Table) -> str | None:

@@ -145,3 +145,11 @@ def test_bad_demo_and_report_arguments_exit_2(argv, message, tmp_path, capsys): 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err
+
+
+def test_check_config_has_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    assert "--strict" in capsys.readouterr().out
+    assert build_parser().parse_args(["check-config", "-c", "x.toml", "--strict"]).strict is True
+    assert build_parser().parse_args(["check-config", "-c", "x.toml"]).strict is False
