@@ -513,3 +513,17 @@ def test_run_refuses_unset_secrets(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("plant.toml: influxdb.password_env: environment variable NOPE_UNSET_2 is not set")
     assert "Traceback" not in err
+
+
+def test_http_listen_from_the_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATIONMON_HTTP_LISTEN", "0.0.0.0:9641")
+    cfg = parse_config_text(BASE + '[http]\nlisten = "127.0.0.1:9640"\n', "plant.toml")
+    assert (cfg.http.host, cfg.http.port) == ("0.0.0.0", 9641)
+    assert "http.listen: STATIONMON_HTTP_LISTEN overrides it: 0.0.0.0:9641" in cfg.notices
+    assert (parse_config_text(BASE).http.host, parse_config_text(BASE).http.port) == ("0.0.0.0", 9641)  # no [http]
+    monkeypatch.setenv("STATIONMON_HTTP_LISTEN", "everywhere")
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(BASE, "plant.toml")
+    assert info.value.problems == [
+        "plant.toml: http.listen (STATIONMON_HTTP_LISTEN): expected HOST:PORT such as 127.0.0.1:9640, got 'everywhere'"
+    ]
