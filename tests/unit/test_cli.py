@@ -231,3 +231,11 @@ def test_curve_notes_outside_the_meaningful_range(
     else:
         assert f"note: outdoor {outdoor} °C is {note}" in out
         assert len(doc["notes"]) == 1 and note in doc["notes"][0]
+
+
+def test_check_config_has_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    assert "--strict" in capsys.readouterr().out
+    assert build_parser().parse_args(["check-config", "-c", "x.toml", "--strict"]).strict is True
+    assert build_parser().parse_args(["check-config", "-c", "x.toml"]).strict is False
