@@ -629,10 +629,14 @@ class InfluxWriter:
                 await self._transport.close()
                 self._transport = None
             if self._spool is not None:
+                closed = True
                 try:
-                    self._spool.close()
+                    self._spool.close()  # syncs what the last flushes appended
                 except StorageError as exc:
                     log.error("%s", exc)
+                    closed = False
+                unsynced, self._unsynced = self._unsynced, []
+                self._claims.settle(unsynced, closed)
 
     async def _final_flush(self, deadline: float) -> None:
         while self._buffer:
@@ -663,7 +667,6 @@ class InfluxWriter:
             self._drop(len(self._buffer), "spool_error")
             self._claims.settle(self._claims.cut(len(self._buffer)), False)
             self._buffer.clear()
-        self._sync_spool()
 
     async def flush(self) -> None:
         """Write (or spool) everything buffered now and wait for the direct writes (for tests)."""
