@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei
+DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei docker-compose
 
 .PHONY: venv demo deps test test-unit check bench clean
 

@@ -66,7 +66,14 @@ class Service:
         self.pollers: list[ModbusPoller] = []
         self.mqtt: MqttCollector | None = None
         if config.mqtt is not None and (config.mqtt.subscriptions or any(s.mqtt_points for s in config.stations)):
-            self.mqtt = MqttCollector(config.mqtt, config.stations, self.ingest, self.metrics, clock=clock)
+            self.mqtt = MqttCollector(
+                config.mqtt,
+                config.stations,
+                self.ingest,
+                self.metrics,
+                clock=clock,
+                when_stored=self.writer.when_stored,  # QoS 1 acknowledged once stored: at least once
+            )
             if config.cluster.spec.sharded:
                 self.mqtt.filters = _shard_filters(self.mqtt, config)
         self.evaluator = Evaluator(

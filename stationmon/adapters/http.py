@@ -527,6 +527,7 @@ def _station_document(
 ) -> dict[str, Any]:
     state = src.station_states.get(st.id)
     last_seen = src.latest.last_seen.get(st.id)
+    plant_seen = _plant_seen(values)
     online = src.station_online(st, now)
     # shown as offline once it was heard from or its connection has failed; before that, a station
     # not heard from yet keeps the evaluator's judgement (unknown, then offline after offline_after)
@@ -557,8 +558,11 @@ def _station_document(
         "households": st.households,
         "status": "offline" if offline else worst,
         "online": online,
-        "last_seen": last_seen,
-        "age_s": None if last_seen is None else round(max(0.0, now - last_seen), 3),
+        # "seen" is the station's own equipment (the PLC answered, its topics arrived), not a household
+        # thermometer: those keep reporting while the station is down
+        "last_seen": plant_seen,
+        "age_s": None if plant_seen is None else round(max(0.0, now - plant_seen), 3),
+        "household_seen": _household_seen(values),
         "values": values.station,
         "connection": _jsonable(state) if state is not None else None,
         "active_alerts": sum(n for (sid, _), n in alerts.items() if sid == st.id),
@@ -566,18 +570,42 @@ def _station_document(
     }
 
 
+def _plant_seen(values: _Values) -> float | None:
+    """The time of the station's newest reading from its own equipment (station and loop points)."""
+    times = [v["ts"] for v in values.station.values()]
+    times.extend(v["ts"] for loop in values.loops.values() for v in loop.values())
+    return max(times, default=None)
+
+
+def _household_seen(values: _Values) -> float | None:
+    """The time of the newest household (indoor sensor) reading of the station."""
+    return max((v["ts"] for loop in values.indoor.values() for v in loop.values()), default=None)
+
+
+def _add_loop_alerts(stations: list[dict[str, Any]], alerts: Iterable[AlertSnapshot]) -> None:
+    """Each loop's active alerts as `alerts: [{rule, severity, id}]`, so a loop judged "ok" still shows,
+    say, delta_t_low (water-model warnings do not change the status when household sensors decide it)."""
+    by_loop: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for a in alerts:
+        by_loop.setdefault((a.station, a.loop), []).append({"rule": a.rule, "severity": a.severity, "id": a.id})
+    for st in stations:
+        for lp in st["loops"]:
+            lp["alerts"] = by_loop.get((st["id"], lp["id"]), [])
+
+
 def stations_document(src: StatusSource) -> dict[str, Any]:
     """The /api/v1/stations body: every station, its loops, latest values, status and alerts."""
     now = src.clock()
     cfg = src.config
-    alerts = Counter((a.station, a.loop) for a in src.active_alerts())
+    active = src.active_alerts()
+    alerts = Counter((a.station, a.loop) for a in active)
     by_station = _values_by_station(src.latest, now)
+    stations = [_station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations]
+    _add_loop_alerts(stations, active)
     return {
         "generated_at": now,
         "site": {f: getattr(cfg.site, f) for f in ("name", "indoor_target", "outdoor_design", "timezone")},
         "margin": cfg.rules.margin,
         "shard": {"index": cfg.cluster.shard, "count": cfg.cluster.shards},  # this instance shows only its shard
-        "stations": [
-            _station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations
-        ],
+        "stations": stations,
     }

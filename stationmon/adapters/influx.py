@@ -29,6 +29,15 @@ beyond retention), the batch is split in halves until the culprits stand alone; 
 rejected whole (`dropped=N` with N its line count) is dead-lettered at once, so a run of expired
 points costs a few requests, not two per line. Resending lines a partial write already stored is
 harmless: the same series, time and fields overwrite the same point. A 413 splits the batch too.
+
+Durability: `when_stored(callback)` calls `callback(True)` once every line submitted so far is
+written to InfluxDB, dead-lettered, or appended to the spool and synced as `spool_fsync` says ("batch":
+after the flush cycle's fsync); `callback(False)` if a line submitted since the previous `when_stored`
+was lost (dropped past `max_buffered_lines`, at a stop, or appended but not synced). Callbacks run in
+the order they were registered, so a collector can acknowledge its source in the order it received
+(MQTT's PUBACKs must be). Each line carries its sequence number through the buffer, batches, writes and
+the spool (`_Piece`, `_Ticket`), also when a refused batch goes back into memory or only part of a batch
+is spooled again; a batch whose write stored only part of it settles once the rest is safely spooled.
 """
 
 from __future__ import annotations
@@ -41,7 +50,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,7 +69,7 @@ if TYPE_CHECKING:
     from influxdb_client.client.write_api_async import WriteApiAsync
     from influxdb_client.domain.write_precision import WritePrecision
 
-__all__ = ["InfluxWriter", "auth_headers", "find_rejected_lines"]
+__all__ = ["InfluxWriter", "StoredCallback", "auth_headers", "find_rejected_lines"]
 
 log = logging.getLogger("stationmon.influx")
 
@@ -69,6 +79,146 @@ _TASK_HEALTHY_S = 60.0  # a task that ran this long before dying starts its coun
 _TASK_RESTART_FIRST_S = 0.5
 _TASK_RESTART_MAX_S = 30.0
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+StoredCallback = Callable[[bool], None]
+"""Told whether lines are stored (written, dead-lettered or durably spooled): True, or False when some
+were lost (the spool could not take them)."""
+
+
+class _Settlement:
+    """Which submitted lines are settled (stored or lost), by sequence number, and the callbacks waiting
+    on them. Batches settle in any order; callbacks run in registration order once all their lines settled."""
+
+    def __init__(self) -> None:
+        self.submitted = 0  # lines submitted so far: the sequence number of the next line
+        self._settled_upto = 0  # every line before this one is settled
+        self._ranges: dict[int, tuple[int, bool]] = {}  # start -> (end, stored), settled beyond the mark
+        self._waiters: deque[tuple[int, int, StoredCallback]] = deque()  # (start, end, callback)
+        self._lost: deque[tuple[int, int]] = deque()  # lost ranges below the mark a waiter may still span
+        self._watched_upto = 0  # the end of the newest waiter's range
+
+    def add(self, count: int) -> None:
+        """Number `count` newly submitted lines."""
+        self.submitted += count
+
+    def watch(self, callback: StoredCallback) -> None:
+        """`callback` waits for every line submitted so far; it reports the lines since the previous watch."""
+        self._waiters.append((self._watched_upto, self.submitted, callback))
+        self._watched_upto = self.submitted
+        self._notify()  # nothing pending: at once
+
+    def settle(self, start: int, count: int, stored: bool) -> None:
+        """Lines start .. start+count-1 are stored (or lost, `stored` False)."""
+        if count <= 0:
+            return
+        self._ranges[start] = (start + count, stored)
+        while (done := self._ranges.pop(self._settled_upto, None)) is not None:
+            end, ok = done
+            if not ok:
+                self._lost.append((self._settled_upto, end))
+            self._settled_upto = end
+        self._notify()
+
+    def _notify(self) -> None:
+        while self._waiters and self._waiters[0][1] <= self._settled_upto:
+            start, end, callback = self._waiters.popleft()
+            stored = not any(s < end and start < e for s, e in self._lost)
+            try:
+                callback(stored)
+            except Exception:  # the collector's; a bug there must not stop storage
+                log.exception("a storage callback failed")
+        first_waiting = self._waiters[0][0] if self._waiters else self._settled_upto
+        while self._lost and self._lost[0][1] <= first_waiting:
+            self._lost.popleft()
+
+
+class _Ticket:
+    """Sequence runs that settle together: once every piece of lines holding the ticket has settled,
+    all its runs are stored, or lost if any piece was."""
+
+    __slots__ = ("pieces", "runs", "stored")
+
+    def __init__(self, runs: list[tuple[int, int]]) -> None:
+        self.runs = runs  # (first sequence number, count)
+        self.pieces = 1  # pieces of lines (in memory, in a batch, awaiting a sync) that hold this ticket
+        self.stored = True
+
+
+class _Piece:
+    """`count` consecutive lines and the tickets they answer for. `exact`: one ticket with one run whose
+    numbers are exactly these lines (fresh from `submit`), so it can be split line by line."""
+
+    __slots__ = ("count", "exact", "tickets")
+
+    def __init__(self, count: int, tickets: list[_Ticket], exact: bool) -> None:
+        self.count = count
+        self.tickets = tickets
+        self.exact = exact
+
+    def split(self, head: int) -> tuple[_Piece, _Piece]:
+        """The first `head` lines and the rest; a shared ticket then waits for both halves."""
+        if self.exact:
+            start, _ = self.tickets[0].runs[0]
+            first = _Piece(head, [_Ticket([(start, head)])], True)
+            return first, _Piece(self.count - head, [_Ticket([(start + head, self.count - head)])], True)
+        for ticket in self.tickets:
+            ticket.pieces += 1
+        return _Piece(head, self.tickets, False), _Piece(self.count - head, list(self.tickets), False)
+
+
+def _narrowed(pieces: list[_Piece], count: int) -> list[_Piece]:
+    """The pieces of a batch of which only `count` lines are left (a write stored or dead-lettered the
+    rest): one piece holding every ticket, settled when those lines are."""
+    if count == sum(p.count for p in pieces):
+        return pieces
+    return [_Piece(count, [t for p in pieces for t in p.tickets], False)]
+
+
+class _Claims:
+    """The sequence numbers of the buffer's lines, in the buffer's order, as pieces; batches cut from the
+    buffer take their pieces along, and settle them through `_Settlement`."""
+
+    def __init__(self) -> None:
+        self.settlement = _Settlement()
+        self._pieces: deque[_Piece] = deque()
+
+    def add(self, count: int) -> None:
+        """Number `count` lines appended to the buffer."""
+        start = self.settlement.submitted
+        self.settlement.add(count)
+        last = self._pieces[-1] if self._pieces else None
+        if last is not None and last.exact and sum(last.tickets[0].runs[0]) == start:
+            last.count += count
+            last.tickets[0].runs[0] = (last.tickets[0].runs[0][0], last.count)
+        else:
+            self._pieces.append(_Piece(count, [_Ticket([(start, count)])], True))
+
+    def cut(self, count: int) -> list[_Piece]:
+        """The pieces of the buffer's first `count` lines, removed."""
+        cut: list[_Piece] = []
+        while count > 0 and self._pieces:
+            piece = self._pieces.popleft()
+            if piece.count > count:
+                piece, rest = piece.split(count)
+                self._pieces.appendleft(rest)
+            cut.append(piece)
+            count -= piece.count
+        return cut
+
+    def put_back(self, pieces: list[_Piece]) -> None:
+        """Pieces whose lines went back in front of the buffer."""
+        self._pieces.extendleft(reversed(pieces))
+
+    def settle(self, pieces: Iterable[_Piece], stored: bool) -> None:
+        """These pieces' lines are stored (or lost): settle each ticket once its last piece is."""
+        for piece in pieces:
+            for ticket in piece.tickets:
+                ticket.stored = ticket.stored and stored
+                ticket.pieces -= 1
+                if ticket.pieces == 0:
+                    for start, count in ticket.runs:
+                        self.settlement.settle(start, count, ticket.stored)
 
 
 class _Retryable(StorageError):
@@ -258,6 +408,8 @@ class InfluxWriter:
         )
         self._buffer: list[str] = []
         self._buffer_since = 0.0
+        self._claims = _Claims()  # the buffer's lines' sequence numbers, for `when_stored`
+        self._unsynced: list[_Piece] = []  # spooled, waiting for the batch fsync to count as stored
         self._held = 0  # lines cut from the buffer and not yet in a write, the spool or a counter
         self._inflight: dict[asyncio.Task[None], tuple[list[str], float]] = {}
         self._spool: Spool | None = None
@@ -327,9 +479,17 @@ class InfluxWriter:
         if not self._buffer:
             self._buffer_since = self.clock()
         self._buffer.extend(lines)
+        self._claims.add(len(lines))
         self._m_queued.inc(len(lines))
         if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
             self._wake.set()
+
+    def when_stored(self, callback: StoredCallback) -> None:
+        """Call `callback(stored)` once every line submitted so far is stored or lost (see the module doc).
+
+        Sync; the call comes later from the writer's tasks (or at once when nothing is pending).
+        """
+        self._claims.settlement.watch(callback)
 
     @property
     def buffered_lines(self) -> int:
@@ -469,17 +629,21 @@ class InfluxWriter:
                 await self._transport.close()
                 self._transport = None
             if self._spool is not None:
+                closed = True
                 try:
-                    self._spool.close()
+                    self._spool.close()  # syncs what the last flushes appended
                 except StorageError as exc:
                     log.error("%s", exc)
+                    closed = False
+                unsynced, self._unsynced = self._unsynced, []
+                self._claims.settle(unsynced, closed)
 
     async def _final_flush(self, deadline: float) -> None:
         while self._buffer:
-            batch, since = self._cut_batch()
+            batch, since, pieces = self._cut_batch()
             remaining = deadline - time.monotonic()
             if self._transport is None or self._spool_pending or remaining <= 0:
-                if not self._to_spool(batch, since):
+                if not self._to_spool(batch, since, pieces):
                     break
                 continue
             self._held += len(batch)
@@ -488,8 +652,10 @@ class InfluxWriter:
             except (StorageError, TimeoutError) as exc:
                 self._note_failure(str(exc) or type(exc).__name__)
                 batch = _unsent(exc, batch) if isinstance(exc, StorageError) else batch
-                if not self._to_spool(batch, since, held=True):
+                if not self._to_spool(batch, since, _narrowed(pieces, len(batch)), held=True):
                     break
+            else:
+                self._claims.settle(pieces, True)
             finally:
                 self._held = 0
         if self._buffer:
@@ -499,6 +665,7 @@ class InfluxWriter:
                 self.target,
             )
             self._drop(len(self._buffer), "spool_error")
+            self._claims.settle(self._claims.cut(len(self._buffer)), False)
             self._buffer.clear()
 
     async def flush(self) -> None:
@@ -507,14 +674,15 @@ class InfluxWriter:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
-    def _cut_batch(self) -> tuple[list[str], float]:
+    def _cut_batch(self) -> tuple[list[str], float, list[_Piece]]:
+        """The next batch, the submit time of its oldest line, and its lines' sequence numbers."""
         size = self.config.batch_size
         batch = self._buffer[:size]
         del self._buffer[:size]
         since = self._buffer_since
         if self._buffer:
             self._buffer_since = self.clock()
-        return batch, since
+        return batch, since, self._claims.cut(len(batch))
 
     async def _flush_loop(self) -> None:
         while True:
@@ -539,39 +707,40 @@ class InfluxWriter:
             retry_at = self._append_retry_at
             if not direct and retry_at is not None and time.monotonic() < retry_at:
                 break  # held in memory until the spool's next try
-            batch, since = self._cut_batch()
+            batch, since, pieces = self._cut_batch()
             if not direct:
-                if not self._to_spool(batch, since):
+                if not self._to_spool(batch, since, pieces):
                     break
                 continue
             self._held += len(batch)
             try:
                 await self._slots.acquire()
             except asyncio.CancelledError:
-                self._to_spool(batch, since, held=True)  # stopping while every write slot is busy
+                self._to_spool(batch, since, pieces, held=True)  # stopping while every write slot is busy
                 raise
             if not self._write_directly(0):  # a write failed while we waited
                 self._slots.release()
-                self._to_spool(batch, since, held=True)
+                self._to_spool(batch, since, pieces, held=True)
                 continue
             self._held -= len(batch)
-            task = asyncio.create_task(self._direct_write(batch, since), name="influx-write")
+            task = asyncio.create_task(self._direct_write(batch, since, pieces), name="influx-write")
             self._inflight[task] = (batch, since)
         self._sync_spool()
 
-    async def _direct_write(self, batch: list[str], since: float) -> None:
+    async def _direct_write(self, batch: list[str], since: float, pieces: list[_Piece]) -> None:
         try:
             await self._deliver(batch)
+            self._claims.settle(pieces, True)
         except StorageError as exc:
             self._note_failure(str(exc))
             unsent = _unsent(exc, batch)
             self._m_retried.inc(len(unsent))
             self._back_off(exc)
             self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self._to_spool(unsent, since)
+            self._to_spool(unsent, since, _narrowed(pieces, len(unsent)))  # the stored part settles with it
         except asyncio.CancelledError:
             self._inflight.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-            self._to_spool(batch, since)
+            self._to_spool(batch, since, pieces)
             raise
         finally:
             self._slots.release()
@@ -704,10 +873,11 @@ class InfluxWriter:
         self._m_dropped.labels(reason).inc(lines)
         self._dropped += lines
 
-    def _to_spool(self, batch: list[str], since: float, *, held: bool = False) -> bool:
+    def _to_spool(self, batch: list[str], since: float, pieces: list[_Piece], *, held: bool = False) -> bool:
         """Append `batch` to the spool; if it cannot, keep it in memory for the next try and return False.
 
-        `held`: the batch is counted in `_held` until now."""
+        Spooled, `pieces` count as stored after the next sync (policy "batch") or at once. `held`: the
+        batch is counted in `_held` until now."""
         assert self._spool is not None
         if held:
             self._held -= len(batch)
@@ -718,8 +888,12 @@ class InfluxWriter:
                 log.error("spool %s: unexpected error", self.config.spool_dir, exc_info=exc)
             self._spool_failure.failure(str(exc).removeprefix(f"spool {self._spool.dir}: ") or type(exc).__name__)
             self._append_retry_at = time.monotonic() + self._append_backoff.next_delay()
-            self._keep(batch, since)
+            self._keep(batch, since, pieces)
             return False
+        if self._spool.fsync == "batch":
+            self._unsynced.extend(pieces)
+        else:  # "always" synced it; "never" leaves it to the OS (it survives a crash of the process)
+            self._claims.settle(pieces, True)
         self._spool_failure.success()
         self._append_backoff.reset()
         self._append_retry_at = None
@@ -729,14 +903,16 @@ class InfluxWriter:
         self._count_spool_losses()
         return True
 
-    def _keep(self, batch: list[str], since: float) -> None:
+    def _keep(self, batch: list[str], since: float, pieces: list[_Piece]) -> None:
         """Put a batch the spool refused back in front of the buffer; beyond max_buffered_lines the oldest go."""
         self._buffer[:0] = batch
+        self._claims.put_back(pieces)
         self._buffer_since = min(since, self._buffer_since) if len(self._buffer) > len(batch) else since
         excess = self.buffered_lines - self.config.max_buffered_lines
         if excess > 0:
             lost = min(excess, len(self._buffer))
             del self._buffer[:lost]
+            self._claims.settle(self._claims.cut(lost), False)
             self._drop(lost, "spool_error")
             self._memory_failure.failure(
                 f"readings can be neither written to {self.target} nor spooled, and max_buffered_lines "
@@ -758,7 +934,11 @@ class InfluxWriter:
     def _sync_spool(self) -> None:
         if self._spool is None:
             return
+        synced = True
         try:
             self._spool.sync()
         except StorageError as exc:
             self._spool_failure.failure(str(exc))
+            synced = False  # appended but maybe not on disk: not "stored" (its source may send it again)
+        unsynced, self._unsynced = self._unsynced, []
+        self._claims.settle(unsynced, synced)

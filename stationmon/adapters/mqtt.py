@@ -5,7 +5,14 @@ publisher); their errors become `stationmon.errors.MqttError` or a logged reconn
 the service.
 
 Delivery: QoS 1 on a persistent session (stable client id, clean start off, MQTT v5 session expiry),
-so what the broker queued while stationmon restarted arrives when it returns. Every connection
+so what the broker queued while stationmon restarted arrives when it returns. At least once: a QoS 1
+message is acknowledged (PUBACK, paho's manual acknowledgement) only once its readings are stored
+(`when_stored`: written to InfluxDB or synced to the spool), in the order messages arrived; until
+then the broker holds it, and a crash or kill -9 makes it send the message again on reconnect. If the
+storage reports readings lost, the connection is dropped and made again, so the broker resends every
+message not yet acknowledged. MQTT v5 connections announce a Receive Maximum of 65535, so the broker
+keeps that many messages in flight while they wait to be stored (MQTT 3.1.1 has no such property: the
+broker's own limit applies, mosquitto's `max_inflight_messages` defaults to 20). Every connection
 subscribes again (the broker may have lost the session), with "retained only for new subscriptions"
 so a reconnect does not replay retained values as if they were new. A watchdog reconnects a connection
 that is up but silent for longer than `[mqtt].watchdog`, the failure mode where other consumers stop
@@ -24,6 +31,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from stationmon.adapters.influx import StoredCallback
 from stationmon.backoff import Backoff
 from stationmon.config import MqttConfig
 from stationmon.domain.model import Reading, ReadingSink
@@ -44,7 +53,7 @@ from stationmon.logutil import FailureLog, RateLimitedLog, printable
 from stationmon.metrics import Metrics
 from stationmon.redact import redact_url
 
-__all__ = ["MqttCollector", "build_tls_context", "new_client"]
+__all__ = ["MqttCollector", "StorageWatch", "build_tls_context", "new_client"]
 
 log = logging.getLogger("stationmon.mqtt")
 
@@ -55,10 +64,70 @@ _BACKOFF_INITIAL_S = 0.5
 # noticed by keepalive or the watchdog, not by this timeout.
 _SUBACK_TIMEOUT_S = 300.0
 _MAX_SESSION_EXPIRY_S = 0xFFFFFFFF  # MQTT v5: four bytes; this value means "never expires"
+# MQTT v5 Receive Maximum (its largest value): the broker's window of unacknowledged QoS 1/2 messages
+# to us. Acknowledging only after storage holds a flush interval's messages in flight; without it
+# mosquitto allows 20, which would make ingestion 20 messages per flush.
+_RECEIVE_MAXIMUM = 65535
+
+StorageWatch = Callable[[StoredCallback], None]
+"""Registers a callback for when everything handed to the sink so far is stored (`InfluxWriter.when_stored`)."""
 
 
 class _WatchdogExpired(Exception):
     """The connection was up but silent for longer than the watchdog allows."""
+
+
+class _ReadingsLost(Exception):
+    """The storage lost readings of messages not yet acknowledged: reconnect so the broker resends them."""
+
+
+def _paho(client: aiomqtt.Client) -> Any:
+    """aiomqtt's paho client: aiomqtt does not expose manual acknowledgement yet (empicano/aiomqtt#345)."""
+    paho_client = getattr(client, "_client", None)
+    if paho_client is None or not hasattr(paho_client, "manual_ack_set"):
+        raise MqttError("this aiomqtt/paho has no manual acknowledgement (paho-mqtt >= 2.0 is needed)")
+    return paho_client
+
+
+class _Acknowledger:
+    """One connection's QoS 1/2 messages awaiting storage; acknowledged in arrival order once stored."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._ack: Callable[[int, int], object] = _paho(client).ack
+        self._pending: deque[list[Any]] = deque()  # [stored: bool | None, [(mid, qos), ...]]
+        self._open = True
+        self.lost = asyncio.Event()
+
+    def track(self, mids: list[tuple[int, int]]) -> StoredCallback:
+        """Hold these messages' acknowledgements; the returned callback releases them (first call counts)."""
+        entry: list[Any] = [None, mids]
+        self._pending.append(entry)
+
+        def settled(stored: bool) -> None:
+            if entry[0] is None:
+                entry[0] = stored
+                self._release()
+
+        return settled
+
+    def _release(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] is not None:
+            stored, mids = pending.popleft()
+            if not self._open:
+                continue
+            if not stored:
+                self._open = False  # nothing more on this connection: the broker resends after a reconnect
+                self.lost.set()
+                continue
+            ack = self._ack
+            for mid, qos in mids:
+                ack(mid, qos)
+
+    def close(self) -> None:
+        """The connection is gone: its message ids mean nothing on the next one."""
+        self._open = False
+        self._pending.clear()
 
 
 def build_tls_context(config: MqttConfig) -> ssl.SSLContext:
@@ -79,19 +148,23 @@ def new_client(
     persistent: bool,
     timeout_s: float = 10.0,
     queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
+    manual_ack: bool = False,
 ) -> aiomqtt.Client:
     """A client for `[mqtt]`'s broker: its credentials, TLS, protocol and keepalive.
 
     `persistent` keeps the session across reconnects (clean start as configured, the v5 session
-    expiry), which a subscriber needs; a publisher asks for a clean session. MqttError on bad TLS files.
+    expiry, a Receive Maximum of 65535), which a subscriber needs; a publisher asks for a clean session.
+    `manual_ack`: QoS 1/2 messages are acknowledged by the caller (`_Acknowledger`), not on arrival.
+    MqttError on bad TLS files.
     """
     v5 = config.protocol == "5"
     properties: Properties | None = None
     if v5 and persistent:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho has no hints here
         properties.SessionExpiryInterval = min(int(config.session_expiry_s), _MAX_SESSION_EXPIRY_S)
+        properties.ReceiveMaximum = _RECEIVE_MAXIMUM
     clean = config.clean_start if persistent else True
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         config.host,
         config.port,
         username=config.username or None,
@@ -109,10 +182,17 @@ def new_client(
         logger=logging.getLogger("aiomqtt"),
         queue_type=queue_type,
     )
+    if manual_ack:
+        _paho(client).manual_ack_set(True)
+    return client
 
 
 class MqttCollector:
-    """Subscribes to `[mqtt]`'s topics and passes readings to `sink`; `await run()` until cancelled."""
+    """Subscribes to `[mqtt]`'s topics and passes readings to `sink`; `await run()` until cancelled.
+
+    With `when_stored` (the storage's `InfluxWriter.when_stored`), QoS 1/2 messages are acknowledged once
+    the readings handed to `sink` are stored; without it, once `sink` returns.
+    """
 
     name = "mqtt"
 
@@ -124,9 +204,11 @@ class MqttCollector:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
+        when_stored: StorageWatch | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
+        self.when_stored = when_stored
         self.clock = clock
         self.router = TopicRouter(stations, config.subscriptions, point_qos=config.qos, share_group=config.share_group)
         self.filters = self.router.filters()
@@ -184,18 +266,23 @@ class MqttCollector:
         """One connection: connect, subscribe, consume until it fails. True if it got subscribed."""
         self._subscribed = False
         inbox: asyncio.Queue[aiomqtt.Message] | None = None
+        acks: _Acknowledger | None = None
         try:
             client, inbox = self._client()
+            acks = _Acknowledger(client)
             async with client:
-                await self._consume_watched(client, inbox)
+                await self._consume_watched(client, inbox, acks)
         except* (aiomqtt.MqttError, MqttError) as group:
             self._failed(_describe(group))
         except* _WatchdogExpired:
             self._failed(f"no message for {self.config.watchdog_s:g}s (watchdog): reconnecting")
+        except* _ReadingsLost:
+            self._failed("readings of unacknowledged messages could not be stored: reconnecting to receive them again")
         finally:
             self._set_connected(False)
+            if acks is not None:
+                acks.close()
             if inbox is not None:
-                # paho acknowledged these to the broker already: they exist nowhere else now
                 self._drain(inbox)
         return self._subscribed
 
@@ -208,7 +295,9 @@ class MqttCollector:
                 super().__init__(maxsize)
                 made.append(self)
 
-        client = new_client(self.config, identifier=self.config.client_id, persistent=True, queue_type=_Inbox)
+        client = new_client(
+            self.config, identifier=self.config.client_id, persistent=True, queue_type=_Inbox, manual_ack=True
+        )
         if len(made) != 1:  # an aiomqtt that no longer builds its queue from queue_type
             raise MqttError("aiomqtt did not create its message queue from queue_type")
         return client, made[0]
@@ -237,25 +326,29 @@ class MqttCollector:
         self._failures.success()
         log.info("%s: connected, subscribed to %s", self._where, ", ".join(f for f, _ in self.filters))
 
-    async def _consume_watched(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+    async def _consume_watched(
+        self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message], acks: _Acknowledger
+    ) -> None:
         self._last_activity = asyncio.get_running_loop().time()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._consume(client, inbox), name="mqtt-consume")
+            tg.create_task(self._consume(client, inbox, acks), name="mqtt-consume")
+            tg.create_task(_raise_when_lost(acks), name="mqtt-storage-watch")
             tg.create_task(self._subscribe(client), name="mqtt-subscribe")
             if self.config.watchdog_s > 0:
                 tg.create_task(self._watchdog(), name="mqtt-watchdog")
 
     def _drain(self, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
-        """Parse and deliver whatever the queue still holds."""
+        """Deliver the QoS 0 messages the queue still holds (the broker resends the unacknowledged others)."""
         batch: list[Reading] = []
         count = 0
         while not inbox.empty():
-            self._take(inbox.get_nowait(), batch)
-            count += 1
+            message = inbox.get_nowait()
+            if message.qos == 0:
+                self._take(message, batch)
+                count += 1
         if count:
             self._messages.inc(count)
-        if batch:
-            self._deliver(batch)
+        self._deliver(batch, None)
 
     async def _watchdog(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,7 +359,9 @@ class MqttCollector:
                 raise _WatchdogExpired
             await asyncio.sleep(max(limit - silent, 0.0) + 0.01)
 
-    async def _consume(self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message]) -> None:
+    async def _consume(
+        self, client: aiomqtt.Client, inbox: asyncio.Queue[aiomqtt.Message], acks: _Acknowledger
+    ) -> None:
         # The hot path. aiomqtt's iterator costs a task and an event-loop round per message, so it is
         # used only to wait for the first message of a burst (and to notice a disconnect); the rest
         # of the burst is taken straight from the queue aiomqtt fills, up to _BATCH_MAX at a time.
@@ -276,16 +371,19 @@ class MqttCollector:
         batch: list[Reading] = []
         async for message in messages:
             take(message, batch)
+            held = [(message.mid, message.qos)] if message.qos else []
             count = 1
             while count < _BATCH_MAX and not inbox.empty():
-                take(inbox.get_nowait(), batch)
+                message = inbox.get_nowait()
+                take(message, batch)
+                if message.qos:
+                    held.append((message.mid, message.qos))
                 count += 1
             self._last_activity = loop_time()
             self.last_message_at = self.clock()
             self._messages.inc(count)
-            if batch:
-                self._deliver(batch)
-                batch = []
+            self._deliver(batch, acks.track(held) if held else None)
+            batch = []
 
     def _take(self, message: aiomqtt.Message, batch: list[Reading]) -> None:
         topic = message.topic.value
@@ -308,12 +406,21 @@ class MqttCollector:
             if reason is not None:
                 self._reject(topic, reason, payload)
 
-    def _deliver(self, batch: list[Reading]) -> None:
-        try:
-            self.sink(batch)
-        except Exception:
-            # the sink is the service's; a bug there must not stop ingestion of the next message
-            log.exception("%s: the reading sink failed on a batch of %d readings", self._where, len(batch))
+    def _deliver(self, batch: list[Reading], settled: StoredCallback | None) -> None:
+        """Hand readings to the sink; `settled` acknowledges their messages once they are stored."""
+        if batch:
+            try:
+                self.sink(batch)
+            except Exception:
+                # the sink is the service's; a bug there must not stop ingestion of the next message, and
+                # the messages are acknowledged all the same (resent, they would fail again and again)
+                log.exception("%s: the reading sink failed on a batch of %d readings", self._where, len(batch))
+        if settled is None:
+            return
+        if self.when_stored is None or not batch:
+            settled(True)  # nothing to wait for; the acknowledger still keeps arrival order
+        else:
+            self.when_stored(settled)
 
     def _reject(self, topic: str, reason: str, payload: bytes) -> None:
         counter = self._rejected.get(reason)
@@ -342,6 +449,11 @@ class MqttCollector:
     def _failed(self, reason: str) -> None:
         self.last_error = reason
         self._failures.failure(reason)
+
+
+async def _raise_when_lost(acks: _Acknowledger) -> None:
+    await acks.lost.wait()
+    raise _ReadingsLost
 
 
 def _describe(group: BaseExceptionGroup[BaseException]) -> str:

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config and print stations, loops, points, read plan")
     _config_and_logging(check)
     _shard_argument(check)
+    check.add_argument(
+        "--strict", action="store_true", help="secrets that are not set are errors (as for run), not warnings"
+    )
     _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
     _simulate_arguments(
         sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes")

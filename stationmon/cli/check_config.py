@@ -2,12 +2,15 @@
 
 The summary: stations, loops, points, the Modbus read plan, and the defaults applied where a user may
 not expect them; with a shard (`--shard I/N`, `STATIONMON_SHARD` or `[cluster]`) only what that shard
-owns, and the MQTT filters it subscribes to. Exit codes: 0 valid, 2 invalid.
+owns, and the MQTT filters it subscribes to. Secrets whose variable is not set (or whose file cannot be
+read) are warnings on stderr, `warning: FILE: key.path: message`, so a config can be checked where its
+secrets are not; `--strict` makes them errors, as `run` does. Exit codes: 0 valid, 2 invalid.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from stationmon.cli.common import load_or_report
 from stationmon.config import Config, shard_view
@@ -123,8 +126,10 @@ def describe_config(full: Config) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Print the summary of a valid config (0), or its problems (2)."""
-    config = load_or_report(args.config, shard=args.shard)
+    config = load_or_report(args.config, shard=args.shard, require_secrets=args.strict)
     if config is None:
         return 2
+    for warning in config.warnings:
+        print(f"warning: {warning} (`run` refuses this; --strict makes it an error here)", file=sys.stderr)
     print(describe_config(config))
     return 0

@@ -27,10 +27,12 @@ def bind_error(host: str, port: int) -> OSError | None:
     return None
 
 
-def load_or_report(path: str, *, require_influxdb: bool = True, shard: str | None = None) -> Config | None:
+def load_or_report(
+    path: str, *, require_influxdb: bool = True, require_secrets: bool = True, shard: str | None = None
+) -> Config | None:
     """The config at `path` (with `--shard I/N` if given), or None after printing its problems on stderr."""
     try:
-        config = load_config(path, require_influxdb=require_influxdb)
+        config = load_config(path, require_influxdb=require_influxdb, require_secrets=require_secrets)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)

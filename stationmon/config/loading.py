@@ -26,8 +26,14 @@ def _file_name(path: str) -> str:
     return Path(path).name if path != _NO_FILE else path
 
 
-def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influxdb: bool = True) -> Config:
-    """Validate parsed TOML; raise ConfigError with every problem found."""
+def parse_config(
+    data: Mapping[str, Any], path: str = _NO_FILE, *, require_influxdb: bool = True, require_secrets: bool = True
+) -> Config:
+    """Validate parsed TOML; raise ConfigError with every problem found.
+
+    `require_secrets=False` (check-config without --strict): a secret whose variable is not set or whose
+    file cannot be read is a warning (`Config.warnings`), not an error.
+    """
     problems = Problems(_file_name(path))
     root = Table(data, "", problems)
     site = read_site(root)
@@ -41,8 +47,10 @@ def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influ
     cluster = read_cluster(root, has_alertmanager=bool(alerting.alertmanager))
     state_dir = root.text("state_dir", "")
     root.finish()
-    if problems.lines:
-        raise ConfigError(problems.lines)
+    warnings = [] if require_secrets else problems.of_environment
+    errors = [line for line in problems.lines if line not in warnings]
+    if errors:
+        raise ConfigError(errors)
     return Config(
         path=path,
         site=site,
@@ -56,11 +64,14 @@ def parse_config(data: Mapping[str, Any], path: str = _NO_FILE, *, require_influ
         cluster=cluster,
         state_dir=state_dir or str(Path(influx.spool_dir).parent),
         notices=tuple(problems.notices),
+        warnings=tuple(warnings),
     )
 
 
-def parse_config_text(text: str, path: str = _NO_FILE, *, require_influxdb: bool = True) -> Config:
-    """Parse TOML text and validate it."""
+def parse_config_text(
+    text: str, path: str = _NO_FILE, *, require_influxdb: bool = True, require_secrets: bool = True
+) -> Config:
+    """Parse TOML text and validate it (`require_secrets`: see `parse_config`)."""
     name = _file_name(path)
     try:
         data = tomllib.loads(text)
@@ -70,11 +81,12 @@ def parse_config_text(text: str, path: str = _NO_FILE, *, require_influxdb: bool
         raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
     except (RecursionError, MemoryError):  # tomllib recurses once per nesting level
         raise ConfigError([f"{name}: TOML syntax error: arrays or tables nested too deeply"]) from None
-    return parse_config(data, path, require_influxdb=require_influxdb)
+    return parse_config(data, path, require_influxdb=require_influxdb, require_secrets=require_secrets)
 
 
-def load_config(path: str | os.PathLike[str], *, require_influxdb: bool = True) -> Config:
-    """Read and validate a TOML config file; raise ConfigError with every problem found."""
+def load_config(path: str | os.PathLike[str], *, require_influxdb: bool = True, require_secrets: bool = True) -> Config:
+    """Read and validate a TOML config file; raise ConfigError with every problem found (`require_secrets`:
+    see `parse_config`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -82,4 +94,4 @@ def load_config(path: str | os.PathLike[str], *, require_influxdb: bool = True) 
         raise ConfigError([f"{p.name}: cannot read config: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{p.name}: not UTF-8 text"]) from None
-    return parse_config_text(text, str(p), require_influxdb=require_influxdb)
+    return parse_config_text(text, str(p), require_influxdb=require_influxdb, require_secrets=require_secrets)

@@ -58,6 +58,7 @@ class Problems:
         self.file = file
         self.lines: list[str] = []
         self.notices: list[str] = []
+        self.of_environment: list[str] = []  # the lines about this machine, not the file (an unset secret)
 
     def add(self, path: str, message: str) -> None:
         """Record one problem at a key path; a message quoting a huge value keeps its start and its end."""
@@ -65,6 +66,11 @@ class Problems:
             half = _MAX_MESSAGE // 2
             message = f"{message[:half]}...{message[-half:]}"
         self.lines.append(f"{self.file}: {path}: {message}")
+
+    def add_environment(self, path: str, message: str) -> None:
+        """Record a problem of the machine the file is read on (the loader decides whether it is an error)."""
+        self.add(path, message)
+        self.of_environment.append(self.lines[-1])
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:

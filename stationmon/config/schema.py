@@ -243,7 +243,8 @@ class SimulatorConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole validated config; `notices` are the defaults check-config points out."""
+    """The whole validated config; `notices` are the defaults check-config points out, `warnings` the
+    problems it tolerates (secrets not set on this machine, read with `require_secrets=False`)."""
 
     path: str
     site: Site
@@ -257,6 +258,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     state_dir: str = ""  # "" -> the spool directory's parent
     notices: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def station(self, station_id: str) -> Station:
         """The station with this id; KeyError if none."""

@@ -1,7 +1,9 @@
 """Secrets never sit in the config file: `<name>_env` names an environment variable, `<name>_file` a file.
 
 `Secret` keeps the value out of every repr, str and error message; `read_secret` resolves the two keys
-of one table and refuses a literal `<name>`.
+of one table and refuses a literal `<name>`. A variable that is not set, or a file that cannot be read,
+is a problem of the machine rather than the file (`Problems.add_environment`): `run` refuses it,
+`check-config` warns (unless `--strict`), so a config repository can be checked where the secrets are not.
 """
 
 from __future__ import annotations
@@ -55,12 +57,12 @@ def read_secret(t: Table, name: str) -> Secret | None:
     if env:
         value = os.environ.get(env)
         if not value:
-            t.add(f"{name}_env", f"environment variable {env} is not set")
+            t.problems.add_environment(t.key(f"{name}_env"), f"environment variable {env} is not set")
             return None
         return Secret(value)
     if path:
         try:
             return Secret(Path(path).expanduser().read_text(encoding="utf-8").strip())
         except OSError as exc:
-            t.add(f"{name}_file", f"cannot read {path}: {exc.strerror or exc}")
+            t.problems.add_environment(t.key(f"{name}_file"), f"cannot read {path}: {exc.strerror or exc}")
     return None

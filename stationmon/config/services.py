@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from stationmon.config.reader import Table, check_url, split_listen, suggest
+from stationmon.config.reader import Problems, Table, check_url, split_listen, suggest
 from stationmon.config.schema import (
     FSYNC_POLICIES,
     INFLUX_APIS,
@@ -27,7 +28,9 @@ from stationmon.config.secrets import read_secret
 from stationmon.domain.payloads import PAYLOAD_FORMATS
 from stationmon.domain.topics import TEMPLATE_FIELDS, Subscription
 
-__all__ = ["read_alerting", "read_http", "read_influxdb", "read_mqtt"]
+__all__ = ["HTTP_LISTEN_ENV", "read_alerting", "read_http", "read_influxdb", "read_mqtt"]
+
+HTTP_LISTEN_ENV = "STATIONMON_HTTP_LISTEN"  # overrides [http] listen: how a container is told to listen on 0.0.0.0
 
 _HTTP = ("http", "https")
 _MQTT_SCHEMES = ("mqtt", "mqtts", "tcp", "ssl")
@@ -230,14 +233,28 @@ def _check_template(t: Table, topic: str) -> None:
                 t.add("topic", f"placeholder {{{name}}} must fill a whole topic level in {topic!r}")
 
 
+def _listen(t: Table | None, problems: Problems) -> tuple[str, str, int]:
+    """`[http] listen`, or STATIONMON_HTTP_LISTEN when set (a container sets 0.0.0.0:9640): text, host, port."""
+    d = HttpConfig()
+    listen = t.text("listen", d.listen) if t is not None else d.listen
+    key = t.key("listen") if t is not None else "http.listen"
+    from_env = os.environ.get(HTTP_LISTEN_ENV, "").strip()
+    if from_env:
+        if from_env != listen:
+            problems.notices.append(f"{key}: {HTTP_LISTEN_ENV} overrides it: {from_env}")
+        listen, key = from_env, f"{key} ({HTTP_LISTEN_ENV})"
+    host, port = split_listen(listen, key, problems) or (d.host, d.port)
+    return listen, host, port
+
+
 def read_http(root: Table) -> HttpConfig:
-    """`[http]`: where the status page listens."""
+    """`[http]`: where the status page listens (the environment's STATIONMON_HTTP_LISTEN overrides `listen`)."""
     d = HttpConfig()
     t = root.table("http")
     if t is None:
-        return d
-    listen = t.text("listen", d.listen)
-    host, port = split_listen(listen, t.key("listen"), t.problems) or (d.host, d.port)
+        listen, host, port = _listen(None, root.problems)
+        return HttpConfig(listen=listen, host=host, port=port)
+    listen, host, port = _listen(t, t.problems)
     cfg = HttpConfig(
         listen=listen,
         host=host,
@@ -292,19 +309,18 @@ def _alertmanager(t: Table) -> AlertmanagerConfig | None:
 
 def _webhook(t: Table) -> WebhookConfig | None:
     url = _webhook_url(t)
-    cfg = None
-    if url is not None:
-        d = WebhookConfig(url="")
-        cfg = WebhookConfig(
-            url=url,
-            timeout_s=t.duration("timeout", d.timeout_s, allow_zero=False),
-            hmac_secret=read_secret(t, "hmac_secret"),
-            hmac_header=t.text("hmac_header", d.hmac_header),
-            max_attempts=t.integer("max_attempts", d.max_attempts, lo=0),
-            send_resolved=t.flag("send_resolved", d.send_resolved),
-        )
+    d = WebhookConfig(url="")
+    # read (and check) the other keys even without a URL: an unset url_env is only a warning in check-config
+    cfg = WebhookConfig(
+        url=url or "",
+        timeout_s=t.duration("timeout", d.timeout_s, allow_zero=False),
+        hmac_secret=read_secret(t, "hmac_secret"),
+        hmac_header=t.text("hmac_header", d.hmac_header),
+        max_attempts=t.integer("max_attempts", d.max_attempts, lo=0),
+        send_resolved=t.flag("send_resolved", d.send_resolved),
+    )
     t.finish()
-    return cfg
+    return cfg if url is not None else None
 
 
 def _webhook_url(t: Table) -> str | None:

@@ -19,7 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from stationmon.adapters.http import stations_document
 from stationmon.config import Config, parse_config_text
+from stationmon.domain.model import Reading
 from stationmon.service import Service
 from stationmon.sim.district import FAULT_PLAN, SEED_STATION_ID, DemoPlan, build_demo_config, demo_stations
 from stationmon.sim.runner import Simulator
@@ -103,6 +105,12 @@ def _articles(dom: str) -> dict[str, dict[str, str]]:
     return out
 
 
+def _loop_block(dom: str, station: str, loop: str) -> str:
+    """The rendered HTML of one loop of one station (up to the next loop or station)."""
+    article = dom.split(f'id="station-{station}"', 1)[1].split("<article", 1)[0]
+    return article.split(f'data-loop="{loop}"', 1)[1].split('data-loop="', 1)[0]
+
+
 async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
@@ -134,7 +142,9 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
 
         await wait_until(settled, timeout=60, message="faults to show in the API")
 
+        before = await api()
         dom = await _browser(base + "/", tmp_path, "--dump-dom")
+        after = await api()
         articles = _articles(dom)
         assert set(articles) == {st.id for st in stations}, dom[-3000:]
         for sid in faulty:
@@ -148,6 +158,20 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
         assert 'data-loaded="true"' in dom
         assert re.search(r'<tr data-alert="[^"]+" data-station="', dom)
         assert "<svg" in dom and "polyline" in dom  # the charts draw the in-memory history
+        # a real time axis: wall-clock labels at both ends of every chart, no bare "N min"
+        assert len(re.findall(r'<text class="time-label"[^>]*>\d{1,2}:\d{2}(:\d{2})?(\s?[AP]M)?</text>', dom)) >= 2
+        assert not re.search(r">\d+ min</text>", dom)
+        # every loop with an active alert carries a badge naming its rule, whatever its status chip says
+        # (the alerts active both before and after the page was rendered)
+        badged = 0
+        for sid, st in after.items():
+            for i, lp in enumerate(st["loops"]):
+                block = _loop_block(dom, sid, lp["id"])
+                earlier = {a["id"] for a in before[sid]["loops"][i]["alerts"]}
+                for alert in (a for a in lp["alerts"] if a["id"] in earlier):
+                    assert f'data-alert-rule="{alert["rule"]}"' in block, (sid, lp["id"], alert)
+                    badged += 1
+        assert badged > 0
         assert "Cannot reach stationmon" not in dom or re.search(r'<div id="error" class="error" hidden', dom)
 
         # the URL filters: only problems, then one district
@@ -182,3 +206,28 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
         shot.unlink(missing_ok=True)
         await _browser(base + "/", tmp_path, f"--screenshot={shot}")
         assert shot.stat().st_size > 10_000
+
+
+def test_station_seen_means_its_own_equipment_not_household_sensors(tmp_path: Path) -> None:
+    text = f"""
+[influxdb]
+api = "v1"
+database = "x"
+spool_dir = "{tmp_path}/spool"
+[mqtt]
+url = "mqtt://127.0.0.1:1"
+[[mqtt.subscriptions]]
+topic = "heat/{{station}}/{{loop}}/{{quantity}}"
+[[stations]]
+id = "s1"
+  [[stations.loops]]
+  id = "sec1"
+"""
+    config = parse_config_text(text, require_influxdb=False)
+    service = Service(config, clock=lambda: 10_000.0)
+    service.ingest([Reading("s1", "supply_temp", 45.0, 9_940.0, loop="sec1", source="mqtt")])  # the PLC, 60 s ago
+    service.ingest([Reading("s1", "indoor_temp", 20.5, 10_000.0, loop="sec1", sensor="h-1", source="mqtt")])
+    [station] = stations_document(service)["stations"]
+    assert station["last_seen"] == 9_940.0 and station["age_s"] == 60.0  # not 0 s: households do not count
+    assert station["household_seen"] == 10_000.0
+    assert station["loops"][0]["alerts"] == []

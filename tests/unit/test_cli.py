@@ -262,3 +262,11 @@ def test_one_line_exceptions_and_printable(caplog: pytest.LogCaptureFixture) -> 
     assert record.levelname == "WARNING" and record.exc_info is None
     assert "\n" not in record.getMessage()
     assert record.getMessage().startswith("Error handling request from 127.0.0.1: ValueError: Bad status line:")
+
+
+def test_check_config_has_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    assert "--strict" in capsys.readouterr().out
+    assert build_parser().parse_args(["check-config", "-c", "x.toml", "--strict"]).strict is True
+    assert build_parser().parse_args(["check-config", "-c", "x.toml"]).strict is False

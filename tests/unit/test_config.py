@@ -650,3 +650,77 @@ def test_judgement_keys() -> None:
 )
 def test_bad_judgement_keys(extra: str, expected: str) -> None:
     assert any(expected in p for p in problems_of(BASE + extra)), problems_of(BASE + extra)
+
+
+UNSET_SECRETS = BASE.replace(
+    'database = "stationmon"',
+    'database = "stationmon"\nusername = "u"\npassword_env = "NOPE_UNSET_2"',
+) + ('[[alerting.webhook]]\nurl_env = "NOPE_UNSET_HOOK"\ntimeout = "5s"\nhmac_secret_file = "/nonexistent/hmac"\n')
+
+
+def test_unset_secrets_are_warnings_when_not_required() -> None:
+    cfg = parse_config_text(UNSET_SECRETS, "plant.toml", require_secrets=False)
+    assert cfg.warnings == (
+        "plant.toml: influxdb.password_env: environment variable NOPE_UNSET_2 is not set",
+        "plant.toml: alerting.webhook[0].url_env: environment variable NOPE_UNSET_HOOK is not set",
+        "plant.toml: alerting.webhook[0].hmac_secret_file: cannot read /nonexistent/hmac: No such file or directory",
+    )
+    assert cfg.influxdb.password is None
+    assert cfg.alerting.webhook == ()  # no URL here: no receiver (run refuses this file)
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(UNSET_SECRETS, "plant.toml")  # what run does
+    assert info.value.problems == list(cfg.warnings)
+
+
+def test_lenient_secrets_still_refuse_real_errors() -> None:
+    text = UNSET_SECRETS.replace('type = "float32"', 'type = "flot32"').replace('timeout = "5s"', 'timeout = "5"')
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(text, "plant.toml", require_secrets=False)
+    problems = info.value.problems
+    assert any(p.startswith("plant.toml: stations[0].points[0].type: unknown type 'flot32'") for p in problems)
+    assert any(p.startswith("plant.toml: alerting.webhook[0].timeout:") for p in problems)
+    assert not any("NOPE_UNSET" in p for p in problems)  # the secrets stay warnings beside real errors
+
+
+def test_check_config_warns_about_unset_secrets_unless_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "plant.toml"
+    path.write_text(UNSET_SECRETS)
+    assert main(["check-config", "-c", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "plant.toml: valid" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3
+    assert warnings[0].startswith("warning: plant.toml: influxdb.password_env: environment variable NOPE_UNSET_2")
+    assert main(["check-config", "-c", str(path), "--strict"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "plant.toml: influxdb.password_env: environment variable NOPE_UNSET_2 is not set",
+        "plant.toml: alerting.webhook[0].url_env: environment variable NOPE_UNSET_HOOK is not set",
+        "plant.toml: alerting.webhook[0].hmac_secret_file: cannot read /nonexistent/hmac: No such file or directory",
+    ]
+
+
+def test_run_refuses_unset_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plant.toml"
+    path.write_text(UNSET_SECRETS)
+    assert main(["run", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plant.toml: influxdb.password_env: environment variable NOPE_UNSET_2 is not set")
+    assert "Traceback" not in err
+
+
+def test_http_listen_from_the_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATIONMON_HTTP_LISTEN", "0.0.0.0:9641")
+    cfg = parse_config_text(BASE + '[http]\nlisten = "127.0.0.1:9640"\n', "plant.toml")
+    assert (cfg.http.host, cfg.http.port) == ("0.0.0.0", 9641)
+    assert "http.listen: STATIONMON_HTTP_LISTEN overrides it: 0.0.0.0:9641" in cfg.notices
+    assert (parse_config_text(BASE).http.host, parse_config_text(BASE).http.port) == ("0.0.0.0", 9641)  # no [http]
+    monkeypatch.setenv("STATIONMON_HTTP_LISTEN", "everywhere")
+    with pytest.raises(ConfigError) as info:
+        parse_config_text(BASE, "plant.toml")
+    assert info.value.problems == [
+        "plant.toml: http.listen (STATIONMON_HTTP_LISTEN): expected HOST:PORT such as 127.0.0.1:9640, got 'everywhere'"
+    ]

@@ -78,8 +78,33 @@ function fillFilters() {
 // ------------------------------------------------------------------------------------------------
 // Charts: supply and return over the in-memory window, required values as dashed lines
 
+// The time axis: the window's first and last times as wall-clock labels, a tick at each, seconds shown
+// when the window is short (a fresh start), so "when" is read off the chart, not guessed.
+function timeAxis(svg, t0, t1, x, w, h, axis) {
+  const opts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", ...(t1 - t0 < 600 ? { second: "2-digit" } : {}) };
+  const base = document.createElementNS(SVG_NS, "line");
+  base.setAttribute("class", "axis");
+  base.setAttribute("x1", x(t0)); base.setAttribute("x2", x(t1));
+  base.setAttribute("y1", h - axis); base.setAttribute("y2", h - axis);
+  svg.append(base);
+  // two labels need room; a window of a moment (a station just started or gone) gets its end only
+  const ends = x(t1) - x(t0) < 70 ? [[t1, "start"]] : [[t0, "start"], [t1, "end"]];
+  ends.forEach(([t, anchor]) => {
+    const tick = document.createElementNS(SVG_NS, "line");
+    tick.setAttribute("class", "axis");
+    tick.setAttribute("x1", x(t)); tick.setAttribute("x2", x(t));
+    tick.setAttribute("y1", h - axis); tick.setAttribute("y2", h - axis + 2);
+    const label = document.createElementNS(SVG_NS, "text");
+    label.setAttribute("class", "time-label");
+    label.setAttribute("x", x(t)); label.setAttribute("y", h - 1);
+    label.setAttribute("text-anchor", anchor);
+    label.textContent = new Date(t * 1000).toLocaleTimeString([], opts);
+    svg.append(tick, label);
+  });
+}
+
 function chart(series, loop) {
-  const w = 150, h = 64, pad = 4;
+  const w = 150, h = 76, pad = 4, axis = 12;
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("class", "chart");
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
@@ -98,7 +123,7 @@ function chart(series, loop) {
   let lo = Math.min(...values), hi = Math.max(...values);
   if (hi - lo < 2) { lo -= 1; hi += 1; }
   const x = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
-  const y = (v) => h - pad - ((v - lo) / (hi - lo)) * (h - 2 * pad);
+  const y = (v) => h - axis - pad - ((v - lo) / (hi - lo)) * (h - axis - 2 * pad);
   for (const { q, pts } of lines) {
     if (pts.length < 2) continue;
     const path = document.createElementNS(SVG_NS, "polyline");
@@ -114,10 +139,7 @@ function chart(series, loop) {
     line.setAttribute("y1", y(v).toFixed(1)); line.setAttribute("y2", y(v).toFixed(1));
     svg.append(line);
   });
-  const label = document.createElementNS(SVG_NS, "text");
-  label.setAttribute("x", 3); label.setAttribute("y", 10);
-  label.textContent = `${Math.round((t1 - t0) / 60)} min`;
-  svg.append(label);
+  timeAxis(svg, t0, t1, x, w, h, axis);
   return svg;
 }
 
@@ -150,6 +172,14 @@ function verdictChip(loop) {
   return el("span", { class: `verdict ${verdict}`, "data-verdict": verdict, title: VERDICT_TITLES[verdict] || "", text: verdict });
 }
 
+// A loop's active alerts as badges beside its status: a loop judged "ok" by its household sensors can
+// still carry a water-model warning (delta_t_low ...), which must not hide behind a green chip.
+function alertBadges(loop) {
+  const seen = new Set();
+  return (loop.alerts || []).filter((a) => !seen.has(a.rule) && seen.add(a.rule)).map((a) =>
+    el("span", { class: `chip badge ${a.severity}`, "data-alert-rule": a.rule, title: `active alert: ${a.rule} (${a.severity})`, text: `⚠ ${a.rule}` }));
+}
+
 function renderLoop(st, loop) {
   const kv = el("dl", { class: "kv" });
   const row = (k, v) => { kv.append(el("dt", { text: k }), el("dd", {}, v)); };
@@ -170,13 +200,14 @@ function renderLoop(st, loop) {
   if (loop.active_alerts) row("alerts", el("span", { class: "low", text: String(loop.active_alerts) }));
   const series = (state.history[st.id] || {})[loop.id] || {};
   return el(
-    "div", { class: `loop ${loop.status}`, "data-loop": loop.id, "data-status": loop.status },
+    "div", { class: `loop ${loop.status}${(loop.alerts || []).length ? " has-alerts" : ""}`, "data-loop": loop.id, "data-status": loop.status },
     el("div", {},
       el("div", { class: "loop-head" },
         el("span", { class: "loop-name", text: loop.name || loop.id }),
         el("span", { class: "station-meta", text: `${loop.emitter} ${fmt(loop.design_supply, 0)}/${fmt(loop.design_return, 0)}` }),
         el("span", { class: `chip ${loop.status}`, text: loop.status }),
-        verdictChip(loop)),
+        verdictChip(loop),
+        ...alertBadges(loop)),
       kv),
     chart(series, loop),
   );
@@ -205,7 +236,7 @@ function renderStation(st) {
       el("span", { class: `chip ${st.status}`, text: st.status })),
     el("div", { class: "station-meta" },
       outdoor,
-      el("span", { class: stale ? "stale" : null, text: `latest reading ${age(st.age_s)}` }),
+      el("span", { class: stale ? "stale" : null, title: "the station's own equipment (PLC, its MQTT points), not household sensors", text: `latest station reading ${age(st.age_s)}` }),
       st.active_alerts ? el("span", { class: "station-alerts", text: ` · ${st.active_alerts} alert(s)` }) : null),
     ...st.loops.map((loop) => renderLoop(st, loop)),
   );
