@@ -706,7 +706,8 @@ class InfluxWriter:
             direct = self._write_directly(min(len(self._buffer), self.config.batch_size))
             retry_at = self._append_retry_at
             if not direct and retry_at is not None and time.monotonic() < retry_at:
-                break  # held in memory until the spool's next try
+                self._trim_memory()  # held in memory until the spool's next try, within max_buffered_lines
+                break
             batch, since, pieces = self._cut_batch()
             if not direct:
                 if not self._to_spool(batch, since, pieces):
@@ -908,6 +909,10 @@ class InfluxWriter:
         self._buffer[:0] = batch
         self._claims.put_back(pieces)
         self._buffer_since = min(since, self._buffer_since) if len(self._buffer) > len(batch) else since
+        self._trim_memory()
+
+    def _trim_memory(self) -> None:
+        """Beyond max_buffered_lines in memory (the spool refusing them), the oldest lines are dropped."""
         excess = self.buffered_lines - self.config.max_buffered_lines
         if excess > 0:
             lost = min(excess, len(self._buffer))
