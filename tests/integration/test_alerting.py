@@ -493,7 +493,10 @@ async def publish_marker(host: str, port: int, topic: str) -> None:
 async def test_mqtt_retained_alerts_cleared_on_resolve_and_reconnect(mosquitto: Any) -> None:
     mqtt = MqttConfig(url=mosquitto.url, host=mosquitto.host, port=mosquitto.port)
     metrics = Metrics()
-    notifier = MqttAlertNotifier(MqttAlertConfig(enabled=True), mqtt, metrics, retry_initial_s=0.05)
+    # a publish to a broker that went away may only fail at its timeout: keep it well inside the wait below
+    notifier = MqttAlertNotifier(
+        MqttAlertConfig(enabled=True), mqtt, metrics, retry_initial_s=0.05, publish_timeout_s=3.0
+    )
     loop_alert = make_event()
     station_alert = make_event(rule="station_offline", loop=None, severity="major")
     marker = "test/marker"
@@ -523,7 +526,9 @@ async def test_mqtt_retained_alerts_cleared_on_resolve_and_reconnect(mosquitto: 
         mosquitto.stop()
         notifier.notify(replace(station_alert, state="escalated", severity="critical"))
         await wait_until(
-            lambda: counter(metrics, "stationmon_notify_failed_total", "mqtt") >= 1, message="a failed publish"
+            lambda: counter(metrics, "stationmon_notify_failed_total", "mqtt") >= 1,
+            timeout=20,
+            message="a failed publish",
         )
         mosquitto.start()
         await wait_until(lambda: notifier.pending == 0, timeout=20, message="published after the restart")
