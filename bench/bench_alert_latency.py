@@ -139,6 +139,7 @@ margin = 1.0
 season_start = "01-01"
 season_end = "12-31"
 outdoor_smoothing = "0s"
+water_smoothing = "0s"            # a step on the PLC is judged at once (the latency measured)
 
 {disabled}
 
