@@ -222,6 +222,10 @@ async def run(n_lines: int, rounds: int) -> None:
     print(f"{'':34} {'lines/s | ns':>14} {'ratio':>6} {'target':>8}")
     for name, value, ratio, target in rows:
         print(f"{name:34} {value:>14} {ratio:>6} {target:>8}")
+    # run_all collects the MISSED lines: a regression must not read as "ok"
+    writer_ratio = best["raw"] / best["writer"]
+    print(f"writer/raw {writer_ratio:.2f} (target >= 0.8): {'met' if writer_ratio >= 0.8 else 'MISSED'}")
+    print(f"encoder {per_reading:,.0f} ns per reading (target < 2000): {'met' if per_reading < 2000 else 'MISSED'}")
 
 
 def main() -> None:
