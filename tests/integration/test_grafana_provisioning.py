@@ -292,3 +292,13 @@ def test_the_checker_finds_a_repeated_uid_and_title() -> None:
     assert "company.json: uid 'stationmon-city' is missing, malformed or not unique" in problems
     title = "company.json: title 'stationmon: city (regulator view)' is taken by another dashboard in the folder"
     assert title in problems
+
+
+def test_the_commented_influxdb1_datasource_is_a_drop_in_with_the_same_uid() -> None:
+    text = (PROVISIONING / "datasources" / "stationmon.yml").read_text()
+    variant = [line[1:] for line in text.splitlines() if line.startswith("#  ")]
+    (source,) = yaml.safe_load("\n".join(variant))
+    (provisioned,) = load_datasources()
+    assert source["uid"] == provisioned["uid"] and source["type"] == "influxdb"
+    assert source["jsonData"]["dbName"] == "stationmon" and "httpHeaderName1" not in source["jsonData"]
+    assert check_dashboards(load_dashboards(), [source]) == []
