@@ -262,3 +262,15 @@ def test_company_response_times_from_the_alert_event_pivot(influxdb, heating_db)
     assert indoor["acknowledged"] - indoor["firing"] == 20 * 60 * 1000  # time to acknowledge, ms
     assert indoor["resolved"] - indoor["firing"] == 90 * 60 * 1000  # time to resolve
     assert set(matrix[ids["offline"]]) == {"firing"}  # still open: nothing to time yet
+
+
+def test_stations_written_before_the_company_tag_are_still_listed_under_all(influxdb, heating_db):  # type: ignore[no-untyped-def]
+    db, _ = heating_db
+    influxdb.write(db, _point("s9", D1, "", "sec1", time.time() - 600, "unknown"))  # no company tag
+    dash = _dashboard("stationmon-district")
+    station_var = next(v for v in dash["templating"]["list"] if v["name"] == "station")
+    every = SELECTIONS["stationmon-district"][0]
+    listed = {r["value"] for r in influxdb.query(db, grafana_expand(station_var["query"], dash, every))}
+    assert listed == {"s1", "s2", "s3", "s9"}
+    only_a = {**every, "company": [A]}
+    assert {r["value"] for r in influxdb.query(db, grafana_expand(station_var["query"], dash, only_a))} == {"s1", "s2"}
