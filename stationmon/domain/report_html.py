@@ -47,14 +47,13 @@ RANKING_KEYS = (
     "past_48h",
     "refund_estimate_cny",
 )
-WORST_KEYS = (
+WORST_KEYS = (  # what fits a portrait A4 page; the full table has the rest
     "compliance_rate",
     "monitored_share",
-    "compliant_hours",
     "noncompliant_hours",
     "unknown_hours",
-    "household_days_below_target",
     "heat_source_hours",
+    "household_days_below_target",
     "alerts",
     "past_48h",
 )
@@ -77,10 +76,12 @@ section.full { page: wide; }
 .card { border: 1px solid #cbd5e0; border-radius: 4px; padding: 6px 8px; break-inside: avoid; }
 .card .label { color: #4a5568; font-size: 9pt; }
 .card .value { font-size: 16pt; font-weight: 600; font-variant-numeric: tabular-nums; }
-table { border-collapse: collapse; width: 100%; font-size: 9pt; margin-bottom: 10px; }
+table { border-collapse: collapse; width: 100%; font-size: 8.5pt; margin-bottom: 10px; }
 thead { display: table-header-group; }
 tr { break-inside: avoid; }
-th, td { border: 1px solid #cbd5e0; padding: 2px 5px; }
+th, td { border: 1px solid #cbd5e0; padding: 2px 4px; }
+td { overflow-wrap: anywhere; }  /* a long name without spaces must not push the table off the page */
+td code { white-space: nowrap; }
 th { background: #edf2f7; font-weight: 600; vertical-align: bottom; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.missing { color: #718096; text-align: center; }
@@ -92,6 +93,9 @@ svg.chart .grid { stroke: #e2e8f0; stroke-width: 1; }
 svg.chart .axis { fill: #718096; font-size: 10px; }
 svg.chart .rate { fill: #2b6cb0; }
 svg.chart .share { fill: #a0aec0; }
+svg.chart .value { font-weight: 600; }
+svg.chart .share-value { font-size: 10px; fill: #718096; }
+td[data-key="station"], td[data-key="loop"], td[data-key="district"] { white-space: nowrap; }
 p.legend { color: #4a5568; font-size: 9pt; margin: 2px 0 14px; }
 @media print {
   body { max-width: none; padding: 0; }
@@ -200,10 +204,12 @@ def _shorten(label: str, cells: int = 26) -> str:
 
 
 def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
-    """Horizontal bars of compliance rate (thin grey: monitored share) per unit, with value labels."""
-    label_w, bar_x, bar_w, row_h, top = 190, 200, 420, 28, 22
+    """Horizontal bars of compliance rate (thin grey: monitored share) per unit, values in a right column."""
+    label_w, bar_x, bar_w, row_h, top = 190, 200, 400, 28, 22
     height = top + max(len(rows), 1) * row_h + 6
-    parts = [f'<svg class="chart" data-unit="{unit}" viewBox="0 0 720 {height}" xmlns="http://www.w3.org/2000/svg" role="img">']
+    parts = [
+        f'<svg class="chart" data-unit="{unit}" viewBox="0 0 760 {height}" xmlns="http://www.w3.org/2000/svg" role="img">'
+    ]
     for pct in (0, 25, 50, 75, 100):
         x = bar_x + bar_w * pct / 100
         parts.append(f'<line class="grid" x1="{x:g}" y1="{top - 4}" x2="{x:g}" y2="{height - 4}"/>')
@@ -217,14 +223,17 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
         )
         rate, share = row.get("compliance_rate"), row.get("monitored_share")
         if isinstance(share, int | float):
-            parts.append(f'<rect class="share" x="{bar_x}" y="{y + 20}" width="{bar_w * min(max(share, 0), 1):.1f}" height="4"/>')
+            w = bar_w * min(max(share, 0), 1)
+            parts.append(f'<rect class="share" x="{bar_x}" y="{y + 20}" width="{w:.1f}" height="4"/>')
         if isinstance(rate, int | float):
             w = bar_w * min(max(rate, 0), 1)
             parts.append(f'<rect class="rate" x="{bar_x}" y="{y + 4}" width="{w:.1f}" height="14"/>')
-            label = f"{format_value('compliance_rate', rate)} / {format_value('monitored_share', share)}"
-            parts.append(f'<text x="{bar_x + w + 6:.1f}" y="{y + 16}" class="value">{_e(label)}</text>')
-        else:
-            parts.append(f'<text x="{bar_x + 6}" y="{y + 16}" class="value">{_e(text("none_judged", lang))}</text>')
+        shown = format_value("compliance_rate", rate) if rate is not None else text("none_judged", lang)
+        parts.append(f'<text x="{bar_x + bar_w + 12}" y="{y + 15}" class="value">{_e(shown)}</text>')
+        parts.append(
+            f'<text x="{bar_x + bar_w + 12}" y="{y + 26}" class="share-value">'
+            f"{_e(text('monitored_share', lang))} {_e(format_value('monitored_share', share))}</text>"
+        )
     return "".join(parts) + "</svg>"
 
 

@@ -312,7 +312,7 @@ def test_html_charts_draw_one_bar_per_company_and_district_with_labels() -> None
         assert format_value("compliance_rate", d["compliance_rate"]) in district
     width = float(re.findall(r'class="rate" x="200" y="\d+" width="([\d.]+)"', district)[0])
     best = max(float(d["compliance_rate"] or 0) for d in sample_tables().levels["district"])
-    assert width == pytest.approx(420 * best, abs=0.1)  # best district first
+    assert width == pytest.approx(400 * best, abs=0.1)  # best district first
 
 
 def test_html_escapes_every_name_and_needs_nothing_from_outside() -> None:
