@@ -208,7 +208,8 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
     label_w, bar_x, bar_w, row_h, top = 190, 200, 400, 28, 22
     height = top + max(len(rows), 1) * row_h + 6
     parts = [
-        f'<svg class="chart" data-unit="{unit}" viewBox="0 0 760 {height}" xmlns="http://www.w3.org/2000/svg" role="img">'
+        f'<svg class="chart" data-unit="{unit}" viewBox="0 0 760 {height}" '
+        'xmlns="http://www.w3.org/2000/svg" role="img">'
     ]
     for pct in (0, 25, 50, 75, 100):
         x = bar_x + bar_w * pct / 100
@@ -238,12 +239,12 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
 
 
 def _charts(t: ReportTables, lang: str) -> str:
-    parts = [f'<section class="charts" id="charts">']
+    parts = ['<section class="charts" id="charts">']
     for unit in ("company", "district"):
         rows = t.levels.get(unit, [])
         ordered = _by_rate(rows, best_first=True)
         ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get(unit)))
-        parts.append(f'<h2>{_e(text("chart." + unit, lang))}</h2>{_bar_chart(ordered, unit, lang)}')
+        parts.append(f"<h2>{_e(text('chart.' + unit, lang))}</h2>{_bar_chart(ordered, unit, lang)}")
         parts.append(f'<p class="legend">{_e(text("chart.legend", lang))}</p>')
     return "".join(parts) + "</section>"
 
@@ -275,14 +276,17 @@ def _notes(t: ReportTables, lang: str) -> str:
     """What every column means, then the report's other facts (meta)."""
     target, refund = t.indoor_target, t.indoor_refund_below
     lines = "".join(
-        f'<tr><td><code>{k}</code></td><td>{_e(heading(k, lang, target, refund))}</td><td>{_e(meaning(k, lang))}</td></tr>'
+        f"<tr><td><code>{k}</code></td><td>{_e(heading(k, lang, target, refund))}</td>"
+        f"<td>{_e(meaning(k, lang))}</td></tr>"
         for k in columns(t.by)
     )
     head = "".join(f"<th>{_e(text(w, lang))}</th>" for w in ("key", "heading", "meaning"))
     out = f'<section class="notes" id="notes"><h2>{_e(text("notes", lang))}</h2>'
     out += f"<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
     if t.meta:
-        items = "".join(f"<tr><th>{_e(k)}</th><td>{_e(MISSING if v is None else v)}</td></tr>" for k, v in t.meta.items())
+        items = "".join(
+            f"<tr><th>{_e(k)}</th><td>{_e(MISSING if v is None else v)}</td></tr>" for k, v in t.meta.items()
+        )
         out += f'<h3>{_e(text("meta", lang))}</h3><table class="figures meta"><tbody>{items}</tbody></table>'
     return out + f'<p class="meta">{_e(text("generated", lang))}</p></section>'
 
@@ -291,9 +295,7 @@ def render_html(tables: ReportTables, lang: str) -> bytes:
     """The report as a printable HTML page in `lang`."""
     check_lang(lang)
     title = text("title", lang) + (f" — {tables.site}" if tables.site else "")
-    body = "".join(
-        f(tables, lang) for f in (_header, _summary, _ranking, _charts, _worst, _full, _notes)
-    )
+    body = "".join(f(tables, lang) for f in (_header, _summary, _ranking, _charts, _worst, _full, _notes))
     page = (
         f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'

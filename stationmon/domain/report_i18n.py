@@ -130,7 +130,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "meta": ("其他", "Other"),
     "no_rows": ("无数据", "No data"),
     "none_judged": ("无判定数据", "not judged"),
-    "generated": ("报告依据 stationmon 存储的回路状态与告警事件", "Computed by stationmon from stored loop status and alert events"),
+    "generated": (
+        "报告依据 stationmon 存储的回路状态与告警事件",
+        "Computed by stationmon from stored loop status and alert events",
+    ),
     "about": ("说明", "About"),
 }
 

@@ -9,6 +9,7 @@ are kept under artifacts/ to be looked at.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from stationmon.domain.report_i18n import LANGS, text
 from stationmon.domain.report_render import render
-from tests.unit.test_report_render import EVIL, sample_tables
+from tests.unit.test_report_render import EVIL, sample_tables, unit_measures
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 SECTIONS = ("summary", "ranking", "charts", "worst", "full", "notes")
@@ -93,7 +94,7 @@ def _only(page: bytes, section: str) -> bytes:
 
 @pytest.mark.parametrize("lang", LANGS)
 def test_report_html_lays_out_screenshots_and_prints(tmp_path: Path, lang: str) -> None:
-    tables = sample_tables(by="station")
+    tables = dataclasses.replace(sample_tables(by="station"), total=unit_measures(9))  # the city's figures
     page = render(tables, "html", lang)
 
     overflow, height, dom = _measure(page, tmp_path, 1240)

@@ -8,6 +8,7 @@ in both languages, xlsx by opening it back with openpyxl.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import html
 import io
@@ -32,7 +33,7 @@ from stationmon.domain.report_i18n import (
     text,
 )
 from stationmon.domain.report_render import FORMATS, render
-from stationmon.domain.report_tables import LEVELS, MEASURES, UNIT_KEYS, ReportTables, Row, columns
+from stationmon.domain.report_tables import LEVELS, MEASURES, ReportTables, Row, columns
 from stationmon.domain.report_xlsx import NUMBER_FORMATS, sheet_order
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -43,7 +44,7 @@ COMPANIES = ("哈尔滨热电有限公司", "龙江供热集团", EVIL, "Sunrise
 DISTRICTS = ("南岗区", "道里区", "香坊区")
 
 
-def _measures(i: int, judged: bool = True) -> Row:
+def unit_measures(i: int, judged: bool = True) -> Row:
     """Plausible, distinct figures for unit number `i` (None where not judged or not known)."""
     loops = 1 + i % 3
     hours = 720.0 * loops
@@ -84,12 +85,12 @@ def sample_tables(by: str = "station", n_stations: int = 26) -> ReportTables:
     for i in range(n_stations):
         sid = f"站{i:02d}" if i % 5 else f"st-{i:02d} <b>&\"'"
         unit: Row = {"station": sid, "company": COMPANIES[i % 4], "district": DISTRICTS[i % 3]}
-        stations.append(unit | _measures(i, judged=i not in (3, 17)))
+        stations.append(unit | unit_measures(i, judged=i not in (3, 17)))
         for j in range(1 + i % 3):
-            loops.append(unit | {"loop": f"sec{j + 1}"} | _measures(i + j, judged=i not in (3, 17)))
-    companies = [{"company": c} | _measures(40 + k) for k, c in enumerate(COMPANIES)]
+            loops.append(unit | {"loop": f"sec{j + 1}"} | unit_measures(i + j, judged=i not in (3, 17)))
+    companies = [{"company": c} | unit_measures(40 + k) for k, c in enumerate(COMPANIES)]
     companies[3] |= {"compliance_rate": None, "monitored_share": 0.0}
-    districts = [{"district": d} | _measures(50 + k) for k, d in enumerate(DISTRICTS)]
+    districts = [{"district": d} | unit_measures(50 + k) for k, d in enumerate(DISTRICTS)]
     districts[0] |= {"refund_estimate_cny": None}
     return ReportTables(
         by=by,
@@ -198,19 +199,24 @@ def test_json_carries_the_period_site_settings_rows_and_meta() -> None:
     assert (doc["from"], doc["to"]) == ("2026-11-01T00:00:00+08:00", "2026-12-01T00:00:00+08:00")
     assert (doc["timezone"], doc["by"]) == ("Asia/Shanghai", "district")
     assert (doc["indoor_target"], doc["indoor_refund_below"], doc["fee_per_m2"]) == (20.0, 16.0, 29.8)
-    assert doc["meta"] == {"exempt_below_design": "false", "inspection_exclude": "10:00-14:00", "points": 1234, "note": None}
+    assert doc["meta"] == {
+        "exempt_below_design": "false",
+        "inspection_exclude": "10:00-14:00",
+        "points": 1234,
+        "note": None,
+    }
     assert doc["total"] is None  # not computed by these tables
     assert [list(r) for r in doc["rows"]] == [list(columns("district"))] * 3
-    assert doc["rows"][0] == {"district": "南岗区"} | _measures(50) | {"refund_estimate_cny": None}
-    assert doc["rows"][1] == {"district": "道里区"} | _measures(51)
+    assert doc["rows"][0] == {"district": "南岗区"} | unit_measures(50) | {"refund_estimate_cny": None}
+    assert doc["rows"][1] == {"district": "道里区"} | unit_measures(51)
 
 
 def test_json_keeps_the_site_total_and_turns_nan_into_null() -> None:
     base = sample_tables()
-    total = _measures(7) | {"outdoor_mean": float("nan")}
-    tables = ReportTables(**{**base.__dict__, "total": total})
+    total = unit_measures(7) | {"outdoor_mean": float("nan")}
+    tables = dataclasses.replace(base, total=total)
     doc = json.loads(render(tables, "json"))
-    assert doc["total"] == _measures(7) | {"outdoor_mean": None}
+    assert doc["total"] == unit_measures(7) | {"outdoor_mean": None}
     assert list(doc["total"]) == list(MEASURES)
 
 
@@ -222,8 +228,8 @@ def test_site_total_sums_the_districts_when_the_report_did_not_compute_it() -> N
     assert total["unknown_hours"] == pytest.approx(sum(float(d["unknown_hours"] or 0) for d in districts))
     assert total["refund_estimate_cny"] == 1234.5 * (51 + 52)  # the None of district 50 is left out
     assert all(total[k] is None for k in MEASURES if k not in SUMMABLE)
-    given = ReportTables(**{**tables.__dict__, "total": _measures(9)})
-    assert site_total(given) == _measures(9)
+    given = dataclasses.replace(tables, total=unit_measures(9))
+    assert site_total(given) == unit_measures(9)
 
 
 # ---- html
@@ -243,7 +249,7 @@ def test_html_shows_every_heading_and_every_value_of_the_asked_level(lang: str, 
     visible = _visible(page)
     full = page.split('id="full"', 1)[1].split('id="notes"', 1)[0]
     for key in columns(by):
-        assert f"<th data-key=\"{key}\">{html.escape(heading(key, lang, 20.0, 16.0))}</th>" in full, key
+        assert f'<th data-key="{key}">{html.escape(heading(key, lang, 20.0, 16.0))}</th>' in full, key
     for row in tables.levels[by]:
         for key in columns(by):
             cell = f'data-key="{key}">{html.escape(format_value(key, row.get(key)))}</td>'
@@ -261,7 +267,7 @@ def test_html_every_measure_sits_in_one_group_of_the_full_table() -> None:
 
 
 def test_html_title_period_settings_and_summary() -> None:
-    tables = ReportTables(**{**sample_tables().__dict__, "total": _measures(9)})
+    tables = dataclasses.replace(sample_tables(), total=unit_measures(9))
     visible = _visible(render(tables, "html", "zh").decode())
     assert "供热室温合格率报告 — 哈尔滨 <市> 供热" in visible
     assert "2026-11-01 00:00 – 2026-12-01 00:00 (Asia/Shanghai)" in visible
@@ -269,7 +275,7 @@ def test_html_title_period_settings_and_summary() -> None:
     summary = visible.split("概要", 1)[1].split("供热单位排名", 1)[0]
     for key in MEASURES:
         assert heading(key, "zh", 20.0, 16.0) in summary, key
-        assert format_value(key, _measures(9)[key]) in summary, key
+        assert format_value(key, unit_measures(9)[key]) in summary, key
     assert "64.5%" in summary and "91.8%" in summary  # compliance rate, monitored share
 
 
@@ -278,12 +284,12 @@ def test_html_ranks_companies_by_compliance_rate_with_their_response_times() -> 
     ranking = page.split('id="ranking"', 1)[1].split("</section>", 1)[0]
     rows = re.findall(r"<tr>(.*?)</tr>", ranking.split("<tbody>", 1)[1])
     names = [html.unescape(re.findall(r'data-key="company">([^<]*)<', r)[0]) for r in rows]
-    rates = {c: _measures(40 + k)["compliance_rate"] for k, c in enumerate(COMPANIES[:3])}
-    assert names == sorted(rates, key=lambda c: -float(rates[c] or 0)) + ["Sunrise Heat"]
+    rates = {c: unit_measures(40 + k)["compliance_rate"] for k, c in enumerate(COMPANIES[:3])}
+    assert names == [*sorted(rates, key=lambda c: -float(rates[c] or 0)), "Sunrise Heat"]
     best = 40 + COMPANIES.index(names[0])
     assert rows[0].startswith('<td class="num">1</td>')
     for key in ("compliance_rate", "monitored_share", "ack_p50_h", "resolve_p50_h", "past_24h", "past_48h"):
-        assert f'data-key="{key}">{html.escape(format_value(key, _measures(best)[key]))}<' in rows[0], key
+        assert f'data-key="{key}">{html.escape(format_value(key, unit_measures(best)[key]))}<' in rows[0], key
     assert 'data-key="compliance_rate">–<' in rows[3]  # no judged data: last, shown as –
 
 
@@ -294,7 +300,9 @@ def test_html_lists_the_worst_stations_and_those_without_judged_data() -> None:
     body = worst.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
     rates = [float(x) for x in re.findall(r'data-key="compliance_rate">([\d.]+)%<', body)]
     assert len(rates) == WORST_N and rates == sorted(rates)
-    judged = sorted(float(r["compliance_rate"] or 0) for r in tables.levels["station"] if r["compliance_rate"] is not None)
+    judged = sorted(
+        float(r["compliance_rate"] or 0) for r in tables.levels["station"] if r["compliance_rate"] is not None
+    )
     assert rates[0] == round(100 * judged[0], 1) and rates[-1] == round(100 * judged[WORST_N - 1], 1)
     assert "Stations without judged data (2)" in _visible(worst)
     assert "站03" in _visible(worst) and "站17" in _visible(worst)
@@ -306,6 +314,7 @@ def test_html_charts_draw_one_bar_per_company_and_district_with_labels() -> None
     company, district = charts.split('<svg class="chart"')[1:]
     assert company.count('class="rate"') == 3 and company.count('class="share"') == 4  # one company not judged
     assert "无判定数据" in company
+    assert company.count('class="share-value"') == 4 and "监测覆盖率 0.0%" in company
     assert district.count('class="rate"') == 3 and district.count('class="share"') == 3
     for d in sample_tables().levels["district"]:
         assert f'data-label="{d["district"]}"' in district
@@ -377,7 +386,7 @@ def test_xlsx_cells_are_numbers_with_formats_and_none_is_empty() -> None:
 
 
 def test_xlsx_about_sheet_holds_period_settings_figures_and_meanings() -> None:
-    tables = ReportTables(**{**sample_tables().__dict__, "total": _measures(9)})
+    tables = dataclasses.replace(sample_tables(), total=unit_measures(9))
     ws = _workbook(tables, "en")["About"]
     rows = [tuple(c.value for c in r) for r in ws.iter_rows()]
     first: dict[Any, Any] = {}
@@ -387,10 +396,21 @@ def test_xlsx_about_sheet_holds_period_settings_figures_and_meanings() -> None:
     assert first["Heating compliance report"] == "哈尔滨 <市> 供热"
     assert first["Period"] == "2026-11-01 00:00 – 2026-12-01 00:00"
     assert (first["Time zone"], first["Report by"]) == ("Asia/Shanghai", "Stations")
-    assert (first["Indoor target"], first["Full refund below"], first["Heating fee (CNY/m²)"]) == ("20 °C", "16 °C", 29.8)
-    assert first["Compliance rate"] == _measures(9)["compliance_rate"]
-    assert first["Unknown loop-hours"] == _measures(9)["unknown_hours"]
-    assert first["Monitored share"] == _measures(9)["monitored_share"]
+    assert (first["Indoor target"], first["Full refund below"], first["Heating fee (CNY/m²)"]) == (
+        "20 °C",
+        "16 °C",
+        29.8,
+    )
+    assert first["Compliance rate"] == unit_measures(9)["compliance_rate"]
+    assert first["Unknown loop-hours"] == unit_measures(9)["unknown_hours"]
+    assert first["Monitored share"] == unit_measures(9)["monitored_share"]
     meanings = {r[1]: r[2] for r in rows if len(r) > 2 and r[1] in COLUMN_KEYS}
     assert meanings == {k: MEANINGS[k][1] for k in COLUMN_KEYS}
     assert first["inspection_exclude"] == "10:00-14:00" and first["points"] == 1234
+
+
+def test_xlsx_of_tables_without_rows_has_headings_only() -> None:
+    empty = ReportTables(by="district", levels={level: [] for level in LEVELS}, start=START, stop=STOP)
+    wb = _workbook(empty, "zh")
+    assert wb.sheetnames == ["区", "回路", "换热站", "供热单位", "说明"]
+    assert wb["区"].max_row == 1 and wb["区"]["A1"].value == "区"
