@@ -69,3 +69,6 @@ class ReportTables:
     indoor_refund_below: float | None = None
     fee_per_m2: float | None = None
     meta: dict[str, float | int | str | None] = field(default_factory=dict)  # anything else worth printing
+    # the whole site as one row of MEASURES (the summary's city figures); empty when not computed, then the
+    # renderers sum what adds up over the districts and leave shares, means and times unknown
+    total: Row = field(default_factory=dict)
