@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from stationmon.domain.alerts import AlertSnapshot
+from stationmon.domain.latest import LatestValues
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import StationmonError
 from stationmon.evaluator.status_pages import Body, StationQuery, StatusPages
@@ -52,6 +54,7 @@ _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/c
 # (a NUL, a 300-character name or a traversal is simply not in the table: 404).
 _STATIC_FILES = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES}
 _ACK_MAX_BYTES = 16384
+MAX_HISTORY_STATIONS = 200
 _JSON_MAX_DEPTH = 16
 
 
@@ -322,33 +325,31 @@ class HttpServer:
         return _json_reply(request, {"generated_at": self.source.clock(), "alerts": alerts})
 
     async def history(self, request: web.Request) -> web.StreamResponse:
-        """The in-memory history of one station's series (the status page's charts)."""
+        """The in-memory history of one station's series (`station=`), or of several at once (`stations=a,b`,
+        at most MAX_HISTORY_STATIONS: one pass for a page of charts); `since`, `loop`, `quantity` and
+        `max_points` (every k-th point, the newest always) narrow it."""
         q = request.query
-        station = q.get("station")
-        if not station:
-            raise web.HTTPBadRequest(reason="station= is required")
-        try:
-            self.source.config.station(station)
-        except KeyError:
-            raise web.HTTPNotFound(reason=f"unknown station {station!r}") from None
-        loop, quantity = q.get("loop"), q.get("quantity")
+        one = q.get("station")
+        wanted = [one] if one else [s for s in q.get("stations", "").split(",") if s]
+        if not wanted:
+            raise web.HTTPBadRequest(reason="station= (or stations=a,b,...) is required")
+        if len(wanted) > MAX_HISTORY_STATIONS:
+            raise web.HTTPBadRequest(reason=f"stations=: at most {MAX_HISTORY_STATIONS}")
+        for station in wanted:
+            try:
+                self.source.config.station(station)
+            except KeyError:
+                raise web.HTTPNotFound(reason=f"unknown station {station!r}") from None
         try:
             since = float(q.get("since", "0"))
+            max_points = int(q.get("max_points", "0"))
         except ValueError:
-            raise web.HTTPBadRequest(reason="since= must be a Unix time") from None
-        latest = self.source.latest
-        series = [
-            {
-                "loop": lid,
-                "sensor": sensor,
-                "quantity": qty,
-                "points": [[round(ts, 3), num(v)] for ts, v in points if ts >= since],
-            }
-            for (sid, lid, sensor, qty), points in list(latest.history.items())
-            if sid == station and (loop is None or lid == loop) and (not quantity or qty == quantity)
-        ]
-        series.sort(key=lambda s: (s["loop"] or "", s["sensor"] or "", s["quantity"]))
-        return _json_reply(request, {"station": station, "window_s": latest.history_window_s, "series": series})
+            raise web.HTTPBadRequest(reason="since= must be a Unix time, max_points= a whole number") from None
+        found = _history(self.source.latest, set(wanted), q.get("loop"), q.get("quantity"), since, max_points)
+        window = self.source.latest.history_window_s
+        if one:
+            return _json_reply(request, {"station": one, "window_s": window, "series": found.get(one, [])})
+        return _json_reply(request, {"window_s": window, "stations": {sid: found.get(sid, []) for sid in wanted}})
 
     async def acknowledge(self, request: web.Request) -> web.StreamResponse:
         """Acknowledge a firing alert (Bearer token; optional JSON "by" and "comment"): 401, 404 or 200.
@@ -367,6 +368,25 @@ class HttpServer:
             raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
         self.pages.invalidate()  # the station cards show who acknowledged
         return json_response({"acknowledged": alert_to_json(event)})
+
+
+def _history(
+    latest: LatestValues, stations: set[str], loop: str | None, quantity: str | None, since: float, max_points: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The stations' series since `since`, sorted by loop, sensor, quantity; one pass over the history."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (sid, lid, sensor, qty), points in list(latest.history.items()):
+        if sid not in stations or (loop is not None and lid != loop) or (quantity and qty != quantity):
+            continue
+        kept = [p for p in points if p[0] >= since]
+        if max_points > 0 and len(kept) > max_points:
+            step = math.ceil(len(kept) / max_points)
+            kept = kept[(len(kept) - 1) % step :: step]  # every step-th, ending on the newest
+        series = {"loop": lid, "sensor": sensor, "quantity": qty, "points": [[round(t, 3), num(v)] for t, v in kept]}
+        out.setdefault(sid, []).append(series)
+    for series_list in out.values():
+        series_list.sort(key=lambda s: (s["loop"] or "", s["sensor"] or "", s["quantity"]))
+    return out
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
