@@ -373,10 +373,13 @@ class HttpServer:
 def _history(
     latest: LatestValues, stations: set[str], loop: str | None, quantity: str | None, since: float, max_points: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """The stations' series since `since`, sorted by loop, sensor, quantity; one pass over the history."""
+    """The stations' series since `since`, sorted by loop, sensor, quantity; one pass over the history.
+
+    `quantity` may name several, comma-separated (the page's charts: supply_temp,return_temp)."""
+    quantities = set(quantity.split(",")) if quantity else set()
     out: dict[str, list[dict[str, Any]]] = {}
     for (sid, lid, sensor, qty), points in list(latest.history.items()):
-        if sid not in stations or (loop is not None and lid != loop) or (quantity and qty != quantity):
+        if sid not in stations or (loop is not None and lid != loop) or (quantities and qty not in quantities):
             continue
         kept = [p for p in points if p[0] >= since]
         if max_points > 0 and len(kept) > max_points:

@@ -60,6 +60,7 @@ WORST_IN_GROUP = 5
 WORST_OVERALL = 10
 NOT_JUDGED_TTL_S = 1.0  # before the evaluator's first judgement nothing marks a change: rebuild this often
 PAGES_KEPT = 64  # distinct (filters, page) bodies kept per evaluation
+FLOAT_DIGITS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,14 +265,27 @@ _SORT_KEYS: dict[str, Callable[[StationRow], Any]] = {
 }
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to FLOAT_DIGITS decimals (a reading's 15 digits are noise on a page, a third of its bytes)."""
+    if isinstance(value, float):
+        return round(value, FLOAT_DIGITS) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def page_document(src: StatusReader, index: StationIndex, query: StationQuery, series: SeriesIndex) -> dict[str, Any]:
     """The /api/v1/stations body with parameters: the matching stations' page, with the totals."""
     matching = sorted((r for r in index.rows if query.matches(r)), key=_SORT_KEYS[query.sort])
     start = (query.page - 1) * query.page_size
     now = src.clock()
     stations = [
-        station_document(
-            src, r.station, series.values_of(src.latest, r.station.id, now), index.alerts, now, detail=True
+        _rounded(
+            station_document(
+                src, r.station, series.values_of(src.latest, r.station.id, now), index.alerts, now, detail=True
+            )
         )
         for r in matching[start : start + query.page_size]
     ]

@@ -120,7 +120,9 @@ class City:
 @contextlib.asynccontextmanager
 async def city(tmp_path: Path, grafana: str = GRAFANA, now: float | None = None) -> AsyncIterator[City]:
     """The service with its HTTP server, after two evaluations."""
-    config = parse_config_text(_config_text(grafana=grafana).replace("/nonexistent", str(tmp_path)), "city.toml", require_influxdb=False)
+    config = parse_config_text(
+        _config_text(grafana=grafana).replace("/nonexistent", str(tmp_path)), "city.toml", require_influxdb=False
+    )
     c = City(config, time.time() - 20.0 if now is None else now)
     c.evaluate()
     c.evaluate()
@@ -184,9 +186,7 @@ async def test_summary_per_company_and_district_matches_the_stations(tmp_path: P
         keys = [(-rank[by_id[w]["status"]], -by_id[w]["active_alerts"]) for w in worst]
         assert keys == sorted(keys)
         shown = {w for w in worst}
-        assert all(
-            (-rank[st["status"]], -st["active_alerts"]) >= keys[-1] for st in problems if st["id"] not in shown
-        )
+        assert all((-rank[st["status"]], -st["active_alerts"]) >= keys[-1] for st in problems if st["id"] not in shown)
 
     check(summary["totals"], stations)
     assert [g["name"] for g in summary["companies"]] == sorted(COMPANIES)
@@ -209,7 +209,9 @@ async def test_filters_and_pages_cover_exactly_the_matching_stations(tmp_path: P
             first: dict[str, Any] = {}
             page = 1
             while True:
-                status, doc, _ = await _get(client, f"{c.base}/api/v1/stations?{query}&page={page}&page_size={page_size}")
+                status, doc, _ = await _get(
+                    client, f"{c.base}/api/v1/stations?{query}&page={page}&page_size={page_size}"
+                )
                 assert status == 200, doc
                 first = first or doc
                 assert (doc["page"], doc["page_size"], doc["total"]) == (page, page_size, N)
@@ -222,10 +224,16 @@ async def test_filters_and_pages_cover_exactly_the_matching_stations(tmp_path: P
         cases: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
             ("sort=id", lambda st: True),
             (f"company={COMPANIES[1]}", lambda st: st["company"] == COMPANIES[1]),
-            (f"district={DISTRICTS[2]}&company={COMPANIES[0]}", lambda st: (st["district"], st["company"]) == (DISTRICTS[2], COMPANIES[0])),
+            (
+                f"district={DISTRICTS[2]}&company={COMPANIES[0]}",
+                lambda st: (st["district"], st["company"]) == (DISTRICTS[2], COMPANIES[0]),
+            ),
             ("status=noncompliant", lambda st: any(lp["status"] == "noncompliant" for lp in st["loops"])),
             ("status=offline,unknown", lambda st: st["status"] in ("offline", "unknown")),
-            ("status=problem", lambda st: st["status"] in ("offline", "noncompliant", "sensor_fault") or st["active_alerts"] > 0),
+            (
+                "status=problem",
+                lambda st: st["status"] in ("offline", "noncompliant", "sensor_fault") or st["active_alerts"] > 0,
+            ),
             ("q=ST-01", lambda st: "st-01" in st["id"]),
             ("q=测试3", lambda st: "测试3" in st["name"]),
             ("status=ok&q=nothing-like-this", lambda st: False),
@@ -240,8 +248,12 @@ async def test_filters_and_pages_cover_exactly_the_matching_stations(tmp_path: P
         # worst first by default: offline, noncompliant, unknown, ok; ids in order within each
         got, _ = await pages("status=problem,ok,unknown", 50)
         order = [st["status"] for st in got]
-        assert order == sorted(order, key=lambda s: ["offline", "noncompliant", "sensor_fault", "unknown", "ok"].index(s))
-        assert [st["id"] for st in got if st["status"] == "ok"] == sorted(st["id"] for st in got if st["status"] == "ok")
+        assert order == sorted(
+            order, key=lambda s: ["offline", "noncompliant", "sensor_fault", "unknown", "ok"].index(s)
+        )
+        assert [st["id"] for st in got if st["status"] == "ok"] == sorted(
+            st["id"] for st in got if st["status"] == "ok"
+        )
         # a page past the last is empty, with the totals
         _, doc, _ = await _get(client, f"{c.base}/api/v1/stations?company={COMPANIES[0]}&page=99")
         assert doc["stations"] == [] and doc["matching"] == 14 and doc["pages"] == 1
@@ -296,7 +308,7 @@ async def test_etag_304_and_a_new_evaluation(tmp_path: Path) -> None:
 
 async def test_an_acknowledgement_shows_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATIONMON_CITY_TOKEN", "s3cret")
-    text = _config_text().replace('[http]\n', '[http]\ntoken_env = "STATIONMON_CITY_TOKEN"\n')
+    text = _config_text().replace("[http]\n", '[http]\ntoken_env = "STATIONMON_CITY_TOKEN"\n')
     config = parse_config_text(text.replace("/nonexistent", str(tmp_path)), "city.toml", require_influxdb=False)
     c = City(config, time.time())
     c.evaluate()
@@ -382,7 +394,9 @@ async def test_the_page_in_chromium_summary_first_then_a_filtered_page(tmp_path:
         # a filtered page from the URL: one company's noncompliant stations, their alerts and totals
         url = f"{c.base}/?company={COMPANIES[0]}&status=noncompliant&page_size=4"
         dom = await _browser(url, tmp_path, "--dump-dom")
-        want = sorted(sid for sid, st in by_id.items() if st["company"] == COMPANIES[0] and st["status"] == "noncompliant")
+        want = sorted(
+            sid for sid, st in by_id.items() if st["company"] == COMPANIES[0] and st["status"] == "noncompliant"
+        )
         assert _rendered_stations(dom) == want[:4]
         assert re.search(rf'id="matching"[^>]*>{len(want)}<', dom), dom[-3000:]
         assert re.search(r'<li[^>]*data-alert="[^"]+"', dom)

@@ -436,7 +436,7 @@ async function loadHistory(doc) {
   if (!fresh && Date.now() - state.historyAt < HISTORY_EVERY_MS) return false;
   let since = 0;
   if (!fresh) for (const byLoop of Object.values(state.history)) for (const qs of Object.values(byLoop)) for (const pts of Object.values(qs)) if (pts.length) since = Math.max(since, pts[pts.length - 1][0]);
-  const url = `/api/v1/history?stations=${encodeURIComponent(key)}&max_points=${CHART_POINTS}` + (since ? `&since=${since}` : "");
+  const url = `/api/v1/history?stations=${encodeURIComponent(key)}&quantity=supply_temp,return_temp&max_points=${CHART_POINTS}` + (since ? `&since=${since}` : "");
   const res = await fetch(url, { cache: "no-store" });
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   const got = await res.json();
