@@ -368,9 +368,10 @@ function renderAlert(st, a) {
   if (!a.acknowledged_by) acked.addEventListener("click", () => acknowledge(a, acked));
   // one line each, the message on hover: a station short of heat easily has six alerts
   return el("li", { "data-alert": a.id, "data-station": st.id, class: a.severity, title: a.message || "" },
-    el("span", { class: `chip ${a.severity}`, text: a.severity }), " ",
-    el("strong", { text: a.rule }), a.loop ? ` · ${a.loop}` : "", ` · since ${clock(a.since)} `,
-    typeof a.value === "number" ? el("span", { class: "message", text: `${fmt(a.value)} / ${fmt(a.threshold)} ` }) : null,
+    el("span", { class: `chip ${a.severity}`, text: a.severity }),
+    el("strong", { text: a.rule }),
+    el("span", { text: `${a.loop ? `${a.loop} · ` : ""}since ${clock(a.since)}` }),
+    typeof a.value === "number" ? el("span", { class: "message", text: `${fmt(a.value)} / ${fmt(a.threshold)}` }) : null,
     acked);
 }
 
