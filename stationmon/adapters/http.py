@@ -29,7 +29,7 @@ from stationmon.domain.latest import LatestValues
 from stationmon.domain.model import AlertEvent
 from stationmon.errors import StationmonError
 from stationmon.evaluator.status_pages import Body, StationQuery, StatusPages
-from stationmon.evaluator.status_view import StatusReader, json_text, jsonable, num, stations_document
+from stationmon.evaluator.status_view import SeriesIndex, StatusReader, json_text, jsonable, num, stations_document
 from stationmon.logutil import printable, quieten_server_log
 from stationmon.metrics import Metrics
 
@@ -196,6 +196,7 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._stations_cache: tuple[float, Body] | None = None
         self.pages = StatusPages(source)  # the summary and the filtered pages, built once per evaluation
+        self._history_keys = SeriesIndex()
         self._requests = source.metrics.counter(
             "stationmon_http_requests_total", "HTTP requests by route and status code", ("route", "code")
         )
@@ -345,7 +346,9 @@ class HttpServer:
             max_points = int(q.get("max_points", "0"))
         except ValueError:
             raise web.HTTPBadRequest(reason="since= must be a Unix time, max_points= a whole number") from None
-        found = _history(self.source.latest, set(wanted), q.get("loop"), q.get("quantity"), since, max_points)
+        found = _history(
+            self.source.latest, self._history_keys, wanted, q.get("loop"), q.get("quantity"), since, max_points
+        )
         window = self.source.latest.history_window_s
         if one:
             return _json_reply(request, {"station": one, "window_s": window, "series": found.get(one, [])})
@@ -371,15 +374,24 @@ class HttpServer:
 
 
 def _history(
-    latest: LatestValues, stations: set[str], loop: str | None, quantity: str | None, since: float, max_points: int
+    latest: LatestValues,
+    keys: SeriesIndex,
+    stations: list[str],
+    loop: str | None,
+    quantity: str | None,
+    since: float,
+    max_points: int,
 ) -> dict[str, list[dict[str, Any]]]:
-    """The stations' series since `since`, sorted by loop, sensor, quantity; one pass over the history.
+    """The stations' series since `since`, sorted by loop, sensor, quantity (`keys` finds their series).
 
     `quantity` may name several, comma-separated (the page's charts: supply_temp,return_temp)."""
     quantities = set(quantity.split(",")) if quantity else set()
     out: dict[str, list[dict[str, Any]]] = {}
-    for (sid, lid, sensor, qty), points in list(latest.history.items()):
-        if sid not in stations or (loop is not None and lid != loop) or (quantities and qty not in quantities):
+    for sid, lid, sensor, qty in (
+        k for station in dict.fromkeys(stations) for k in keys.keys_of(latest.history, station)
+    ):
+        points = latest.history.get((sid, lid, sensor, qty))
+        if points is None or (loop is not None and lid != loop) or (quantities and qty not in quantities):
             continue
         kept = [p for p in points if p[0] >= since]
         if max_points > 0 and len(kept) > max_points:

@@ -333,6 +333,7 @@ class StatusPages:
         self.builds = 0  # index builds, for the tests and the bench
         self._series = SeriesIndex()
         self._results: RuleResults | None = None
+        self._judged_at: float | None = None
         self._built_at = -math.inf
         self._index: StationIndex | None = None
         self._summary: Body | None = None
@@ -344,9 +345,11 @@ class StatusPages:
 
     def _current(self) -> StationIndex:
         results = self.src.evaluator.results
+        judged_at = results.now if results is not None else None
         stale = results is None and self.clock() - self._built_at >= NOT_JUDGED_TTL_S
-        if self._index is None or results is not self._results or stale:
-            self._results, self._built_at = results, self.clock()
+        # a new evaluation is a new results object; its time too, should the evaluator ever reuse one
+        if self._index is None or results is not self._results or judged_at != self._judged_at or stale:
+            self._results, self._judged_at, self._built_at = results, judged_at, self.clock()
             self._index = build_index(self.src, self.src.clock())
             self._summary = None
             self._pages.clear()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -329,21 +328,25 @@ def _values_by_station(latest: LatestValues, now: float) -> dict[str, StationVal
 class SeriesIndex:
     """Series keys by station, for a page of stations without a pass over every series.
 
-    Rebuilt when the number of series changes: LatestValues only ever adds keys."""
+    Rebuilt when the number of series changes: LatestValues only ever adds keys (latest and history)."""
 
     def __init__(self) -> None:
         self._count = -1
         self._by_station: dict[str, list[SeriesKey]] = {}
 
-    def values_of(self, latest: LatestValues, station: str, now: float) -> StationValues:
-        """One station's latest values."""
-        if len(latest.latest) != self._count:
+    def keys_of(self, series: Mapping[SeriesKey, object], station: str) -> list[SeriesKey]:
+        """The keys of one station's series in `series` (LatestValues.latest or .history)."""
+        if len(series) != self._count:
             by_station: dict[str, list[SeriesKey]] = {}
-            for key in list(latest.latest):
+            for key in list(series):
                 by_station.setdefault(key[0], []).append(key)
             self._by_station, self._count = by_station, sum(map(len, by_station.values()))
+        return self._by_station.get(station, [])
+
+    def values_of(self, latest: LatestValues, station: str, now: float) -> StationValues:
+        """One station's latest values."""
         values = StationValues()
-        for key in self._by_station.get(station, ()):
+        for key in self.keys_of(latest.latest, station):
             sample = latest.latest.get(key)
             if sample is not None:
                 values.add(key, sample, now)
@@ -352,24 +355,31 @@ class SeriesIndex:
 
 @dataclasses.dataclass(slots=True)
 class AlertIndex:
-    """The active alerts by station and by (station, loop)."""
+    """The active alerts by station and by (station, loop), and each station's count per severity."""
 
     by_station: dict[str, list[AlertSnapshot]] = dataclasses.field(default_factory=dict)
     by_loop: dict[tuple[str, str | None], list[AlertSnapshot]] = dataclasses.field(default_factory=dict)
+    counts: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, alerts: Iterable[AlertSnapshot]) -> AlertIndex:
         """Index `alerts` (oldest first, as the alert book lists them)."""
         out = cls()
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
         for a in alerts:
             out.by_station.setdefault(a.station, []).append(a)
             out.by_loop.setdefault((a.station, a.loop), []).append(a)
+            if a.severity in rank:
+                out.counts.setdefault(a.station, [0] * len(SEVERITIES))[rank[a.severity]] += 1
         return out
 
     def severities(self, station: str) -> tuple[int, ...]:
         """The station's active alerts per severity, in SEVERITIES order."""
-        found = Counter(a.severity for a in self.by_station.get(station, ()))
-        return tuple(found[s] for s in SEVERITIES)
+        found = self.counts.get(station)
+        return tuple(found) if found is not None else _NO_ALERTS
+
+
+_NO_ALERTS = (0,) * len(SEVERITIES)
 
 
 def shown_offline(src: StatusReader, st: Station, online: bool) -> bool:

@@ -141,6 +141,16 @@ async def _get(client: aiohttp.ClientSession, url: str, etag: str | None = None)
         return r.status, json.loads(body), r.headers.get("ETag", "")
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _expected_group(stations: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]:
     """A summary group computed from the whole station document and the alerts list."""
     loops = [lp["status"] for st in stations for lp in st["loops"]]
@@ -257,10 +267,10 @@ async def test_filters_and_pages_cover_exactly_the_matching_stations(tmp_path: P
         # a page past the last is empty, with the totals
         _, doc, _ = await _get(client, f"{c.base}/api/v1/stations?company={COMPANIES[0]}&page=99")
         assert doc["stations"] == [] and doc["matching"] == 14 and doc["pages"] == 1
-        # a page's station is the whole document's, plus its alerts and its link
+        # a page's station is the whole document's (its numbers to 3 decimals), plus its alerts and its link
         _, doc, _ = await _get(client, f"{c.base}/api/v1/stations?q=st-002")
         [st] = doc["stations"]
-        whole_st = next(s for s in stations if s["id"] == "st-002")
+        whole_st = _rounded(next(s for s in stations if s["id"] == "st-002"))
         assert {k: st[k] for k in ("status", "loops", "company", "active_alerts")} == {
             k: whole_st[k] for k in ("status", "loops", "company", "active_alerts")
         }
@@ -333,6 +343,7 @@ async def test_an_acknowledgement_shows_at_once(tmp_path: Path, monkeypatch: pyt
         ("page_size=-5", "page_size"),
         ("status=broken", "status"),
         ("status=ok,nope", "status"),
+        ("status=坏%0Abad", "status"),
         ("sort=best", "sort"),
         ("compnay=x", "compnay"),
         ("page=1&page=2", "once"),
@@ -404,3 +415,31 @@ async def test_the_page_in_chromium_summary_first_then_a_filtered_page(tmp_path:
         shot.unlink(missing_ok=True)
         await _browser(url, tmp_path, f"--screenshot={shot}", "--window-size=1400,1400")
         assert shot.stat().st_size > 10_000
+
+
+async def test_the_charts_of_a_page_in_one_history_request(tmp_path: Path) -> None:
+    async with city(tmp_path, now=time.time() - 400.0) as c, aiohttp.ClientSession() as client:
+        for _ in range(4):
+            c.evaluate(step_s=40.0)  # one history point per 30 s at most
+        url = f"{c.base}/api/v1/history?stations=st-000,st-002&quantity=supply_temp,return_temp"
+        _, doc, _ = await _get(client, url)
+        assert set(doc["stations"]) == {"st-000", "st-002"}
+        for series in doc["stations"].values():
+            assert {(s["loop"], s["quantity"]) for s in series} == {
+                (lp, q) for lp in ("high", "low") for q in ("supply_temp", "return_temp")
+            }
+            assert len({len(s["points"]) for s in series}) == 1 and len(series[0]["points"]) >= 4
+        # the newest point always, every k-th before it; since= leaves out what the page has
+        _, few, _ = await _get(client, url + "&max_points=2")
+        full = doc["stations"]["st-002"][1]["points"]  # sorted by loop, sensor, quantity: high supply_temp
+        assert doc["stations"]["st-002"][1]["quantity"] == "supply_temp"
+        kept = few["stations"]["st-002"][1]["points"]
+        assert len(kept) == 2 and kept[-1] == full[-1] and kept[0] in full[:-1]
+        _, newer, _ = await _get(client, f"{url}&since={full[-2][0] + 0.01}")
+        assert newer["stations"]["st-002"][1]["points"] == [full[-1]]
+        # one station alone answers as before
+        _, one, _ = await _get(client, f"{c.base}/api/v1/history?station=st-002&quantity=supply_temp&loop=high")
+        assert one["station"] == "st-002" and [s["points"] for s in one["series"]] == [full]
+        assert (await _get(client, f"{c.base}/api/v1/history?stations=st-000,nope"))[0] == 404
+        many = ",".join(f"st-{i:03d}" for i in range(40)) * 6
+        assert (await _get(client, f"{c.base}/api/v1/history?stations={many}"))[0] == 400
