@@ -3,7 +3,9 @@
 It reads the service through `StatusSource` only and judges nothing itself: loop status comes from the
 evaluator, a station's online state from the service. Every handler's exception becomes a JSON 500 with
 the error logged; aiohttp's own exceptions never leave this module (a failure to listen is raised as
-StationmonError).
+StationmonError). The documents are built in `evaluator.status_view` (whole) and `evaluator.status_pages`
+(summary, filtered pages: once per evaluation); every JSON GET carries an ETag and answers a matching
+If-None-Match with 304.
 """
 
 from __future__ import annotations
