@@ -479,9 +479,12 @@ async function refreshStations() {
     filtersToUrl();
     return refreshStations();
   }
-  // the server's clock, for ages between evaluations (the page is built once per evaluation)
-  const offset = doc.generated_at - Date.now() / 1000;
-  state.serverNow = () => Date.now() / 1000 + offset;
+  // the server's clock, for ages between evaluations (the page is built once per evaluation); a 304's
+  // copy was built earlier, so only a fresh body sets it
+  if (changed) {
+    const offset = doc.generated_at - Date.now() / 1000;
+    state.serverNow = () => Date.now() / 1000 + offset;
+  }
   const charts = await loadHistory(doc);
   if (changed || charts) renderStations(doc);
   state.page = doc;
