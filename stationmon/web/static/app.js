@@ -375,6 +375,19 @@ function renderAlert(st, a) {
     acked);
 }
 
+// the most severe first; past ALERTS_SHOWN the rest fold away (a station short of heat has many)
+const ALERTS_SHOWN = 3;
+function alertList(st, alerts) {
+  if (!alerts.length) return [];
+  const sorted = [...alerts].sort((a, b) => SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity));
+  const shown = el("ul", { class: "alerts" }, ...sorted.slice(0, ALERTS_SHOWN).map((a) => renderAlert(st, a)));
+  if (sorted.length <= ALERTS_SHOWN) return [shown];
+  const rest = sorted.slice(ALERTS_SHOWN);
+  return [shown, el("details", { class: "more-alerts" },
+    el("summary", { text: `${rest.length} more alert(s)` }),
+    el("ul", { class: "alerts" }, ...rest.map((a) => renderAlert(st, a))))];
+}
+
 function renderStation(st) {
   const outdoor = st.values.outdoor_temp ? `outdoor ${fmt(st.values.outdoor_temp.value)} °C · ` : "";
   const stale = st.status === "offline";
@@ -395,7 +408,7 @@ function renderStation(st) {
       outdoor,
       el("span", { class: stale ? "stale" : null, title: "the station's own equipment (PLC, its MQTT points), not household sensors", text: `latest station reading ${age(seen)}` }),
       st.active_alerts ? el("span", { class: "station-alerts", text: ` · ${st.active_alerts} alert(s)` }) : null),
-    alerts.length ? el("ul", { class: "alerts" }, ...alerts.map((a) => renderAlert(st, a))) : null,
+    ...alertList(st, alerts),
     ...st.loops.map((loop) => renderLoop(st, loop)),
   );
 }
