@@ -3,13 +3,14 @@
 It reads the service through `StatusSource` only and judges nothing itself: loop status comes from the
 evaluator, a station's online state from the service. Every handler's exception becomes a JSON 500 with
 the error logged; aiohttp's own exceptions never leave this module (a failure to listen is raised as
-StationmonError).
+StationmonError). The documents are built in `evaluator.status_view` (whole) and `evaluator.status_pages`
+(summary, filtered pages: once per evaluation); every JSON GET carries an ETag and answers a matching
+If-None-Match with 304.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -25,13 +26,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from stationmon.config import Config
 from stationmon.domain.alerts import AlertSnapshot
-from stationmon.domain.latest import LatestValues, Sample
-from stationmon.domain.model import AlertEvent, StationState
-from stationmon.domain.plant import Station
+from stationmon.domain.latest import LatestValues
+from stationmon.domain.model import AlertEvent
 from stationmon.errors import StationmonError
-from stationmon.evaluator import LoopStatus
+from stationmon.evaluator.status_pages import Body, StationQuery, StatusPages
+from stationmon.evaluator.status_view import SeriesIndex, StatusReader, json_text, jsonable, num, stations_document
 from stationmon.logutil import printable, quieten_server_log
 from stationmon.metrics import Metrics
 
@@ -56,51 +56,24 @@ _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/c
 # (a NUL, a 300-character name or a traversal is simply not in the table: 404).
 _STATIC_FILES = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES}
 _ACK_MAX_BYTES = 16384
+MAX_HISTORY_STATIONS = 200
 _JSON_MAX_DEPTH = 16
-_LOOP_FIELDS = ("id", "name", "emitter", "design_supply", "design_return", "min_supply", "min_return")
-_STATUS_RANK = {"offline": 5, "noncompliant": 4, "sensor_fault": 3, "unknown": 2, "ok": 1}
 
 
-class StatusSource(Protocol):
+class StatusSource(StatusReader, Protocol):
     """What the HTTP server reads from the running service (stationmon.service.Service implements it)."""
 
-    config: Config
     metrics: Metrics
-    latest: LatestValues
     started_at: float
-    clock: Callable[[], float]
-
-    @property
-    def station_states(self) -> Mapping[str, StationState]: ...
 
     # Service documents each of these.
     def components(self) -> Mapping[str, Callable[[], Mapping[str, object]]]: ...
-    def station_online(self, station: Station, now: float) -> bool: ...
-    def loop_status(self, station: str, loop: str) -> LoopStatus | None: ...
-    def active_alerts(self) -> list[AlertSnapshot]: ...
     def acknowledge(self, alert_id: str, by: str, comment: str | None) -> AlertEvent | None: ...
-
-
-def _num(value: Any) -> Any:
-    """JSON cannot carry NaN or infinities: they become null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _num(value.item())
-    return _num(value)
 
 
 def alert_to_json(alert: AlertSnapshot | AlertEvent) -> dict[str, Any]:
     """An active alert or an alert event as a JSON object (with "id" for either)."""
-    doc: dict[str, Any] = _jsonable(alert)
+    doc: dict[str, Any] = jsonable(alert)
     if "alert_id" in doc and "id" not in doc:
         doc["id"] = doc["alert_id"]
     return doc
@@ -113,22 +86,6 @@ def check_bearer(request: web.Request, token: str | None) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def _default(value: Any) -> Any:
-    converted = _jsonable(value)
-    if converted is value:
-        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-    return converted
-
-
-def json_text(doc: Any) -> str:
-    """`doc` as compact JSON (UTF-8, NaN and infinities as null, dataclasses as objects)."""
-    try:
-        # the documents are built from plain values already: the fast path skips the deep walk
-        return json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)
-    except ValueError:  # a NaN or infinity somewhere: walk it and write them as null
-        return json.dumps(_jsonable(doc), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:
@@ -239,7 +196,9 @@ class HttpServer:
         self.app.on_response_prepare.append(_add_security_headers)
         quieten_server_log()  # aiohttp logs a traceback per malformed request line
         self._runner: web.AppRunner | None = None
-        self._stations_cache: tuple[float, str] | None = None
+        self._stations_cache: tuple[float, Body] | None = None
+        self.pages = StatusPages(source)  # the summary and the filtered pages, built once per evaluation
+        self._history_keys = SeriesIndex()
         self._requests = source.metrics.counter(
             "stationmon_http_requests_total", "HTTP requests by route and status code", ("route", "code")
         )
@@ -253,6 +212,7 @@ class HttpServer:
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/v1/stations", self.stations)
+        r.add_get("/api/v1/summary", self.summary)
         r.add_get("/api/v1/alerts", self.alerts)
         r.add_get("/api/v1/history", self.history)
         r.add_post("/api/v1/alerts/{id}/ack", self.acknowledge)
@@ -291,8 +251,10 @@ class HttpServer:
             # the path as sent (percent-encoded) and escaped: a decoded "%0a" would forge a log line
             log.exception("HTTP %s %s failed", printable(request.method, 20), printable(request.raw_path))
             response = json_response({"error": "internal error"}, status=500)
+        took = time.perf_counter() - started
         self._requests.labels(route, str(response.status)).inc()
-        self._request_seconds.labels(route).observe(time.perf_counter() - started)
+        self._request_seconds.labels(route).observe(took)
+        response.headers["Server-Timing"] = f"app;dur={took * 1000:.3f}"  # the bench reads it
         return response
 
     async def index(self, request: web.Request) -> web.StreamResponse:
@@ -323,7 +285,7 @@ class HttpServer:
             "components": components,
             "stations": {"total": len(stations), "online": sum(src.station_online(st, now) for st in stations)},
         }
-        return json_response(doc, status=503 if failing else 200)
+        return _json_reply(request, doc, status=503 if failing else 200)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         """Prometheus text exposition format."""
@@ -332,52 +294,67 @@ class HttpServer:
         )
 
     async def stations(self, request: web.Request) -> web.StreamResponse:
-        """Every station and loop: latest values with times, loop status, connection state.
+        """Without parameters every station, loop, latest values, status (CONTRACT section 7); with any of
+        company, district, status, q, sort, page, page_size the matching stations' page and the totals.
 
-        Built at most once per `STATIONS_CACHE_S`: every open status page asks every few seconds, and a
-        district of thousands of stations costs tenths of a second to describe (bench/bench_http.py).
+        The whole document is built at most once per `STATIONS_CACHE_S` (a district of thousands of stations
+        costs tenths of a second to describe, bench/bench_http.py); a page once per evaluation.
         """
-        now = time.monotonic()
-        cached = self._stations_cache
-        if cached is None or now - cached[0] >= self.STATIONS_CACHE_S:
-            cached = self._stations_cache = (now, json_text(stations_document(self.source)))
-        return web.Response(text=cached[1], content_type="application/json")
+        if not request.query:
+            now = time.monotonic()
+            cached = self._stations_cache
+            if cached is None or now - cached[0] >= self.STATIONS_CACHE_S:
+                cached = self._stations_cache = (now, Body.of(stations_document(self.source)))
+            return _conditional(request, cached[1])
+        if len(request.query) != len(set(request.query)):
+            raise web.HTTPBadRequest(reason="each parameter at most once")
+        try:
+            query = StationQuery.parse(request.query)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason=str(exc)) from None
+        return _conditional(request, self.pages.page(query))
+
+    async def summary(self, request: web.Request) -> web.StreamResponse:
+        """Per company and per district: stations, loops by status, share compliant, alerts, the worst."""
+        if request.query:
+            raise web.HTTPBadRequest(reason="/api/v1/summary takes no parameters")
+        return _conditional(request, self.pages.summary())
 
     async def alerts(self, request: web.Request) -> web.StreamResponse:
         """The active alerts, newest first, each with its station's heating company."""
         companies = {st.id: st.company for st in self.source.config.stations}
         alerts = [{**alert_to_json(a), "company": companies.get(a.station, "")} for a in self.source.active_alerts()]
         alerts.sort(key=lambda a: -(a.get("since") or 0.0))
-        return json_response({"generated_at": self.source.clock(), "alerts": alerts})
+        return _json_reply(request, {"generated_at": self.source.clock(), "alerts": alerts})
 
     async def history(self, request: web.Request) -> web.StreamResponse:
-        """The in-memory history of one station's series (the status page's charts)."""
+        """The in-memory history of one station's series (`station=`), or of several at once (`stations=a,b`,
+        at most MAX_HISTORY_STATIONS: one pass for a page of charts); `since`, `loop`, `quantity` and
+        `max_points` (every k-th point, the newest always) narrow it."""
         q = request.query
-        station = q.get("station")
-        if not station:
-            raise web.HTTPBadRequest(reason="station= is required")
-        try:
-            self.source.config.station(station)
-        except KeyError:
-            raise web.HTTPNotFound(reason=f"unknown station {station!r}") from None
-        loop, quantity = q.get("loop"), q.get("quantity")
+        one = q.get("station")
+        wanted = [one] if one else [s for s in q.get("stations", "").split(",") if s]
+        if not wanted:
+            raise web.HTTPBadRequest(reason="station= (or stations=a,b,...) is required")
+        if len(wanted) > MAX_HISTORY_STATIONS:
+            raise web.HTTPBadRequest(reason=f"stations=: at most {MAX_HISTORY_STATIONS}")
+        for station in wanted:
+            try:
+                self.source.config.station(station)
+            except KeyError:
+                raise web.HTTPNotFound(reason=f"unknown station {station!r}") from None
         try:
             since = float(q.get("since", "0"))
+            max_points = int(q.get("max_points", "0"))
         except ValueError:
-            raise web.HTTPBadRequest(reason="since= must be a Unix time") from None
-        latest = self.source.latest
-        series = [
-            {
-                "loop": lid,
-                "sensor": sensor,
-                "quantity": qty,
-                "points": [[round(ts, 3), _num(v)] for ts, v in points if ts >= since],
-            }
-            for (sid, lid, sensor, qty), points in list(latest.history.items())
-            if sid == station and (loop is None or lid == loop) and (not quantity or qty == quantity)
-        ]
-        series.sort(key=lambda s: (s["loop"] or "", s["sensor"] or "", s["quantity"]))
-        return json_response({"station": station, "window_s": latest.history_window_s, "series": series})
+            raise web.HTTPBadRequest(reason="since= must be a Unix time, max_points= a whole number") from None
+        found = _history(
+            self.source.latest, self._history_keys, wanted, q.get("loop"), q.get("quantity"), since, max_points
+        )
+        window = self.source.latest.history_window_s
+        if one:
+            return _json_reply(request, {"station": one, "window_s": window, "series": found.get(one, [])})
+        return _json_reply(request, {"window_s": window, "stations": {sid: found.get(sid, []) for sid in wanted}})
 
     async def acknowledge(self, request: web.Request) -> web.StreamResponse:
         """Acknowledge a firing alert (Bearer token; optional JSON "by" and "comment"): 401, 404 or 200.
@@ -394,7 +371,62 @@ class HttpServer:
         event = self.source.acknowledge(alert_id, by, comment)
         if event is None:
             raise web.HTTPNotFound(reason=f"no firing alert {alert_id!r}")
+        self.pages.invalidate()  # the station cards show who acknowledged
         return json_response({"acknowledged": alert_to_json(event)})
+
+
+def _history(
+    latest: LatestValues,
+    keys: SeriesIndex,
+    stations: list[str],
+    loop: str | None,
+    quantity: str | None,
+    since: float,
+    max_points: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """The stations' series since `since`, sorted by loop, sensor, quantity (`keys` finds their series).
+
+    `quantity` may name several, comma-separated (the page's charts: supply_temp,return_temp)."""
+    quantities = set(quantity.split(",")) if quantity else set()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for sid, lid, sensor, qty in (
+        k for station in dict.fromkeys(stations) for k in keys.keys_of(latest.history, station)
+    ):
+        points = latest.history.get((sid, lid, sensor, qty))
+        if points is None or (loop is not None and lid != loop) or (quantities and qty not in quantities):
+            continue
+        kept = [p for p in points if p[0] >= since]
+        if max_points > 0 and len(kept) > max_points:
+            step = math.ceil(len(kept) / max_points)
+            kept = kept[(len(kept) - 1) % step :: step]  # every step-th, ending on the newest
+        series = {"loop": lid, "sensor": sensor, "quantity": qty, "points": [[round(t, 3), num(v)] for t, v in kept]}
+        out.setdefault(sid, []).append(series)
+    for series_list in out.values():
+        series_list.sort(key=lambda s: (s["loop"] or "", s["sensor"] or "", s["quantity"]))
+    return out
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match against our ETag: "*", or one of a list, weak (W/) or strong alike (RFC 9110 13.1.2)."""
+    if not header:
+        return False
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+def _conditional(request: web.Request, body: Body, status: int = 200) -> web.Response:
+    """`body` with its ETag, or 304 and no body when the client's copy is current (GET, 200 only)."""
+    headers = {"ETag": body.etag, "Cache-Control": "no-cache"}  # no-cache: keep it, but ask each time
+    if status == 200 and _etag_matches(request.headers.get("If-None-Match"), body.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        body=body.data, status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+def _json_reply(request: web.Request, doc: Any, status: int = 200) -> web.Response:
+    """A JSON answer to a GET, with its ETag and If-None-Match honoured."""
+    return _conditional(request, Body.of(doc), status)
 
 
 def _file(name: str) -> web.StreamResponse:
@@ -436,176 +468,3 @@ def _online_by_station(src: StatusSource) -> dict[tuple[str, ...], float]:
 
 def _count_alerts(alerts: Iterable[AlertSnapshot]) -> dict[tuple[str, ...], float]:
     return {key: float(n) for key, n in Counter((a.rule, a.severity) for a in alerts).items()}
-
-
-def _loop_status(status: LoopStatus | None) -> dict[str, Any]:
-    """The evaluator's judgement of one loop as JSON fields; null and "unknown" before its first.
-
-    `verdict` says what the compliance verdict rests on (sensors, estimate, none); the fields of
-    `_VERDICT_FIELDS` are shown when the evaluator gives them."""
-    if status is None:
-        return {**dict.fromkeys(_JUDGED_FIELDS), "status": "unknown", "verdict": "none", "reasons": []}
-    extra = {f: _num(getattr(status, f, None)) for f in _VERDICT_FIELDS}
-    return {
-        **{f: getattr(status, f) for f in _JUDGED_FIELDS},
-        **extra,
-        "status": status.status,
-        "verdict": getattr(status, "verdict", None) or "none",
-        "reasons": status.reasons,
-    }
-
-
-_JUDGED_FIELDS = (
-    "required_supply_temp",
-    "required_return_temp",
-    "estimated_indoor_temp",
-    "delta_t",
-    "expected_delta_t",
-    "outdoor_temp",
-    "compliant",
-    # issue 12: what the verdict rests on, the households' evidence, the hour's standing
-    "verdict",
-    "measured_indoor_temp",
-    "indoor_sensors",
-    "indoor_below_target",
-    "indoor_below_refund",
-    "beyond_design",
-    "setback",
-    "inspection_hour",
-)
-
-
-# loop_status fields (CONTRACT section 4) beside the verdict, where the evaluator reports them
-_VERDICT_FIELDS = (
-    "measured_indoor_temp",
-    "indoor_sensors",
-    "indoor_below_target",
-    "indoor_below_refund",
-    "beyond_design",
-    "setback",
-    "inspection_hour",
-)
-
-
-def _sample(sample: Sample, now: float) -> dict[str, Any]:
-    return {
-        "value": _num(sample.value),
-        "ts": sample.ts,
-        "age_s": round(max(0.0, now - sample.ts), 3),
-        "fault": sample.fault,
-    }
-
-
-@dataclasses.dataclass(slots=True)
-class _Values:
-    """One station's latest values as JSON: station-level, per loop, household sensors per loop."""
-
-    station: dict[str, Any] = dataclasses.field(default_factory=dict)
-    loops: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    indoor: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-
-def _values_by_station(latest: LatestValues, now: float) -> dict[str, _Values]:
-    # one pass over every series, grouped by station (series_of per station would be O(stations²))
-    out: dict[str, _Values] = {}
-    for (sid, lid, sensor, qty), sample in list(latest.latest.items()):
-        values = out.get(sid)
-        if values is None:
-            values = out[sid] = _Values()
-        doc = _sample(sample, now)
-        if lid is None:
-            values.station[qty] = doc
-        elif sensor is not None:
-            values.indoor.setdefault(lid, {})[sensor] = doc
-        else:
-            values.loops.setdefault(lid, {})[qty] = doc
-    return out
-
-
-def _station_document(
-    src: StatusSource, st: Station, values: _Values, alerts: dict[tuple[str, str | None], int], now: float
-) -> dict[str, Any]:
-    state = src.station_states.get(st.id)
-    last_seen = src.latest.last_seen.get(st.id)
-    plant_seen = _plant_seen(values)
-    online = src.station_online(st, now)
-    # shown as offline once it was heard from or its connection has failed; before that, a station
-    # not heard from yet keeps the evaluator's judgement (unknown, then offline after offline_after)
-    heard_of = last_seen is not None or (state is not None and state.consecutive_failures > 0)
-    offline = not online and heard_of
-    loops = []
-    for lp in st.loops:
-        status = _loop_status(src.loop_status(st.id, lp.id))
-        if offline:
-            status["status"] = "offline"
-        loops.append(
-            {
-                **{f: getattr(lp, f) for f in _LOOP_FIELDS},
-                **status,
-                "values": values.loops.get(lp.id, {}),
-                "indoor_sensors": values.indoor.get(lp.id, {}),
-                "active_alerts": alerts.get((st.id, lp.id), 0),
-            }
-        )
-    worst = max((lp["status"] for lp in loops), key=lambda s: _STATUS_RANK.get(s, 0), default="unknown")
-    return {
-        "id": st.id,
-        "name": st.name,
-        "district": st.district,
-        "company": st.company,
-        "heat_source": st.heat_source,
-        "area_m2": st.area_m2,
-        "households": st.households,
-        "status": "offline" if offline else worst,
-        "online": online,
-        # "seen" is the station's own equipment (the PLC answered, its topics arrived), not a household
-        # thermometer: those keep reporting while the station is down
-        "last_seen": plant_seen,
-        "age_s": None if plant_seen is None else round(max(0.0, now - plant_seen), 3),
-        "household_seen": _household_seen(values),
-        "values": values.station,
-        "connection": _jsonable(state) if state is not None else None,
-        "active_alerts": sum(n for (sid, _), n in alerts.items() if sid == st.id),
-        "loops": loops,
-    }
-
-
-def _plant_seen(values: _Values) -> float | None:
-    """The time of the station's newest reading from its own equipment (station and loop points)."""
-    times = [v["ts"] for v in values.station.values()]
-    times.extend(v["ts"] for loop in values.loops.values() for v in loop.values())
-    return max(times, default=None)
-
-
-def _household_seen(values: _Values) -> float | None:
-    """The time of the newest household (indoor sensor) reading of the station."""
-    return max((v["ts"] for loop in values.indoor.values() for v in loop.values()), default=None)
-
-
-def _add_loop_alerts(stations: list[dict[str, Any]], alerts: Iterable[AlertSnapshot]) -> None:
-    """Each loop's active alerts as `alerts: [{rule, severity, id}]`, so a loop judged "ok" still shows,
-    say, delta_t_low (water-model warnings do not change the status when household sensors decide it)."""
-    by_loop: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for a in alerts:
-        by_loop.setdefault((a.station, a.loop), []).append({"rule": a.rule, "severity": a.severity, "id": a.id})
-    for st in stations:
-        for lp in st["loops"]:
-            lp["alerts"] = by_loop.get((st["id"], lp["id"]), [])
-
-
-def stations_document(src: StatusSource) -> dict[str, Any]:
-    """The /api/v1/stations body: every station, its loops, latest values, status and alerts."""
-    now = src.clock()
-    cfg = src.config
-    active = src.active_alerts()
-    alerts = Counter((a.station, a.loop) for a in active)
-    by_station = _values_by_station(src.latest, now)
-    stations = [_station_document(src, st, by_station.get(st.id) or _Values(), alerts, now) for st in cfg.stations]
-    _add_loop_alerts(stations, active)
-    return {
-        "generated_at": now,
-        "site": {f: getattr(cfg.site, f) for f in ("name", "indoor_target", "outdoor_design", "timezone")},
-        "margin": cfg.rules.margin,
-        "shard": {"index": cfg.cluster.shard, "count": cfg.cluster.shards},  # this instance shows only its shard
-        "stations": stations,
-    }

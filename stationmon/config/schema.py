@@ -138,6 +138,7 @@ class HttpConfig:
     token: Secret | None = None
     history_window_s: float = 6 * 3600.0
     external_url: str = ""
+    grafana_url: str = ""  # Grafana's base URL: the status page links each station to its dashboard there
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,9 +262,24 @@ def read_http(root: Table) -> HttpConfig:
         token=read_secret(t, "token"),
         history_window_s=t.duration("history_window", d.history_window_s, allow_zero=False),
         external_url=t.text("external_url", d.external_url),
+        grafana_url=_grafana_url(t),
     )
     t.finish()
     return cfg
+
+
+def _grafana_url(t: Table) -> str:
+    """`[http] grafana_url`: Grafana's base URL (http or https, a path prefix allowed), without its trailing /."""
+    url = t.text("grafana_url", "").strip()
+    if not url or not check_url(url, t.key("grafana_url"), t.problems, _HTTP):
+        return ""
+    if "?" in url or "#" in url:  # the station link appends /d/<uid>?var-station=...
+        t.add(
+            "grafana_url",
+            f"expected Grafana's base URL without ?query or #fragment, such as http://grafana:3000, got {url!r}",
+        )
+        return ""
+    return url.rstrip("/")
 
 
 def read_alerting(root: Table, has_mqtt: bool) -> AlertingConfig:

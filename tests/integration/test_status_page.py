@@ -156,7 +156,7 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
         for st in stations:
             assert html.escape(st.name) in dom or st.name in dom
         assert 'data-loaded="true"' in dom
-        assert re.search(r'<tr data-alert="[^"]+" data-station="', dom)
+        assert re.search(r'<li data-alert="[^"]+" data-station="', dom)  # alerts in their station's card
         assert "<svg" in dom and "polyline" in dom  # the charts draw the in-memory history
         # a real time axis: wall-clock labels at both ends of every chart, no bare "N min"
         assert len(re.findall(r'<text class="time-label"[^>]*>\d{1,2}:\d{2}(:\d{2})?(\s?[AP]M)?</text>', dom)) >= 2
