@@ -188,16 +188,16 @@ class Evaluator:
         }
 
     def status_lines(self, r: RuleResults) -> list[str]:
-        """One `loop_status` line per loop (sensor counts only where fresh household sensors report)."""
+        """One `loop_status` line per loop (sensor counts only where fresh household sensors report), each
+        standing for `evaluate_every` (`interval_s`)."""
         sensors = r.indoor_sensors
         with_sensors = sensors > 0
         counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
-        columns = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
-        floats = [a.tolist() for a in columns]
+        floats = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
         inspection = np.full(self.table.n_loops, r.inspection_hour)
-        flags = [a.tolist() for a in (r.beyond_design, r.setback, inspection)]
+        flags = (r.beyond_design, r.setback, inspection)
         return self._status_encoder.encode(
-            r.now, r.status.tolist(), r.compliant().tolist(), floats, r.verdict.tolist(), flags
+            r.now, r.status, r.compliant(), floats, r.verdict, flags, self.config.rules.evaluate_every_s
         )
 
     def _record(self, event: AlertEvent) -> str:
