@@ -43,7 +43,9 @@ class TrackedSeries:
         self.ts: FloatArray = np.full(n, np.nan)
         self.flagged = np.zeros(n, dtype=np.bool_)
         # element writes through memoryviews cost a third of numpy's item assignment
-        self._value, self._ts, self._flagged = memoryview(self.value), memoryview(self.ts), memoryview(self.flagged)
+        self._value = self.value.data.cast("B").cast("d")
+        self._ts = self.ts.data.cast("B").cast("d")
+        self._flagged = self.flagged.data.cast("B").cast("?")
 
     def set(self, i: int, value: float, ts: float, fault: str | None) -> None:
         """Series i now has this sample."""
@@ -63,7 +65,7 @@ class LatestValues:
         self._history_step_s = max(1.0, history_window_s / history_max_points)
         self.last_seen: dict[str, float] = {}  # station -> ts of its newest reading
         self._slots: dict[SeriesKey, list[tuple[TrackedSeries, int]]] = {}  # tracked series -> where they live
-        self._seen_slots: dict[str, list[tuple[memoryview, int]]] = {}  # station -> its tracked last_seen
+        self._seen_slots: dict[str, list[tuple[memoryview[float], int]]] = {}  # station -> its tracked last_seen
         self._watchers: dict[str, list[list[SeriesKey]]] = {}  # quantity -> lists that learn its new series
 
     def update(self, readings: Iterable[Reading]) -> None:
@@ -114,7 +116,7 @@ class LatestValues:
     def track_last_seen(self, stations: Sequence[str]) -> FloatArray:
         """Per station, the time of its newest reading (NaN: none yet), kept current by `update` (live)."""
         seen = np.array([self.last_seen.get(s, np.nan) for s in stations], dtype=np.float64)
-        view = memoryview(seen)
+        view = seen.data.cast("B").cast("d")
         for i, station in enumerate(stations):
             self._seen_slots.setdefault(station, []).append((view, i))
         return seen

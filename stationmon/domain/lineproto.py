@@ -275,10 +275,17 @@ class LoopStatusEncoder:
         n = len(self.prefixes)
         codes = _column(status, np.intp, n, "status")
         columns: list[list[str]] = [self.prefixes, self._status_fields[codes].tolist()]
+        sparse: list[tuple[NDArray[np.bool_], list[str]]] = []  # columns finite on few loops (indoor sensors)
         for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False):
-            fields = _float_fields(key, _column(values, np.float64, n, key))
-            if fields is not None:
-                columns.append(fields)
+            finite, pieces = _float_fields(key, _column(values, np.float64, n, key))
+            if len(pieces) == n:
+                columns.append(pieces)
+            elif len(pieces) > n // 4:
+                columns.append(_spread(n, finite, pieces).tolist())
+            elif pieces:
+                sparse.append((finite, pieces))
+        if sparse:
+            columns.append(_merge_sparse(n, sparse))
         columns.append(self._tails(ts_s, n, compliant, verdict, flags, interval_s))
         return list(map("".join, zip(*columns, strict=True)))
 
@@ -318,12 +325,12 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-def _float_fields(key: str, values: NDArray[np.float64]) -> list[str] | None:
-    """`,key=value` per entry, the value as `repr` writes it, "" where not finite; None if none is finite."""
+def _float_fields(key: str, values: NDArray[np.float64]) -> tuple[NDArray[np.bool_], list[str]]:
+    """Where `values` are finite, and there `,key=value`, the value as `repr` writes it."""
     finite = np.isfinite(values)
     n_finite = int(np.count_nonzero(finite))
     if not n_finite:
-        return None
+        return finite, []
     head = f",{key}="
     sub = np.ascontiguousarray(values if n_finite == len(values) else values[finite])
     # one string "a,b,c" for the whole column, the key put before each value, then split: all in C
@@ -333,10 +340,25 @@ def _float_fields(key: str, values: NDArray[np.float64]) -> list[str] | None:
     # repr switches to exponent notation outside [1e-4, 1e16) and spells the exponent differently
     for j in np.flatnonzero((magnitude >= 1e16) | ((magnitude < 1e-4) & (sub != 0.0))).tolist():
         pieces[j] = head + repr(float(sub[j]))
-    if n_finite == len(values):
-        return pieces
-    out = np.full(len(values), "", dtype=object)
-    out[finite] = pieces
+    return finite, pieces
+
+
+def _spread(n: int, where: NDArray[np.bool_], pieces: list[str]) -> NDArray[Any]:
+    """n strings: `pieces` in order where `where` holds, "" elsewhere."""
+    out = np.full(n, "", dtype=object)
+    out[where] = pieces
+    return out
+
+
+def _merge_sparse(n: int, columns: list[tuple[NDArray[np.bool_], list[str]]]) -> list[str]:
+    """Columns finite on few loops as one column: their fields in order per loop, "" where none."""
+    anywhere = np.logical_or.reduce([finite for finite, _ in columns])
+    rows = np.flatnonzero(anywhere)
+    merged = np.full(len(rows), "", dtype=object)
+    for finite, pieces in columns:
+        merged = merged + _spread(len(rows), finite[rows], pieces)
+    out = np.full(n, "", dtype=object)
+    out[rows] = merged
     fields: list[str] = out.tolist()
     return fields
 

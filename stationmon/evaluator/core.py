@@ -31,7 +31,7 @@ from stationmon.evaluator.status_view import LoopStatusView
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "loop_status_lines"]
 
 log = logging.getLogger("stationmon.evaluator")
 
@@ -188,17 +188,8 @@ class Evaluator:
         }
 
     def status_lines(self, r: RuleResults) -> list[str]:
-        """One `loop_status` line per loop (sensor counts only where fresh household sensors report), each
-        standing for `evaluate_every` (`interval_s`)."""
-        sensors = r.indoor_sensors
-        with_sensors = sensors > 0
-        counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
-        floats = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
-        inspection = np.full(self.table.n_loops, r.inspection_hour)
-        flags = (r.beyond_design, r.setback, inspection)
-        return self._status_encoder.encode(
-            r.now, r.status, r.compliant(), floats, r.verdict, flags, self.config.rules.evaluate_every_s
-        )
+        """One `loop_status` line per loop, each standing for `evaluate_every` (`interval_s`)."""
+        return loop_status_lines(self._status_encoder, r, self.config.rules.evaluate_every_s)
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""
@@ -236,3 +227,13 @@ class Evaluator:
     def _known_key(self, key: AlertKey) -> bool:
         _, station, loop = key
         return station in self.table.station_index and (loop is None or (station, loop) in self.table.loop_index)
+
+
+def loop_status_lines(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> list[str]:
+    """One `loop_status` line per loop of `r` (sensor counts only where fresh household sensors report)."""
+    sensors = r.indoor_sensors
+    with_sensors = sensors > 0
+    counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
+    floats = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
+    flags = (r.beyond_design, r.setback, np.full(len(r.status), r.inspection_hour))
+    return encoder.encode(r.now, r.status, r.compliant(), floats, r.verdict, flags, interval_s)
