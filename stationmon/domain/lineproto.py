@@ -274,18 +274,20 @@ class LoopStatusEncoder:
         VERDICTS, `flags` one column per LOOP_STATUS_FLAGS, `interval_s` the seconds each point stands for."""
         n = len(self.prefixes)
         codes = _column(status, np.intp, n, "status")
-        columns: list[list[str]] = [self.prefixes, self._status_fields[codes].tolist()]
-        sparse: list[tuple[NDArray[np.bool_], list[str]]] = []  # columns finite on few loops (indoor sensors)
+        columns: list[Iterable[str]] = [self.prefixes, self._status_fields[codes].tolist()]
+        # runs of neighbouring columns finite on most loops (a list each) or on few (merged into one)
+        runs: list[tuple[bool, list[tuple[str, NDArray[np.float64], NDArray[np.bool_]]]]] = []
         for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False):
-            finite, pieces = _float_fields(key, _column(values, np.float64, n, key))
-            if len(pieces) == n:
-                columns.append(pieces)
-            elif len(pieces) > n // 4:
-                columns.append(_spread(n, finite, pieces).tolist())
-            elif pieces:
-                sparse.append((finite, pieces))
-        if sparse:
-            columns.append(_merge_sparse(n, sparse))
+            array = _column(values, np.float64, n, key)
+            finite = np.isfinite(array)
+            count = int(np.count_nonzero(finite))
+            if count:
+                dense = count > n // 4
+                if not runs or runs[-1][0] != dense:
+                    runs.append((dense, []))
+                runs[-1][1].append((key, array, finite))
+        for dense, run in runs:
+            columns.extend(_dense_fields(n, run) if dense else [_merge_sparse(n, run)])
         columns.append(self._tails(ts_s, n, compliant, verdict, flags, interval_s))
         return list(map("".join, zip(*columns, strict=True)))
 
@@ -325,22 +327,40 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-def _float_fields(key: str, values: NDArray[np.float64]) -> tuple[NDArray[np.bool_], list[str]]:
-    """Where `values` are finite, and there `,key=value`, the value as `repr` writes it."""
-    finite = np.isfinite(values)
-    n_finite = int(np.count_nonzero(finite))
-    if not n_finite:
-        return finite, []
-    head = f",{key}="
-    sub = np.ascontiguousarray(values if n_finite == len(values) else values[finite])
-    # one string "a,b,c" for the whole column, the key put before each value, then split: all in C
-    text = orjson.dumps(sub, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
-    pieces = (head + text.replace(",", "\0" + head)).split("\0")
-    magnitude = np.abs(sub)
-    # repr switches to exponent notation outside [1e-4, 1e16) and spells the exponent differently
-    for j in np.flatnonzero((magnitude >= 1e16) | ((magnitude < 1e-4) & (sub != 0.0))).tolist():
-        pieces[j] = head + repr(float(sub[j]))
-    return finite, pieces
+_OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_Col = tuple[str, NDArray[np.float64], NDArray[np.bool_]]  # a float column: key, values, where finite
+
+
+def _odd(values: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Finite values that `repr` writes in exponent notation (outside [1e-4, 1e16)), unlike Ryu's spelling."""
+    magnitude = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        return (magnitude >= 1e16) & np.isfinite(values) | ((magnitude < 1e-4) & (values != 0.0))
+
+
+def _float_texts(finite: NDArray[np.float64]) -> list[str]:
+    """These finite values as `repr` writes them: one orjson call for the column, split in C."""
+    if not len(finite):
+        return []
+    texts = orjson.dumps(np.ascontiguousarray(finite), option=_OPT_NUMPY)[1:-1].decode().split(",")
+    for j in np.flatnonzero(_odd(finite)).tolist():
+        texts[j] = repr(float(finite[j]))
+    return texts
+
+
+def _dense_fields(n: int, run: list[_Col]) -> list[Iterable[str]]:
+    """Columns finite on most loops: per column its `,key=` where finite and its values ("" elsewhere).
+
+    (The key as a column of its own costs less than putting it before each value with a replace.)"""
+    out: list[Iterable[str]] = []
+    for key, array, finite in run:
+        head = f",{key}="
+        texts = _float_texts(array[finite])
+        if len(texts) == n:
+            out += [itertools.repeat(head, n), texts]
+        else:
+            out += [np.where(finite, head, "").tolist(), _spread(n, finite, texts).tolist()]
+    return out
 
 
 def _spread(n: int, where: NDArray[np.bool_], pieces: list[str]) -> NDArray[Any]:
@@ -350,17 +370,19 @@ def _spread(n: int, where: NDArray[np.bool_], pieces: list[str]) -> NDArray[Any]
     return out
 
 
-def _merge_sparse(n: int, columns: list[tuple[NDArray[np.bool_], list[str]]]) -> list[str]:
-    """Columns finite on few loops as one column: their fields in order per loop, "" where none."""
-    anywhere = np.logical_or.reduce([finite for finite, _ in columns])
+def _merge_sparse(n: int, run: list[_Col]) -> list[str]:
+    """Neighbouring columns finite on few loops as one column: their fields in order per loop, "" where none."""
+    anywhere = np.logical_or.reduce([finite for _, _, finite in run])
     rows = np.flatnonzero(anywhere)
     merged = np.full(len(rows), "", dtype=object)
-    for finite, pieces in columns:
-        merged = merged + _spread(len(rows), finite[rows], pieces)
+    for key, array, finite in run:
+        head = f",{key}="
+        fields = [head + text for text in _float_texts(array[finite])]
+        merged = merged + _spread(len(rows), finite[rows], fields)
     out = np.full(n, "", dtype=object)
     out[rows] = merged
-    fields: list[str] = out.tolist()
-    return fields
+    fields_per_loop: list[str] = out.tolist()
+    return fields_per_loop
 
 
 def encode_loop_status(
