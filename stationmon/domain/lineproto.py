@@ -331,11 +331,11 @@ _OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _Col = tuple[str, NDArray[np.float64], NDArray[np.bool_]]  # a float column: key, values, where finite
 
 
-def _odd(values: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Finite values that `repr` writes in exponent notation (outside [1e-4, 1e16)), unlike Ryu's spelling."""
-    magnitude = np.abs(values)
-    with np.errstate(invalid="ignore"):
-        return (magnitude >= 1e16) & np.isfinite(values) | ((magnitude < 1e-4) & (values != 0.0))
+def _odd(finite: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Of these finite values, those `repr` writes in exponent notation (outside [1e-4, 1e16)), unlike Ryu."""
+    magnitude = np.abs(finite)
+    odd: NDArray[np.bool_] = (magnitude >= 1e16) | ((magnitude < 1e-4) & (finite != 0.0))
+    return odd
 
 
 def _float_texts(finite: NDArray[np.float64]) -> list[str]:
