@@ -358,8 +358,17 @@ def _dense_fields(n: int, run: list[_Col]) -> list[Iterable[str]]:
         texts = _float_texts(array[finite])
         if len(texts) == n:
             out += [itertools.repeat(head, n), texts]
-        else:
-            out += [np.where(finite, head, "").tolist(), _spread(n, finite, texts).tolist()]
+            continue
+        gaps = np.flatnonzero(~finite).tolist()  # few: slices of the lists between them are copied in C
+        heads, values, start = [head] * n, [], 0
+        for k, gap in enumerate(gaps):
+            heads[gap] = ""
+            end = gap - k  # the finite values before this gap
+            values += texts[start:end]
+            values.append("")
+            start = end
+        values += texts[start:]
+        out += [heads, values]
     return out
 
 
