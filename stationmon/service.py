@@ -114,7 +114,7 @@ class Service:
 
     def _active_events(self) -> list[AlertEvent]:
         now = self.clock()
-        return [self.evaluator.with_company(event_from_snapshot(a, now)) for a in self.evaluator.alerts.active_alerts()]
+        return [event_from_snapshot(a, now) for a in self.evaluator.alerts.active_alerts()]
 
     def _learn(self, state: AlertmanagerState) -> None:
         """What Alertmanager says the replicas share: acknowledgements, and firing alerts' starts."""

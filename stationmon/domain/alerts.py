@@ -48,7 +48,7 @@ class Condition:
     it is ("heat_source" while the station's primary supply falls short, else "station").
     """
 
-    __slots__ = ("_describe", "_message", "cause", "district", "sensors", "severity", "threshold", "value")
+    __slots__ = ("_describe", "_message", "cause", "company", "district", "sensors", "severity", "threshold", "value")
 
     def __init__(
         self,
@@ -61,10 +61,12 @@ class Condition:
         describe: Callable[[], str] | None = None,
         severity: str | None = None,
         cause: str = "station",
+        company: str = "",
     ) -> None:
         self.value = value
         self.threshold = threshold
         self.district = district
+        self.company = company  # the station's heating company (a tag and a label), like the district
         self.sensors = sensors
         self.severity = severity
         self.cause = cause
@@ -82,8 +84,8 @@ class Condition:
     def __repr__(self) -> str:
         return (
             f"Condition(value={self.value!r}, threshold={self.threshold!r}, message={self.message!r}, "
-            f"district={self.district!r}, sensors={set(self.sensors)!r}, severity={self.severity!r}, "
-            f"cause={self.cause!r})"
+            f"district={self.district!r}, company={self.company!r}, sensors={set(self.sensors)!r}, "
+            f"severity={self.severity!r}, cause={self.cause!r})"
         )
 
 
@@ -109,6 +111,7 @@ class Alert:
     acknowledged_at: float | None = None
     comment: str | None = None
     cause: str = "station"  # fixed when it fires: a label change would make it another alert downstream
+    company: str = ""  # the station's heating company, from the condition like the district
     source: Condition | None = field(default=None, repr=False, compare=False)  # message not yet read
 
     @property
@@ -143,6 +146,7 @@ class AlertSnapshot:
     acknowledged_at: float | None
     comment: str | None
     cause: str = "station"
+    company: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (NaN values become None)."""
@@ -289,6 +293,7 @@ class AlertBook:
                     station=key[1],
                     loop=key[2],
                     district=cond.district,
+                    company=cond.company,
                     state="pending",
                     pending_since=now,
                     base_severity=policy.severity,
@@ -297,6 +302,7 @@ class AlertBook:
                 self.dirty = True
             alert.value, alert.threshold, alert.source = cond.value, cond.threshold, cond
             alert.district = cond.district or alert.district
+            alert.company = cond.company or alert.company
             if alert.state == "pending" and alert.cause != cond.cause:
                 alert.cause = cond.cause
                 self.dirty = True
@@ -450,10 +456,11 @@ class AlertBook:
         """The whole state as a JSON-able dict."""
         return {"version": STATE_VERSION, "alerts": [_alert_to_dict(a) for a in self._alerts.values()]}
 
-    def load_dict(self, data: Mapping[str, Any]) -> int:
+    def load_dict(self, data: Mapping[str, Any], companies: Mapping[str, str] | None = None) -> int:
         """Replace the state with one saved by `to_dict`; returns alerts restored.
 
         Malformed entries and those of disabled rules are skipped; ValueError for a wrong document or version.
+        An alert saved without a company (before alerts kept it) takes its station's from `companies`.
         """
         if not isinstance(data, Mapping) or data.get("version") != STATE_VERSION:
             raise ValueError(f"not an alert state of version {STATE_VERSION}")
@@ -469,6 +476,7 @@ class AlertBook:
             if SEVERITY_ORDER[policy.severity] > SEVERITY_ORDER[alert.severity]:
                 alert.severity = policy.severity  # the config raised the rule's severity since
             alert.base_severity = policy.severity
+            alert.company = alert.company or (companies or {}).get(alert.station, "")
             alerts[alert.key] = alert
         self._alerts = alerts
         self._by_id = {a.alert_id: a.key for a in alerts.values() if a.state == "firing"}
@@ -518,4 +526,5 @@ def _alert_from_dict(d: Mapping[str, Any]) -> Alert:
         acknowledged_at=_opt_float(d.get("acknowledged_at")),
         comment=_opt_str(d.get("comment")),
         cause=str(d.get("cause") or "station"),
+        company=str(d.get("company") or ""),
     )

@@ -70,4 +70,4 @@ class AlertEvent:
     acknowledged_at: float | None = None
     comment: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    company: str = ""  # the station's heating company (a tag and a label); stamped by the evaluator
+    company: str = ""  # the station's heating company (a tag and a label), carried like the district

@@ -9,7 +9,6 @@ the state (`StateFile`). This package is the only part of judgement with I/O.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -31,7 +30,7 @@ from stationmon.evaluator.status_view import LoopStatusView
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["Evaluator"]
+__all__ = ["Evaluator", "loop_status_lines"]
 
 log = logging.getLogger("stationmon.evaluator")
 
@@ -73,11 +72,10 @@ class Evaluator:
         self._last_saved: float | None = None  # when the state was last saved (or handed to the writer)
         self._pending_events: list[AlertEvent] = []  # resolved at load: sent with the first tick
         t = self.table
-        self._companies = {st.id: st.company for st in config.stations}
         self._status_encoder = LoopStatusEncoder(
             ((t.station_ids[s], t.districts[s], lp) for lp, s in zip(t.loop_ids, t.loop_station.tolist(), strict=True)),
             config.influxdb.precision,
-            self._companies,
+            dict(zip(t.station_ids, t.companies, strict=True)),
         )
         self._register_metrics(metrics)
         self._load_state()
@@ -134,10 +132,7 @@ class Evaluator:
         started = time.perf_counter()
         results = self.engine.evaluate(self.inputs.gather(now), self.engine.held_masks(self.alerts.held_keys()))
         self.results = results
-        events = [
-            self.with_company(e)
-            for e in self._pending_events + self.alerts.update(now, results.conditions(), results.lookup)
-        ]
+        events = self._pending_events + self.alerts.update(now, results.conditions(), results.lookup)
         self._pending_events = []
         self.last_tick = now
         self.last_duration_s = time.perf_counter() - started
@@ -158,21 +153,15 @@ class Evaluator:
         A repeat returns the existing acknowledgement and changes, records and sends nothing."""
         existing = self.alerts.acknowledgement(alert_id)
         if existing is not None:
-            return self.with_company(existing)
+            return existing
         now = self.clock()
         event = self.alerts.acknowledge(alert_id, who, comment, now)
         if event is None:
             return None
-        event = self.with_company(event)
         self.write_lines([self._record(event)])
         self._emit(event)
         self._save(now)
         return event
-
-    def with_company(self, event: AlertEvent) -> AlertEvent:
-        """The event with its station's heating company (a tag and a label; the alert book does not know it)."""
-        company = self._companies.get(event.station, "")
-        return event if event.company == company else dataclasses.replace(event, company=company)
 
     def status(self) -> dict[str, Any]:
         """For /healthz: when it last judged, how long it took, alerts held."""
@@ -188,17 +177,8 @@ class Evaluator:
         }
 
     def status_lines(self, r: RuleResults) -> list[str]:
-        """One `loop_status` line per loop (sensor counts only where fresh household sensors report)."""
-        sensors = r.indoor_sensors
-        with_sensors = sensors > 0
-        counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
-        columns = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
-        floats = [a.tolist() for a in columns]
-        inspection = np.full(self.table.n_loops, r.inspection_hour)
-        flags = [a.tolist() for a in (r.beyond_design, r.setback, inspection)]
-        return self._status_encoder.encode(
-            r.now, r.status.tolist(), r.compliant().tolist(), floats, r.verdict.tolist(), flags
-        )
+        """One `loop_status` line per loop, each standing for `evaluate_every` (`interval_s`)."""
+        return loop_status_lines(self._status_encoder, r, self.config.rules.evaluate_every_s)
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""
@@ -224,7 +204,8 @@ class Evaluator:
 
     def _load_state(self) -> None:
         def restore(doc: Mapping[str, Any]) -> None:
-            restored = self.alerts.load_dict(doc["alerts"])
+            t = self.table
+            restored = self.alerts.load_dict(doc["alerts"], dict(zip(t.station_ids, t.companies, strict=True)))
             smoothing = doc.get("outdoor_mean")
             if isinstance(smoothing, dict):
                 self.engine.load_smoothing_state(smoothing)
@@ -236,3 +217,13 @@ class Evaluator:
     def _known_key(self, key: AlertKey) -> bool:
         _, station, loop = key
         return station in self.table.station_index and (loop is None or (station, loop) in self.table.loop_index)
+
+
+def loop_status_lines(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> list[str]:
+    """One `loop_status` line per loop of `r` (sensor counts only where fresh household sensors report)."""
+    sensors = r.indoor_sensors
+    with_sensors = sensors > 0
+    counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
+    floats = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
+    flags = (r.beyond_design, r.setback, np.full(len(r.status), r.inspection_hour))
+    return encoder.encode(r.now, r.status, r.compliant(), floats, r.verdict, flags, interval_s)

@@ -424,6 +424,7 @@ id = "s2"
                 indoor_below_target=st.indoor_below_target,
                 indoor_below_refund=st.indoor_below_refund,
                 flags={"beyond_design": st.beyond_design, "setback": st.setback, "inspection_hour": st.inspection_hour},
+                interval_s=10.0,  # evaluate_every's default: each point stands for one evaluation
             )
         )
     assert got == want

@@ -148,6 +148,7 @@ class LoopTable:
     station_index: Mapping[str, int] = field(default_factory=dict)
     design_flow: FloatArray = field(default_factory=lambda: np.zeros(0))  # m³/h, NaN: not stated
     station_setbacks: tuple[tuple[Setback, ...] | None, ...] = ()  # None: the site-wide ones
+    companies: tuple[str, ...] = ()  # per station, its heating company ("": none); beside `districts`
     points: Mapping[str, PointFacts] = field(default_factory=dict)  # by quantity; absent: none configured
 
     @property
@@ -170,8 +171,10 @@ class LoopTable:
         design_flow: Sequence[float | None] | None = None,
         station_setbacks: Sequence[tuple[Setback, ...] | None] | None = None,
         points: Mapping[str, PointFacts] | None = None,
+        companies: Sequence[str] | None = None,
     ) -> LoopTable:
-        """From (station id, district) and `LoopRow` rows; the site gives target and design temperatures."""
+        """From (station id, district) and `LoopRow` rows; the site gives target and design temperatures;
+        `companies` one per station (default none)."""
         site = site or Site()
         st = list(stations)
         station_index = {sid: i for i, (sid, _) in enumerate(st)}
@@ -203,6 +206,7 @@ class LoopTable:
             design_flow=np.array([np.nan if f is None else f for f in flows], dtype=np.float64),
             station_setbacks=tuple(station_setbacks) if station_setbacks is not None else (None,) * len(st),
             points=dict(points or {}),
+            companies=tuple(companies) if companies is not None else ("",) * len(st),
         )
 
     @classmethod
@@ -219,6 +223,7 @@ class LoopTable:
             design_flow=[lp.design_flow for s in stations for lp in s.loops],
             station_setbacks=[s.setbacks for s in stations],
             points={q: PointFacts.of(stations, q) for q in JUDGED_QUANTITIES},
+            companies=[s.company for s in stations],
         )
 
     def station_of(self, loop: int) -> str:

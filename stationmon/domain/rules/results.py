@@ -159,7 +159,7 @@ class RuleResults:
         for rule, check in self.station_checks.items():
             for s in np.flatnonzero(check.active).tolist():
                 out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
-        stations, loops, districts = t.station_ids, t.loop_ids, t.districts
+        stations, loops, districts, companies = t.station_ids, t.loop_ids, t.districts, t.companies
         heat_source = self.heat_source[t.loop_station]
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
@@ -180,6 +180,7 @@ class RuleResults:
                     districts[s],
                     reads,
                     describe=partial(describe, rule, i, True),
+                    company=companies[s],
                 )
             # the rare ones afterwards: a legal tier's severity, a heat-source cause
             if check.critical is not None:
@@ -214,6 +215,7 @@ class RuleResults:
             self._sensors_of(check, np.array([i]))[0],
             describe=partial(self._loop_message, rule, i, bool(check.active[i])),
             cause=HEAT_SOURCE if self.heat_source[s] else STATION,
+            company=t.companies[s],
         )
 
     def _sensors_of(self, check: Check, idx: IntArray) -> list[frozenset[str]]:
@@ -237,13 +239,15 @@ class RuleResults:
         district = self.table.districts[s]
         msg = STATION_RULE_TABLE[rule].describe(self.stations, check, s, active)
         cause = HEAT_SOURCE if self.heat_source[s] else STATION
+        company = self.table.companies[s]
         if rule == "station_offline":
-            return Condition(value, threshold, msg, district, cause=cause)
+            return Condition(value, threshold, msg, district, cause=cause, company=company)
         if rule == "primary_shortage":
-            return Condition(value, threshold, msg, district, frozenset({"primary_supply_temp"}), cause=cause)
+            read = frozenset({"primary_supply_temp"})
+            return Condition(value, threshold, msg, district, read, cause=cause, company=company)
         faults = {"outdoor_temp": self.outdoor_faults[s], "primary_supply_temp": self.stations.primary_faults[s]}
         bad = frozenset(q for q, b in faults.items() if b)
-        return Condition(_nan_none(value), None, msg, district, bad, cause=cause)
+        return Condition(_nan_none(value), None, msg, district, bad, cause=cause, company=company)
 
     def _loop_message(self, rule: str, i: int, active: bool) -> str:
         if not self.in_season and rule in SEASONAL_RULES:
