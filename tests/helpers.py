@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from stationmon.adapters.spool import Spool
 from stationmon.sim.servers import free_port, port_open
 
-__all__ = ["free_port", "port_open", "wait_until", "wait_until_sync", "write_config"]
+__all__ = ["drain_spool", "free_port", "port_open", "wait_until", "wait_until_sync", "write_config"]
 
 
 async def wait_until(
@@ -19,8 +20,12 @@ async def wait_until(
     timeout: float = 10.0,
     message: str = "condition",
     interval: float = 0.05,
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s."""
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s.
+
+    The failure names `message` and what was last seen: the predicate's last AssertionError, and
+    `seen()` (the state worth knowing when it never came: a count, a status) if given."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while True:
@@ -33,13 +38,28 @@ async def wait_until(
         except AssertionError as exc:  # let predicates assert while we wait
             last_exc = exc
         if time.monotonic() > deadline:
-            detail = f": {last_exc}" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+            raise AssertionError(_timed_out(timeout, message, last_exc, seen))
         await asyncio.sleep(interval)
 
 
+def _timed_out(timeout: float, message: str, last_exc: BaseException | None, seen: Callable[[], Any] | None) -> str:
+    text = f"timed out after {timeout:g}s waiting for {message}"
+    if last_exc:
+        text += f": {last_exc}"
+    if seen is not None:
+        try:
+            text += f"; last seen: {seen()}"
+        except Exception as exc:  # the report must not hide the timeout
+            text += f"; last seen: unavailable ({type(exc).__name__}: {exc})"
+    return text
+
+
 def wait_until_sync(
-    predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition", interval: float = 0.05
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    message: str = "condition",
+    interval: float = 0.05,
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
     """The blocking form of `wait_until`."""
     deadline = time.monotonic() + timeout
@@ -52,9 +72,25 @@ def wait_until_sync(
         except AssertionError as exc:
             last_exc = exc
         if time.monotonic() > deadline:
-            detail = f": {last_exc}" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+            raise AssertionError(_timed_out(timeout, message, last_exc, seen))
         time.sleep(interval)
+
+
+def drain_spool(spool: Spool, limit: int = 100_000) -> list[list[str]]:
+    """Every pending record's lines in order, acknowledging each.
+
+    Bounded: an acknowledgement that does not move the spool on (the same record comes back) fails at
+    once, and more than `limit` records fail too, instead of looping until the global test timeout."""
+    out: list[list[str]] = []
+    previous: tuple[int, int] | None = None
+    while (record := spool.peek()) is not None:
+        where = (record.segment, record.offset)
+        assert where != previous, f"ack did not move the spool on: record at segment {where[0]} byte {where[1]} again"
+        assert len(out) < limit, f"more than {limit} records drained; the last at segment {where[0]} byte {where[1]}"
+        previous = where
+        out.append(record.lines)
+        spool.ack(record)
+    return out
 
 
 def write_config(tmp_path: Path, text: str, name: str = "stationmon.toml") -> Path:

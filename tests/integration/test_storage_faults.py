@@ -29,7 +29,7 @@ from stationmon.errors import StorageError
 from stationmon.metrics import Metrics
 from stationmon.service import Service
 from tests.conftest import InfluxServer
-from tests.helpers import free_port, wait_until
+from tests.helpers import drain_spool, free_port, wait_until
 from tests.integration.test_influx import count, lines_for, stored, v1_config
 
 REASONS = ("spool_full", "corrupt", "spool_error", "dead_letter_error")
@@ -166,10 +166,7 @@ def test_no_descriptor_left_for_the_next_segment_touches_no_other_descriptor(tmp
         os.close(stranger)
         for fd in fillers:
             os.close(fd)
-    got = []
-    while (record := spool.peek()) is not None:
-        got += record.lines
-        spool.ack(record)
+    got = [line for lines in drain_spool(spool) for line in lines]
     assert got == lines_for(0, failed_at + 5)  # the refused batch was not written; the caller still has it
     spool.close()
 
@@ -324,10 +321,7 @@ def test_damage_while_running_is_counted_exactly(tmp_path: Path) -> None:
         f.write(b"\xff\xff")
         f.seek(offsets[4] + HEADER.size + 3)
         f.write(b"#")
-    got = []
-    while (record := spool.peek()) is not None:
-        got += record.lines
-        spool.ack(record)
+    got = [line for lines in drain_spool(spool) for line in lines]
     assert got == lines_for(0, 10) + lines_for(20, 20) + lines_for(50, 10)
     assert spool.corrupt_lines == 20 and spool.pending_lines == 0
     assert spool.found_lines + 60 == len(got) + spool.corrupt_lines + spool.dropped_lines + spool.pending_lines
@@ -358,10 +352,7 @@ def test_a_bad_ack_file_is_reset_loudly_and_nothing_is_skipped(
         reopened = Spool(tmp_path)
     assert f"ack file {tmp_path / 'ack'} " in caplog.text and why in caplog.text and "reset" in caplog.text
     assert reopened.found_lines == 30
-    got = []
-    while (record := reopened.peek()) is not None:
-        got += record.lines
-        reopened.ack(record)
+    got = [line for lines in drain_spool(reopened) for line in lines]
     assert got == lines_for(0, 30)  # replayed from the start, never skipped or stalled
     reopened.close()
     assert (tmp_path / "ack").read_text().split()[0] == "2"  # progress recorded again
