@@ -23,14 +23,16 @@ import pytest
 
 from stationmon.adapters import influx as influx_module
 from stationmon.adapters.influx import InfluxWriter
-from stationmon.adapters.spool import HEADER, Spool, SpoolRecord
+from stationmon.adapters.spool import HEADER, Spool, SpoolRecord, encode_record
 from stationmon.config import parse_config_text
 from stationmon.errors import StorageError
 from stationmon.metrics import Metrics
 from stationmon.service import Service
 from tests.conftest import InfluxServer
 from tests.helpers import drain_spool, free_port, wait_until
-from tests.integration.test_influx import count, lines_for, stored, v1_config
+from tests.integration.test_influx import count, lines_for, stored, v1_config, v2_config
+from tests.unit.test_durability import Disk
+from tests.v2_translator import V2Translator
 
 REASONS = ("spool_full", "corrupt", "spool_error", "dead_letter_error")
 
@@ -507,3 +509,45 @@ def test_every_acknowledged_byte_was_synced_before_the_acknowledgement(
         recorder.entry_synced(ack, after=recorder.file_synced(ack))  # content, then the rename
     assert acked == 10
     spool.close()
+
+
+async def test_a_partly_stored_replay_syncs_the_rest_before_acknowledging_its_record(
+    influxdb: InfluxServer, influx_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spooled batch that InfluxDB stores in part (split around an expired point, then a 503) is
+    acknowledged with its unsent rest appended again: that rest must be on disk before the ack is."""
+    influxdb.start()
+    translator = V2Translator(upstream_url=influxdb.url, token="s3cret-token", org="heating")
+    translator.reject_older_than((1_700_000_000_000 + 1) * 1_000_000)  # reading 0 is beyond retention
+    real_write, requests = translator._write, [0]
+
+    async def third_request_fails(request: Any) -> Any:
+        requests[0] += 1
+        if requests[0] == 3:  # the whole batch (422), its first half (stored), its second half: 503
+            translator.fail_next(1, 503)
+        return await real_write(request)
+
+    translator._write = third_request_fails  # type: ignore[method-assign]
+    await translator.start(free_port())
+    try:
+        async with InfluxWriter(v1_config(None, influx_db, tmp_path), Metrics()) as offline:
+            offline.submit([*lines_for(1, 40), *lines_for(0, 1)])  # one record: 40 fresh, 1 expired at its end
+        [first] = sorted((tmp_path / "spool").glob("seg-*"))
+        disk = Disk()
+        monkeypatch.setattr(os, "fsync", disk)
+        metrics = Metrics()
+        async with InfluxWriter(v2_config(translator.url, influx_db, tmp_path), metrics) as writer:
+            await wait_until(
+                lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed", seen=writer.status
+            )
+        figures = assert_closes(metrics)
+    finally:
+        await translator.stop()
+    seq = int(first.name[4:-6])
+    moved_on = f"{seq + 1} 0\n".encode()  # the ack past the first record: into the segment holding the rest
+    at = next(i for i, e in enumerate(disk.events) if e.content == moved_on)
+    rest = [e for e in disk.events[:at] if Path(e.path).name == f"seg-{seq + 1:020d}.spool"]
+    size = len(encode_record([*lines_for(21, 20), *lines_for(0, 1)], 0.0))  # the second half, 503'd
+    assert rest and rest[-1].size >= size, f"unsent rest not synced before the ack moved on: {rest}"
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(1, 41)}
+    assert requests[0] >= 4 and figures["written"] == 40 and figures["dead"] == 1 and figures["queued"] == 41
