@@ -12,7 +12,7 @@ from typing import Any
 from stationmon.adapters.spool import Spool
 from stationmon.sim.servers import free_port, port_open
 
-__all__ = ["drain_spool", "free_port", "port_open", "wait_until", "wait_until_sync", "write_config"]
+__all__ = ["drain_spool", "free_port", "port_open", "wait_for_count", "wait_until", "wait_until_sync", "write_config"]
 
 
 async def wait_until(
@@ -74,6 +74,41 @@ def wait_until_sync(
         if time.monotonic() > deadline:
             raise AssertionError(_timed_out(timeout, message, last_exc, seen))
         time.sleep(interval)
+
+
+async def wait_for_count(
+    read: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    target: float,
+    message: str,
+    *,
+    stall_s: float = 30.0,
+    timeout: float = 240.0,
+    interval: float = 0.1,
+    seen: Callable[[], Any] | None = None,
+) -> float:
+    """Wait until the counter `read()` (sync or async) is exactly `target`.
+
+    For counts that a busy machine makes slow but that must come out exact: the wait lasts while the
+    count moves (failing after `stall_s` without progress, or `timeout` in all), and fails at once when
+    it passes `target` (something counted twice: the message says so, with `seen()`)."""
+    started = time.monotonic()
+    moved_at, last = started, None
+    while True:
+        value = read()
+        if inspect.isawaitable(value):
+            value = await value
+        now = time.monotonic()
+        if value == target:
+            return float(value)
+        extra = f"; last seen: {seen()}" if seen is not None else ""
+        if value is not None and value > target:
+            raise AssertionError(f"{message}: counted {value}, past the {target} expected (counted twice?){extra}")
+        if value != last:
+            moved_at, last = now, value
+        if now - moved_at > stall_s or now - started > timeout:
+            why = f"no progress for {stall_s:g}s" if now - moved_at > stall_s else f"not done after {timeout:g}s"
+            raise AssertionError(f"{message}: {why}, at {value} of {target}{extra}")
+        await asyncio.sleep(interval)
 
 
 def drain_spool(spool: Spool, limit: int = 100_000) -> list[list[str]]:
