@@ -47,6 +47,7 @@ class ScriptedServer:
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    errors: list[BaseException] = field(default_factory=list)  # what broke the server itself: fails stop()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -62,6 +63,8 @@ class ScriptedServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._server.wait_closed()
             self._server = None
+        if self.errors:  # a broken script must fail its test, not vanish in a connection's task
+            raise AssertionError(f"the scripted Modbus server failed: {self.errors!r}")
 
     def set_value(self, fc: int, address: int, registers: Sequence[int]) -> None:
         for i, r in enumerate(registers):
@@ -104,7 +107,9 @@ class ScriptedServer:
                     body = bytes([unit, fc, 2 * count]) + struct.pack(f">{count}H", *values)
                 writer.write(struct.pack(">HHH", tid, 0, len(body)) + body)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
+            pass  # the client went away, or the test stops the server
+        except Exception as exc:
+            self.errors.append(exc)
         finally:
             self._writers.discard(writer)
             self._tasks.discard(task)  # type: ignore[arg-type]
