@@ -24,28 +24,30 @@ async def wait_until(
 ) -> Any:
     """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s.
 
-    The failure names `message` and what was last seen: the predicate's last AssertionError, and
-    `seen()` (the state worth knowing when it never came: a count, a status) if given."""
+    The failure names `message` and what was last seen: the predicate's last AssertionError or falsy
+    result, and `seen()` (the state worth knowing when it never came: a count, a status) if given."""
     deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+    last: Any = None
     while True:
         try:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
+            last = predicate()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
         except AssertionError as exc:  # let predicates assert while we wait
-            last_exc = exc
+            last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(_timed_out(timeout, message, last_exc, seen))
+            raise AssertionError(_timed_out(timeout, message, last, seen))
         await asyncio.sleep(interval)
 
 
-def _timed_out(timeout: float, message: str, last_exc: BaseException | None, seen: Callable[[], Any] | None) -> str:
+def _timed_out(timeout: float, message: str, last: Any, seen: Callable[[], Any] | None) -> str:
     text = f"timed out after {timeout:g}s waiting for {message}"
-    if last_exc:
-        text += f": {last_exc}"
+    if isinstance(last, AssertionError):
+        text += f": {last}"
+    elif last is not None and last is not False:
+        text += f" (it last returned {repr(last)[:200]})"
     if seen is not None:
         try:
             text += f"; last seen: {seen()}"
@@ -63,16 +65,16 @@ def wait_until_sync(
 ) -> Any:
     """The blocking form of `wait_until`."""
     deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+    last: Any = None
     while True:
         try:
-            result = predicate()
-            if result:
-                return result
+            last = predicate()
+            if last:
+                return last
         except AssertionError as exc:
-            last_exc = exc
+            last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(_timed_out(timeout, message, last_exc, seen))
+            raise AssertionError(_timed_out(timeout, message, last, seen))
         time.sleep(interval)
 
 

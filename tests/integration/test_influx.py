@@ -237,10 +237,12 @@ async def test_killed_9_while_spooling_then_restarted_lands_everything(
     reported = 0
     try:
         assert child.stdout is not None
+        deadline = time.monotonic() + 60
         while reported < 2000:
             line = await asyncio.to_thread(child.stdout.readline)
             assert line, "child writer died"
             reported = int(line)
+            assert time.monotonic() < deadline, f"the child spooled only {reported} of 2000 lines in 60 s"
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()

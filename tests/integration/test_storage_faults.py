@@ -260,11 +260,14 @@ id = "s1"
 
                 await wait_until(lambda: _status(health, 200), timeout=15, message="up")
                 start = 0
-                while (await health())[0] != 503:
+                deadline = asyncio.get_running_loop().time() + 60
+                while (last := await health())[0] != 503:
                     service.writer.submit(lines_for(start, 100))
                     start += 100
                     await asyncio.sleep(0.05)  # let the flush task run (it decides, not this loop)
-                    assert start < 100_000, "storage never reported failing"
+                    assert start < 100_000 and asyncio.get_running_loop().time() < deadline, (
+                        f"storage never reported failing: {start} lines submitted, /healthz said {last}"
+                    )
                 code, doc = await health()
                 assert code == 503 and doc["status"] == "failing"
                 assert doc["components"]["storage"]["state"] == "failing"
