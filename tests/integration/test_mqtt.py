@@ -294,6 +294,7 @@ async def test_qos1_published_while_down_arrive_after_return(mosquitto: Mosquitt
     async with running(MqttCollector(cfg.mqtt, cfg.stations, sink, metrics)):
         await wait_until(lambda: len(sink.readings) == 50, message="the 50 queued readings")
     assert sorted(r.ts for r in sink.readings) == [float(NOW + i) for i in range(50)]
+    assert metric_value(metrics, "stationmon_mqtt_messages_total") == 50  # each once: none sent again
 
 
 async def test_clean_start_loses_what_was_queued(mosquitto: MosquittoServer) -> None:

@@ -21,6 +21,7 @@ from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.metrics import Metrics
 from tests.conftest import InfluxServer, MosquittoServer
 from tests.helpers import free_port, wait_for_count, wait_until, write_config
+from tests.integration.test_influx import assert_exactly_once
 from tests.integration.test_mqtt import STATIONS, SUBSCRIPTIONS, make_config, metric_value, publisher, running
 
 NOW = 1_764_000_000.0
@@ -67,6 +68,8 @@ async def test_a_burst_within_one_millisecond_is_stored_reading_for_reading(
     assert len(set(times)) == BURST and times[0] == NOW * 1000  # distinct milliseconds from the receive time on
     counts = influxdb.query(influx_db, "SELECT count(supply_temp) FROM telemetry")
     assert counts[0]["count"] == BURST
+    assert metric_value(metrics, "stationmon_mqtt_messages_total") == 2 * BURST  # none redelivered
+    assert_exactly_once(metrics, 2 * BURST, influx=(influxdb, influx_db))  # and each written once
 
 
 def _metrics_text(port: int) -> str:
@@ -151,8 +154,14 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
 
         # Slow on a busy machine (the count moves), never more than 7,300: a reconnect's redelivery would
         # count messages twice and make every figure below inexact, so it fails here, naming it.
-        await wait_for_count(taken, 7300, "stationmon_mqtt_messages_total", seen=lambda: last)
-        assert last["mqtt_reconnects_total"] == 0, last
+        def report() -> (
+            str
+        ):  # the figures, and what stationmon logged about its broker connection (a reconnect says why)
+            logged = [line for line in log_path.read_text("utf-8", "replace").splitlines() if "MQTT broker" in line]
+            return f"{last}; MQTT log lines: {logged[-5:]}"
+
+        await wait_for_count(taken, 7300, "stationmon_mqtt_messages_total", seen=report)
+        assert last["mqtt_reconnects_total"] == 0, report()
         text = await asyncio.to_thread(_metrics_text, port)
         assert _metric(text, 'stationmon_mqtt_rejected_total{reason="too_many_series"}') == 1500 + (300 - 64)
         assert _metric(text, 'stationmon_mqtt_rejected_total{reason="unknown_station"}') == 5000
@@ -160,7 +169,7 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
         def sensors_stored() -> int:
             return len(influxdb.query(influx_db, 'SHOW TAG VALUES FROM telemetry WITH KEY = "sensor"'))
 
-        await wait_for_count(sensors_stored, 500, "the admitted sensors in InfluxDB", seen=lambda: last)
+        await wait_for_count(sensors_stored, 500, "the admitted sensors in InfluxDB", seen=report)
         fields = influxdb.query(influx_db, "SHOW FIELD KEYS FROM telemetry")
         assert len([f for f in fields if f["fieldKey"].startswith("made_up_")]) == 64
         api_bytes = _api_size(port)
