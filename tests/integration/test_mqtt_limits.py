@@ -152,14 +152,13 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
             last.update({name: _metric(text, f"stationmon_{name}") for name in _WATCHED})
             return last["mqtt_messages_total"]
 
-        # Slow on a busy machine (the count moves), never more than 7,300: a reconnect's redelivery would
-        # count messages twice and make every figure below inexact, so it fails here, naming it.
-        def report() -> (
-            str
-        ):  # the figures, and what stationmon logged about its broker connection (a reconnect says why)
+        def report() -> str:
+            """The figures, and the log of stationmon's broker connection (a reconnect says why)."""
             logged = [line for line in log_path.read_text("utf-8", "replace").splitlines() if "MQTT broker" in line]
             return f"{last}; MQTT log lines: {logged[-5:]}"
 
+        # Slow on a busy machine (the count moves), never more than 7,300: a reconnect's redelivery would
+        # count messages twice and make every figure below inexact, so it fails here, naming it.
         await wait_for_count(taken, 7300, "stationmon_mqtt_messages_total", seen=report)
         assert last["mqtt_reconnects_total"] == 0, report()
         text = await asyncio.to_thread(_metrics_text, port)
