@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,7 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
 
         await wait_until(connected, timeout=30, message="stationmon connected to the broker")
         rss_before = _rss_kib(proc.pid)
+        flood_started = time.monotonic()
         async with publisher(mosquitto) as pub:
             for i in range(2000):
                 await pub.publish(f"heat/s1/sec1/indoor/flat-{i:04d}", b"19.5", qos=1)
@@ -160,6 +163,8 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
         # Slow on a busy machine (the count moves), never more than 7,300: a reconnect's redelivery would
         # count messages twice and make every figure below inexact, so it fails here, naming it.
         await wait_for_count(taken, 7300, "stationmon_mqtt_messages_total", seen=report)
+        # the logs are rate-limited per minute: how many minutes the flood took (1 on an idle machine)
+        minutes = math.ceil((time.monotonic() - flood_started) / 60)
         assert last["mqtt_reconnects_total"] == 0, report()
         text = await asyncio.to_thread(_metrics_text, port)
         assert _metric(text, 'stationmon_mqtt_rejected_total{reason="too_many_series"}') == 1500 + (300 - 64)
@@ -182,6 +187,8 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
     log = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     assert not [line for line in log if "Traceback" in line]
     too_many = [line for line in log if "too_many_series" in line]
-    assert len(too_many) == 1, too_many  # once a minute
+    assert 1 <= len(too_many) <= minutes, (minutes, too_many)  # once a minute: once, on an idle machine
     strangers = [line for line in log if "unknown_station" in line]
-    assert 1 <= len(strangers) <= 5, strangers  # 5,000 distinct topics, a few lines per reason and minute
+    # 5,000 distinct topics: 5 lines per reason and minute, and from the second minute on a line summing
+    # up what the one before held back
+    assert 1 <= len(strangers) <= (5 if minutes == 1 else 6 * minutes), (minutes, strangers)
