@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from stationmon.adapters.spool import Spool
 from stationmon.sim.servers import free_port, port_open
 
-__all__ = ["free_port", "port_open", "wait_until", "wait_until_sync", "write_config"]
+__all__ = ["drain_spool", "free_port", "port_open", "wait_for_count", "wait_until", "wait_until_sync", "write_config"]
 
 
 async def wait_until(
@@ -19,42 +20,114 @@ async def wait_until(
     timeout: float = 10.0,
     message: str = "condition",
     interval: float = 0.05,
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s."""
+    """Poll `predicate` (sync or async) until it returns something truthy; fail after `timeout` s.
+
+    The failure names `message` and what was last seen: the predicate's last AssertionError or falsy
+    result, and `seen()` (the state worth knowing when it never came: a count, a status) if given."""
     deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+    last: Any = None
     while True:
         try:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
+            last = predicate()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
         except AssertionError as exc:  # let predicates assert while we wait
-            last_exc = exc
+            last = exc
         if time.monotonic() > deadline:
-            detail = f": {last_exc}" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+            raise AssertionError(_timed_out(timeout, message, last, seen))
         await asyncio.sleep(interval)
 
 
+def _timed_out(timeout: float, message: str, last: Any, seen: Callable[[], Any] | None) -> str:
+    text = f"timed out after {timeout:g}s waiting for {message}"
+    if isinstance(last, AssertionError):
+        text += f": {last}"
+    elif last is not None and last is not False:
+        text += f" (it last returned {repr(last)[:200]})"
+    if seen is not None:
+        try:
+            text += f"; last seen: {seen()}"
+        except Exception as exc:  # the report must not hide the timeout
+            text += f"; last seen: unavailable ({type(exc).__name__}: {exc})"
+    return text
+
+
 def wait_until_sync(
-    predicate: Callable[[], Any], timeout: float = 10.0, message: str = "condition", interval: float = 0.05
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    message: str = "condition",
+    interval: float = 0.05,
+    seen: Callable[[], Any] | None = None,
 ) -> Any:
     """The blocking form of `wait_until`."""
     deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
+    last: Any = None
     while True:
         try:
-            result = predicate()
-            if result:
-                return result
+            last = predicate()
+            if last:
+                return last
         except AssertionError as exc:
-            last_exc = exc
+            last = exc
         if time.monotonic() > deadline:
-            detail = f": {last_exc}" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+            raise AssertionError(_timed_out(timeout, message, last, seen))
         time.sleep(interval)
+
+
+async def wait_for_count(
+    read: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    target: float,
+    message: str,
+    *,
+    stall_s: float = 30.0,
+    timeout: float = 240.0,
+    interval: float = 0.1,
+    seen: Callable[[], Any] | None = None,
+) -> float:
+    """Wait until the counter `read()` (sync or async) is exactly `target`.
+
+    For counts that a busy machine makes slow but that must come out exact: the wait lasts while the
+    count moves (failing after `stall_s` without progress, or `timeout` in all), and fails at once when
+    it passes `target` (something counted twice: the message says so, with `seen()`)."""
+    started = time.monotonic()
+    moved_at, last = started, None
+    while True:
+        value = read()
+        if inspect.isawaitable(value):
+            value = await value
+        now = time.monotonic()
+        if value == target:
+            return float(value)
+        extra = f"; last seen: {seen()}" if seen is not None else ""
+        if value is not None and value > target:
+            raise AssertionError(f"{message}: counted {value}, past the {target} expected (counted twice?){extra}")
+        if value != last:
+            moved_at, last = now, value
+        if now - moved_at > stall_s or now - started > timeout:
+            why = f"no progress for {stall_s:g}s" if now - moved_at > stall_s else f"not done after {timeout:g}s"
+            raise AssertionError(f"{message}: {why}, at {value} of {target}{extra}")
+        await asyncio.sleep(interval)
+
+
+def drain_spool(spool: Spool, limit: int = 100_000) -> list[list[str]]:
+    """Every pending record's lines in order, acknowledging each.
+
+    Bounded: an acknowledgement that does not move the spool on (the same record comes back) fails at
+    once, and more than `limit` records fail too, instead of looping until the global test timeout."""
+    out: list[list[str]] = []
+    previous: tuple[int, int] | None = None
+    while (record := spool.peek()) is not None:
+        where = (record.segment, record.offset)
+        assert where != previous, f"ack did not move the spool on: record at segment {where[0]} byte {where[1]} again"
+        assert len(out) < limit, f"more than {limit} records drained; the last at segment {where[0]} byte {where[1]}"
+        previous = where
+        out.append(record.lines)
+        spool.ack(record)
+    return out
 
 
 def write_config(tmp_path: Path, text: str, name: str = "stationmon.toml") -> Path:

@@ -786,6 +786,7 @@ class InfluxWriter:
             self._back_off(exc)
             if len(unsent) < len(record.lines):  # part of it is stored: spool only the rest again
                 self._spool.append(unsent, record.oldest_ts)
+                self._spool.sync()  # on disk before the ack moves past its record (a power cut loses neither)
                 self._spool.ack(record)
             return
         self._backoff.reset()

@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stationmon.sim.district import FAULT_PLAN, SEED_STATION_ID, demo_stations
 from tests.helpers import free_port, wait_until_sync
 
@@ -80,7 +82,8 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
         emitters = {lp["emitter"] for s in doc["stations"] for lp in s["loops"]}
         assert emitters == {"floor", "radiator"}
 
-        # every scheduled fault raises its alert while the demo runs (within the first 30 s on an idle machine)
+        # every scheduled fault raises its alert while the demo runs: an ordering (before the demo's own
+        # --duration ends it), not a number of seconds (about 30 s on an idle machine, more on a busy one)
         expected = {
             "undersupply": "supply_low",
             "swapped_sensors": "sensor_fault",
@@ -98,16 +101,20 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
         def alerts_fired() -> bool:
             alerts = (_get_json(base + "/api/v1/alerts") or {}).get("alerts", [])
             got = {(a["station"], a["rule"]) for a in alerts}
+            if proc.poll() is not None:
+                pytest.fail(f"the demo ended ({proc.returncode}) before alerts for {sorted(want - got)}")
             assert want <= got, f"missing {sorted(want - got)}"
             return True
 
-        wait_until_sync(alerts_fired, timeout=35, message="alerts for every fault")
+        # bounded by the demo's end (above); the timeout only guards against a demo that never ends
+        wait_until_sync(alerts_fired, timeout=120, message="alerts for every fault")
         first_alerts_after = time.monotonic() - started
 
-        # readings from both collectors, every station reporting
+        # readings from both collectors, every station reporting, online by stationmon's own judgement
         doc = _get_json(base + "/api/v1/stations")
-        fresh = [s["id"] for s in doc["stations"] if s["age_s"] is not None and s["age_s"] < 10]
-        assert len(fresh) >= 11, fresh  # all but the one that is offline right now
+        assert all(s["age_s"] is not None for s in doc["stations"]), doc["stations"]
+        offline = {s["id"] for s in doc["stations"] if not s["online"]}
+        assert offline <= {stations[4].id}, offline  # at most the one whose fault takes it offline
         status, ctype, page = _get(base + "/")
         assert status == 200 and ctype.startswith("text/html") and "/static/app.js" in page
         status, ctype, metrics = _get(base + "/metrics")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,7 @@ async def _json(client: aiohttp.ClientSession, url: str, status: int = 200) -> A
 
 
 async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp_path: Path) -> None:
+    started = time.time()
     config = _config(tmp_path, free_port())
     async with running(config) as (_service, sim, client, base):
 
@@ -184,7 +186,8 @@ async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp
         beta = by_id["beta"]
         assert beta["name"] == "贝塔换热站" and beta["district"] == "南岗区"
         assert beta["online"] is True and beta["status"] != "offline"
-        assert beta["age_s"] < 5 and beta["last_seen"] > 0
+        # an ordering, not a number of seconds: read after the test began, its age within the time since
+        assert started <= beta["last_seen"] and 0 <= beta["age_s"] <= time.time() - started, (started, beta)
         assert beta["values"]["outdoor_temp"]["value"] == pytest.approx(-10.0)
         loop = beta["loops"][0]
         want = sim.values["beta"]
@@ -198,7 +201,8 @@ async def test_stations_api_shows_the_simulated_values_with_status_and_times(tmp
             loop["values"]["supply_temp"]["value"] - loop["values"]["return_temp"]["value"], abs=0.2
         )
         assert 15.0 < loop["estimated_indoor_temp"] < 25.0
-        assert loop["status"] in ("ok", "unknown", "noncompliant", "sensor_fault")
+        # noise-free simulator 1.5 K above the curve (60.25 against the 58.75 required): judged, and ok
+        assert loop["status"] == "ok", loop
         assert beta["connection"]["polls"] > 0
         # the station's metadata; what each loop's verdict rests on (no household sensors here)
         alpha = by_id["alpha"]

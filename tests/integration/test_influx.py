@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import signal
@@ -64,6 +65,50 @@ def count(server: InfluxServer, db: str, measurement: str = "telemetry") -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
+def points_accepted(server: InfluxServer, db: str) -> int:
+    """Points InfluxDB accepted for `db` since influxd started (SHOW STATS, its shards' writePointsOk).
+
+    Unlike `count`, a point written twice counts twice: InfluxDB overwrites duplicates, so only this
+    shows a double write. It starts again from 0 when influxd restarts."""
+    doc = server.post_query("SHOW STATS")
+    total = 0
+    for series in doc["results"][0].get("series", []):
+        if series["name"] == "shard" and series.get("tags", {}).get("database") == db:
+            total += int(dict(zip(series["columns"], series["values"][0], strict=True))["writePointsOk"])
+    return total
+
+
+def figures(metrics: Metrics) -> dict[str, int]:
+    """The writer's accounting as /metrics shows it (dropped summed over its reasons)."""
+    out = {"queued": 0, "written": 0, "dropped": 0, "dead": 0, "buffered": 0}
+    names = {
+        "stationmon_influx_lines_queued_total": "queued",
+        "stationmon_influx_lines_written_total": "written",
+        "stationmon_influx_lines_dropped_total": "dropped",
+        "stationmon_influx_lines_dead_lettered_total": "dead",
+        "stationmon_influx_buffered_lines": "buffered",
+    }
+    for line in metrics.render().splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names and not line.startswith("#"):
+            out[names[name]] += int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def assert_exactly_once(
+    metrics: Metrics, produced: int, *, dead: int = 0, dropped: int = 0, influx: tuple[InfluxServer, str] | None = None
+) -> None:
+    """Every produced line written exactly once (CONTRACT section 7: queued = written + dropped +
+    dead-lettered + buffered, nothing left buffered), and, with `influx`, InfluxDB accepted exactly the
+    written points: no double write hides behind InfluxDB overwriting duplicates."""
+    got = figures(metrics)
+    want = {"queued": produced, "written": produced - dead - dropped, "dropped": dropped, "dead": dead, "buffered": 0}
+    assert got == want, f"accounting {got}, want {want}"
+    if influx is not None:
+        accepted = points_accepted(*influx)
+        assert accepted == want["written"], f"InfluxDB accepted {accepted} points, the writer wrote {want['written']}"
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -104,7 +149,7 @@ async def test_lines_written_in_batches_with_gzip_and_exit_flushes(
         await wait_until(lambda: count(influxdb, influx_db) >= 900, message="full batches written")
     # leaving the context wrote the last partial batch without waiting 30 s
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(1000)}
-    assert metrics.counter("stationmon_influx_lines_written_total", "").value() == 1000
+    assert_exactly_once(metrics, 1000, influx=(influxdb, influx_db))
     assert not list((tmp_path / "spool").glob("seg-*"))  # nothing needed the spool
 
 
@@ -143,7 +188,10 @@ async def test_outage_of_30s_under_steady_stream_every_reading_once(
         )
         assert writer.status()["state"] == "ok"
     got = stored(influxdb, influx_db)
-    assert got == {i: float(i) for i in range(produced)}  # every reading, its own time, once
+    assert got == {i: float(i) for i in range(produced)}  # every reading, its own time
+    # once: written exactly as produced (InfluxDB's own count restarted with it, so it cannot tell here;
+    # a write cut off by the stop may have landed and been sent again: at least once, by design)
+    assert_exactly_once(metrics, produced)
     assert metrics.counter("stationmon_influx_lines_retried_total", "").value() > 0
     assert metrics.counter("stationmon_influx_lines_spooled_total", "").value() > 0
 
@@ -189,10 +237,12 @@ async def test_killed_9_while_spooling_then_restarted_lands_everything(
     reported = 0
     try:
         assert child.stdout is not None
+        deadline = time.monotonic() + 60
         while reported < 2000:
             line = await asyncio.to_thread(child.stdout.readline)
             assert line, "child writer died"
             reported = int(line)
+            assert time.monotonic() < deadline, f"the child spooled only {reported} of 2000 lines in 60 s"
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
@@ -201,11 +251,13 @@ async def test_killed_9_while_spooling_then_restarted_lands_everything(
             child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     # reopen the spool with a real server behind it
-    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+    metrics = Metrics()
+    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=30, message="replayed")
     got = stored(influxdb, influx_db)
     assert len(got) >= reported  # everything reported spooled before the kill is there
     assert got == {i: float(i) for i in range(len(got))}  # a gap-free prefix, in order
+    assert_exactly_once(metrics, len(got), influx=(influxdb, influx_db))  # the child never reached InfluxDB
 
 
 async def test_corrupted_spool_tail_is_skipped_and_the_rest_lands(
@@ -220,11 +272,14 @@ async def test_corrupted_spool_tail_is_skipped_and_the_rest_lands(
     [segment] = sorted((tmp_path / "spool").glob("seg-*"))
     with open(segment, "ab") as f:
         f.write(b"\x40\x00\x00\x00garbage from a write cut short")
+    metrics = Metrics()
     with caplog.at_level(logging.WARNING, logger="stationmon.spool"):
-        async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+        async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
             await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     assert "torn or corrupt tail" in caplog.text
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(600)}
+    lost = figures(metrics)["dropped"]  # the torn tail's lines, as its header claims
+    assert_exactly_once(metrics, 600 + lost, dropped=lost, influx=(influxdb, influx_db))
 
 
 async def test_tiny_spool_bound_drops_oldest_and_counts(
@@ -242,10 +297,12 @@ async def test_tiny_spool_bound_drops_oldest_and_counts(
     assert "dropped the oldest segment" in caplog.text
     assert metrics.counter("stationmon_influx_lines_dropped_total", "", ("reason",)).value("spool_full") == dropped
     assert sum(p.stat().st_size for p in (tmp_path / "spool").glob("seg-*")) <= 8192
-    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+    replay = Metrics()
+    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), replay) as writer:
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     got = stored(influxdb, influx_db)
     assert len(got) + dropped == 2000  # nothing lost without being counted
+    assert_exactly_once(replay, len(got), influx=(influxdb, influx_db))
     assert got == {i: float(i) for i in range(2000 - len(got), 2000)}  # the newest survive
 
 
@@ -265,6 +322,12 @@ async def test_rejected_lines_are_dead_lettered_and_the_rest_written(
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(200)}
     assert status["lines_dead_lettered"] == 2
     assert status["spool_bytes"] == 0  # rejected lines are never retried
+    assert_exactly_once(metrics, 202, dead=2)
+    # Not once at InfluxDB: a 400 partial write stores the good lines and names no culprit, so the writer
+    # halves the batch to find it and resends good lines InfluxDB already holds (module doc: the same
+    # points overwrite). Bounded: each good line at most once per halving level of the 202-line batch.
+    accepted = points_accepted(influxdb, influx_db) - 1  # less the test's own point
+    assert 200 <= accepted <= 200 * (1 + math.ceil(math.log2(len(batch)))), accepted
     dead = (tmp_path / "dead-letter.lp").read_text("utf-8").splitlines()
     assert bad_parse in dead and bad_type in dead
     assert not any(line in dead for line in good)
@@ -349,19 +412,22 @@ async def test_v2_retries_honour_retry_after(
     assert times[1] - times[0] >= 1.9  # waited for Retry-After, not the 0.5 s first backoff
     assert metrics.counter("stationmon_influx_lines_retried_total", "").value() == 200
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(100)}
+    assert_exactly_once(metrics, 100, influx=(influxdb, influx_db))  # retried twice, written once
 
 
 async def test_v1_auth_and_missing_database_keep_data_until_fixed(influxdb: InfluxServer, tmp_path: Path) -> None:
     # a missing database is an operator's problem: data waits in the spool, then lands
     name = "t_missing_" + os.urandom(4).hex()
     cfg = v1_config(influxdb, name, tmp_path, username="u", password=Secret("p"))
-    async with InfluxWriter(cfg, Metrics()) as writer:
+    metrics = Metrics()
+    async with InfluxWriter(cfg, metrics) as writer:
         writer.submit(lines_for(0, 50))
         await wait_until(lambda: writer.status()["state"] == "spooling", message="write failing")
         assert "database not found" in (writer.status()["last_error"] or "")
         influxdb.create_database(name)
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     assert stored(influxdb, name) == {i: float(i) for i in range(50)}
+    assert_exactly_once(metrics, 50, influx=(influxdb, name))
 
 
 async def test_exit_with_influx_down_spools_what_it_holds(
@@ -376,9 +442,11 @@ async def test_exit_with_influx_down_spools_what_it_holds(
     record = spool.peek()
     assert record is not None and record.lines == lines_for(0, 300)
     spool.close()
-    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+    metrics = Metrics()
+    async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed")
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(300)}
+    assert_exactly_once(metrics, 300, influx=(influxdb, influx_db))
 
 
 async def test_v2_points_beyond_retention_422_are_dead_lettered_and_the_rest_flows(
@@ -402,6 +470,11 @@ async def test_v2_points_beyond_retention_422_are_dead_lettered_and_the_rest_flo
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(300, 1000)}
     assert status["state"] == "ok" and status["spool_bytes"] == 0
     assert status["lines_dead_lettered"] == 301
+    assert_exactly_once(metrics, 600 + 401, dead=301)
+    # the spooled readings 300..599 once; the direct batch's 400 good lines were stored by the partial
+    # write and resent while halving around the expired one (same points, overwritten): bounded per level
+    accepted = points_accepted(influxdb, influx_db)
+    assert 700 <= accepted <= 300 + 400 * (1 + math.ceil(math.log2(401))), accepted
     assert metrics.counter("stationmon_influx_lines_retried_total", "").value() == 0  # never retried
     dead = (tmp_path / "dead-letter.lp").read_text("utf-8").splitlines()
     assert sorted(line for line in dead if not line.startswith("#")) == sorted([*lines_for(0, 300), expired_direct])
@@ -456,6 +529,7 @@ async def test_replay_survives_an_unreadable_spool_and_resumes_when_it_is_back(
             await wait_until(lambda: writer.status()["spool_bytes"] == 0, message="spool drained")
     assert "spool replay: spool " in caplog.text and "spool replay: recovered" in caplog.text
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(100)}
+    assert_exactly_once(metrics, 100, influx=(influxdb, influx_db))
 
 
 async def test_writer_starts_and_replays_when_spool_progress_cannot_be_recorded(
@@ -470,12 +544,14 @@ async def test_writer_starts_and_replays_when_spool_progress_cannot_be_recorded(
     spool.append(lines_for(10, 10), 1.0)
     spool.close()
     (spool_dir / "ack.tmp").mkdir()  # the acknowledged position cannot be written (EISDIR)
+    metrics = Metrics()
     with caplog.at_level(logging.ERROR, logger="stationmon.influx"):
-        async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), Metrics()) as writer:
+        async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
             await wait_until(lambda: count(influxdb, influx_db) == 10, message="the pending batch replayed")
             await wait_until(lambda: writer.status()["spool_bytes"] == 0, message="nothing pending")
     assert "cannot record progress" in caplog.text
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(10, 20)}
+    assert_exactly_once(metrics, 10, influx=(influxdb, influx_db))  # progress held in memory: not replayed again
 
 
 async def test_replay_task_outlives_a_spool_that_cannot_record_progress(
@@ -483,8 +559,9 @@ async def test_replay_task_outlives_a_spool_that_cannot_record_progress(
 ) -> None:
     # small segments: every spooled batch after the first starts a new one
     cfg = v2_config(translator.url, influx_db, tmp_path, spool_max_bytes=8192)
+    metrics = Metrics()
     with caplog.at_level(logging.ERROR, logger="stationmon.influx"):
-        async with InfluxWriter(cfg, Metrics()) as writer:
+        async with InfluxWriter(cfg, metrics) as writer:
             translator.fail_next(1, 503)
             writer.submit(lines_for(0, 20))  # spooled, replayed, acknowledged in the segment being written
             await writer.flush()
@@ -499,3 +576,4 @@ async def test_replay_task_outlives_a_spool_that_cannot_record_progress(
             writer.submit(lines_for(40, 20))  # and it keeps going
             await wait_until(lambda: count(influxdb, influx_db) == 60, message="later readings")
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(60)}
+    assert_exactly_once(metrics, 60, influx=(influxdb, influx_db))

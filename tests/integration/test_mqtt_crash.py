@@ -21,6 +21,7 @@ import paho.mqtt.client as paho
 
 from tests.conftest import InfluxServer, MosquittoServer
 from tests.helpers import free_port, wait_until, write_config
+from tests.integration.test_influx import points_accepted
 
 READINGS = 3000
 RATE_PER_S = 1000.0
@@ -157,9 +158,58 @@ async def test_sigkill_mid_stream_loses_no_qos1_reading_and_stores_each_once(  #
         assert values == [float(i) for i in range(READINGS)]  # each reading once, none missing
         times = {r["time"] for r in rows}
         assert len(times) == READINGS
+
+        def settled() -> dict[str, float] | None:
+            f = _figures(http_port)
+            done = f["influx_buffered_lines"] == 0 and f["influx_lines_queued_total"] == f["influx_lines_written_total"]
+            return f if done else None
+
+        second_figures = await wait_until(
+            settled, timeout=30, message="the second process's storage settled", seen=lambda: _figures(http_port)
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         _out, err = second.communicate(timeout=20)
         publisher.join(10)
     assert second.returncode == 0, err.decode()[-3000:]
     assert b"Traceback" not in err
+    # InfluxDB's accepted points, less the evaluator's own (loop_status, ...: written once, never resent)
+    others = [m["name"] for m in influxdb.query(influx_db, "SHOW MEASUREMENTS") if m["name"] != "telemetry"]
+    evaluator_points = sum(len(influxdb.query(influx_db, f'SELECT * FROM "{m}"')) for m in others)
+    _assert_each_once(second_figures, points_accepted(influxdb, influx_db) - evaluator_points, stored_at_kill)
+
+
+def _figures(http_port: int) -> dict[str, float]:
+    """The second process's MQTT and storage figures (label values summed)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    names = ("mqtt_messages_total", "mqtt_rejected_total", "readings_total", "influx_lines_written_total")
+    names += ("influx_lines_queued_total",)
+    names += ("influx_lines_dropped_total", "influx_lines_dead_lettered_total", "influx_buffered_lines")
+    out = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0].removeprefix("stationmon_")
+        if name in out and not line.startswith("#"):
+            out[name] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _assert_each_once(second: dict[str, float], accepted: int, stored_at_kill: int) -> None:
+    """Exactly once where it must be, at least once where the kill makes it so, every duplicate explained.
+
+    The second process wrote each message it received exactly once (one reading each; its accounting
+    closes with nothing dropped or held; its other lines are the evaluator's). InfluxDB accepted
+    `accepted` telemetry points in all: the first process's writes and the second's. Those beyond
+    READINGS are duplicates: readings the first stored but had not acknowledged when it was killed
+    (PUBACK follows storage), which the broker sent again to the second."""
+    assert second["mqtt_rejected_total"] == 0, second
+    assert second["influx_lines_dropped_total"] == second["influx_lines_dead_lettered_total"] == 0, second
+    assert second["influx_buffered_lines"] == 0, second
+    assert second["influx_lines_queued_total"] == second["influx_lines_written_total"], second
+    assert second["readings_total"] == second["mqtt_messages_total"], second
+    written_by_first = accepted - second["readings_total"]
+    duplicates = accepted - READINGS
+    assert written_by_first >= stored_at_kill, (written_by_first, stored_at_kill)
+    # at least once: each duplicate was redelivered to the second, and the first wrote it before the kill
+    assert 0 <= duplicates <= min(second["mqtt_messages_total"], written_by_first), (duplicates, second)
+    print(f"InfluxDB accepted {accepted} points for {READINGS} readings: {duplicates} redelivered after the kill")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from stationmon.adapters.mqtt import MqttCollector
 from stationmon.domain.lineproto import TelemetryEncoder
 from stationmon.metrics import Metrics
 from tests.conftest import InfluxServer, MosquittoServer
-from tests.helpers import free_port, wait_until, write_config
+from tests.helpers import free_port, wait_for_count, wait_until, write_config
+from tests.integration.test_influx import assert_exactly_once
 from tests.integration.test_mqtt import STATIONS, SUBSCRIPTIONS, make_config, metric_value, publisher, running
 
 NOW = 1_764_000_000.0
@@ -67,6 +70,8 @@ async def test_a_burst_within_one_millisecond_is_stored_reading_for_reading(
     assert len(set(times)) == BURST and times[0] == NOW * 1000  # distinct milliseconds from the receive time on
     counts = influxdb.query(influx_db, "SELECT count(supply_temp) FROM telemetry")
     assert counts[0]["count"] == BURST
+    assert metric_value(metrics, "stationmon_mqtt_messages_total") == 2 * BURST  # none redelivered
+    assert_exactly_once(metrics, 2 * BURST, influx=(influxdb, influx_db))  # and each written once
 
 
 def _metrics_text(port: int) -> str:
@@ -84,6 +89,18 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
+
+
+_WATCHED = (
+    "mqtt_messages_total",
+    "mqtt_reconnects_total",
+    "mqtt_connected",
+    'mqtt_rejected_total{reason="too_many_series"}',
+    'mqtt_rejected_total{reason="unknown_station"}',
+    "influx_lines_queued_total",
+    "influx_lines_written_total",
+    "influx_buffered_lines",
+)
 
 
 def _rss_kib(pid: int) -> int:
@@ -122,6 +139,7 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
 
         await wait_until(connected, timeout=30, message="stationmon connected to the broker")
         rss_before = _rss_kib(proc.pid)
+        flood_started = time.monotonic()
         async with publisher(mosquitto) as pub:
             for i in range(2000):
                 await pub.publish(f"heat/s1/sec1/indoor/flat-{i:04d}", b"19.5", qos=1)
@@ -130,19 +148,32 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
             for i in range(5000):
                 await pub.publish(f"heat/stranger-{i}/sec1/supply_temp", b"41", qos=1)
 
-        async def all_taken() -> str:
-            text = await asyncio.to_thread(_metrics_text, port)
-            return text if _metric(text, "stationmon_mqtt_messages_total") == 7300 else ""
+        last: dict[str, float] = {}
 
-        text = await wait_until(all_taken, timeout=60, message="all 7,300 messages taken")
+        async def taken() -> float:
+            text = await asyncio.to_thread(_metrics_text, port)
+            last.update({name: _metric(text, f"stationmon_{name}") for name in _WATCHED})
+            return last["mqtt_messages_total"]
+
+        def report() -> str:
+            """The figures, and the log of stationmon's broker connection (a reconnect says why)."""
+            logged = [line for line in log_path.read_text("utf-8", "replace").splitlines() if "MQTT broker" in line]
+            return f"{last}; MQTT log lines: {logged[-5:]}"
+
+        # Slow on a busy machine (the count moves), never more than 7,300: a reconnect's redelivery would
+        # count messages twice and make every figure below inexact, so it fails here, naming it.
+        await wait_for_count(taken, 7300, "stationmon_mqtt_messages_total", seen=report)
+        # the logs are rate-limited per minute: how many minutes the flood took (1 on an idle machine)
+        minutes = math.ceil((time.monotonic() - flood_started) / 60)
+        assert last["mqtt_reconnects_total"] == 0, report()
+        text = await asyncio.to_thread(_metrics_text, port)
         assert _metric(text, 'stationmon_mqtt_rejected_total{reason="too_many_series"}') == 1500 + (300 - 64)
         assert _metric(text, 'stationmon_mqtt_rejected_total{reason="unknown_station"}') == 5000
 
         def sensors_stored() -> int:
-            rows = influxdb.query(influx_db, 'SHOW TAG VALUES FROM telemetry WITH KEY = "sensor"')
-            return len(rows) if len(rows) >= 500 else 0
+            return len(influxdb.query(influx_db, 'SHOW TAG VALUES FROM telemetry WITH KEY = "sensor"'))
 
-        assert await wait_until(sensors_stored, timeout=30, message="the admitted sensors in InfluxDB") == 500
+        await wait_for_count(sensors_stored, 500, "the admitted sensors in InfluxDB", seen=report)
         fields = influxdb.query(influx_db, "SHOW FIELD KEYS FROM telemetry")
         assert len([f for f in fields if f["fieldKey"].startswith("made_up_")]) == 64
         api_bytes = _api_size(port)
@@ -156,6 +187,8 @@ async def test_two_thousand_sensors_on_one_loop_are_cut_at_the_limit(
     log = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     assert not [line for line in log if "Traceback" in line]
     too_many = [line for line in log if "too_many_series" in line]
-    assert len(too_many) == 1, too_many  # once a minute
+    assert 1 <= len(too_many) <= minutes, (minutes, too_many)  # once a minute: once, on an idle machine
     strangers = [line for line in log if "unknown_station" in line]
-    assert 1 <= len(strangers) <= 5, strangers  # 5,000 distinct topics, a few lines per reason and minute
+    # 5,000 distinct topics: 5 lines per reason and minute, and from the second minute on a line summing
+    # up what the one before held back
+    assert 1 <= len(strangers) <= (5 if minutes == 1 else 6 * minutes), (minutes, strangers)

@@ -23,14 +23,24 @@ import pytest
 
 from stationmon.adapters import influx as influx_module
 from stationmon.adapters.influx import InfluxWriter
-from stationmon.adapters.spool import HEADER, Spool, SpoolRecord
+from stationmon.adapters.spool import HEADER, Spool, SpoolRecord, encode_record
 from stationmon.config import parse_config_text
 from stationmon.errors import StorageError
 from stationmon.metrics import Metrics
 from stationmon.service import Service
 from tests.conftest import InfluxServer
-from tests.helpers import free_port, wait_until
-from tests.integration.test_influx import count, lines_for, stored, v1_config
+from tests.helpers import drain_spool, free_port, wait_until
+from tests.integration.test_influx import (
+    assert_exactly_once,
+    count,
+    lines_for,
+    points_accepted,
+    stored,
+    v1_config,
+    v2_config,
+)
+from tests.unit.test_durability import Disk
+from tests.v2_translator import V2Translator
 
 REASONS = ("spool_full", "corrupt", "spool_error", "dead_letter_error")
 
@@ -136,6 +146,7 @@ async def test_rotation_into_an_immutable_spool_directory_holds_and_retries(
         await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=30, message="replayed")
         assert_closes(metrics)
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(1050)}
+    assert_exactly_once(metrics, 1050, influx=(influxdb, influx_db))  # each line written once, not only present
 
 
 def test_no_descriptor_left_for_the_next_segment_touches_no_other_descriptor(tmp_path: Path) -> None:
@@ -166,10 +177,7 @@ def test_no_descriptor_left_for_the_next_segment_touches_no_other_descriptor(tmp
         os.close(stranger)
         for fd in fillers:
             os.close(fd)
-    got = []
-    while (record := spool.peek()) is not None:
-        got += record.lines
-        spool.ack(record)
+    got = [line for lines in drain_spool(spool) for line in lines]
     assert got == lines_for(0, failed_at + 5)  # the refused batch was not written; the caller still has it
     spool.close()
 
@@ -209,7 +217,7 @@ async def test_tiny_full_filesystem_no_torn_record_and_every_line_accounted(
         async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
             await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=30, message="replayed")
             b = assert_closes(metrics)
-    assert b["written"] == in_spool == count(influxdb, influx_db)
+    assert b["written"] == in_spool == count(influxdb, influx_db) == points_accepted(influxdb, influx_db)
     assert submitted == in_spool + a["spool_error"]
     assert set(stored(influxdb, influx_db)) == set(range(in_spool))  # the oldest: the spool filled first
 
@@ -252,11 +260,14 @@ id = "s1"
 
                 await wait_until(lambda: _status(health, 200), timeout=15, message="up")
                 start = 0
-                while (await health())[0] != 503:
+                deadline = asyncio.get_running_loop().time() + 60
+                while (last := await health())[0] != 503:
                     service.writer.submit(lines_for(start, 100))
                     start += 100
                     await asyncio.sleep(0.05)  # let the flush task run (it decides, not this loop)
-                    assert start < 100_000, "storage never reported failing"
+                    assert start < 100_000 and asyncio.get_running_loop().time() < deadline, (
+                        f"storage never reported failing: {start} lines submitted, /healthz said {last}"
+                    )
                 code, doc = await health()
                 assert code == 503 and doc["status"] == "failing"
                 assert doc["components"]["storage"]["state"] == "failing"
@@ -306,7 +317,7 @@ async def test_flipped_bytes_skip_one_record_resync_and_count_it(
         async with InfluxWriter(v1_config(influxdb, influx_db, tmp_path), metrics) as writer:
             await wait_until(lambda: writer.status()["spool_bytes"] == 0, timeout=30, message="replayed")
             a = assert_closes(metrics)
-    assert a["queued"] == 500 and a["corrupt"] == 50 and a["written"] == 450
+    assert a["queued"] == 500 and a["corrupt"] == 50 and a["written"] == 450 == points_accepted(influxdb, influx_db)
     assert stored(influxdb, influx_db) == {i: float(i) for i in [*range(150), *range(200, 500)]}
     assert f"corrupt record in {segment.name} at byte {offsets[3]}" in caplog.text
     assert f"the next intact record at byte {offsets[4]}" in caplog.text
@@ -324,10 +335,7 @@ def test_damage_while_running_is_counted_exactly(tmp_path: Path) -> None:
         f.write(b"\xff\xff")
         f.seek(offsets[4] + HEADER.size + 3)
         f.write(b"#")
-    got = []
-    while (record := spool.peek()) is not None:
-        got += record.lines
-        spool.ack(record)
+    got = [line for lines in drain_spool(spool) for line in lines]
     assert got == lines_for(0, 10) + lines_for(20, 20) + lines_for(50, 10)
     assert spool.corrupt_lines == 20 and spool.pending_lines == 0
     assert spool.found_lines + 60 == len(got) + spool.corrupt_lines + spool.dropped_lines + spool.pending_lines
@@ -358,10 +366,7 @@ def test_a_bad_ack_file_is_reset_loudly_and_nothing_is_skipped(
         reopened = Spool(tmp_path)
     assert f"ack file {tmp_path / 'ack'} " in caplog.text and why in caplog.text and "reset" in caplog.text
     assert reopened.found_lines == 30
-    got = []
-    while (record := reopened.peek()) is not None:
-        got += record.lines
-        reopened.ack(record)
+    got = [line for lines in drain_spool(reopened) for line in lines]
     assert got == lines_for(0, 30)  # replayed from the start, never skipped or stalled
     reopened.close()
     assert (tmp_path / "ack").read_text().split()[0] == "2"  # progress recorded again
@@ -516,3 +521,48 @@ def test_every_acknowledged_byte_was_synced_before_the_acknowledgement(
         recorder.entry_synced(ack, after=recorder.file_synced(ack))  # content, then the rename
     assert acked == 10
     spool.close()
+
+
+async def test_a_partly_stored_replay_syncs_the_rest_before_acknowledging_its_record(
+    influxdb: InfluxServer, influx_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spooled batch that InfluxDB stores in part (split around an expired point, then a 503) is
+    acknowledged with its unsent rest appended again: that rest must be on disk before the ack is."""
+    influxdb.start()
+    translator = V2Translator(upstream_url=influxdb.url, token="s3cret-token", org="heating")
+    translator.reject_older_than((1_700_000_000_000 + 1) * 1_000_000)  # reading 0 is beyond retention
+    real_write, requests = translator._write, [0]
+
+    async def third_request_fails(request: Any) -> Any:
+        requests[0] += 1
+        if requests[0] == 3:  # the whole batch (422), its first half (stored), its second half: 503
+            translator.fail_next(1, 503)
+        return await real_write(request)
+
+    translator._write = third_request_fails  # type: ignore[method-assign]
+    await translator.start(free_port())
+    try:
+        async with InfluxWriter(v1_config(None, influx_db, tmp_path), Metrics()) as offline:
+            offline.submit([*lines_for(1, 40), *lines_for(0, 1)])  # one record: 40 fresh, 1 expired at its end
+        [first] = sorted((tmp_path / "spool").glob("seg-*"))
+        disk = Disk()
+        monkeypatch.setattr(os, "fsync", disk)
+        metrics = Metrics()
+        async with InfluxWriter(v2_config(translator.url, influx_db, tmp_path), metrics) as writer:
+            await wait_until(
+                lambda: writer.status()["spool_bytes"] == 0, timeout=20, message="replayed", seen=writer.status
+            )
+        figures = assert_closes(metrics)
+    finally:
+        await translator.stop()
+    seq = int(first.name[4:-6])
+    moved_on = f"{seq + 1} 0\n".encode()  # the ack past the first record: into the segment holding the rest
+    at = next(i for i, e in enumerate(disk.events) if e.content == moved_on)
+    rest = [e for e in disk.events[:at] if Path(e.path).name == f"seg-{seq + 1:020d}.spool"]
+    size = len(encode_record([*lines_for(21, 20), *lines_for(0, 1)], 0.0))  # the second half, 503'd
+    assert rest and rest[-1].size >= size, f"unsent rest not synced before the ack moved on: {rest}"
+    assert stored(influxdb, influx_db) == {i: float(i) for i in range(1, 41)}
+    assert requests[0] >= 4 and figures["written"] == 40 and figures["dead"] == 1 and figures["queued"] == 41
+    # InfluxDB stores the good lines of each 422 partial write, and the halving resends them (documented:
+    # the same points overwrite): at most once per halving level of the 41-line batch
+    assert 40 <= points_accepted(influxdb, influx_db) <= 40 * (1 + 6)

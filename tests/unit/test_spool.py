@@ -13,18 +13,14 @@ import pytest
 
 from stationmon.adapters.spool import HEADER, Spool, SpoolRecord, encode_record
 from stationmon.errors import StorageError
-from tests.helpers import wait_until_sync
+from tests.helpers import drain_spool, wait_until_sync
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def drain(spool: Spool) -> list[list[str]]:
-    """Every pending record's lines, acknowledging each."""
-    out = []
-    while (record := spool.peek()) is not None:
-        out.append(record.lines)
-        spool.ack(record)
-    return out
+    """Every pending record's lines, acknowledging each (bounded: a stuck ack fails at once)."""
+    return drain_spool(spool)
 
 
 def batch(n: int, start: int = 0) -> list[str]:
