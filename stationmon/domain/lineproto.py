@@ -440,6 +440,8 @@ def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:
         fields["value"] = float(event.value)
     if event.threshold is not None:
         fields["threshold"] = float(event.threshold)
+    # how long the alert had been firing at this event: the time to acknowledge or to resolve, in one field
+    fields["age_s"] = round(max(0.0, event.ts - event.since), 3)
     return encode_line(
         "alert_events",
         {

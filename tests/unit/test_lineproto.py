@@ -200,7 +200,7 @@ def test_alert_event_line() -> None:
     assert encode_alert_event(event) == (
         "alert_events,district=道里区,rule=supply_low,severity=major,station=s1 "
         'state="firing",message="supply 36.5 °C below \\"required\\" 39.9",'
-        'alert_id="s1/sec1/supply_low/1700000000",value=36.5,threshold=39.9 1700000600000'
+        'alert_id="s1/sec1/supply_low/1700000000",value=36.5,threshold=39.9,age_s=600.0 1700000600000'
     )
 
 
