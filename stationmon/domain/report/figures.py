@@ -148,12 +148,13 @@ def _time_figures(loops: Sequence[LoopFigures]) -> Row:
     }
 
 
-def _unit_row(unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums]) -> Row:
+def _unit_row(
+    unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums], loop_level: bool
+) -> Row:
     stations = {f.station.id: f.station for f in unit.loops}
-    single_loop = len(unit.loops) == 1
     row: Row = dict(unit.keys)
     row["loops"] = len(unit.loops)
-    if single_loop:
+    if loop_level:  # the loop's share of its station's
         row["area_m2"], row["households"] = _r(unit.loops[0].area_m2, 1), _r(unit.loops[0].households, 1)
     else:
         row["area_m2"] = _sum_known([s.area_m2 for s in stations.values()])
@@ -194,7 +195,7 @@ def level_rows(inp: ReportInput, figures: Sequence[LoopFigures], level: str) -> 
         else:
             lives = [a for a in inp.lives if a.station in station_ids]
         outdoor = [inp.outdoor[s] for s in sorted(station_ids) if s in inp.outdoor]
-        rows.append(_unit_row(unit, inp, lives, outdoor))
+        rows.append(_unit_row(unit, inp, lives, outdoor, level == "loop"))
     return rows
 
 
