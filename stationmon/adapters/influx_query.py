@@ -23,7 +23,7 @@ import aiohttp
 from stationmon.adapters.influx import auth_headers
 from stationmon.config import InfluxConfig
 from stationmon.domain.lineproto import encode_line
-from stationmon.domain.report import LOOP_MEASURES, PARTS, LoopSums, Measure, OutdoorSums
+from stationmon.domain.report import LOOP_MEASURES, LoopSums, Measure, OutdoorSums
 from stationmon.errors import StorageError
 
 __all__ = ["InfluxQuery", "loop_statements", "outdoor_statements", "rfc3339"]
@@ -117,7 +117,7 @@ class InfluxQuery:
     """InfluxQL against the configured InfluxDB, and line protocol back to it; aiohttp errors become
     StorageError. `influx_s` adds up the time spent waiting for the server."""
 
-    def __init__(self, config: InfluxConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: InfluxConfig, session: aiohttp.ClientSession, rollup_rp: str = "") -> None:
         if config.url is None:
             raise StorageError("no InfluxDB configured ([influxdb] url)")
         self.config = config
@@ -135,6 +135,12 @@ class InfluxQuery:
             self.write_url = base + "/api/v2/write"
             self.write_params = {"org": config.org, "bucket": config.bucket, "precision": "ms"}
         self.influx_s = 0.0
+        # rollups in their own retention policy (v1): one with a long shard duration keeps a season in one shard
+        self.rollup_rp = rollup_rp
+
+    def rollup(self, measurement: str) -> str:
+        """`measurement` (a rollup) as an InfluxQL FROM target."""
+        return f'"{self.rollup_rp}"."{measurement}"' if self.rollup_rp else f'"{measurement}"'
 
     async def _send(self, method: str, url: str, params: dict[str, str], data: str | None = None) -> str:
         started = time.perf_counter()
@@ -173,15 +179,18 @@ class InfluxQuery:
         return out
 
     async def write(self, lines: Iterable[str], batch: int = 20_000) -> None:
-        """Write line protocol (ms precision) in batches."""
+        """Write rollup lines (ms precision) in batches, into the rollup retention policy if there is one."""
+        params = dict(self.write_params)
+        if self.rollup_rp and self.config.api == "v1":
+            params["rp"] = self.rollup_rp
         chunk: list[str] = []
         for line in lines:
             chunk.append(line)
             if len(chunk) >= batch:
-                await self._send("POST", self.write_url, self.write_params, "\n".join(chunk))
+                await self._send("POST", self.write_url, params, "\n".join(chunk))
                 chunk = []
         if chunk:
-            await self._send("POST", self.write_url, self.write_params, "\n".join(chunk))
+            await self._send("POST", self.write_url, params, "\n".join(chunk))
 
     async def loop_sums(
         self, start: float, stop: float, target: float, hourly: bool = False
@@ -220,17 +229,17 @@ class InfluxQuery:
 
     async def rollup_loop_sums(self, measurement: str, start: float, stop: float, target: float) -> Rows:
         """Rows of summed rollup fields per station and loop over [start, stop)."""
-        fields = ", ".join(f'sum("{m}_{p}") AS "{m}_{p}"' for m in LOOP_MEASURES for p in PARTS)
+        fields = ", ".join(f'sum("{m}") AS "{m}"' for m in LOOP_MEASURES)
         q = (
-            f'SELECT {fields} FROM "{measurement}" WHERE "target" = {_quote(f"{target:g}")} AND {_when(start, stop)} '
-            'GROUP BY "station", "loop"'
+            f"SELECT {fields} FROM {self.rollup(measurement)} "
+            f'WHERE "target" = {_quote(f"{target:g}")} AND {_when(start, stop)} GROUP BY "station", "loop"'
         )
         return (await self.statements([q]))[0]
 
     async def rollup_outdoor_sums(self, measurement: str, start: float, stop: float, target: float) -> Rows:
         """Rows of summed outdoor rollup fields per station over [start, stop)."""
         q = (
-            f'SELECT sum("t") AS t, sum("h") AS h, sum("dh") AS dh FROM "{measurement}" '
+            f'SELECT sum("t") AS t, sum("h") AS h, sum("dh") AS dh FROM {self.rollup(measurement)} '
             f'WHERE "target" = {_quote(f"{target:g}")} AND {_when(start, stop)} GROUP BY "station"'
         )
         return (await self.statements([q]))[0]
@@ -238,7 +247,7 @@ class InfluxQuery:
     async def marks(self, level: str, start: float, stop: float, target: float) -> set[float]:
         """Bucket starts of `level` ("1h" or "1d") whose rollup is stored, in [start, stop)."""
         q = (
-            f'SELECT "rows" FROM "report_rollup_marks" WHERE "level" = {_quote(level)} AND '
+            f'SELECT "rows" FROM {self.rollup("report_rollup_marks")} WHERE "level" = {_quote(level)} AND '
             f'"target" = {_quote(f"{target:g}")} AND {_when(start, stop)}'
         )
         return {float(r["time"]) / 1000 for r in (await self.statements([q]))[0]}

@@ -66,7 +66,7 @@ def _runs(starts: Iterable[float], step: float, longest: int) -> list[tuple[floa
 def _add_loops(into: dict[tuple[str, str], LoopSums], rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         into.setdefault((str(row.get("station", "")), str(row.get("loop", ""))), LoopSums()).add(
-            LoopSums.from_fields(row)
+            LoopSums.from_rollup(row)
         )
 
 
@@ -76,15 +76,15 @@ def _add_outdoor(into: dict[str, OutdoorSums], rows: Iterable[dict[str, Any]]) -
         into.setdefault(str(row.get("station", "")), OutdoorSums()).add(sums)
 
 
-async def _backfill_hours(q: InfluxQuery, hours: Sequence[float], target: float) -> None:
+async def _backfill_hours(q: InfluxQuery, hours: Sequence[float], target: float, every_s: float) -> None:
     tags = {"target": f"{target:g}"}
     for a, b in _runs(hours, HOUR, 24):
         loops = await q.loop_sums(a, b, target, hourly=True)
         outdoor = await q.outdoor_sums(a, b, target, hourly=True)
         lines = [
-            rollup_lines(LOOP_1H, {**tags, "station": st, "loop": lp}, sums.fields(), h)
+            rollup_lines(LOOP_1H, {**tags, "station": st, "loop": lp}, sums.rollup_fields(every_s), h)
             for (st, lp, h), sums in loops.items()
-            if sums.fields()
+            if sums.rollup_fields(every_s)
         ]
         lines += [
             rollup_lines(OUT_1H, {**tags, "station": st}, {"t": o.t, "h": o.h, "dh": o.dh}, h)
@@ -106,7 +106,7 @@ async def _build_days(q: InfluxQuery, days: Sequence[tuple[float, float]], targe
         rows = await q.rollup_loop_sums(LOOP_1H, d0, d1, target)
         lines = []
         for row in rows:
-            fields = LoopSums.from_fields(row).fields()
+            fields = LoopSums.from_rollup(row).rollup_fields(0.0)
             if fields:
                 lines.append(
                     rollup_lines(LOOP_1D, {**tags, "station": row["station"], "loop": row["loop"]}, fields, d0)
@@ -120,7 +120,7 @@ async def _build_days(q: InfluxQuery, days: Sequence[tuple[float, float]], targe
 
 
 async def _ensure_rollups(
-    q: InfluxQuery, plan: ReadPlan, start: float, stop: float, target: float, rebuild: bool
+    q: InfluxQuery, plan: ReadPlan, start: float, stop: float, target: float, every_s: float, rebuild: bool
 ) -> tuple[int, int]:
     """Store the rollups `plan` reads that are missing (all of them if `rebuild`): (hours, days) written."""
     marks_d = set() if rebuild else await q.marks("1d", start, stop, target)
@@ -130,20 +130,28 @@ async def _ensure_rollups(
         wanted.extend(d0 + i * HOUR for i in range(round((d1 - d0) / HOUR)))
     marks_h = set() if rebuild else await q.marks("1h", start, stop, target)
     hours = sorted(h for h in wanted if h not in marks_h)
-    await _backfill_hours(q, hours, target)
+    await _backfill_hours(q, hours, target, every_s)
     await _build_days(q, days, target)
     return len(hours), len(days)
 
 
 async def _sums(
-    q: InfluxQuery, g: Gathered, start: float, stop: float, now: float, target: float, timezone: str, rollup: str
+    q: InfluxQuery,
+    g: Gathered,
+    period: tuple[float, float],
+    now: float,
+    target: float,
+    timezone: str,
+    every_s: float,
+    rollup: str,
 ) -> None:
+    start, stop = period
     if rollup == "off":
         _merge_raw(g, await q.loop_sums(start, stop, target), await q.outdoor_sums(start, stop, target))
         return
     plan = plan_reads(start, stop, now, timezone, ROLLUP_SETTLE_S)
     g.rollup_hours_written, g.rollup_days_written = await _ensure_rollups(
-        q, plan, start, stop, target, rollup == "rebuild"
+        q, plan, start, stop, target, every_s, rollup == "rebuild"
     )
     if plan.days:
         a, b = plan.days[0][0], plan.days[-1][1]
@@ -210,6 +218,6 @@ async def gather(
     if rollup not in ROLLUP_MODES:
         raise ValueError(f"unknown rollup mode {rollup!r} (expected one of {', '.join(ROLLUP_MODES)})")
     g = Gathered()
-    await _sums(q, g, start, stop, now, target, timezone, rollup)
+    await _sums(q, g, (start, stop), now, target, timezone, every_s, rollup)
     await _alerts(q, g, start, stop, every_s)
     return g

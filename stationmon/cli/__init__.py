@@ -81,6 +81,12 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
         default="use",
         help="hourly/daily rollups in InfluxDB: use (and fill what is missing), rebuild, or off (raw points only)",
     )
+    p.add_argument(
+        "--rollup-rp",
+        default="",
+        metavar="RP",
+        help="InfluxDB 1.x: keep the rollups in this retention policy (one with a long shard duration is faster)",
+    )
     _config_and_logging(p)
 
 

@@ -41,14 +41,21 @@ def report_period(config: Config, text_from: str, text_to: str, now: float) -> t
 
 
 async def make_report(
-    config: Config, start: float, stop: float, *, by: str = "station", now: float, rollup: str = "use"
+    config: Config,
+    start: float,
+    stop: float,
+    *,
+    by: str = "station",
+    now: float,
+    rollup: str = "use",
+    rollup_rp: str = "",
 ) -> ReportTables:
     """Gather the sums from InfluxDB and compute every level's figures; meta holds the timings."""
     began = time.perf_counter()
     site, rules = config.site, config.rules
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.influxdb.timeout_s, sock_read=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        q = InfluxQuery(config.influxdb, session)
+        q = InfluxQuery(config.influxdb, session, rollup_rp)
         g = await gather(
             q,
             start,
@@ -109,7 +116,9 @@ def main(args: argparse.Namespace) -> int:
         print("stationmon report: the config has no [influxdb] url to read from", file=sys.stderr)
         return 2
     try:
-        tables = asyncio.run(make_report(config, start, stop, by=args.by, now=now, rollup=args.rollup))
+        tables = asyncio.run(
+            make_report(config, start, stop, by=args.by, now=now, rollup=args.rollup, rollup_rp=args.rollup_rp)
+        )
     except StorageError as exc:
         print(f"stationmon report: InfluxDB failed: {exc}", file=sys.stderr)
         return 1

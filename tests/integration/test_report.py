@@ -282,14 +282,18 @@ def _by(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
     return {str(r[key]): r for r in rows}
 
 
-@pytest.mark.parametrize("rollup", ["off", "use"])
-def test_every_section_8_number_by_station_and_company(rollup, tmp_path, influxdb, influx_db):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("rollup", "rp"), [("off", ""), ("use", ""), ("use", "rollups")])
+def test_every_section_8_number_by_station_and_company(rollup, rp, tmp_path, influxdb, influx_db):  # type: ignore[no-untyped-def]
     _store(influxdb, influx_db)
+    if rp:  # rollups in their own retention policy, one shard a year
+        influxdb.post_query(
+            f'CREATE RETENTION POLICY "{rp}" ON "{influx_db}" DURATION INF REPLICATION 1 SHARD DURATION 52w'
+        )
     config = load_config(str(_config(tmp_path, influxdb.url, influx_db)))
     start, stop = T0, T0 + PERIOD * H
     now = stop + H  # the last hour is not settled: read raw even when rollups are used
     for attempt in range(2 if rollup == "use" else 1):  # the second run reads the rollups the first one stored
-        tables = asyncio.run(make_report(config, start, stop, by="station", now=now, rollup=rollup))
+        tables = asyncio.run(make_report(config, start, stop, by="station", now=now, rollup=rollup, rollup_rp=rp))
         stations = _by(tables.levels["station"], "station")
         for sid, expected in EXPECTED_STATION.items():
             _check(stations[sid], expected, f"station {sid} (rollup {rollup}, run {attempt})")
@@ -300,6 +304,9 @@ def test_every_section_8_number_by_station_and_company(rollup, tmp_path, influxd
             written = (tables.meta["rollup_hours_written"], tables.meta["rollup_days_written"])
             # two whole days and 23 settled hours of day 3 on the first run; nothing on the second
             assert written == ((48 + 23, 2) if attempt == 0 else (0, 0))
+    if rp:
+        stored = influxdb.query(influx_db, f'SELECT count("ok") FROM "{rp}"."report_loop_1d"')
+        assert stored and stored[0]["count"] == 2 * 3  # two days of the three loops with ok time
     loops = tables.levels["loop"]
     assert [(r["station"], r["loop"]) for r in loops] == [("sa", "a1"), ("sa", "a2"), ("sb", "b1"), ("sc", "c1")]
     a1 = loops[0]

@@ -18,13 +18,12 @@ from stationmon.domain.report.periods import (
     season_days,
     season_start,
 )
-from stationmon.domain.report.sums import LOOP_MEASURES, PARTS, LoopSums, Measure, OutdoorSums
+from stationmon.domain.report.sums import LOOP_MEASURES, LoopSums, Measure, OutdoorSums
 from stationmon.domain.report_tables import LEVELS, ReportTables
 
 __all__ = [
     "HOUR",
     "LOOP_MEASURES",
-    "PARTS",
     "AlertLife",
     "Event",
     "LoopSums",

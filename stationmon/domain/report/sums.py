@@ -4,14 +4,14 @@ add up the same way. Pure.
 Each loop measure is four sums over the `loop_status` points it covers: `n` points, `ni` of them with
 `interval_s`, `s` = sum of interval_s × value, `c` = sum of value (value is 1 for a status or a flag, a
 sensor share for the household measures). A point without `interval_s` (written before it existed) stands
-for `evaluate_every` seconds.
+for `evaluate_every` seconds. Rollups store each measure already resolved to seconds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["LOOP_MEASURES", "PARTS", "LoopSums", "Measure", "OutdoorSums"]
+__all__ = ["LOOP_MEASURES", "LoopSums", "Measure", "OutdoorSums"]
 
 # ok, noncompliant: loop time by status; beyond_design: with the flag set;
 # judged: inspection-hour time with status ok or noncompliant (the compliance rate's denominator);
@@ -27,7 +27,6 @@ LOOP_MEASURES = (
     "below_target",
     "below_refund",
 )
-PARTS = ("s", "c", "n", "ni")
 
 
 @dataclass
@@ -57,33 +56,39 @@ class Measure:
 
 @dataclass
 class LoopSums:
-    """Every loop measure of one loop over some time."""
+    """Every loop measure of one loop over some time: raw sums, plus seconds already resolved (from rollups)."""
 
     measures: dict[str, Measure] = field(default_factory=lambda: {name: Measure() for name in LOOP_MEASURES})
+    exact_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: LoopSums) -> None:
         """Add `other` measure by measure."""
         for name, m in other.measures.items():
             self.measures.setdefault(name, Measure()).add(m)
+        for name, seconds in other.exact_s.items():
+            self.exact_s[name] = self.exact_s.get(name, 0.0) + seconds
 
     def seconds(self, name: str, every_s: float) -> float:
         """Time-weighted seconds of measure `name`."""
-        return self.measures[name].seconds(every_s)
+        return self.exact_s.get(name, 0.0) + self.measures[name].seconds(every_s)
+
+    def rollup_fields(self, every_s: float) -> dict[str, float]:
+        """As a rollup point: seconds per measure (only the measures with points or seconds)."""
+        return {
+            name: self.seconds(name, every_s)
+            for name in LOOP_MEASURES
+            if self.measures[name].n > 0 or name in self.exact_s
+        }
 
     @classmethod
-    def from_fields(cls, row: dict[str, object]) -> LoopSums:
-        """From a row keyed `<measure>_<part>` (missing or null: 0)."""
+    def from_rollup(cls, row: dict[str, object]) -> LoopSums:
+        """From a rollup row keyed by measure (seconds; missing or null: 0)."""
         out = cls()
-        for name, m in out.measures.items():
-            for part in PARTS:
-                value = row.get(f"{name}_{part}")
-                if isinstance(value, int | float):
-                    setattr(m, part, float(value))
+        for name in LOOP_MEASURES:
+            value = row.get(name)
+            if isinstance(value, int | float):
+                out.exact_s[name] = float(value)
         return out
-
-    def fields(self) -> dict[str, float]:
-        """As a row keyed `<measure>_<part>`, only the measures with points."""
-        return {f"{name}_{p}": getattr(m, p) for name, m in self.measures.items() if m.n > 0 for p in PARTS}
 
 
 @dataclass
