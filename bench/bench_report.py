@@ -49,10 +49,11 @@ SEASON_POINTS_10S = 8640 * 183  # loop_status points of one loop over a season a
 TARGET_S = 60.0
 
 
-def _post(server: InfluxServer, db: str, lines: list[str]) -> None:
+def _post(server: InfluxServer, db: str, lines: list[str], rp: str = "") -> None:
     for i in range(0, len(lines), 50_000):
         body = "\n".join(lines[i : i + 50_000]).encode()
-        req = urllib.request.Request(f"{server.url}/write?db={db}&precision=ms", data=body, method="POST")
+        url = f"{server.url}/write?db={db}&precision=ms" + (f"&rp={rp}" if rp else "")
+        req = urllib.request.Request(url, data=body, method="POST")
         with urllib.request.urlopen(req, timeout=300):
             pass
 
@@ -151,12 +152,11 @@ def _query(server: InfluxServer, db: str, q: str) -> list[dict[str, Any]]:
 _NOT_FIELDS = ("time", "_m", "level", "loop", "station", "target")
 
 
-def _copy(server: InfluxServer, db: str, measurement: str, src: float, dst: list[float], span: float) -> int:
+def _copy(server: InfluxServer, db: str, rp: str, measurement: str, src: float, dst: list[float], span: float) -> int:
     """Copy the points of `measurement` in [src, src + span) to each start in `dst`; the lines written."""
     start_ms, stop_ms = round(src * 1000), round((src + span) * 1000)
-    rows = _query(
-        server, db, f'SELECT * FROM "{measurement}" WHERE time >= {start_ms}ms AND time < {stop_ms}ms GROUP BY *'
-    )
+    source = f'"{rp}"."{measurement}"' if rp else f'"{measurement}"'
+    rows = _query(server, db, f"SELECT * FROM {source} WHERE time >= {start_ms}ms AND time < {stop_ms}ms GROUP BY *")
     lines = []
     for target in dst:
         shift = round((target - src) * 1000)
@@ -168,31 +168,56 @@ def _copy(server: InfluxServer, db: str, measurement: str, src: float, dst: list
                 if k not in _NOT_FIELDS and v is not None
             )
             lines.append(f"{measurement},{tags} {fields} {row['time'] + shift}")
-    _post(server, db, lines)
+    _post(server, db, lines, rp)
     return len(lines)
 
 
-def _timed(config: Config, start: float, stop: float, rollup: str) -> tuple[float, float, Any]:
+def _timed(config: Config, start: float, stop: float, rollup: str, rp: str = "") -> tuple[float, float, Any]:
     began = time.perf_counter()
-    tables = asyncio.run(make_report(config, start, stop, by="station", now=time.time(), rollup=rollup))
+    tables = asyncio.run(make_report(config, start, stop, by="station", now=time.time(), rollup=rollup, rollup_rp=rp))
     render(tables, "csv", "zh")
     return time.perf_counter() - began, float(tables.meta["influx_seconds"] or 0), tables
 
 
-def _season(server: InfluxServer, db: str) -> int:
+def _season(server: InfluxServer, db: str, rp: str) -> int:
     days = []
     d = SEASON_START
     while d < SEASON_STOP:
         if d != RAW_DAY:
             days.append(d)
         d += DAY  # Asia/Shanghai has no daylight saving time
-    n = _copy(server, db, "report_loop_1d", RAW_DAY, days, DAY)
-    n += _copy(server, db, "report_outdoor_1d", RAW_DAY, days, DAY)
-    n += _copy(server, db, "report_rollup_marks", RAW_DAY, days, DAY)  # the day's 24 hour marks and its day mark
+    n = _copy(server, db, rp, "report_loop_1d", RAW_DAY, days, DAY)
+    n += _copy(server, db, rp, "report_outdoor_1d", RAW_DAY, days, DAY)
+    n += _copy(server, db, rp, "report_rollup_marks", RAW_DAY, days, DAY)  # the day's 24 hour marks and day mark
     edges = [SEASON_START, SEASON_STOP - DAY]
-    n += _copy(server, db, "report_loop_1h", RAW_DAY, edges, DAY)
-    n += _copy(server, db, "report_outdoor_1h", RAW_DAY, edges, DAY)
+    n += _copy(server, db, rp, "report_loop_1h", RAW_DAY, edges, DAY)
+    n += _copy(server, db, rp, "report_outdoor_1h", RAW_DAY, edges, DAY)
     return n
+
+
+LONG_RP = "rollups"  # a retention policy with 10-year shards: a season of rollups in one shard
+
+
+def _line(name: str, seconds: float, influx_s: float) -> None:
+    print(f"{name:62} {seconds:8.2f} {influx_s / seconds:11.0%}", flush=True)
+
+
+def _season_runs(server: InfluxServer, config: Config, db: str, rp: str) -> float:
+    """b) to d) with the rollups in `rp` ("": the database's default); the slowest season report's seconds."""
+    where = f"retention policy {rp!r} (10-year shards)" if rp else "the default retention policy (7-day shards)"
+    print(f"-- rollups in {where}")
+    build_s, build_influx, _ = _timed(config, RAW_DAY, RAW_DAY + DAY, "use", rp)
+    _line("b) first report with rollups, one day (builds them)", build_s, build_influx)
+    began = time.perf_counter()
+    copied = _season(server, db, rp)
+    print(f"   ({copied:,} rollup points copied to the other days in {time.perf_counter() - began:.0f} s)")
+    season_s, season_influx, tables = _timed(config, SEASON_START, SEASON_STOP, "use", rp)
+    _line(f"c) season by station from rollups ({len(tables.levels['station'])} stations)", season_s, season_influx)
+    again_s, again_influx, _ = _timed(config, SEASON_START, SEASON_STOP, "use", rp)
+    _line("   the same again", again_s, again_influx)
+    edge_s, edge_influx, _ = _timed(config, SEASON_START + 5 * H, SEASON_STOP - 3 * H, "use", rp)
+    _line("d) season with partial days at both edges", edge_s, edge_influx)
+    return max(season_s, again_s, edge_s) if rp else 0.0
 
 
 def run(stations: int, interval: float) -> None:
@@ -215,29 +240,20 @@ def run(stations: int, interval: float) -> None:
         raw_s, raw_influx, _ = _timed(config, RAW_DAY, RAW_DAY + DAY, "off")
         per_point = raw_s / loop_points
         season_raw = per_point * stations * 3 * SEASON_POINTS_10S
-        build_s, build_influx, _ = _timed(config, RAW_DAY, RAW_DAY + DAY, "use")
-        began = time.perf_counter()
-        copied = _season(server, db)
-        print(f"season: {copied:,} rollup points copied to the other days in {time.perf_counter() - began:.0f} s")
-        season_s, season_influx, tables = _timed(config, SEASON_START, SEASON_STOP, "use")
-        again_s, again_influx, _ = _timed(config, SEASON_START, SEASON_STOP, "use")
-        edge_start, edge_stop = SEASON_START + 5 * H, SEASON_STOP - 3 * H
-        edge_s, edge_influx, _ = _timed(config, edge_start, edge_stop, "use")
-        rows = len(tables.levels["station"])
-        print(f"{'':58} {'seconds':>8} {'in InfluxDB':>12}")
-        for name, s, i in (
-            (f"a) baseline: raw points, one day ({loop_points:,} points)", raw_s, raw_influx),
-            ("b) first report with rollups, one day (builds them)", build_s, build_influx),
-            (f"c) season by station from rollups ({rows} stations)", season_s, season_influx),
-            ("   the same again", again_s, again_influx),
-            ("d) season with partial days at both edges", edge_s, edge_influx),
-        ):
-            print(f"{name:58} {s:8.2f} {i / s:11.0%}")
+        print(f"{'':62} {'seconds':>8} {'in InfluxDB':>12}")
+        _line(f"a) baseline: raw points, one day ({loop_points:,} points)", raw_s, raw_influx)
+        server.post_query(
+            f'CREATE RETENTION POLICY "{LONG_RP}" ON "{db}" DURATION INF REPLICATION 1 SHARD DURATION 520w'
+        )
+        worst = 0.0
+        for rp in ("", LONG_RP):
+            worst = max(worst, _season_runs(server, config, db, rp))
+        billions = stations * 3 * SEASON_POINTS_10S / 1e9
         print(f"raw path: {per_point * 1e6:.1f} µs per loop_status point; a season at 10 s "
-              f"({stations * 3 * SEASON_POINTS_10S / 1e9:.1f} billion points) would take about {season_raw / 3600:.0f} h")  # fmt: skip
-        print(f"season report from rollups vs the raw path's extrapolation: {season_raw / season_s:,.0f}x faster")
-        verdict = "met" if max(season_s, edge_s) < TARGET_S else "MISSED"
-        print(f"season report under {TARGET_S:.0f} s: {verdict} ({max(season_s, edge_s):.1f} s)")
+              f"({billions:.1f} billion points) would take about {season_raw / 3600:.0f} h")  # fmt: skip
+        print(f"season report from rollups vs the raw path's extrapolation: {season_raw / worst:,.0f}x faster")
+        verdict = "met" if worst < TARGET_S else "MISSED"
+        print(f"season report under {TARGET_S:.0f} s, rollups in their own retention policy: {verdict} ({worst:.1f} s)")
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
