@@ -14,6 +14,7 @@ comes back are per-loop (or per-loop-hour) sums. See `domain.report.sums` for wh
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -142,7 +143,9 @@ class InfluxQuery:
         """`measurement` (a rollup) as an InfluxQL FROM target."""
         return f'"{self.rollup_rp}"."{measurement}"' if self.rollup_rp else f'"{measurement}"'
 
-    async def _send(self, method: str, url: str, params: dict[str, str], data: str | None = None) -> str:
+    async def _send(
+        self, method: str, url: str, params: dict[str, str], data: str | dict[str, str] | None = None
+    ) -> str:
         started = time.perf_counter()
         try:
             async with self.session.request(method, url, params=params, data=data, headers=self.headers) as resp:
@@ -157,14 +160,13 @@ class InfluxQuery:
 
     async def statements(self, statements: Sequence[str]) -> list[Rows]:
         """Run InfluxQL statements in one request: the rows of each (tags merged into every row)."""
-        import json
-
         if not statements:
             return []
-        params = {"db": self.db, "q": ";\n".join(statements), "epoch": "ms"}
+        params = {"db": self.db, "epoch": "ms"}
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
-        text = await self._send("POST", self.url, params)
+        # the statements go in a form body: a hundred of them would pass a URL's length limit
+        text = await self._send("POST", self.url, params, {"q": ";\n".join(statements)})
         try:
             doc = json.loads(text)
         except ValueError as exc:
