@@ -185,15 +185,19 @@ def level_rows(inp: ReportInput, figures: Sequence[LoopFigures], level: str) -> 
         keys = _LEVEL_KEY[level](f)
         units.setdefault(tuple(keys[k] for k in UNIT_KEYS[level]), _Unit(keys)).loops.append(f)
     order = sorted(units) if level in ("company", "district") else list(units)
+    by_loop: dict[tuple[str, str], list[AlertLife]] = {}
+    by_station: dict[str, list[AlertLife]] = {}
+    for a in inp.lives:
+        by_loop.setdefault((a.station, a.loop), []).append(a)
+        by_station.setdefault(a.station, []).append(a)
     rows = []
     for key in order:
         unit = units[key]
-        loop_ids = {(f.station.id, f.loop) for f in unit.loops}
         station_ids = {f.station.id for f in unit.loops}
         if level == "loop":
-            lives = [a for a in inp.lives if (a.station, a.loop) in loop_ids]
+            lives = by_loop.get((unit.loops[0].station.id, unit.loops[0].loop), [])
         else:
-            lives = [a for a in inp.lives if a.station in station_ids]
+            lives = [a for s in sorted(station_ids) for a in by_station.get(s, [])]
         outdoor = [inp.outdoor[s] for s in sorted(station_ids) if s in inp.outdoor]
         rows.append(_unit_row(unit, inp, lives, outdoor, level == "loop"))
     return rows
