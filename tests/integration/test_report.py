@@ -380,7 +380,8 @@ def test_cli_csv_json_and_exit_codes(tmp_path, influxdb, influx_db, capsys):  # 
     assert float(rows[1]["heat_source_hours"]) == 9 and rows[2]["refund_estimate_cny"] == ""
     assert main(["report", "-c", config, "--from", "yesterday"]) == 2
     assert "bad time 'yesterday'" in capsys.readouterr().err
-    assert main(["report", "-c", config, "--from", "-30m"]) == 2  # no whole hour
+    half_hour = ["--from", "2025-12-02T10:20:00Z", "--to", "2025-12-02T10:50:00Z"]
+    assert main(["report", "-c", config, *half_hour]) == 2  # no whole hour
     assert "no whole hour" in capsys.readouterr().err
     dead = str(_config(tmp_path, "http://127.0.0.1:9", influx_db, name="dead.toml"))
     assert main(["report", "-c", dead, *period]) == 1
