@@ -136,12 +136,15 @@ class InfluxQuery:
             self.write_url = base + "/api/v2/write"
             self.write_params = {"org": config.org, "bucket": config.bucket, "precision": "ms"}
         self.influx_s = 0.0
-        # rollups in their own retention policy (v1): one with a long shard duration keeps a season in one shard
+        # rollups in their own retention policy (v1) or bucket (v2): one with long shards keeps a season in one
         self.rollup_rp = rollup_rp
+        self.rollup_db = rollup_rp if rollup_rp and config.api == "v2" else self.db
 
     def rollup(self, measurement: str) -> str:
         """`measurement` (a rollup) as an InfluxQL FROM target."""
-        return f'"{self.rollup_rp}"."{measurement}"' if self.rollup_rp else f'"{measurement}"'
+        if self.rollup_rp and self.config.api == "v1":
+            return f'"{self.rollup_rp}"."{measurement}"'
+        return f'"{measurement}"'
 
     async def _send(
         self, method: str, url: str, params: dict[str, str], data: str | dict[str, str] | None = None
@@ -158,11 +161,11 @@ class InfluxQuery:
         finally:
             self.influx_s += time.perf_counter() - started
 
-    async def statements(self, statements: Sequence[str]) -> list[Rows]:
+    async def statements(self, statements: Sequence[str], db: str | None = None) -> list[Rows]:
         """Run InfluxQL statements in one request: the rows of each (tags merged into every row)."""
         if not statements:
             return []
-        params = {"db": self.db, "epoch": "ms"}
+        params = {"db": db or self.db, "epoch": "ms"}
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
         # the statements go in a form body: a hundred of them would pass a URL's length limit
@@ -185,6 +188,8 @@ class InfluxQuery:
         params = dict(self.write_params)
         if self.rollup_rp and self.config.api == "v1":
             params["rp"] = self.rollup_rp
+        elif self.rollup_rp:
+            params["bucket"] = self.rollup_rp
         chunk: list[str] = []
         for line in lines:
             chunk.append(line)
@@ -236,7 +241,7 @@ class InfluxQuery:
             f"SELECT {fields} FROM {self.rollup(measurement)} "
             f'WHERE "target" = {_quote(f"{target:g}")} AND {_when(start, stop)} GROUP BY "station", "loop"'
         )
-        return (await self.statements([q]))[0]
+        return (await self.statements([q], self.rollup_db))[0]
 
     async def rollup_outdoor_sums(self, measurement: str, start: float, stop: float, target: float) -> Rows:
         """Rows of summed outdoor rollup fields per station over [start, stop)."""
@@ -244,7 +249,7 @@ class InfluxQuery:
             f'SELECT sum("t") AS t, sum("h") AS h, sum("dh") AS dh FROM {self.rollup(measurement)} '
             f'WHERE "target" = {_quote(f"{target:g}")} AND {_when(start, stop)} GROUP BY "station"'
         )
-        return (await self.statements([q]))[0]
+        return (await self.statements([q], self.rollup_db))[0]
 
     async def marks(self, level: str, start: float, stop: float, target: float) -> set[float]:
         """Bucket starts of `level` ("1h" or "1d") whose rollup is stored, in [start, stop)."""
@@ -252,7 +257,7 @@ class InfluxQuery:
             f'SELECT "rows" FROM {self.rollup("report_rollup_marks")} WHERE "level" = {_quote(level)} AND '
             f'"target" = {_quote(f"{target:g}")} AND {_when(start, stop)}'
         )
-        return {float(r["time"]) / 1000 for r in (await self.statements([q]))[0]}
+        return {float(r["time"]) / 1000 for r in (await self.statements([q], self.rollup_db))[0]}
 
     async def alert_events(self, start: float, stop: float) -> Rows:
         """Every `alert_events` point in [start, stop) (alerts are few: thousands a season, not millions)."""

@@ -85,7 +85,7 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
         "--rollup-rp",
         default="",
         metavar="RP",
-        help="InfluxDB 1.x: keep the rollups in this retention policy (one with a long shard duration is faster)",
+        help="keep the rollups in this retention policy (1.x) or bucket (2.x); one with long shards is faster",
     )
     _config_and_logging(p)
 

@@ -339,6 +339,8 @@ def test_v2_influxql_compatibility_with_a_token(tmp_path, influxdb, influx_db, m
 
     _store(influxdb, influx_db)
     monkeypatch.setenv("T", "s3cret")
+    rollups = influx_db + "_rollups"
+    influxdb.create_database(rollups)
 
     async def run() -> tuple[Any, V2Translator, str]:
         translator = V2Translator(influxdb.url, token="s3cret", org="o")
@@ -347,6 +349,9 @@ def test_v2_influxql_compatibility_with_a_token(tmp_path, influxdb, influx_db, m
             config = load_config(str(_config(tmp_path, translator.url, influx_db, "v2")))
             stop = T0 + PERIOD * H
             tables = await make_report(config, T0, stop, by="company", now=stop + H)
+            # rollups in their own bucket (one with long shards): the same figures
+            in_bucket = await make_report(config, T0, stop, by="company", now=stop + H, rollup_rp=rollups)
+            assert in_bucket.levels == tables.levels
             monkeypatch.setenv("T", "wrong")
             wrong = load_config(str(_config(tmp_path, translator.url, influx_db, "v2", "wrong.toml")))
             try:
@@ -363,6 +368,7 @@ def test_v2_influxql_compatibility_with_a_token(tmp_path, influxdb, influx_db, m
     for cid, expected in EXPECTED_COMPANY.items():
         _check(companies[cid], expected, f"company {cid} over v2")
     assert "HTTP 401" in refused
+    assert influxdb.query(rollups, 'SELECT count("ok") FROM "report_loop_1d"')[0]["count"] == 2 * 3
 
 
 def test_cli_csv_json_and_exit_codes(tmp_path, influxdb, influx_db, capsys):  # type: ignore[no-untyped-def]
