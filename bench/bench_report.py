@@ -217,7 +217,7 @@ def _season_runs(server: InfluxServer, config: Config, db: str, rp: str) -> floa
     _line("   the same again", again_s, again_influx)
     edge_s, edge_influx, _ = _timed(config, SEASON_START + 5 * H, SEASON_STOP - 3 * H, "use", rp)
     _line("d) season with partial days at both edges", edge_s, edge_influx)
-    return max(season_s, again_s, edge_s) if rp else 0.0
+    return max(season_s, again_s, edge_s)
 
 
 def run(stations: int, interval: float) -> None:
@@ -245,13 +245,15 @@ def run(stations: int, interval: float) -> None:
         server.post_query(
             f'CREATE RETENTION POLICY "{LONG_RP}" ON "{db}" DURATION INF REPLICATION 1 SHARD DURATION 520w'
         )
-        worst = 0.0
-        for rp in ("", LONG_RP):
-            worst = max(worst, _season_runs(server, config, db, rp))
+        slowest = {rp: _season_runs(server, config, db, rp) for rp in ("", LONG_RP)}
+        worst = slowest[LONG_RP]
         billions = stations * 3 * SEASON_POINTS_10S / 1e9
         print(f"raw path: {per_point * 1e6:.1f} µs per loop_status point; a season at 10 s "
               f"({billions:.1f} billion points) would take about {season_raw / 3600:.0f} h")  # fmt: skip
         print(f"season report from rollups vs the raw path's extrapolation: {season_raw / worst:,.0f}x faster")
+        default = slowest[""]
+        verdict = "met" if default < TARGET_S else "MISSED"
+        print(f"season report under {TARGET_S:.0f} s, rollups in the default policy: {verdict} ({default:.1f} s)")
         verdict = "met" if worst < TARGET_S else "MISSED"
         print(f"season report under {TARGET_S:.0f} s, rollups in their own retention policy: {verdict} ({worst:.1f} s)")
     finally:
