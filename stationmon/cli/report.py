@@ -120,7 +120,10 @@ def main(args: argparse.Namespace) -> int:
             make_report(config, start, stop, by=args.by, now=now, rollup=args.rollup, rollup_rp=args.rollup_rp)
         )
     except StorageError as exc:
-        print(f"stationmon report: InfluxDB failed: {exc}", file=sys.stderr)
+        hint = (
+            " (storing rollups needs write access; --rollup off reads raw points only)" if "/write" in str(exc) else ""
+        )
+        print(f"stationmon report: InfluxDB failed: {exc}{hint}", file=sys.stderr)
         return 1
     log.info("report: %s", ", ".join(f"{k}={v}" for k, v in tables.meta.items()))
     data = render(tables, args.format, args.lang)
