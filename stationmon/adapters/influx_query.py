@@ -116,7 +116,7 @@ def _rows(result: dict[str, Any]) -> Rows:
 
 class InfluxQuery:
     """InfluxQL against the configured InfluxDB, and line protocol back to it; aiohttp errors become
-    StorageError. `influx_s` adds up the time spent waiting for the server."""
+    StorageError. `influx_s` adds up the time at least one request was waiting for the server."""
 
     def __init__(self, config: InfluxConfig, session: aiohttp.ClientSession, rollup_rp: str = "") -> None:
         if config.url is None:
@@ -136,6 +136,8 @@ class InfluxQuery:
             self.write_url = base + "/api/v2/write"
             self.write_params = {"org": config.org, "bucket": config.bucket, "precision": "ms"}
         self.influx_s = 0.0
+        self._pending = 0
+        self._waiting_since = 0.0
         # rollups in their own retention policy (v1) or bucket (v2): one with long shards keeps a season in one
         self.rollup_rp = rollup_rp
         self.rollup_db = rollup_rp if rollup_rp and config.api == "v2" else self.db
@@ -149,7 +151,9 @@ class InfluxQuery:
     async def _send(
         self, method: str, url: str, params: dict[str, str], data: str | dict[str, str] | None = None
     ) -> str:
-        started = time.perf_counter()
+        if self._pending == 0:
+            self._waiting_since = time.perf_counter()
+        self._pending += 1
         try:
             async with self.session.request(method, url, params=params, data=data, headers=self.headers) as resp:
                 text = await resp.text()
@@ -159,7 +163,9 @@ class InfluxQuery:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageError(f"{url}: {exc or type(exc).__name__}") from exc
         finally:
-            self.influx_s += time.perf_counter() - started
+            self._pending -= 1
+            if self._pending == 0:
+                self.influx_s += time.perf_counter() - self._waiting_since
 
     async def statements(self, statements: Sequence[str], db: str | None = None) -> list[Rows]:
         """Run InfluxQL statements in one request: the rows of each (tags merged into every row)."""
