@@ -6,7 +6,9 @@ through this translator: `POST /api/v2/write?org=&bucket=&precision=` with `Auth
 (`{"error": ...}`) become 2.x ones (`{"code": ..., "message": ...}`). It also records what it saw and can
 answer with injected failures (status + Retry-After), so tests can check retries, and can play a
 bucket's retention period (`reject_older_than`): points older than a cutoff are dropped and the rest
-written, answered with 2.x's 422 for a partial write. Never use it in production code.
+written, answered with 2.x's 422 for a partial write. `/query` plays 2.x's InfluxQL compatibility endpoint
+(token required, db = the bucket through its DBRP mapping, `SELECT ... INTO` refused). Never use it in
+production code.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class V2Translator:
     failures: list[tuple[int, str | None]] = field(default_factory=list)  # answered before forwarding
     retention_cutoff_ns: int | None = None  # points older than this are "beyond retention"
     rejected: list[str] = field(default_factory=list)  # every line answered with 422
+    queries: list[str] = field(default_factory=list)  # InfluxQL seen on /query
     url: str = ""
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
@@ -64,6 +67,7 @@ class V2Translator:
     async def start(self, port: int) -> None:
         app = web.Application()
         app.router.add_post("/api/v2/write", self._write)
+        app.router.add_route("*", "/query", self._query)
         self._session = aiohttp.ClientSession()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -77,6 +81,20 @@ class V2Translator:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _query(self, request: web.Request) -> web.Response:
+        """2.x's InfluxQL compatibility endpoint: a token, and db = a bucket (its DBRP mapping of the same name)."""
+        if request.headers.get("Authorization") != f"Token {self.token}":
+            return _v2_error(401, "unauthorized", "unauthorized access")
+        params = dict(request.query)
+        if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+            params.update({k: str(v) for k, v in (await request.post()).items()})
+        self.queries.append(params.get("q", ""))
+        if "INTO" in params.get("q", "").upper().split():
+            return web.json_response({"results": [{"statement_id": 0, "error": "SELECT INTO not supported"}]})
+        assert self._session is not None
+        async with self._session.post(f"{self.upstream_url}/query", data=params) as resp:
+            return web.Response(status=resp.status, body=await resp.read(), content_type="application/json")
 
     async def _write(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Token {self.token}":

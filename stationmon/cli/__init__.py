@@ -63,10 +63,30 @@ def _curve_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="from_", required=True, metavar="T", help="RFC 3339, now, or relative (-24h)")
-    p.add_argument("--to", default="now", metavar="T", help="RFC 3339, now, or relative (default now)")
-    p.add_argument("--format", choices=["csv", "html", "json"], default="csv", help="output format")
+    when = "RFC 3339, a date (2026-12-01: local midnight), now, or relative (-30d)"
+    p.add_argument("--from", dest="from_", required=True, metavar="T", help=f"{when}, or season (its start)")
+    p.add_argument("--to", default="now", metavar="T", help=f"{when} (default now)")
+    p.add_argument(
+        "--by",
+        choices=["loop", "station", "company", "district"],
+        default="station",
+        help="one row per (default station)",
+    )
+    p.add_argument("--format", choices=["csv", "html", "json", "xlsx"], default="csv", help="output format")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh", help="headings of html and xlsx (default zh)")
     p.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default stdout)")
+    p.add_argument(
+        "--rollup",
+        choices=["use", "rebuild", "off"],
+        default="use",
+        help="hourly/daily rollups in InfluxDB: use (and fill what is missing), rebuild, or off (raw points only)",
+    )
+    p.add_argument(
+        "--rollup-rp",
+        default="",
+        metavar="RP",
+        help="keep the rollups in this retention policy (1.x) or bucket (2.x); one with long shards is faster",
+    )
     _config_and_logging(p)
 
 
@@ -99,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     _curve_arguments(
         sub.add_parser("curve", help="the heating model: required temperatures, estimated indoor temperature")
     )
-    _report_arguments(sub.add_parser("report", help="compliance report per station and loop, from InfluxDB"))
+    _report_arguments(
+        sub.add_parser("report", help="the compliance report by loop, station, company or district, from InfluxDB")
+    )
     return parser
 
 
