@@ -441,7 +441,7 @@ def encode_alert_event(event: AlertEvent, precision: str = "ms") -> str:
     if event.threshold is not None:
         fields["threshold"] = float(event.threshold)
     # how long the alert had been firing at this event: the time to acknowledge or to resolve, in one field
-    fields["age_s"] = round(max(0.0, event.ts - event.since), 3)
+    fields["age_s"] = round(max(0.0, float(event.ts - event.since)), 3)
     return encode_line(
         "alert_events",
         {

@@ -251,3 +251,9 @@ def test_timed_readings_still_overwrite_and_a_clock_step_back_is_followed() -> N
     encoder.encode([_received(1.0, 1_700_000_000.0)])
     back = encoder.encode([_received(2.0, 1_700_000_000.0 - 3600)])
     assert back[0].endswith(" 1699996400000")  # not pushed an hour ahead of its receive time
+
+
+def test_alert_event_age_is_always_a_float_field() -> None:
+    """InfluxDB refuses a batch mixing 1200i and 0.0 in one field: integer times must still write a float."""
+    event = AlertEvent("a", "supply_low", "s1", "d", "sec1", "warning", "resolved", 1200, 0)
+    assert ",age_s=1200.0 " in encode_alert_event(event)
