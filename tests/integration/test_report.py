@@ -319,6 +319,13 @@ def test_every_section_8_number_by_station_and_company(rollup, rp, tmp_path, inf
     assert (districts["D2"]["alerts"], districts["D2"]["compliant_hours"]) == (2, 48)
     # D2 mixes a station without area: compliance is weighted by loop time there
     assert districts["D2"]["compliance_rate"] == pytest.approx((B1_GOOD + C1_GOOD) / (B1_JUDGED + C1_JUDGED), abs=1e-4)
+    # the site as one row (the html summary's city figures): the sum of its districts where figures add up
+    total, both = tables.total, list(districts.values())
+    assert total["loops"] == 4 and total["alerts"] == sum(d["alerts"] for d in both)  # type: ignore[misc]
+    for key in ("compliant_hours", "noncompliant_hours", "unknown_hours", "heat_source_hours"):
+        assert total[key] == pytest.approx(sum(d[key] for d in both), abs=0.02), key  # type: ignore[misc]
+    judged_h = total["compliant_hours"] + total["noncompliant_hours"]  # type: ignore[operator]
+    assert total["monitored_share"] == pytest.approx(judged_h / (4 * PERIOD), abs=1e-4)
 
 
 def test_late_points_after_a_rollup_are_seen_with_rebuild(tmp_path, influxdb, influx_db):  # type: ignore[no-untyped-def]
@@ -394,14 +401,23 @@ def test_cli_csv_json_and_exit_codes(tmp_path, influxdb, influx_db, capsys):  # 
     assert "stationmon report: InfluxDB failed: http://127.0.0.1:9/query" in capsys.readouterr().err
 
 
-def test_cli_format_this_build_cannot_render_exits_2(tmp_path, influx_db, influxdb, capsys):  # type: ignore[no-untyped-def]
-    from stationmon.domain.report_render import FORMATS
+def test_cli_html_xlsx_and_the_season(tmp_path, influx_db, influxdb, capsys):  # type: ignore[no-untyped-def]
+    import openpyxl
 
     config = str(_config(tmp_path, influxdb.url, influx_db))
-    missing = [f for f in ("csv", "json", "html", "xlsx") if f not in FORMATS]
-    for fmt in missing:  # until the html/xlsx renderers land
-        assert main(["report", "-c", config, "--from", "-2h", "--format", fmt]) == 2
-        assert f"--format {fmt}" in capsys.readouterr().err
+    _store(influxdb, influx_db)
+    period = ["--from", "2025-12-01", "--to", "2025-12-04", "--rollup", "off"]
+    html_out, xlsx_out = tmp_path / "r.html", tmp_path / "r.xlsx"
+    assert main(["report", "-c", config, *period, "--format", "html", "-o", str(html_out)]) == 0
+    page = html_out.read_text(encoding="utf-8")
+    assert "室温合格率" in page and "sa" in page and "C1" in page
+    assert main(["report", "-c", config, *period, "--by", "company", "--format", "xlsx", "-o", str(xlsx_out)]) == 0
+    book = openpyxl.load_workbook(xlsx_out)
+    assert len(book.sheetnames) == 5  # company (asked) first, then the other levels, then "about"
+    first = book.worksheets[0]
+    assert {first.cell(row=r, column=1).value for r in range(2, first.max_row + 1)} == {"C1", "C2"}
+    assert main(["report", "-c", config, *period, "--format", "html", "--lang", "en", "-o", str(html_out)]) == 0
+    assert "compliance rate" in html_out.read_text(encoding="utf-8").lower()
     assert main(["report", "-c", config, "--from", "season", "--format", "json", "--rollup", "off"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["from"].startswith(f"{time.gmtime().tm_year - 1}-12-01") or doc["from"].startswith(

@@ -7,7 +7,15 @@ How the numbers are made is written down in the README ("The compliance report")
 from __future__ import annotations
 
 from stationmon.domain.report.alert_lives import AlertLife, Event, alert_figures, alert_lives, shortage_intervals
-from stationmon.domain.report.figures import ReportInput, all_levels, inspection_seconds_per_day, refund_cny
+from stationmon.domain.report.figures import (
+    ReportInput,
+    all_levels,
+    inspection_seconds_per_day,
+    level_rows,
+    loop_figures,
+    refund_cny,
+    site_total,
+)
 from stationmon.domain.report.periods import (
     HOUR,
     ReadPlan,
@@ -44,6 +52,7 @@ __all__ = [
     "season_days",
     "season_start",
     "shortage_intervals",
+    "site_total",
 ]
 
 
@@ -52,10 +61,12 @@ def build_tables(inp: ReportInput, by: str, meta: dict[str, float | int | str | 
     if by not in LEVELS:
         raise ValueError(f"unknown level {by!r} (expected one of {', '.join(LEVELS)})")
     site = inp.site
+    figures = loop_figures(inp)
     weighting = "area" if all(s.area_m2 for s in inp.stations) else "loops where a station has no area_m2"
     return ReportTables(
         by=by,
-        levels=all_levels(inp),
+        levels={level: level_rows(inp, figures, level) for level in LEVELS},
+        total=site_total(inp, figures),
         site=site.name,
         timezone=site.timezone,
         start=inp.start,

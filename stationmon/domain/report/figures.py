@@ -203,6 +203,15 @@ def level_rows(inp: ReportInput, figures: Sequence[LoopFigures], level: str) -> 
     return rows
 
 
+def site_total(inp: ReportInput, figures: Sequence[LoopFigures]) -> Row:
+    """The whole site as one row of measures (the html summary's city figures); empty without loops."""
+    if not figures:
+        return {}
+    unit = _Unit({}, list(figures))
+    outdoor = [inp.outdoor[s] for s in sorted({f.station.id for f in figures}) if s in inp.outdoor]
+    return _unit_row(unit, inp, inp.lives, outdoor, False)
+
+
 def all_levels(inp: ReportInput) -> dict[str, list[Row]]:
     """Rows of every level of LEVELS."""
     figures = loop_figures(inp)
