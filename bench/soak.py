@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -66,6 +67,10 @@ RULES_OFF = (
     "primary_shortage",
     "sensor_fault",
 )
+
+
+_QUIET = logging.getLogger("soak.mqtt")  # aiomqtt warns about every batch of concurrent publishes
+_QUIET.setLevel(logging.ERROR)
 
 
 def log(msg: str) -> None:
@@ -171,8 +176,8 @@ class Farm:
 
     def registers(self, sid: str) -> bytes:
         noise = self.rng.uniform(-0.3, 0.3)
-        supply = 28.0 if sid in self.cold else 55.0
-        return struct.pack(">4f", -10.0 + noise / 3, supply + noise, 42.0 + noise, 12.0 + noise / 10)
+        supply, ret = (30.0, 26.0) if sid in self.cold else (55.0, 42.0)  # cold: a loop run far below its curve
+        return struct.pack(">4f", -10.0 + noise / 3, supply + noise, ret + noise, 12.0 + noise / 10)
 
     def answer(self, port_index: int, replica: int, frame: bytes) -> bytes | None:
         tid, _, _, unit, fc, start, count = struct.unpack_from(">HHHBBHH", frame)
@@ -262,7 +267,8 @@ class Publisher:
         next_at = time.time()
         while not self.stop.is_set():
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier="soak-publisher", timeout=10) as client:
+                client = aiomqtt.Client("127.0.0.1", self.port, identifier="soak-publisher", timeout=10, logger=_QUIET)
+                async with client:
                     while not self.stop.is_set():
                         if time.time() >= next_at:
                             ts = int(time.time() * 1000)
