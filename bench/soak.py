@@ -649,6 +649,7 @@ class Soak:
             await faults
             self.farm.stopped = True
             self.publisher.stop.set()
+            sampler.cancel()  # resources are sampled under load only
             await pub
             self.t_end = time.time()
             self.event("load off: draining")
