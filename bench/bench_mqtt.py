@@ -266,9 +266,10 @@ async def _round(
 SHARE_GROUP = "bench"
 
 
-async def _member(port: int, client_id: str, spool_dir: str, start_at: float) -> dict[str, float]:
+async def _member(port: int, client_id: str, spool_dir: str, start_at: float, total: int) -> dict[str, float]:
     """One share-group member (a child process): take what the broker hands it, store it, acknowledge it.
-    Done when nothing new has come for 1.5 s; reports its count and when its last reading was stored."""
+    Done when the group has taken `total` (each member writes its count to a file beside its spool) and
+    its own readings are stored; reports its count and when its last reading was stored."""
     cfg = _config(port, "5", spool_dir, client_id=client_id, share_group=SHARE_GROUP)
     assert cfg.mqtt is not None
     encoder, metrics = TelemetryEncoder(cfg.stations), Metrics()
@@ -289,9 +290,14 @@ async def _member(port: int, client_id: str, spool_dir: str, start_at: float) ->
     await asyncio.sleep(max(0.0, start_at - time.time()))
     async with writer:
         task = asyncio.create_task(collector.run())
+        mine = Path(f"{spool_dir}.count")
         try:
-            while state["arrived_at"] == 0.0 or time.time() - state["arrived_at"] < 1.5:
-                await asyncio.sleep(0.1)
+            while True:
+                mine.write_text(str(int(state["readings"])))
+                group = sum(int(p.read_text() or 0) for p in Path(spool_dir).parent.glob("spool-*.count"))
+                if group >= total and state["stored_at"] >= state["arrived_at"]:
+                    break
+                await asyncio.sleep(0.05)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -299,8 +305,9 @@ async def _member(port: int, client_id: str, spool_dir: str, start_at: float) ->
     return state
 
 
-def _member_process(port: int, client_id: str, spool_dir: str, start_at: float) -> subprocess.Popen[str]:
+def _member_process(port: int, client_id: str, spool_dir: str, start_at: float, total: int) -> subprocess.Popen[str]:
     argv = [sys.executable, __file__, "--member", client_id, "--port", str(port), "--spool", spool_dir]
+    argv += ["--total", str(total)]
     return subprocess.Popen(
         [*argv, "--start-at", f"{start_at:.3f}"],
         stdout=subprocess.PIPE,
@@ -319,7 +326,10 @@ async def _share_round(broker: Broker, members: int, messages: list[tuple[str, b
         await _prepare_session(broker.port, client_id, filters, "5")
     await asyncio.to_thread(_publish, broker.port, messages)
     start_at = time.time() + 3.0  # every child imported and waiting
-    procs = [_member_process(broker.port, cid, str(broker.dir / f"spool-{cid}"), start_at) for cid in ids]
+    for stale in broker.dir.glob("spool-*.count"):
+        stale.unlink()
+    n = len(messages)
+    procs = [_member_process(broker.port, cid, str(broker.dir / f"spool-{cid}"), start_at, n) for cid in ids]
     results = []
     for proc in procs:
         out, _ = await asyncio.to_thread(proc.communicate, timeout=300)
@@ -357,9 +367,10 @@ async def main() -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--spool", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.member:  # a child process of the share-group measurement
-        print(json.dumps(await _member(args.port, args.member, args.spool, args.start_at)))
+        print(json.dumps(await _member(args.port, args.member, args.spool, args.start_at, args.total)))
         return 0
     broker = Broker()
     results: dict[str, tuple[float, float]] = {}

@@ -44,7 +44,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -879,6 +879,9 @@ def account_of(soak: Soak) -> dict[str, Any]:
     )
     return {
         "plan": {
+            "started_utc": datetime.fromtimestamp(soak.t0, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
             "minutes": round(soak.plan.duration_s / 60, 2),
             "stations": len(soak.plan.modbus) + len(soak.plan.mqtt),
             "modbus": len(soak.plan.modbus),
@@ -922,7 +925,8 @@ def print_account(acc: dict[str, Any]) -> None:
     print(
         f"\nSoak account: {p['minutes']:g} min, {p['stations']:,} stations ({p['modbus']:,} Modbus, {p['mqtt']:,} MQTT),"
     )
-    print(f"  poll interval {p['interval_s']:g} s, {p['flapping']} PLCs flapping, {p['cold']} cold loops, HA pair")
+    print(f"  poll interval {p['interval_s']:g} s, {p['flapping']} PLCs flapping, {p['cold']} cold loops, HA pair;")
+    print(f"  started {p['started_utc']}, {p['cpus']} CPUs, load average at the end {p['load_average_at_end']}")
     print("faults (seconds into the run):")
     for when, what in acc["events"]:
         print(f"  {when:>8.1f}  {what}")
