@@ -44,7 +44,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -731,11 +731,12 @@ def stored_times(influx: InfluxServer, field_: str, source: str, t_from: float, 
 
 
 def stored_counts(influx: InfluxServer, t_from: float, t_to: float) -> dict[str, float]:
-    q = f"SELECT count(*) FROM telemetry WHERE time >= {int(t_from * 1000)}ms AND time < {int(t_to * 1000)}ms GROUP BY source"
+    window = f"time >= {int(t_from * 1000)}ms AND time < {int(t_to * 1000)}ms"
+    q = f"SELECT count(*) FROM telemetry WHERE {window} GROUP BY source"
     out: dict[str, float] = {}
     for tags, values in _series(influx, q):
         out[tags["source"]] = sum(v for v in values[0][1:] if v)
-    q = f"SELECT count(status) FROM loop_status WHERE time >= {int(t_from * 1000)}ms AND time < {int(t_to * 1000)}ms"
+    q = f"SELECT count(status) FROM loop_status WHERE {window}"
     out["loop_status"] = sum(values[0][1] for _, values in _series(influx, q))
     return out
 
@@ -848,7 +849,7 @@ def resource_account(soak: Soak) -> dict[str, Any]:
     for life, rows in lives.items():
         half = rows[len(rows) // 2 :]
         rss_k, rss_sd = slope([(t, m) for t, m, _ in half])
-        fd_k, fd_sd = slope([(t, float(f)) for t, _, f in half])
+        fd_k, _ = slope([(t, float(f)) for t, _, f in half])
         span_h = (half[-1][0] - half[0][0]) / 3600 if len(half) > 1 else 0.0
         drift = rss_k * span_h
         out[life] = {
@@ -879,7 +880,7 @@ def account_of(soak: Soak) -> dict[str, Any]:
     )
     return {
         "plan": {
-            "started_utc": datetime.fromtimestamp(soak.t0, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "started_utc": datetime.fromtimestamp(soak.t0, UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
             "cpus": os.cpu_count(),
             "minutes": round(soak.plan.duration_s / 60, 2),
@@ -923,7 +924,8 @@ def print_account(acc: dict[str, Any]) -> None:
     published_readings = 3 * mq["messages published (acknowledged by the broker)"]
     stored = acc["stored_readings"]
     print(
-        f"\nSoak account: {p['minutes']:g} min, {p['stations']:,} stations ({p['modbus']:,} Modbus, {p['mqtt']:,} MQTT),"
+        f"\nSoak account: {p['minutes']:g} min, {p['stations']:,} stations "
+        f"({p['modbus']:,} Modbus, {p['mqtt']:,} MQTT),"
     )
     print(f"  poll interval {p['interval_s']:g} s, {p['flapping']} PLCs flapping, {p['cold']} cold loops, HA pair;")
     print(f"  started {p['started_utc']}, {p['cpus']} CPUs, load average at the end {p['load_average_at_end']}")
