@@ -266,11 +266,13 @@ async def _round(
 SHARE_GROUP = "bench"
 
 
-async def _member(port: int, client_id: str, spool_dir: str, start_at: float, total: int) -> dict[str, float]:
+async def _member(
+    port: int, client_id: str, group: str, spool_dir: str, start_at: float, total: int
+) -> dict[str, float]:
     """One share-group member (a child process): take what the broker hands it, store it, acknowledge it.
     Done when the group has taken `total` (each member writes its count to a file beside its spool) and
     its own readings are stored; reports its count and when its last reading was stored."""
-    cfg = _config(port, "5", spool_dir, client_id=client_id, share_group=SHARE_GROUP)
+    cfg = _config(port, "5", spool_dir, client_id=client_id, share_group=group)
     assert cfg.mqtt is not None
     encoder, metrics = TelemetryEncoder(cfg.stations), Metrics()
     shutil.rmtree(spool_dir, ignore_errors=True)
@@ -305,9 +307,11 @@ async def _member(port: int, client_id: str, spool_dir: str, start_at: float, to
     return state
 
 
-def _member_process(port: int, client_id: str, spool_dir: str, start_at: float, total: int) -> subprocess.Popen[str]:
+def _member_process(
+    port: int, client_id: str, group: str, spool_dir: str, start_at: float, total: int
+) -> subprocess.Popen[str]:
     argv = [sys.executable, __file__, "--member", client_id, "--port", str(port), "--spool", spool_dir]
-    argv += ["--total", str(total)]
+    argv += ["--group", group, "--total", str(total)]
     return subprocess.Popen(
         [*argv, "--start-at", f"{start_at:.3f}"],
         stdout=subprocess.PIPE,
@@ -318,7 +322,10 @@ def _member_process(port: int, client_id: str, spool_dir: str, start_at: float, 
 
 async def _share_round(broker: Broker, members: int, messages: list[tuple[str, bytes]], tag: str) -> float:
     """Messages/s for `members` collector processes in one share group, queued while they were away."""
-    cfg = _config(broker.port, "5", share_group=SHARE_GROUP)
+    # a group of its own: the members of an earlier round keep their persistent sessions, and a share group
+    # hands messages round robin to every session subscribed, connected or not (they would wait for them)
+    group = f"{SHARE_GROUP}{tag}x{members}"
+    cfg = _config(broker.port, "5", share_group=group)
     assert cfg.mqtt is not None
     filters = [f for f, _ in MqttCollector(cfg.mqtt, cfg.stations, lambda _: None, Metrics()).filters]
     ids = [f"bench-sg-{tag}-{members}-{i}" for i in range(members)]
@@ -329,7 +336,7 @@ async def _share_round(broker: Broker, members: int, messages: list[tuple[str, b
     for stale in broker.dir.glob("spool-*.count"):
         stale.unlink()
     n = len(messages)
-    procs = [_member_process(broker.port, cid, str(broker.dir / f"spool-{cid}"), start_at, n) for cid in ids]
+    procs = [_member_process(broker.port, cid, group, str(broker.dir / f"spool-{cid}"), start_at, n) for cid in ids]
     results = []
     for proc in procs:
         out, _ = await asyncio.to_thread(proc.communicate, timeout=120)
@@ -368,9 +375,11 @@ async def main() -> int:
     parser.add_argument("--spool", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.member:  # a child process of the share-group measurement
-        print(json.dumps(await _member(args.port, args.member, args.spool, args.start_at, args.total)))
+        state = await _member(args.port, args.member, args.group, args.spool, args.start_at, args.total)
+        print(json.dumps(state))
         return 0
     broker = Broker()
     results: dict[str, tuple[float, float]] = {}
