@@ -91,6 +91,7 @@ class Plan:
     cold: list[str]
     share_group: str
     seed: int
+    history_window: str = ""  # [http] history_window of the replicas ("": stationmon's default, 6 h)
     downs: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)  # (from, to, long) offsets
 
     @property
@@ -125,6 +126,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     rest = modbus[len(cold) :]
     flappers = sorted(rng.sample(rest, max(1, round(len(modbus) * 0.10))))
     plan = Plan(args.minutes * 60, args.interval, modbus, mqtt, flappers, cold, args.share_group, args.seed)
+    plan.history_window = args.history_window
     iv = plan.interval_s
     long_s, short_s, up_s = plan.offline_after_s + 9 * iv, 1.5 * iv, plan.backoff_cap_s + 6 * iv
     lo, hi = 0.10 * plan.duration_s, 0.85 * plan.duration_s
@@ -424,6 +426,7 @@ def replica_config(plan: Plan, name: str, workdir: Path, urls: dict[str, str], f
     share = f'share_group = "{plan.share_group}"\n' if plan.share_group else ""
     rules_off = "".join(f"[rules.{rule}]\nenabled = false\n" for rule in RULES_OFF)
     iv = plan.interval_s
+    history = f'history_window = "{plan.history_window}"' if plan.history_window else ""
     head = f"""state_dir = "{workdir / name / "state"}"
 
 [influxdb]
@@ -444,6 +447,7 @@ time = "ts"
 
 [http]
 listen = "127.0.0.1:{port}"
+{history}
 
 [[alerting.alertmanager]]
 url = "{urls["am"]}"
@@ -891,6 +895,7 @@ def account_of(soak: Soak) -> dict[str, Any]:
             "cold": len(soak.plan.cold),
             "interval_s": soak.plan.interval_s,
             "share_group": soak.plan.share_group,
+            "history_window": soak.plan.history_window or "6h (default)",
         },
         "events": [(round(t - soak.t0, 1), what) for t, what in soak.events],
         "modbus": modbus_account(soak, influx, t_from, t_to),
@@ -928,6 +933,7 @@ def print_account(acc: dict[str, Any]) -> None:
         f"({p['modbus']:,} Modbus, {p['mqtt']:,} MQTT),"
     )
     print(f"  poll interval {p['interval_s']:g} s, {p['flapping']} PLCs flapping, {p['cold']} cold loops, HA pair;")
+    print(f"  status-page history_window {p['history_window']}")
     print(f"  started {p['started_utc']}, {p['cpus']} CPUs, load average at the end {p['load_average_at_end']}")
     print("faults (seconds into the run):")
     for when, what in acc["events"]:
@@ -1035,6 +1041,9 @@ def main() -> int:
     parser.add_argument("--share-group", default="", help="one MQTT share group for the pair (default: a session each)")
     parser.add_argument("--sample", type=float, default=0.0, help="RSS sampling period (s; default duration/60)")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--history-window", default="", help="the replicas' [http] history_window (default stationmon's, 6h)"
+    )
     parser.add_argument("--json", default="", help="also write the account as JSON to this file")
     return asyncio.run(main_async(parser.parse_args()))
 
