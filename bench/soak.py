@@ -750,6 +750,10 @@ def modbus_account(soak: Soak, influx: InfluxServer, t_from: float, t_to: float)
     kill_at = soak.t0 + plan.kill[0]
     acc = defaultdict(int)
     for field_ in ("supply_temp", "outdoor_temp"):  # the loop's line and the station's line
+        for what in ("lost", "lost in the killed replica's memory (served to it alone)"):
+            acc[f"{field_} {what}"] = 0  # every category in the account, zero or not
+        for what in ("off the slot grid (duplicates)", "stored, never served (duplicates)"):
+            acc[f"{field_} {what}"] = 0
         times = stored_times(influx, field_, "modbus", t_from, t_to)
         for sid in plan.modbus:
             phase, iv = farm.phase[sid], plan.interval_s
