@@ -399,6 +399,8 @@ async def main() -> int:
     finally:
         broker.stop()
 
+    if not results:
+        return 0
     print(f"\nMQTT ingestion, {args.messages:,} QoS 1 messages per run, best of {args.rounds} (same mosquitto)")
     print(f"{'scenario':<24}{'bare msg/s':>12}{'collector msg/s':>17}{'ratio':>8}{'target':>22}")
     ok = True
