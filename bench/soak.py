@@ -34,6 +34,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import statistics
 import struct
@@ -1030,6 +1031,8 @@ async def main_async(args: argparse.Namespace) -> int:
         acc = await soak.run()
     finally:
         await soak.close()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     print_account(acc)
     if args.json:
         Path(args.json).write_text(json.dumps(acc, indent=1, default=str))
@@ -1049,6 +1052,7 @@ def main() -> int:
         "--history-window", default="", help="the replicas' [http] history_window (default stationmon's, 6h)"
     )
     parser.add_argument("--json", default="", help="also write the account as JSON to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, data) afterwards")
     return asyncio.run(main_async(parser.parse_args()))
 
 
