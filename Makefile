@@ -1,11 +1,12 @@
-# stationmon: `make demo` runs a simulated district; `make test` sets up and runs every test.
+# stationmon: `make demo` runs a simulated district; `make test` sets up and runs every test;
+# `make soak` runs an HA pair under faults for 30 minutes and prints its account (ARGS="--minutes 5").
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei docker-compose
 
-.PHONY: venv demo deps test test-unit check bench clean
+.PHONY: venv demo deps test test-unit check bench soak clean
 
 $(BIN)/stationmon: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -46,6 +47,10 @@ check: venv
 
 bench: deps venv
 	$(BIN)/python bench/run_all.py $(ARGS)
+
+## 2,000 stations into an HA pair, influxd, mosquitto and Alertmanager with faults; prints the account.
+soak: deps venv
+	$(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts *.egg-info

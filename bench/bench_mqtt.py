@@ -12,6 +12,12 @@ hands it to an InfluxWriter without a url, as the service does: the lines go to 
 spooled (at least once), so the clock stops when every reading is stored and every message
 acknowledged. The bare consumer acknowledges on arrival (paho's default). Writing to InfluxDB itself
 is the writer's benchmark. Target: 20,000 messages/s, ratio to the bare consumer >= 0.6. Best of `rounds`.
+
+Share-group scaling (first, `--share-group 1,2,3`; `--only-share-group` for it alone): 1, 2 and 3 collector
+processes (each an MqttCollector with its own InfluxWriter spool, MQTT 5, its own client id) in one share group
+`$share/bench/...`; the messages (`--messages` x the largest group) are queued while the members are away, the
+members start together, and the clock stops when the last reading is stored and acknowledged. The curve is
+messages/s per group size, and the ratio to one member measured in the same run.
 """
 
 from __future__ import annotations
@@ -64,7 +70,13 @@ def _client_options(protocol: str) -> dict[str, object]:
     return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
 
 
-def _config(port: int, protocol: str = "5", spool_dir: str = "/tmp/bench-mqtt-spool") -> Config:
+def _config(
+    port: int,
+    protocol: str = "5",
+    spool_dir: str = "/tmp/bench-mqtt-spool",
+    client_id: str = "bench-collector",
+    share_group: str = "",
+) -> Config:
     stations = "\n".join(
         f'[[stations]]\nid = "st{i}"\n' + "".join(f'  [[stations.loops]]\n  id = "{lp}"\n' for lp in LOOPS)
         for i in range(STATIONS)
@@ -77,8 +89,9 @@ spool_dir = "{spool_dir}"
 flush_interval = "200ms"
 [mqtt]
 url = "mqtt://127.0.0.1:{port}"
-client_id = "bench-collector"
+client_id = "{client_id}"
 protocol = "{protocol}"
+share_group = "{share_group}"
 [[mqtt.subscriptions]]
 topic = "heat/{{station}}/{{loop}}/{{quantity}}"
 [[mqtt.subscriptions]]
@@ -247,16 +260,134 @@ async def _round(
     return n / bare_s, n / collector_s
 
 
+# ----------------------------------------------------------------------------------------------------
+# Share-group scaling: 1, 2, 3 collector processes in one share group against one mosquitto
+
+SHARE_GROUP = "bench"
+
+
+async def _member(
+    port: int, client_id: str, group: str, spool_dir: str, start_at: float, total: int
+) -> dict[str, float]:
+    """One share-group member (a child process): take what the broker hands it, store it, acknowledge it.
+    Done when the group has taken `total` (each member writes its count to a file beside its spool) and
+    its own readings are stored; reports its count and when its last reading was stored."""
+    cfg = _config(port, "5", spool_dir, client_id=client_id, share_group=group)
+    assert cfg.mqtt is not None
+    encoder, metrics = TelemetryEncoder(cfg.stations), Metrics()
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    writer = InfluxWriter(cfg.influxdb, metrics)
+    state = {"readings": 0.0, "stored_at": 0.0, "arrived_at": 0.0}
+
+    def stored(_ok: bool) -> None:
+        state["stored_at"] = time.time()
+
+    def sink(batch: Sequence[Reading]) -> None:
+        writer.submit(encoder.encode(batch))
+        state["readings"] += len(batch)
+        state["arrived_at"] = time.time()
+        writer.when_stored(stored)
+
+    collector = MqttCollector(cfg.mqtt, cfg.stations, sink, metrics, when_stored=writer.when_stored)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    async with writer:
+        task = asyncio.create_task(collector.run())
+        mine = Path(f"{spool_dir}.count")
+        try:
+            while True:
+                mine.write_text(str(int(state["readings"])))
+                group = sum(int(p.read_text() or 0) for p in Path(spool_dir).parent.glob("spool-*.count"))
+                if group >= total and state["stored_at"] >= state["arrived_at"]:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    return state
+
+
+def _member_process(
+    port: int, client_id: str, group: str, spool_dir: str, start_at: float, total: int
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, __file__, "--member", client_id, "--port", str(port), "--spool", spool_dir]
+    argv += ["--group", group, "--total", str(total)]
+    return subprocess.Popen(
+        [*argv, "--start-at", f"{start_at:.3f}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+
+
+async def _share_round(broker: Broker, members: int, messages: list[tuple[str, bytes]], tag: str) -> float:
+    """Messages/s for `members` collector processes in one share group, queued while they were away."""
+    # a group of its own: the members of an earlier round keep their persistent sessions, and a share group
+    # hands messages round robin to every session subscribed, connected or not (they would wait for them)
+    group = f"{SHARE_GROUP}{tag}x{members}"
+    cfg = _config(broker.port, "5", share_group=group)
+    assert cfg.mqtt is not None
+    filters = [f for f, _ in MqttCollector(cfg.mqtt, cfg.stations, lambda _: None, Metrics()).filters]
+    ids = [f"bench-sg-{tag}-{members}-{i}" for i in range(members)]
+    for client_id in ids:
+        await _prepare_session(broker.port, client_id, filters, "5")
+    await asyncio.to_thread(_publish, broker.port, messages)
+    start_at = time.time() + 15.0  # every child imported and waiting, on a busy machine too
+    for stale in broker.dir.glob("spool-*.count"):
+        stale.unlink()
+    n = len(messages)
+    procs = [_member_process(broker.port, cid, group, str(broker.dir / f"spool-{cid}"), start_at, n) for cid in ids]
+    results = []
+    for proc in procs:
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=120)
+        assert proc.returncode == 0, out
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    taken = sum(r["readings"] for r in results)
+    assert taken >= len(messages), (taken, len(messages))
+    elapsed = max(r["stored_at"] for r in results) - start_at
+    shares = ", ".join(f"{r['readings'] / taken:.2f}" for r in results)
+    print(f"  share group of {members}: {len(messages) / elapsed:,.0f} msg/s (shares {shares})", file=sys.stderr)
+    return len(messages) / elapsed
+
+
+async def share_group_scaling(broker: Broker, n: int, rounds: int, sizes: Sequence[int]) -> dict[int, float]:
+    messages = _messages("plain", n)
+    best: dict[int, float] = {}
+    for r in range(rounds):
+        for members in sizes:
+            best[members] = max(best.get(members, 0.0), await _share_round(broker, members, messages, str(r)))
+    print(f"\nMQTT 5 share-group scaling, {n:,} plain QoS 1 messages, best of {rounds} (same mosquitto)")
+    print(f"{'members':<10}{'msg/s':>10}{'vs 1 member':>14}")
+    for members, rate in best.items():
+        print(f"{members:<10}{rate:>10,.0f}{rate / best[sizes[0]]:>13.2f}x")
+    return best
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--protocols", default="5,3.1.1", help="protocol versions to measure (default 5,3.1.1)")
+    parser.add_argument("--share-group", default="1,2,3", help="share-group sizes to measure ('' to skip)")
+    parser.add_argument("--only-share-group", action="store_true", help="measure only the share-group scaling")
+    parser.add_argument("--member", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--spool", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.member:  # a child process of the share-group measurement
+        state = await _member(args.port, args.member, args.group, args.spool, args.start_at, args.total)
+        print(json.dumps(state))
+        return 0
     broker = Broker()
     results: dict[str, tuple[float, float]] = {}
     try:
-        for protocol in args.protocols.split(","):
+        sizes = [int(k) for k in args.share_group.split(",") if k]
+        if sizes:
+            await share_group_scaling(broker, args.messages * max(sizes), args.rounds, sizes)
+        for protocol in [] if args.only_share_group else args.protocols.split(","):
             cfg = _config(broker.port, protocol, str(broker.dir / "spool"))
             for scenario in ("plain", "json_fields"):
                 messages = _messages(scenario, args.messages)
@@ -268,6 +399,8 @@ async def main() -> int:
     finally:
         broker.stop()
 
+    if not results:
+        return 0
     print(f"\nMQTT ingestion, {args.messages:,} QoS 1 messages per run, best of {args.rounds} (same mosquitto)")
     print(f"{'scenario':<24}{'bare msg/s':>12}{'collector msg/s':>17}{'ratio':>8}{'target':>22}")
     ok = True
