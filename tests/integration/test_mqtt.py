@@ -528,7 +528,7 @@ async def test_stationmon_run_stores_mqtt_readings(
         def stored() -> list[dict[str, Any]]:
             return influxdb.query(influx_db, "SELECT indoor_temp, sensor, source FROM telemetry")
 
-        rows = await wait_until(stored, timeout=20, message="the indoor reading in InfluxDB")
+        rows = await wait_until(stored, timeout=60, message="the indoor reading in InfluxDB")
         assert [(r["indoor_temp"], r["sensor"], r["source"]) for r in rows] == [(19.25, "flat-9", "mqtt")]
         text = await asyncio.to_thread(metrics_text)
         assert 'stationmon_mqtt_rejected_total{reason="not_a_number"} 1' in text
