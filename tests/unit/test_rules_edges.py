@@ -1,0 +1,214 @@
+"""The rules at their edges: each test names the one-line bug (issue 17's surviving mutant) it catches.
+
+A value exactly at a threshold, a held alert just inside its hysteresis, a tolerance just either side:
+the older tests judged values far from every edge, so a flipped sign or `>` for `>=` passed them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stationmon.domain.plant import Site
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults, Series, station_online
+from stationmon.domain.rules.faults import FAULT_FLATLINE, FAULT_PRIMARY, FAULT_RATE, FAULT_SWAPPED, SensorTracker
+from stationmon.domain.settings import RulesSettings
+from stationmon.domain.vocabulary import RULE_NAMES
+
+NOW = 1_700_000_000.0
+FLOOR = ("s1", "floor", 50.0, 40.0, 1.1, None, None)
+RADIATOR = ("s1", "rad", 75.0, 50.0, 1.3, None, None)
+RADIATOR_EXPECTED_DT = 25.0 * 28.0 / 42.2  # at -10 °C outdoor, 18 °C target: 16.588 K
+
+
+def make_engine(loops: Sequence[Any] = (RADIATOR,), **rule_settings: dict[str, Any]) -> RuleEngine:
+    """An engine over station s1 with no smoothing; `rule_settings`: rule name -> RuleSettings fields."""
+    base = RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0)
+    rules = {name: base.rule(name) for name in RULE_NAMES}
+    for name, fields in rule_settings.items():
+        rules[name] = replace(rules[name], **fields)
+    table = LoopTable.build([("s1", "d1")], loops, Site(indoor_target=18.0))
+    return RuleEngine(table, replace(base, rules=rules))
+
+
+def make_inputs(
+    supply: float,
+    return_: float,
+    *,
+    now: float = NOW,
+    outdoor: float = -10.0,
+    primary: float | None = None,
+    last_seen: float | None = None,
+    indoor: Sequence[float] = (),
+) -> RuleInputs:
+    """One loop's readings, stamped 5 s before `now`."""
+    ts = now - 5
+    return RuleInputs(
+        now=now,
+        supply=Series.of([supply], [ts]),
+        return_=Series.of([return_], [ts]),
+        flow=Series.empty(1),
+        outdoor=Series.of([outdoor], [ts]),
+        primary_supply=Series.of([primary], [ts]) if primary is not None else Series.empty(1),
+        station_last_seen=np.array([ts if last_seen is None else last_seen]),
+        indoor=Series.of(list(indoor), [ts] * len(indoor)),
+        indoor_loop=np.zeros(len(indoor), dtype=np.int64),
+    )
+
+
+def active(r: RuleResults, rule: str) -> bool:
+    return bool(r.loop_checks[rule].active[0])
+
+
+def held_and_unheld(rule: str, supply: float, return_: float, **kw: Any) -> tuple[bool, bool]:
+    """(active without a held alert, active with the alert held) for the same readings."""
+    eng = make_engine(**kw.pop("settings", {}))
+    unheld = active(eng.evaluate(make_inputs(supply, return_, **kw)), rule)
+    held = eng.held_masks([(rule, "s1", "rad")])
+    return unheld, active(eng.evaluate(make_inputs(supply, return_, now=NOW + 10, **kw), held), rule)
+
+
+# -- hysteresis: a held alert holds until the value is `hysteresis` (0.5 K) past the threshold ----------
+
+
+def test_delta_t_low_hysteresis_lifts_the_threshold() -> None:
+    """Catches `threshold - hysteresis` for `threshold + hysteresis` in delta_t_low (the sign of the lift)."""
+    threshold = 0.5 * RADIATOR_EXPECTED_DT  # 8.294 K
+    # 0.2 K above the threshold: clear when new, still low when held
+    assert held_and_unheld("delta_t_low", 60.0, 60.0 - (threshold + 0.2)) == (False, True)
+    # 0.7 K above: past the hysteresis, clear even when held
+    assert held_and_unheld("delta_t_low", 60.0, 60.0 - (threshold + 0.7)) == (False, False)
+
+
+def test_delta_t_high_hysteresis_lowers_the_threshold() -> None:
+    """Catches `threshold + hysteresis` for `threshold - hysteresis` in delta_t_high."""
+    threshold = 2.0 * RADIATOR_EXPECTED_DT  # 33.18 K
+    assert held_and_unheld("delta_t_high", 80.0, 80.0 - (threshold - 0.2)) == (False, True)
+    assert held_and_unheld("delta_t_high", 80.0, 80.0 - (threshold - 0.7)) == (False, False)
+    assert held_and_unheld("delta_t_high", 80.0, 80.0 - (threshold + 0.2)) == (True, True)
+
+
+def _water_for_indoor(indoor: float) -> tuple[float, float]:
+    """Supply and return of the radiator loop that sustain `indoor` °C at -10 °C (the curve inverted)."""
+    from stationmon.domain.heating import required_temps
+
+    s, r = required_temps(-10.0, 75.0, 50.0, 1.3, indoor_target=indoor)
+    return float(s), float(r)
+
+
+def test_indoor_estimate_low_hysteresis_lifts_the_threshold() -> None:
+    """Catches the sign of the hysteresis in indoor_estimate_low (threshold 18 - 1 K margin = 17 °C)."""
+    assert held_and_unheld("indoor_estimate_low", *_water_for_indoor(17.2)) == (False, True)
+    assert held_and_unheld("indoor_estimate_low", *_water_for_indoor(17.7)) == (False, False)
+    assert held_and_unheld("indoor_estimate_low", *_water_for_indoor(16.9)) == (True, True)
+
+
+def test_indoor_low_hysteresis_lifts_the_threshold() -> None:
+    """Catches the sign of the hysteresis in indoor_low (18 °C exactly: its margin is 0)."""
+    warm = _water_for_indoor(22.0)
+    assert held_and_unheld("indoor_low", *warm, indoor=[18.2]) == (False, True)
+    assert held_and_unheld("indoor_low", *warm, indoor=[18.7]) == (False, False)
+    assert held_and_unheld("indoor_low", *warm, indoor=[17.9]) == (True, True)
+
+
+# -- comparisons at their exact edge -----------------------------------------------------------------
+
+
+def test_indoor_low_share_is_at_least_not_more_than() -> None:
+    """Catches `>` for `>=` in the share test: 1 of 2 sensors low meets a 50 % share."""
+    warm = _water_for_indoor(22.0)
+    eng = make_engine(indoor_low={"min_share": 0.5})
+    r = eng.evaluate(make_inputs(*warm, indoor=[16.0, 20.0]))
+    assert active(r, "indoor_low")
+    eng = make_engine(indoor_low={"min_share": 0.51})
+    assert not active(eng.evaluate(make_inputs(*warm, indoor=[16.0, 20.0])), "indoor_low")
+
+
+def test_indoor_low_min_sensors_is_at_least() -> None:
+    """Catches `>` for `>=` in the sensor count: 2 low sensors meet min_sensors 2, 1 does not."""
+    warm = _water_for_indoor(22.0)
+    eng = make_engine(indoor_low={"min_sensors": 2})
+    assert active(eng.evaluate(make_inputs(*warm, indoor=[16.0, 17.0, 20.0])), "indoor_low")
+    eng = make_engine(indoor_low={"min_sensors": 2})
+    assert not active(eng.evaluate(make_inputs(*warm, indoor=[16.0, 20.0, 20.0])), "indoor_low")
+
+
+def test_delta_t_judged_from_exactly_the_minimum_expected() -> None:
+    """Catches `>` for `>=` in `expected >= min_expected_delta_t`."""
+    probe = make_engine()
+    expected = float(probe.evaluate(make_inputs(60.0, 57.0)).expected_delta_t[0])
+    assert expected == pytest.approx(RADIATOR_EXPECTED_DT)
+    at = make_engine(delta_t_low={"min_expected_delta_t": expected}, delta_t_high={"min_expected_delta_t": expected})
+    r = at.evaluate(make_inputs(60.0, 57.0))
+    assert r.loop_checks["delta_t_low"].judged[0] and active(r, "delta_t_low")
+    assert r.loop_checks["delta_t_high"].judged[0]
+    above = math.nextafter(expected, math.inf)
+    past = make_engine(delta_t_low={"min_expected_delta_t": above}, delta_t_high={"min_expected_delta_t": above})
+    r = past.evaluate(make_inputs(60.0, 57.0))
+    assert not r.loop_checks["delta_t_low"].judged[0] and not r.loop_checks["delta_t_high"].judged[0]
+
+
+def test_a_station_is_online_until_exactly_offline_after() -> None:
+    """Catches `<` for `<=` in station_online (offline at `>` offline_after, not `>=`), scalar and arrays."""
+    assert station_online(NOW - 60.0, NOW, 60.0)
+    assert not station_online(NOW - 60.5, NOW, 60.0)
+    assert not station_online(None, NOW, 60.0)
+    assert list(station_online(np.array([NOW - 60.0, NOW - 60.5, math.nan]), NOW, 60.0)) == [True, False, False]
+    eng = make_engine()
+    r = eng.evaluate(make_inputs(60.0, 45.0, last_seen=NOW - 60.0))
+    assert not r.station_checks["station_offline"].active[0] and r.status_name(0) != "offline"
+    eng = make_engine()
+    r = eng.evaluate(make_inputs(60.0, 45.0, last_seen=NOW - 60.5))
+    assert r.station_checks["station_offline"].active[0] and r.status_name(0) == "offline"
+
+
+# -- the sensor tolerances -------------------------------------------------------------------------------
+
+
+def test_swap_tolerance_is_supply_below_return_by_more_than_0_2_k() -> None:
+    """Catches `< +SWAP_TOLERANCE_K` for `< -SWAP_TOLERANCE_K` (supply a little above return is no swap)."""
+    for supply, return_, swapped in ((50.0, 49.9, False), (50.0, 50.1, False), (50.0, 50.3, True)):
+        r = make_engine().evaluate(make_inputs(supply, return_))
+        assert bool(r.supply_faults[0] & FAULT_SWAPPED) is swapped, (supply, return_)
+        assert bool(r.return_faults[0] & FAULT_SWAPPED) is swapped, (supply, return_)
+
+
+def test_primary_tolerance_is_primary_below_secondary_by_more_than_0_5_k() -> None:
+    """Catches `+ PRIMARY_TOLERANCE_K` for `- PRIMARY_TOLERANCE_K` (a primary 0.3 K under is sensor noise)."""
+    for primary, fault in ((50.2, False), (49.7, False), (49.3, True)):
+        r = make_engine().evaluate(make_inputs(50.0, 45.0, primary=primary))
+        assert bool(r.supply_faults[0] & FAULT_PRIMARY) is fault, primary
+
+
+def test_rate_of_change_is_judged_over_at_least_a_minute() -> None:
+    """Catches a rate window of 10 s for 60 s: 1 K in 10 s is 1 K/min over the minute, 6 K/min over 10 s."""
+    eng = make_engine(sensor_fault={"max_rate_per_min": 5.0})
+    eng.evaluate(make_inputs(60.0, 45.0, now=NOW))
+    r = eng.evaluate(make_inputs(61.0, 45.0, now=NOW + 10))
+    assert r.supply_faults[0] & FAULT_RATE == 0
+    # over longer than a minute the rate is the real one: 9 K in 90 s is 6 K/min
+    r = eng.evaluate(make_inputs(70.0, 45.0, now=NOW + 100))
+    assert r.supply_faults[0] & FAULT_RATE
+
+
+def test_rate_of_change_tracker_directly() -> None:
+    """Catches the window constant changed, and the rate divided by the shorter of step and window."""
+    tracker = SensorTracker(2, window_s=1800.0, tolerance=0.05, max_rate_per_min=5.0)
+    ok = np.array([True, True])
+    tracker.update(np.array([40.0, 40.0]), np.array([0.0, 0.0]), ok)
+    # 4.9 K and 5.1 K within 5 s: judged over the minute, 4.9 and 5.1 K/min
+    bits = tracker.update(np.array([44.9, 45.1]), np.array([5.0, 5.0]), ok)
+    assert list(bits & FAULT_RATE) == [0, FAULT_RATE]
+
+
+def test_flatline_needs_the_whole_window() -> None:
+    """Catches `>` for `>=` in the window test and a flatline from a series that has not spanned it."""
+    tracker = SensorTracker(1, window_s=100.0, tolerance=0.05, max_rate_per_min=None)
+    ok = np.array([True])
+    bits = [int(tracker.update(np.array([42.0]), np.array([float(t)]), ok)[0]) for t in (0, 25, 50, 75, 99, 100)]
+    assert bits == [0, 0, 0, 0, 0, FAULT_FLATLINE]
