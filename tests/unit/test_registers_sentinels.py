@@ -15,6 +15,7 @@ from stationmon.domain.registers import (
     check_value,
     decode_point,
     encode_value,
+    parse_modicon,
     split_request,
 )
 from stationmon.domain.vocabulary import RAW_SENTINELS
@@ -136,3 +137,37 @@ def test_a_request_with_an_overlapping_point_splits_into_runs() -> None:
     runs = split_request(request)
     assert [(r.start, r.count, r.offsets) for r in runs] == [(100, 4, (0, 2)), (106, 1, (0,))]
     assert [r.points for r in runs] == [(a, b), (c,)]
+
+
+def test_the_fast_decode_path_judges_the_value_as_its_quantity() -> None:
+    """Catches the decoder judging without the point's quantity (no range, no temperature sentinel)."""
+    points = (
+        Point(quantity="supply_temp", address=0, type="int16", scale=0.1),
+        Point(quantity="return_temp", address=1, type="float32"),
+    )
+    registers = [1400, *encode_value(850.0, "float32", "ABCD")]
+    decoded = RequestDecoder(ReadRequest("holding", 0, 3, points, (0, 1))).decode_registers(registers)
+    assert [(v, f) for _, v, f in decoded] == [(140.0, "out_of_range"), (850.0, "sentinel")]
+
+
+def test_a_request_whose_offsets_do_not_match_its_points_is_refused() -> None:
+    """Catches `strict=True` dropped from the decoder's zip: a point without an offset would be skipped."""
+    a = Point(quantity="supply_temp", address=0, type="int16")
+    b = Point(quantity="return_temp", address=1, type="int16")
+    with pytest.raises(ValueError):
+        RequestDecoder(ReadRequest("holding", 0, 2, (a, b), (0,)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("101", "'101' is not Modicon notation"),
+        ("20001", "'20001': Modicon register type 2 is unknown"),
+    ],
+)
+def test_modicon_errors_show_the_notation(text: str, message: str) -> None:
+    """Catches the worked example in parse_modicon's errors changed or lost."""
+    example = '("40101" = holding 100, "30001" = input 0, "400101" = holding 100)'
+    with pytest.raises(ValueError) as caught:
+        parse_modicon(text)
+    assert str(caught.value).startswith(message) and example in str(caught.value)

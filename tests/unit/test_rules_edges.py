@@ -6,7 +6,9 @@ the older tests judged values far from every edge, so a flipped sign or `>` for 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -14,8 +16,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stationmon.domain.heating import required_temps
 from stationmon.domain.plant import Site
-from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, RuleResults, Series, station_online
+from stationmon.domain.rules import (
+    LoopTable,
+    RuleEngine,
+    RuleInputs,
+    RuleResults,
+    Series,
+    in_heating_season,
+    station_online,
+)
 from stationmon.domain.rules.faults import FAULT_FLATLINE, FAULT_PRIMARY, FAULT_RATE, FAULT_SWAPPED, SensorTracker
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import RULE_NAMES
@@ -95,8 +106,6 @@ def test_delta_t_high_hysteresis_lowers_the_threshold() -> None:
 
 def _water_for_indoor(indoor: float) -> tuple[float, float]:
     """Supply and return of the radiator loop that sustain `indoor` °C at -10 °C (the curve inverted)."""
-    from stationmon.domain.heating import required_temps
-
     s, r = required_temps(-10.0, 75.0, 50.0, 1.3, indoor_target=indoor)
     return float(s), float(r)
 
@@ -212,3 +221,51 @@ def test_flatline_needs_the_whole_window() -> None:
     ok = np.array([True])
     bits = [int(tracker.update(np.array([42.0]), np.array([float(t)]), ok)[0]) for t in (0, 25, 50, 75, 99, 100)]
     assert bits == [0, 0, 0, 0, 0, FAULT_FLATLINE]
+
+
+# -- disabled rules, seasons, the smoothing state ------------------------------------------------------
+
+
+def test_a_disabled_rule_is_an_empty_check_of_its_own_name() -> None:
+    """Catches Check.off losing its rule name or its NaN value and threshold arrays."""
+    eng = make_engine(delta_t_low={"enabled": False}, primary_shortage={"enabled": False})
+    r = eng.evaluate(make_inputs(60.0, 57.0, primary=60.0))
+    for check in (r.loop_checks["delta_t_low"], r.station_checks["primary_shortage"]):
+        assert check.rule in ("delta_t_low", "primary_shortage")
+        assert not check.active.any() and not check.judged.any()
+        assert check.value.dtype == np.float64 and np.isnan(check.value).all()
+        assert check.threshold.dtype == np.float64 and np.isnan(check.threshold).all()
+    assert r.lookup(("delta_t_low", "s1", "rad")) is None
+
+
+def _local(month: int, day: int) -> float:
+    return dt.datetime(2025, month, day, 12, tzinfo=zoneinfo.ZoneInfo("Asia/Shanghai")).timestamp()
+
+
+def test_season_end_day_is_in_season_and_a_one_day_season_is_one_day() -> None:
+    """Catches `< end` for `<= end` and `start < end` for `start <= end` (a season of one day would wrap
+    into a whole year)."""
+    assert in_heating_season(_local(3, 31), "Asia/Shanghai", (3, 1), (3, 31))
+    assert not in_heating_season(_local(4, 1), "Asia/Shanghai", (3, 1), (3, 31))
+    assert in_heating_season(_local(1, 1), "Asia/Shanghai", (1, 1), (1, 1))
+    assert not in_heating_season(_local(1, 2), "Asia/Shanghai", (1, 1), (1, 1))
+    assert not in_heating_season(_local(12, 31), "Asia/Shanghai", (1, 1), (1, 1))
+
+
+def test_compliant_is_int8() -> None:
+    """Catches compliant() returning floats (the loop_status writer indexes with it)."""
+    r = make_engine().evaluate(make_inputs(70.0, 50.0))
+    assert r.compliant().dtype == np.int8 and r.compliant().tolist() == [1]
+
+
+def test_bad_smoothing_state_entries_are_skipped_not_the_rest() -> None:
+    """Catches `break` for `continue` (one bad entry would drop every station after it) and `and` for `or`
+    in the shape test (a one-element entry would raise)."""
+    table = LoopTable.build([("s1", "d1"), ("s2", "d2"), ("s3", "d3")], [RADIATOR], Site())
+    eng = RuleEngine(table, RulesSettings())
+    eng.load_smoothing_state({"s1": [1.0], "s2": ["x", 5.0], "gone": [1.0, 2.0], "s3": [-7.5, NOW]})
+    assert math.isnan(eng.outdoor_mean[0]) and math.isnan(eng.outdoor_mean[1])
+    assert eng.outdoor_mean[2] == -7.5 and eng.outdoor_mean_ts[2] == NOW
+    assert eng.smoothing_state() == {"s3": [-7.5, NOW]}
+    eng.load_smoothing_state({"s1": "junk", "s2": [math.inf, NOW], "s3": [3.0, NOW + 1]})
+    assert math.isnan(eng.outdoor_mean[1]) and eng.outdoor_mean[2] == 3.0
