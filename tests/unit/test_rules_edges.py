@@ -269,3 +269,37 @@ def test_bad_smoothing_state_entries_are_skipped_not_the_rest() -> None:
     assert eng.smoothing_state() == {"s3": [-7.5, NOW]}
     eng.load_smoothing_state({"s1": "junk", "s2": [math.inf, NOW], "s3": [3.0, NOW + 1]})
     assert math.isnan(eng.outdoor_mean[1]) and eng.outdoor_mean[2] == 3.0
+
+
+def test_held_masks_of_station_and_loop_alerts() -> None:
+    """Catches a station alert's mask built per loop (or under the loop rule's name), a loop alert's looked
+    up as a station's, and masks that are not boolean."""
+    loops = [RADIATOR, ("s2", "a", 75.0, 50.0, 1.3, None, None), ("s2", "b", 50.0, 40.0, 1.1, None, None)]
+    table = LoopTable.build([("s1", "d1"), ("s2", "d2")], loops, Site())
+    eng = RuleEngine(table, RulesSettings())
+    masks = eng.held_masks(
+        [
+            ("primary_shortage", "s2", None),
+            ("supply_low", "s2", "b"),
+            ("supply_low", "s2", "zzz"),  # unknown loop: skipped
+            ("station_offline", "s9", None),  # unknown station: skipped
+        ]
+    )
+    assert set(masks) == {"station:primary_shortage", "supply_low"}
+    assert masks["station:primary_shortage"].dtype == np.bool_ and masks["supply_low"].dtype == np.bool_
+    assert masks["station:primary_shortage"].tolist() == [False, True]
+    assert masks["supply_low"].tolist() == [False, False, True]
+
+
+def test_a_held_primary_shortage_holds_within_its_hysteresis() -> None:
+    """Catches the station hysteresis not reaching primary_shortage (its held mask under the wrong name)."""
+    eng = make_engine()
+    probe = eng.evaluate(make_inputs(57.0, 45.0, primary=90.0))
+    threshold = float(probe.station_checks["primary_shortage"].threshold[0])  # 63.75
+    r = eng.evaluate(make_inputs(57.0, 45.0, primary=threshold + 0.2, now=NOW + 10))
+    assert not r.station_checks["primary_shortage"].active[0]
+    held = eng.held_masks([("primary_shortage", "s1", None)])
+    r = eng.evaluate(make_inputs(57.0, 45.0, primary=threshold + 0.2, now=NOW + 20), held)
+    assert r.station_checks["primary_shortage"].active[0]
+    r = eng.evaluate(make_inputs(57.0, 45.0, primary=threshold + 0.7, now=NOW + 30), held)
+    assert not r.station_checks["primary_shortage"].active[0]
