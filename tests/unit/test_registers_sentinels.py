@@ -171,3 +171,14 @@ def test_modicon_errors_show_the_notation(text: str, message: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_modicon(text)
     assert str(caught.value).startswith(message) and example in str(caught.value)
+
+
+@pytest.mark.parametrize("scale", [-1.0, 0.0])
+def test_a_non_finite_raw_value_is_kept_as_it_came(scale: float) -> None:
+    """Catches the `isfinite(raw)` guard dropped in either decode path: +inf scaled by -1 would turn into
+    -inf, by 0 into NaN (and its fault from "inf" to "nan")."""
+    point = Point(quantity="flow", address=0, type="float32", scale=scale, offset=1.0)
+    registers = encode_value(float("inf"), "float32", "ABCD")
+    assert decode_point(point, registers) == (float("inf"), "inf")
+    [(_, value, fault)] = RequestDecoder(ReadRequest("holding", 0, 2, (point,), (0,))).decode_registers(registers)
+    assert (value, fault) == (float("inf"), "inf")
