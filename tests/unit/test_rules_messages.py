@@ -13,6 +13,7 @@ import pytest
 
 from stationmon.domain.alerts import Condition
 from stationmon.domain.rules import RuleResults, Series
+from stationmon.domain.rules.faults import describe_faults
 from stationmon.domain.rules.messages import describe_duration
 from tests.unit.test_rules_edges import NOW, make_engine, make_inputs
 
@@ -183,3 +184,20 @@ def test_compliant_codes() -> None:
     assert judge(45.0, 35.0).compliant().tolist() == [0]
     assert judge(70.0, 50.0, last_seen=NOW - 61).compliant().tolist() == [-1]
     assert judge(850.0, 50.0).compliant().tolist() == [-1]
+
+
+def test_every_faulty_loop_sensor_is_named() -> None:
+    """Catches a loop sensor's name changed in the fault message, or the "; " between two faulty sensors."""
+    r = judge(850.0, -999.0)
+    cond = r.conditions()[("sensor_fault", *RAD)]
+    assert cond.message == "supply_temp: sentinel value; return_temp: sentinel value"
+    assert cond.sensors == frozenset({"supply_temp", "return_temp"})
+    r = judge(60.0, 45.0, flow=-5.0, pump=5.0)
+    cond = r.conditions()[("sensor_fault", *RAD)]
+    assert cond.message == "flow: out of range; pump_running: out of range"
+    assert cond.sensors == frozenset({"flow", "pump_running"}) and cond.value == -5.0
+
+
+def test_describe_faults_of_no_fault() -> None:
+    """Catches the word for an empty fault set changed."""
+    assert describe_faults(0) == "ok"
