@@ -201,3 +201,22 @@ def test_every_faulty_loop_sensor_is_named() -> None:
 def test_describe_faults_of_no_fault() -> None:
     """Catches the word for an empty fault set changed."""
     assert describe_faults(0) == "ok"
+
+
+def test_station_conditions_by_lookup_carry_district_cause_and_state() -> None:
+    """Catches a station condition looked up without its district, its cause, or whether it is active."""
+    r = judge(57.0, 45.0, primary=60.0)
+    for rule in ("station_offline", "primary_shortage", "sensor_fault"):
+        cond = station(r, rule)
+        assert (cond.district, cond.cause) == ("d1", "heat_source"), rule
+    assert station(r, "primary_shortage").sensors == frozenset({"primary_supply_temp"})
+    offline = station(judge(60.0, 45.0, last_seen=NOW - 61), "station_offline")
+    assert offline.message == "no reading for 61s (offline after 60s)"
+    assert (offline.value, offline.threshold, offline.cause) == (61.0, 60.0, "station")
+    fault = station(judge(60.0, 45.0, outdoor=-999.0), "sensor_fault")
+    assert (fault.message, fault.value, fault.district, fault.cause) == (
+        "outdoor_temp: sentinel value",
+        -999.0,
+        "d1",
+        "station",
+    )
