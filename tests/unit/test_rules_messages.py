@@ -45,7 +45,15 @@ def station(r: RuleResults, rule: str) -> Condition:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(45.0, "45s"), (119.0, "119s"), (120.0, "2m"), (7199.0, "120m"), (7200.0, "2.0h"), (9000.0, "2.5h")],
+    [
+        (45.0, "45s"),
+        (119.0, "119s"),
+        (120.0, "2m"),
+        (7199.0, "120m"),
+        (7200.0, "2.0h"),
+        (9000.0, "2.5h"),
+        (1_000_000.0, "277.8h"),
+    ],
 )
 def test_describe_duration(seconds: float, text: str) -> None:
     """Catches the unit boundaries moved (`<=` for `<`, 120 or 7200 changed) and the unit words changed."""
@@ -65,6 +73,7 @@ def test_water_below_the_curve_and_back_above() -> None:
     assert supply.message == "supply 45.0 °C below 57.8 °C (required 58.8 °C at outdoor -10.0 °C less margin 1 K)"
     assert supply.value == 45.0 and supply.threshold == pytest.approx(57.75, abs=0.01)
     assert supply.sensors == frozenset({"supply_temp", "outdoor_temp"}) and supply.cause == "station"
+    assert supply.district == "d1" and loop(r, "supply_low").district == "d1"
     back = conditions[("return_low", *RAD)].message
     assert back == "return 35.0 °C below 41.2 °C (required 42.2 °C at outdoor -10.0 °C less margin 1 K)"
     estimate = conditions[("indoor_estimate_low", *RAD)].message
