@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from stationmon.domain.heating import required_temps
-from stationmon.domain.plant import Site
+from stationmon.domain.plant import DailyWindow, Loop, Point, Setback, Site, Station
 from stationmon.domain.rules import (
     LoopTable,
     RuleEngine,
@@ -28,6 +28,7 @@ from stationmon.domain.rules import (
     station_online,
 )
 from stationmon.domain.rules.faults import FAULT_FLATLINE, FAULT_PRIMARY, FAULT_RATE, FAULT_SWAPPED, SensorTracker
+from stationmon.domain.rules.inputs import PointFacts
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import RULE_NAMES
 
@@ -303,3 +304,83 @@ def test_a_held_primary_shortage_holds_within_its_hysteresis() -> None:
     assert r.station_checks["primary_shortage"].active[0]
     r = eng.evaluate(make_inputs(57.0, 45.0, primary=threshold + 0.7, now=NOW + 30), held)
     assert not r.station_checks["primary_shortage"].active[0]
+
+
+# -- the station rules' edges and the plant tables ------------------------------------------------------
+
+
+def test_primary_exactly_at_the_shortage_threshold_is_no_shortage() -> None:
+    """Catches `<=` for `<` in primary_shortage, and a station hysteresis lifting stations not held."""
+    loops = [RADIATOR, ("s2", "a", 75.0, 50.0, 1.3, None, None)]
+    table = LoopTable.build([("s1", "d1"), ("s2", "d2")], loops, Site())
+    eng = RuleEngine(table, RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0))
+
+    def inputs(primary: float, now: float) -> RuleInputs:
+        two = make_inputs(57.0, 45.0, primary=primary, now=now)
+        for name in ("supply", "return_", "outdoor", "primary_supply"):
+            one = getattr(two, name)
+            setattr(two, name, Series.of([*one.value, *one.value], [*one.ts, *one.ts]))
+        two.station_last_seen = np.array([now - 5, now - 5])
+        return two
+
+    threshold = float(eng.evaluate(inputs(90.0, NOW)).station_checks["primary_shortage"].threshold[0])
+    r = eng.evaluate(inputs(threshold, NOW + 10))
+    assert r.station_checks["primary_shortage"].active.tolist() == [False, False]
+    held = eng.held_masks([("primary_shortage", "s2", None)])
+    r = eng.evaluate(inputs(threshold + 0.2, NOW + 20), held)
+    assert r.station_checks["primary_shortage"].active.tolist() == [False, True]
+
+
+def test_every_check_carries_its_rule_name_and_boolean_masks() -> None:
+    """Catches a station check built without its rule's name, or with non-boolean judged masks."""
+    r = make_engine().evaluate(make_inputs(60.0, 45.0, primary=90.0))
+    for name, check in [*r.loop_checks.items(), *r.station_checks.items()]:
+        assert check.rule == name
+        assert check.active.dtype == np.bool_ and check.judged.dtype == np.bool_, name
+
+
+def test_point_facts_per_quantity() -> None:
+    """Catches another quantity's sensor-less point taken for this one, and station points never found."""
+    points = (
+        Point(quantity="return_temp", loop="a", type="float32"),
+        Point(quantity="supply_temp", loop="a", type="int16", scale=0.1),
+        Point(quantity="outdoor_temp", type="int16", scale=0.5, flatline_tolerance=0.5),
+        Point(quantity="indoor_temp", loop="a", sensor="b1", type="int16", scale=0.1),
+    )
+    st = Station(id="s1", loops=(Loop("a"), Loop("b")), points=points)
+    ret = PointFacts.of([st], "return_temp")
+    assert ret.configured.tolist() == [True, False] and ret.resolution.tolist() == [0.0, 0.0]
+    sup = PointFacts.of([st], "supply_temp")
+    assert sup.configured.tolist() == [True, False] and sup.resolution.tolist() == [0.1, 0.0]
+    out = PointFacts.of([st], "outdoor_temp")
+    assert out.configured.tolist() == [True] and out.resolution.tolist() == [0.5] and out.tolerance.tolist() == [0.5]
+    assert PointFacts.of([st], "flow").configured.tolist() == [False, False]
+
+
+def test_the_table_from_the_plant_keeps_design_flow_and_station_setbacks() -> None:
+    """Catches from_plant dropping the loops' design flow or the stations' own setbacks."""
+    own = (Setback(DailyWindow(0, 360), 3.0),)
+    stations = [
+        Station(id="s1", loops=(Loop("a", design_flow=40.0), Loop("b"))),
+        Station(id="s2", loops=(Loop("c"),), setbacks=own),
+    ]
+    table = LoopTable.from_plant(Site(), stations)
+    assert table.design_flow[0] == 40.0 and np.isnan(table.design_flow[1:]).all()
+    assert table.station_setbacks == (None, own)
+
+
+def test_a_fixed_floor_message_says_so_exactly() -> None:
+    """Catches the words of a threshold from the loop's fixed minimum changed."""
+    eng = make_engine(loops=[("s1", "rad", 75.0, 50.0, 1.3, 60.0, None)])
+    r = eng.evaluate(make_inputs(59.5, 45.0))
+    cond = r.conditions()[("supply_low", "s1", "rad")]
+    assert cond.message == "supply 59.5 °C below 60.0 °C (the fixed minimum)"
+    assert cond.sensors == frozenset({"supply_temp"})
+
+
+def test_a_nan_sensor_fault_has_no_value() -> None:
+    """Catches a sensor fault's NaN value (a reading flagged NaN) passed on as NaN instead of None."""
+    r = make_engine().evaluate(make_inputs(math.nan, 45.0))
+    cond = r.conditions()[("sensor_fault", "s1", "rad")]
+    assert cond.value is None and cond.threshold is None
+    assert cond.message == "supply_temp: flagged by the collector"
