@@ -27,8 +27,17 @@ from stationmon.domain.rules import (
     in_heating_season,
     station_online,
 )
-from stationmon.domain.rules.faults import FAULT_FLATLINE, FAULT_PRIMARY, FAULT_RATE, FAULT_SWAPPED, SensorTracker
-from stationmon.domain.rules.inputs import PointFacts
+from stationmon.domain.rules.faults import (
+    FAULT_FLATLINE,
+    FAULT_PRIMARY,
+    FAULT_RANGE,
+    FAULT_RATE,
+    FAULT_SENTINEL,
+    FAULT_SWAPPED,
+    SensorTracker,
+    quantity_faults,
+)
+from stationmon.domain.rules.inputs import PointFacts, reading_age
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import RULE_NAMES
 
@@ -384,3 +393,18 @@ def test_a_nan_sensor_fault_has_no_value() -> None:
     cond = r.conditions()[("sensor_fault", "s1", "rad")]
     assert cond.value is None and cond.threshold is None
     assert cond.message == "supply_temp: flagged by the collector"
+
+
+def test_series_and_ages_are_floats_and_never_read_is_infinitely_old() -> None:
+    """Catches Series keeping integer values, an empty Series without its flags, and a series never read
+    (NaN time) given a NaN age instead of an infinite one."""
+    assert Series.of([1, 2], [0, 0]).value.dtype == np.float64
+    empty = Series.empty(2)
+    assert empty.flagged.dtype == np.bool_ and not empty.flagged.any() and np.isnan(empty.value).all()
+    assert reading_age(np.array([math.nan, NOW - 5]), NOW).tolist() == [math.inf, 5.0]
+
+
+def test_a_non_temperature_quantity_has_no_temperature_sentinel() -> None:
+    """Catches quantity_faults judging every quantity as a temperature (850 is a sentinel only for those)."""
+    assert quantity_faults(np.array([850.0]), "pump_running").tolist() == [FAULT_RANGE]
+    assert quantity_faults(np.array([850.0]), "supply_temp").tolist() == [FAULT_SENTINEL]
