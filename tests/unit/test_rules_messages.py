@@ -12,9 +12,11 @@ import math
 import pytest
 
 from stationmon.domain.alerts import Condition
-from stationmon.domain.rules import RuleResults, Series
+from stationmon.domain.plant import DailyWindow, Setback, Site
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults, Series
 from stationmon.domain.rules.faults import describe_faults
 from stationmon.domain.rules.messages import describe_duration
+from stationmon.domain.settings import RulesSettings
 from tests.unit.test_rules_edges import NOW, make_engine, make_inputs
 
 RAD = ("s1", "rad")
@@ -228,4 +230,16 @@ def test_station_conditions_by_lookup_carry_district_cause_and_state() -> None:
         -999.0,
         "d1",
         "station",
+    )
+
+
+def test_a_planned_setback_is_named_in_the_message() -> None:
+    """Catches the setback clause dropped for setbacks under 1 K (`> 1.0` for `> 0.0`), or replacing the
+    rest of the reason (`=` for `+=`)."""
+    base = RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0, setbacks=(Setback(DailyWindow(0, 1440), 0.5),))
+    table = LoopTable.build([("s1", "d1")], [("s1", "rad", 75.0, 50.0, 1.3, None, None)], Site())
+    r = RuleEngine(table, base).evaluate(make_inputs(50.0, 45.0))
+    assert r.conditions()[("supply_low", *RAD)].message == (
+        "supply 50.0 °C below 57.3 °C "
+        "(required 58.8 °C at outdoor -10.0 °C less margin 1 K, less a planned setback of 0.5 K)"
     )
