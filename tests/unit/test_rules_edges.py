@@ -408,3 +408,22 @@ def test_a_non_temperature_quantity_has_no_temperature_sentinel() -> None:
     """Catches quantity_faults judging every quantity as a temperature (850 is a sentinel only for those)."""
     assert quantity_faults(np.array([850.0]), "pump_running").tolist() == [FAULT_RANGE]
     assert quantity_faults(np.array([850.0]), "supply_temp").tolist() == [FAULT_SENTINEL]
+
+
+def test_a_flow_of_exactly_min_flow_circulates() -> None:
+    """Catches `<=` for `<` in the standing-water test: at exactly min_flow (1 m³/h) water flows, so a
+    supply below its return is a swapped pair."""
+    for flow, swapped in ((1.0, True), (0.99, False)):
+        inp = make_inputs(34.0, 41.0)
+        inp.flow = Series.of([flow], [NOW - 5])
+        r = make_engine().evaluate(inp)
+        assert bool(r.supply_faults[0] & FAULT_SWAPPED) is swapped, flow
+
+
+def test_out_of_season_a_station_is_not_judged_for_shortage() -> None:
+    """Catches `in_season | online` for `&`: out of season an online station's shortage is judged clear."""
+    inp = make_inputs(57.0, 45.0, primary=50.0)
+    inp.in_season = False
+    r = make_engine().evaluate(inp)
+    assert r.station_checks["primary_shortage"].judged[0]  # judged clear: a firing alert resolves
+    assert not r.station_checks["primary_shortage"].active[0]
