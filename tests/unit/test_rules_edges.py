@@ -421,7 +421,8 @@ def test_a_flow_of_exactly_min_flow_circulates() -> None:
 
 
 def test_out_of_season_a_station_is_not_judged_for_shortage() -> None:
-    """Catches `in_season | online` for `&`: out of season an online station's shortage is judged clear."""
+    """Catches the season's end not clearing station rules: out of season a shortage is judged clear, never
+    active, so a firing alert resolves."""
     inp = make_inputs(57.0, 45.0, primary=50.0)
     inp.in_season = False
     r = make_engine().evaluate(inp)
