@@ -45,7 +45,8 @@ class Condition:
 
     `describe` builds the message on first read: thousands of conditions hold every tick, few are read.
     `severity` raises the alert above its rule's severity (a legal tier), `cause` says whose shortfall
-    it is ("heat_source" while the station's primary supply falls short, else "station").
+    it is ("heat_source" while the station's primary supply falls short, else "station"). Every
+    argument may be given by position: `RuleResults.conditions` builds thousands per tick with `map`.
     """
 
     __slots__ = ("_describe", "_message", "cause", "company", "district", "sensors", "severity", "threshold", "value")
@@ -57,7 +58,6 @@ class Condition:
         message: str = "",
         district: str = "",
         sensors: frozenset[str] = frozenset(),
-        *,
         describe: Callable[[], str] | None = None,
         severity: str | None = None,
         cause: str = "station",
@@ -175,9 +175,12 @@ _NO_LOOKUP: Callable[[AlertKey], Condition | None] = lambda key: None  # noqa: E
 class _Inhibitors:
     offline: set[str] = field(default_factory=set)
     faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
+    stations: set[str] = field(default_factory=set)  # offline or with a faulty sensor: the only ones to test
 
     def suppresses(self, key: AlertKey, cond: Condition | None) -> bool:
         rule, station, loop = key
+        if station not in self.stations:
+            return False
         if rule == "station_offline":
             return False
         if station in self.offline:
@@ -267,6 +270,7 @@ class AlertBook:
             elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
                 scope = (station, loop)
                 inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
+        inhibit.stations = inhibit.offline | {station for station, _ in inhibit.faults}
         return inhibit if inhibit.offline or inhibit.faults else None
 
     def _held(
@@ -281,7 +285,8 @@ class AlertBook:
             if policy is None:
                 continue
             alert = alerts.get(key)
-            if inhibit is not None and inhibit.suppresses(key, cond):
+            # (the station test first: few stations are offline or have a faulty sensor)
+            if inhibit is not None and key[1] in inhibit.stations and inhibit.suppresses(key, cond):
                 # not judged: a pending alert starts over, a firing one waits
                 if alert is not None and alert.state == "pending":
                     del alerts[key]

@@ -81,6 +81,8 @@ class RuleEngine:
         self._setback_k = np.zeros(ns)  # per station, this evaluation's (smoothed) setback
         self.min_flow = np.fmax(settings.min_flow, settings.min_flow_share * table.design_flow)
         self._setback_groups = self._group_setbacks()
+        self._held_keys: set[AlertKey] = set()  # the keys of the last `held_masks`, and their masks
+        self._held: dict[str, BoolArray] = {}
 
     def _tracker(self, quantity: str, n: int) -> SensorTracker:
         """Flatline tolerance from the point (its own, or its register's step if coarser); the window grows
@@ -130,18 +132,30 @@ class RuleEngine:
                 self.outdoor_mean[s], self.outdoor_mean_ts[s] = mean, ts
 
     def held_masks(self, keys: Iterable[AlertKey]) -> dict[str, BoolArray]:
-        """Boolean masks per rule of the loops (station rules: `STATION_HELD` + rule) whose alert is held."""
+        """Boolean masks per rule of the loops (station rules: `STATION_HELD` + rule) whose alert is held.
+
+        The held keys change by a few per evaluation: only the keys added or dropped since the last call
+        are looked up; the masks returned are copies."""
+        keys = set(keys)
+        for key in self._held_keys - keys:
+            self._mark_held(key, False)
+        for key in keys - self._held_keys:
+            self._mark_held(key, True)
+        self._held_keys = keys
+        return {rule: mask.copy() for rule, mask in self._held.items() if mask.any()}
+
+    def _mark_held(self, key: AlertKey, held: bool) -> None:
+        """Set or clear one key's element in its rule's mask (unknown stations and loops are skipped)."""
         t = self.table
-        by_rule: dict[str, list[int]] = {}
-        for rule, station, loop in keys:
-            i = t.station_index.get(station) if loop is None else t.loop_index.get((station, loop))
-            if i is not None:
-                by_rule.setdefault(rule if loop is not None else STATION_HELD + rule, []).append(i)
-        masks: dict[str, BoolArray] = {}
-        for rule, found in by_rule.items():
-            mask = masks[rule] = np.zeros(t.n_stations if rule.startswith(STATION_HELD) else t.n_loops, dtype=bool)
-            mask[np.array(found, dtype=np.int64)] = True
-        return masks
+        rule, station, loop = key
+        i = t.station_index.get(station) if loop is None else t.loop_index.get((station, loop))
+        if i is None:
+            return
+        name = rule if loop is not None else STATION_HELD + rule
+        mask = self._held.get(name)
+        if mask is None:
+            mask = self._held[name] = np.zeros(t.n_loops if loop is not None else t.n_stations, dtype=bool)
+        mask[i] = held
 
     def evaluate(self, inp: RuleInputs, held: Mapping[str, BoolArray] | None = None) -> RuleResults:
         """Judge every loop and station now."""

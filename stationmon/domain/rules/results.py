@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -159,36 +160,46 @@ class RuleResults:
         for rule, check in self.station_checks.items():
             for s in np.flatnonzero(check.active).tolist():
                 out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
-        stations, loops, districts, companies = t.station_ids, t.loop_ids, t.districts, t.companies
-        heat_source = self.heat_source[t.loop_station]
+        heat_source = self.heat_source
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
             if not idx.size:
                 continue
-            # plain lists: indexing numpy arrays one element at a time costs more than the rest
-            values = check.value[idx].tolist()
-            thresholds = check.threshold[idx].tolist()
-            owners = t.loop_station[idx].tolist()
-            sensors = self._sensors_of(check, idx)
-            describe = self._loop_message
-            fault = rule == "sensor_fault"
-            for i, value, threshold, s, reads in zip(idx.tolist(), values, thresholds, owners, sensors, strict=True):
-                out[(rule, stations[s], loops[i])] = Condition(
-                    _nan_none(value) if fault else value,
-                    None if fault else threshold,
-                    "",
-                    districts[s],
-                    reads,
-                    describe=partial(describe, rule, i, True),
-                    company=companies[s],
-                )
+            keys = self._loop_conditions(rule, check, idx, out)
             # the rare ones afterwards: a legal tier's severity, a heat-source cause
             if check.critical is not None:
-                for i in idx[check.critical[idx]].tolist():
-                    out[(rule, self.table.station_of(i), loops[i])].severity = "critical"
-            for i in idx[heat_source[idx]].tolist():
-                out[(rule, self.table.station_of(i), loops[i])].cause = HEAT_SOURCE
+                for k in np.flatnonzero(check.critical[idx]).tolist():
+                    out[keys[k]].severity = "critical"
+            for k in np.flatnonzero(heat_source[t.loop_station[idx]]).tolist():
+                out[keys[k]].cause = HEAT_SOURCE
         return out
+
+    def _loop_conditions(
+        self, rule: str, check: Check, idx: IntArray, out: dict[AlertKey, Condition]
+    ) -> list[AlertKey]:
+        """Add the Conditions of one loop rule at the loops `idx` to `out`; their keys in `idx` order."""
+        t = self.table
+        # plain lists and `map`: a Python statement per condition costs more than the rest together
+        rows, owners = idx.tolist(), t.loop_station[idx].tolist()
+        values, thresholds = check.value[idx].tolist(), check.threshold[idx].tolist()
+        if rule == "sensor_fault":
+            values, thresholds = [_nan_none(v) for v in values], [None] * len(rows)
+        stations, districts, companies = t.station_ids, t.districts, t.companies
+        keys = list(zip(repeat(rule), [stations[s] for s in owners], [t.loop_ids[i] for i in rows], strict=False))
+        conditions = map(
+            Condition,
+            values,
+            thresholds,
+            repeat(""),
+            [districts[s] for s in owners],
+            self._sensors_of(check, idx),
+            map(partial, repeat(self._loop_message), repeat(rule), rows, repeat(True)),
+            repeat(None),  # severity: the rule's
+            repeat(STATION),  # cause
+            [companies[s] for s in owners],
+        )
+        out.update(zip(keys, conditions, strict=False))
+        return keys
 
     def lookup(self, key: AlertKey) -> Condition | None:
         """The judged Condition of `key` (active or clear), None if not judged (or unknown key)."""
