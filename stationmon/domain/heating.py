@@ -15,6 +15,7 @@ judges every loop of a district. NaN in, NaN out; no warnings. No I/O, no clock.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,7 +23,9 @@ from numpy.typing import ArrayLike, NDArray
 from stationmon.domain.vocabulary import DESIGN_INDOOR
 
 __all__ = [
+    "Design",
     "FloatArray",
+    "curve",
     "estimate_indoor_temp",
     "expected_delta_t",
     "relative_load",
@@ -49,8 +52,70 @@ def relative_load(
     """Relative heat load Q; 0 when it is warmer outside than the target (no heating needed)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         q = (_f(indoor_target) - _f(outdoor)) / (_f(design_indoor) - _f(outdoor_design))
-    # clamp negative loads to zero but keep NaN (unknown outdoor) as NaN
-    return np.where(np.isnan(q), q, np.maximum(q, 0.0))
+    # clamp negative loads to zero; np.maximum keeps NaN (unknown outdoor) as NaN
+    return np.asarray(np.maximum(q, 0.0))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Design:
+    """The design terms of the heating curves of many loops (or one), computed once per loop table."""
+
+    mean_excess: FloatArray  # t_m,d - t_i,d
+    inv_exponent: FloatArray  # 1/m
+    spread: FloatArray  # t_s,d - t_r,d
+    half_spread: FloatArray  # (t_s,d - t_r,d) / 2
+    inv_mean_excess: FloatArray  # 1 / (t_m,d - t_i,d)
+    inv_load_span: FloatArray  # 1 / (t_i,d - t_o,d)
+    exponent: FloatArray
+    indoor_target: FloatArray
+    outdoor_design: FloatArray
+    design_indoor: FloatArray
+
+    @classmethod
+    def of(
+        cls,
+        design_supply: ArrayLike,
+        design_return: ArrayLike,
+        exponent: ArrayLike,
+        *,
+        indoor_target: ArrayLike = DESIGN_INDOOR,
+        outdoor_design: ArrayLike = -24.2,
+        design_indoor: ArrayLike = DESIGN_INDOOR,
+    ) -> Design:
+        """From the design temperatures and exponents, and the site's target and design point."""
+        ds, dr, m = _f(design_supply), _f(design_return), _f(exponent)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cls(
+                mean_excess=0.5 * (ds + dr) - _f(design_indoor),
+                inv_exponent=1.0 / m,
+                spread=ds - dr,
+                half_spread=0.5 * (ds - dr),
+                inv_mean_excess=1.0 / (0.5 * (ds + dr) - _f(design_indoor)),
+                inv_load_span=1.0 / (_f(design_indoor) - _f(outdoor_design)),
+                exponent=m,
+                indoor_target=_f(indoor_target),
+                outdoor_design=_f(outdoor_design),
+                design_indoor=_f(design_indoor),
+            )
+
+
+def curve(
+    outdoor: ArrayLike, design: Design, relative_flow: ArrayLike = 1.0
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Required supply and return temperatures from the heating curve, °C, and the expected ΔT, K."""
+    d = design
+    q = relative_load(
+        outdoor, indoor_target=d.indoor_target, outdoor_design=d.outdoor_design, design_indoor=d.design_indoor
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_part = d.mean_excess * np.power(q, d.inv_exponent)
+        half_dt = d.half_spread * q
+        expected = d.spread * q
+        if not (np.isscalar(relative_flow) and relative_flow == 1.0):  # x / 1.0 is x
+            half_dt = half_dt / _f(relative_flow)
+            expected = expected / _f(relative_flow)
+    base = d.indoor_target + mean_part
+    return base + half_dt, base - half_dt, expected
 
 
 def required_temps(
@@ -65,13 +130,9 @@ def required_temps(
     relative_flow: ArrayLike = 1.0,
 ) -> tuple[FloatArray, FloatArray]:
     """Required (supply, return) temperatures from the heating curve, °C."""
-    q = relative_load(outdoor, indoor_target=indoor_target, outdoor_design=outdoor_design, design_indoor=design_indoor)
-    ds, dr = _f(design_supply), _f(design_return)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_part = (0.5 * (ds + dr) - _f(design_indoor)) * np.power(q, 1.0 / _f(exponent))
-        half_dt = 0.5 * (ds - dr) * q / _f(relative_flow)
-    base = _f(indoor_target) + mean_part
-    return base + half_dt, base - half_dt
+    site = {"indoor_target": indoor_target, "outdoor_design": outdoor_design, "design_indoor": design_indoor}
+    supply, return_, _ = curve(outdoor, Design.of(design_supply, design_return, exponent, **site), relative_flow)
+    return supply, return_
 
 
 def required_supply_temp(
@@ -131,31 +192,55 @@ def estimate_indoor_temp(
             return _bisect(t_o, t_m, m, inv_a, inv_b, tolerance)
         if method != "newton":
             raise ValueError(f"unknown method {method!r} (newton or bisection)")
-        x = np.array(t_o, dtype=np.float64)
-        u = np.empty(shape)
-        um = np.empty(shape)
-        slope = np.zeros(shape)
-        step = np.empty(shape)
-        for _ in range(50):
-            np.subtract(t_m, x, out=u)
-            np.maximum(u, 0.0, out=u)
-            np.multiply(u, inv_a, out=u)
-            np.power(u, m, out=um)
-            # r(x) into step, -r'(x) = m inv_a u^(m-1) + inv_b into slope (u^(m-1) = u^m / u)
-            np.subtract(x, t_o, out=step)
-            np.multiply(step, inv_b, out=step)
-            np.subtract(um, step, out=step)
-            slope.fill(0.0)
-            np.divide(um, u, out=slope, where=u > 0.0)
-            np.multiply(slope, m, out=slope)
-            np.multiply(slope, inv_a, out=slope)
-            np.add(slope, inv_b, out=slope)
-            np.divide(step, slope, out=step)
-            np.add(x, step, out=x)
-            finite = step[np.isfinite(step)]
-            if not finite.size or float(np.abs(finite).max()) <= tolerance:
-                break
-        return x
+        return _newton(t_o, t_m, m, inv_a, inv_b, tolerance)
+
+
+def estimate_indoor(
+    supply: FloatArray, return_: FloatArray, outdoor: FloatArray, design: Design, tolerance: float = 1e-6
+) -> FloatArray:
+    """`estimate_indoor_temp` (Newton) for the loops of `design`, its terms computed once (arrays of one shape)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        t_m = 0.5 * (supply + return_)
+        return _newton(outdoor, t_m, design.exponent, design.inv_mean_excess, design.inv_load_span, tolerance)
+
+
+def _newton(
+    t_o: FloatArray, t_m: FloatArray, m: FloatArray, inv_a: FloatArray, inv_b: FloatArray, tolerance: float
+) -> FloatArray:
+    """Newton steps from t_o for every element until the largest finite step is within `tolerance`."""
+    shape = np.broadcast_shapes(t_o.shape, t_m.shape, m.shape)
+    x = np.array(np.broadcast_to(t_o, shape), dtype=np.float64)
+    u, um, slope, step = (np.empty(shape) for _ in range(4))
+    for _ in range(50):
+        np.subtract(t_m, x, out=u)
+        np.maximum(u, 0.0, out=u)
+        np.multiply(u, inv_a, out=u)
+        np.power(u, m, out=um)
+        # r(x) into step, -r'(x) = m inv_a u^(m-1) + inv_b into slope (u^(m-1) = u^m / u, 0 unless u > 0)
+        np.subtract(x, t_o, out=step)
+        np.multiply(step, inv_b, out=step)
+        np.subtract(um, step, out=step)
+        np.divide(um, u, out=slope)
+        flat = ~(u > 0.0)
+        if flat.any():
+            slope[flat] = 0.0
+        np.multiply(slope, m, out=slope)
+        np.multiply(slope, inv_a, out=slope)
+        np.add(slope, inv_b, out=slope)
+        np.divide(step, slope, out=step)
+        np.add(x, step, out=x)
+        if _largest_finite(step) <= tolerance:
+            break
+    return x
+
+
+def _largest_finite(a: FloatArray) -> float:
+    """The largest |a| of the finite elements, 0 if none (NaN skipped by fmax, inf rare: filtered then)."""
+    largest = float(np.fmax.reduce(np.abs(a), axis=None, initial=0.0))
+    if largest == math.inf:
+        finite = a[np.isfinite(a)]
+        largest = float(np.abs(finite).max()) if finite.size else 0.0
+    return largest
 
 
 def _bisect(
@@ -202,15 +287,26 @@ def running_mean_update(
 
     NaN or stale samples leave the mean as it was; `window_s` 0 follows the samples unsmoothed.
     """
-    mean_a, mean_ts_a, value_a, ts_a = (_f(v) for v in (mean, mean_ts, value, ts))
+    mean_a, mean_ts_a, value_a, ts_a = np.broadcast_arrays(*(_f(v) for v in (mean, mean_ts, value, ts)))
+    shape = mean_a.shape
     with np.errstate(invalid="ignore", over="ignore"):
         fresh = ~np.isnan(value_a) & ~(ts_a <= mean_ts_a)
+        unknown = np.isnan(mean_a)
         # irregular sampling: a sample's weight grows with the time since the last one
-        gap = np.maximum(ts_a - mean_ts_a, 0.0)
-        keep = np.exp(-gap / window_s) if window_s > 0.0 else np.zeros(np.shape(gap))
-        keep = np.where(np.isnan(mean_a) | np.isnan(keep), 0.0, keep)
+        keep = np.subtract(ts_a, mean_ts_a, out=np.empty(shape))
+        np.maximum(keep, 0.0, out=keep)
+        if window_s > 0.0:
+            np.negative(keep, out=keep)
+            np.divide(keep, window_s, out=keep)
+            np.exp(keep, out=keep)
+        else:
+            keep.fill(0.0)
+        keep[unknown | np.isnan(keep)] = 0.0
         # written as value + keep*(mean - value) so keep == 0 gives the sample exactly
-        blended = value_a + keep * np.where(np.isnan(mean_a), 0.0, mean_a - value_a)
-        new_mean = np.where(fresh, blended, mean_a)
+        new_mean = np.subtract(mean_a, value_a, out=np.empty(shape))
+        new_mean[unknown] = 0.0
+        new_mean *= keep
+        new_mean += value_a
+        np.copyto(new_mean, mean_a, where=~fresh)
         new_ts = np.where(fresh, ts_a, mean_ts_a)
     return new_mean, new_ts

@@ -198,15 +198,14 @@ def indoor_low(f: LoopFacts, s: RuleSettings) -> Check:
     def meets(threshold: float) -> tuple[IntArray, BoolArray]:
         with np.errstate(invalid="ignore"):
             low = ok & (value < threshold - s.margin + lift)
-        count = np.bincount(il[low], minlength=n).astype(np.int64)
-        share_ok = (s.min_share <= 0.0) | (count / np.maximum(fresh, 1) >= s.min_share)
+        count = np.bincount(il[low], minlength=n).astype(np.int64, copy=False)
+        share_ok = True if s.min_share <= 0.0 else count / np.maximum(fresh, 1) >= s.min_share
         return count, (count >= s.min_sensors) & share_ok
 
     n_low, low_enough = meets(f.indoor_target)
     _, refund_enough = meets(f.indoor_refund_below)
-    lowest = np.full(n, np.inf)
-    np.minimum.at(lowest, il[ok], value[ok])
-    lowest[np.isinf(lowest)] = np.nan
+    lowest = np.full(n, np.nan)
+    np.fmin.at(lowest, il[ok], value[ok])  # (usable values are in range: finite)
     judged = f.judge & (fresh > 0)
     active = judged & low_enough
     threshold = np.full(n, f.indoor_target - s.margin)

@@ -55,6 +55,16 @@ STATION_HELD = "station:"  # prefix of the held masks of station-level rules
 _NONE, _ESTIMATE, _SENSORS = (VERDICTS.index(v) for v in ("none", "estimate", "sensors"))
 
 
+def _station_runs(loop_station: IntArray) -> tuple[IntArray, IntArray] | None:
+    """Where each station's loops start and the station, if the loops are listed station by station (as the
+    configuration lists them): per-station reductions are then one `reduceat`. None otherwise."""
+    st = loop_station
+    if not st.size or bool(np.any(st[1:] < st[:-1])):
+        return None
+    starts = np.flatnonzero(np.concatenate(([True], st[1:] != st[:-1])))
+    return starts, st[starts]
+
+
 def _sensor_faults(series: Series, quantity: str) -> FaultArray:
     bits = quantity_faults(series.value, quantity)
     bits[series.flagged] |= FAULT_FLAGGED
@@ -81,8 +91,13 @@ class RuleEngine:
         self._setback_k = np.zeros(ns)  # per station, this evaluation's (smoothed) setback
         self.min_flow = np.fmax(settings.min_flow, settings.min_flow_share * table.design_flow)
         self._setback_groups = self._group_setbacks()
+        site = {"indoor_target": table.indoor_target, "outdoor_design": table.outdoor_design}
+        self._design = heating.Design.of(
+            table.design_supply, table.design_return, table.exponent, design_indoor=table.design_indoor, **site
+        )
         self._held_keys: set[AlertKey] = set()  # the keys of the last `held_masks`, and their masks
         self._held: dict[str, BoolArray] = {}
+        self._station_runs = _station_runs(table.loop_station)
 
     def _tracker(self, quantity: str, n: int) -> SensorTracker:
         """Flatline tolerance from the point (its own, or its register's step if coarser); the window grows
@@ -202,14 +217,15 @@ class RuleEngine:
         if tracker is not None:
             bits |= tracker.update(series.value, series.ts, bits == 0)
         seen = ~np.isnan(series.ts)
-        # a point never read counts from the start, like a station never seen
-        since = series.ts if inp.started_at is None else np.where(seen, series.ts, inp.started_at)
-        age = reading_age(since, inp.now)
-        fresh = seen & (age <= self.fresh_s)
+        with np.errstate(invalid="ignore"):
+            young = inp.now - series.ts <= self.fresh_s  # False where never read
+        if inp.started_at is not None and inp.now - inp.started_at <= self.fresh_s:
+            young |= ~seen  # a point never read counts from the start, like a station never seen
+        fresh = seen & young
         facts = self.table.points.get(quantity)
         expected = seen if facts is None or len(facts.configured) != len(seen) else seen | facts.configured
-        stale = ~fresh & expected & online & (age > self.fresh_s)
-        bits = np.where(fresh, bits, np.where(stale, FAULT_STALE, 0)).astype(np.uint16)
+        stale = ~young & expected & online
+        bits = np.where(stale, FAULT_STALE, bits * fresh).astype(np.uint16, copy=False)
         return bits, fresh & (bits == 0)
 
     def _setbacks(self, minute: int, now: float) -> tuple[BoolArray, FloatArray]:
@@ -279,10 +295,12 @@ class RuleEngine:
         sup, ret = inp.supply, inp.return_
         sup_bits, sup_ok = self._judge_series(sup, "supply_temp", online, inp, self.supply_tracker)
         ret_bits, ret_ok = self._judge_series(ret, "return_temp", online, inp, self.return_tracker)
+        below_primary = np.zeros(len(st), dtype=bool)
         with np.errstate(invalid="ignore"):
             swapped = sup_ok & ret_ok & flowing & (sup.value - ret.value < -SWAP_TOLERANCE_K)
-            primary_low = stations.primary[st] < sup.value - PRIMARY_TOLERANCE_K
-            below_primary = stations.primary_ok[st] & sup_ok & primary_low
+            if stations.primary_ok.any():  # (no station reads a primary probe: no contradiction)
+                primary_low = stations.primary[st] < sup.value - PRIMARY_TOLERANCE_K
+                below_primary = stations.primary_ok[st] & sup_ok & primary_low
         sup_bits[swapped] |= FAULT_SWAPPED
         ret_bits[swapped] |= FAULT_SWAPPED
         sup_bits[below_primary] |= FAULT_PRIMARY
@@ -306,16 +324,8 @@ class RuleEngine:
         """The indoor estimate per loop, and the same with a planned setback's kelvin given back to the water."""
         t = self.table
         ok = usable & ~np.isnan(t_o)
-        estimate = heating.estimate_indoor_temp(
-            np.where(ok, supply, np.nan),
-            np.where(ok, return_, np.nan),
-            t_o,
-            t.design_supply,
-            t.design_return,
-            t.exponent,
-            outdoor_design=t.outdoor_design,
-            design_indoor=t.design_indoor,
-        )
+        supply_ok, return_ok = np.where(ok, supply, np.nan), np.where(ok, return_, np.nan)
+        estimate = heating.estimate_indoor(supply_ok, return_ok, t_o, self._design)
         estimate = np.where(ok, estimate, np.nan)
         lowered = np.flatnonzero(ok & (setback_k > 0.0))
         given_back = estimate.copy()
@@ -338,10 +348,12 @@ class RuleEngine:
         t, n = self.table, self.table.n_loops
         ind, il = inp.indoor, inp.indoor_loop
         ok = (ind.age(inp.now) <= INDOOR_MAX_AGE_S) & (quantity_faults(ind.value, "indoor_temp") == 0) & ~ind.flagged
-        fresh = np.bincount(il[ok], minlength=n).astype(np.int64)
+        fresh = np.bincount(il[ok], minlength=n).astype(np.int64, copy=False)
         with np.errstate(invalid="ignore"):
-            below_target = np.bincount(il[ok & (ind.value < t.indoor_target)], minlength=n).astype(np.int64)
-            below_refund = np.bincount(il[ok & (ind.value < t.indoor_refund_below)], minlength=n).astype(np.int64)
+            below_target = np.bincount(il[ok & (ind.value < t.indoor_target)], minlength=n).astype(np.int64, copy=False)
+            below_refund = np.bincount(il[ok & (ind.value < t.indoor_refund_below)], minlength=n).astype(
+                np.int64, copy=False
+            )
         median = np.full(n, np.nan)
         idx = np.flatnonzero(ok)
         if idx.size:
@@ -365,8 +377,7 @@ class RuleEngine:
         sup_bits, ret_bits, sup_ok, ret_ok, below_primary = self._water(inp, online, flowing, stations)
         sup, ret = self._smooth_water(inp, sup_ok, ret_ok)
         t_o = stations.outdoor_smooth[st]
-        site = {"indoor_target": t.indoor_target, "outdoor_design": t.outdoor_design, "design_indoor": t.design_indoor}
-        req_supply, req_return = heating.required_temps(t_o, t.design_supply, t.design_return, t.exponent, **site)
+        req_supply, req_return, expected_delta_t = heating.curve(t_o, self._design)
         setback_k = self._setback_k[st]
         estimate, given_back = self._model(t_o, sup, ret, sup_ok & ret_ok & flowing, setback_k)
         judge = inp.in_season & online
@@ -389,7 +400,7 @@ class RuleEngine:
             delta_t=sup - ret,
             required_supply=req_supply,
             required_return=req_return,
-            expected_delta_t=heating.expected_delta_t(t_o, t.design_supply, t.design_return, **site),
+            expected_delta_t=expected_delta_t,
             estimated_indoor=estimate,
             setback_estimate=given_back,
             setback_k=setback_k,
@@ -412,14 +423,23 @@ class RuleEngine:
         )
         return loops, self._primary_side(loops, stations, below_primary)
 
+    def _station_max(self, values: FloatArray) -> FloatArray:
+        """Per station, the largest of its loops' values (NaN skipped), -inf where none (max is exact in any order)."""
+        out = np.full(self.table.n_stations, -np.inf)
+        if self._station_runs is None:
+            ok = ~np.isnan(values)
+            np.maximum.at(out, self.table.loop_station[ok], values[ok])  # (ufunc.at: slow, any order)
+        else:
+            starts, stations = self._station_runs
+            out[stations] = np.maximum.reduceat(np.where(np.isnan(values), -np.inf, values), starts)
+        return out
+
     def _primary_side(self, loops: LoopFacts, stations: StationFacts, below_primary: BoolArray) -> StationFacts:
         """The hottest supply the station's circulating loops need now, and the primary probe of a
         contradicting pair flagged too (which of the two is wrong cannot be told from here)."""
-        st, ns = self.table.loop_station, self.table.n_stations
+        st = self.table.loop_station
         needed = np.where(loops.flowing & loops.demand, loops.required_supply - loops.setback_k, np.nan)
-        required = np.full(ns, -np.inf)
-        ok = ~np.isnan(needed)
-        np.maximum.at(required, st[ok], needed[ok])
+        required = self._station_max(needed)
         required[np.isinf(required)] = np.nan
         prim_bits = stations.primary_faults.copy()
         prim_bits[np.unique(st[below_primary])] |= FAULT_PRIMARY

@@ -121,27 +121,33 @@ class SensorTracker:
         self.rate_fault = np.zeros(n, dtype=bool)
         self.samples = np.zeros(n, dtype=np.int64)  # samples since the anchor was set
         self.max_gap_s = window_s / 4
+        self._flat_tolerance = tolerance * _STEP_SLACK
 
     def update(self, value: FloatArray, ts: FloatArray, usable: BoolArray) -> FaultArray:
-        """Take the latest samples (only newer ones change state); return flatline/rate bits."""
+        """Take the latest samples (only newer ones change state); return flatline/rate bits.
+
+        The state arrays are updated in place (`np.copyto(..., where=)`): new arrays every tick cost more
+        than the arithmetic."""
         with np.errstate(invalid="ignore", divide="ignore"):
             new = ~np.isnan(ts) & ~(ts <= self.last_ts)
+            step_s = ts - self.last_ts
             if self.max_rate_per_min is not None:
-                step_s = ts - self.last_ts
                 # over at least a minute: at a 1 s poll a 0.1 K step of an int16 x 0.1 probe is
                 # 6 K/min between two samples, but only 0.1 K/min of real change
-                rate = np.abs(value - self.last_value) / np.maximum(step_s, self.RATE_WINDOW_S) * 60.0
+                rate = np.abs(value - self.last_value)
+                rate /= np.maximum(step_s, self.RATE_WINDOW_S)
+                rate *= 60.0
                 jumped = usable & (step_s > 0) & (rate > self.max_rate_per_min)
-                self.rate_fault = np.where(new, jumped, self.rate_fault)
-            gap = ~(ts - self.last_ts <= self.max_gap_s)  # NaN (first sample) counts as a gap
-            moved = new & (
-                ~usable | gap | np.isnan(self.anchor) | (np.abs(value - self.anchor) > self.tolerance * _STEP_SLACK)
-            )
-            self.anchor = np.where(moved, np.where(usable, value, np.nan), self.anchor)
-            self.anchor_ts = np.where(moved, ts, self.anchor_ts)
-            self.samples = np.where(moved, 1, np.where(new, self.samples + 1, self.samples))
-            self.last_value = np.where(new, np.where(usable, value, np.nan), self.last_value)
-            self.last_ts = np.where(new, ts, self.last_ts)
+                np.copyto(self.rate_fault, jumped, where=new)
+            gap = ~(step_s <= self.max_gap_s)  # NaN (first sample) counts as a gap
+            moved = new & (~usable | gap | np.isnan(self.anchor) | (np.abs(value - self.anchor) > self._flat_tolerance))
+            kept = np.where(usable, value, np.nan)
+            np.copyto(self.anchor, kept, where=moved)
+            np.copyto(self.anchor_ts, ts, where=moved)
+            self.samples += new
+            self.samples[moved] = 1
+            np.copyto(self.last_value, kept, where=new)
+            np.copyto(self.last_ts, ts, where=new)
             flat = (
                 usable
                 & ~np.isnan(self.anchor)
