@@ -43,13 +43,25 @@ STATE_VERSION = 1
 class Condition:
     """What a rule saw for one key this tick; `sensors` are the quantities read (sensor_fault: the faulty ones).
 
-    `describe` builds the message on first read: thousands of conditions hold every tick, few are read.
+    `describe` builds the message on first read: thousands of conditions hold every tick, few are read;
+    given `at`, it is called with it, so one describer serves every condition of a rule.
     `severity` raises the alert above its rule's severity (a legal tier), `cause` says whose shortfall
     it is ("heat_source" while the station's primary supply falls short, else "station"). Every
     argument may be given by position: `RuleResults.conditions` builds thousands per tick with `map`.
     """
 
-    __slots__ = ("_describe", "_message", "cause", "company", "district", "sensors", "severity", "threshold", "value")
+    __slots__ = (
+        "_at",
+        "_describe",
+        "_message",
+        "cause",
+        "company",
+        "district",
+        "sensors",
+        "severity",
+        "threshold",
+        "value",
+    )
 
     def __init__(
         self,
@@ -58,10 +70,11 @@ class Condition:
         message: str = "",
         district: str = "",
         sensors: frozenset[str] = frozenset(),
-        describe: Callable[[], str] | None = None,
+        describe: Callable[..., str] | None = None,
         severity: str | None = None,
         cause: str = "station",
         company: str = "",
+        at: int | None = None,
     ) -> None:
         self.value = value
         self.threshold = threshold
@@ -72,12 +85,13 @@ class Condition:
         self.cause = cause
         self._message = message
         self._describe = describe
+        self._at = at
 
     @property
     def message(self) -> str:
         """The human description (built on first use)."""
         if self._describe is not None:
-            self._message = self._describe()
+            self._message = self._describe() if self._at is None else self._describe(self._at)
             self._describe = None
         return self._message
 

@@ -193,10 +193,11 @@ class RuleResults:
             repeat(""),
             [districts[s] for s in owners],
             self._sensors_of(check, idx),
-            map(partial, repeat(self._loop_message), repeat(rule), rows, repeat(True)),
+            repeat(partial(self._loop_message, rule, active=True)),  # called with the loop: `at`
             repeat(None),  # severity: the rule's
             repeat(STATION),  # cause
             [companies[s] for s in owners],
+            rows,
         )
         out.update(zip(keys, conditions, strict=False))
         return keys
