@@ -213,10 +213,11 @@ class RuleEngine:
         self, series: Series, quantity: str, online: BoolArray, inp: RuleInputs, tracker: SensorTracker | None
     ) -> tuple[FaultArray, BoolArray]:
         """Fault bits (stale where configured or once seen, the station answering) and where usable."""
-        bits = _sensor_faults(series, quantity)
+        seen = ~np.isnan(series.ts)
+        # never read anywhere (no such meter on the plant): nothing is fresh, so only staleness counts
+        bits = _sensor_faults(series, quantity) if seen.any() else np.zeros(len(seen), dtype=np.uint16)
         if tracker is not None:
             bits |= tracker.update(series.value, series.ts, bits == 0)
-        seen = ~np.isnan(series.ts)
         with np.errstate(invalid="ignore"):
             young = inp.now - series.ts <= self.fresh_s  # False where never read
         if inp.started_at is not None and inp.now - inp.started_at <= self.fresh_s:

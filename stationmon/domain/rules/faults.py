@@ -126,8 +126,7 @@ class SensorTracker:
     def update(self, value: FloatArray, ts: FloatArray, usable: BoolArray) -> FaultArray:
         """Take the latest samples (only newer ones change state); return flatline/rate bits.
 
-        The state arrays are updated in place (`np.copyto(..., where=)`): new arrays every tick cost more
-        than the arithmetic."""
+        The state arrays are updated in place: new arrays every tick cost more than the arithmetic."""
         with np.errstate(invalid="ignore", divide="ignore"):
             new = ~np.isnan(ts) & ~(ts <= self.last_ts)
             step_s = ts - self.last_ts
@@ -141,12 +140,14 @@ class SensorTracker:
                 np.copyto(self.rate_fault, jumped, where=new)
             gap = ~(step_s <= self.max_gap_s)  # NaN (first sample) counts as a gap
             moved = new & (~usable | gap | np.isnan(self.anchor) | (np.abs(value - self.anchor) > self._flat_tolerance))
-            kept = np.where(usable, value, np.nan)
-            np.copyto(self.anchor, kept, where=moved)
-            np.copyto(self.anchor_ts, ts, where=moved)
+            # noisy probes move in a random share of the series: by index, masked copies mispredict
+            at = np.flatnonzero(moved)
+            self.anchor[at] = np.where(usable[at], value[at], np.nan)
+            self.anchor_ts[at] = ts[at]
             self.samples += new
-            self.samples[moved] = 1
-            np.copyto(self.last_value, kept, where=new)
+            self.samples[at] = 1
+            np.copyto(self.last_value, value, where=new)
+            self.last_value[new & ~usable] = np.nan
             np.copyto(self.last_ts, ts, where=new)
             flat = (
                 usable
