@@ -224,9 +224,10 @@ def no_circulation(f: LoopFacts, s: RuleSettings) -> Check:
     judged = f.judge & (f.flow_ok | f.pump_ok)
     active = judged & f.demand & (slow | stopped)
     by_pump = stopped & ~slow
-    value = np.where(by_pump | ~f.flow_ok, f.pump, f.flow)
-    threshold = np.where(by_pump | ~f.flow_ok, 0.5, f.min_flow)
-    code = np.where(by_pump | ~f.flow_ok, 1, 0).astype(np.int64)
+    pump_read = by_pump | ~f.flow_ok
+    value = np.where(pump_read, f.pump, f.flow)
+    threshold = np.where(pump_read, 0.5, f.min_flow)
+    code = pump_read.astype(np.int64)
     return Check(s.name, active, judged, value, threshold, read_code=code, read_sets=(_FLOW, _PUMP))
 
 
@@ -267,7 +268,7 @@ def loop_sensor_fault(f: LoopFacts, s: RuleSettings) -> Check:
         (f.supply_faults, f.supply_raw),
     ):
         mine = faults != 0
-        value = np.where(mine, reading, value)
+        np.copyto(value, reading, where=mine)  # (few are faulty: no new array per sensor)
         bad |= mine
     return Check(s.name, f.online & bad, f.online.copy(), value, np.full(f.n, np.nan))
 
