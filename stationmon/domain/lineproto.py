@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 from numpy.typing import ArrayLike, NDArray
 
 from stationmon.domain.model import AlertEvent, Reading
@@ -29,6 +30,7 @@ from stationmon.domain.plant import Station
 from stationmon.domain.vocabulary import STATUS_NAMES, VERDICTS
 
 __all__ = [
+    "LOOP_STATUS_DECIMALS",
     "LOOP_STATUS_FLAGS",
     "LOOP_STATUS_FLOATS",
     "PRECISION_FACTORS",
@@ -40,6 +42,7 @@ __all__ = [
     "escape_measurement",
     "escape_string_value",
     "escape_tag",
+    "format_decimal",
     "format_field_value",
     "to_precision",
 ]
@@ -225,17 +228,58 @@ LOOP_STATUS_FLOATS = (
     "indoor_below_refund",
 )
 LOOP_STATUS_FLAGS = ("beyond_design", "setback", "inspection_hour")  # boolean fields, always written
+# loop_status floats are written to this many decimals (0.001 K: a hundredth of a sensor's 0.1 K step)
+LOOP_STATUS_DECIMALS = 3
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
 _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
+_SCALE = 10**LOOP_STATUS_DECIMALS
+_TABLE_INTS = 1_000  # integer parts from the digit tables: 0 to 999, so "-999.999" fills the 8 bytes of a uint64
+_PIECE = 32  # bytes per piece of a line (a piece: the tags, the status, one float field, part of the rest)
+# the pickle `_assemble` writes: protocol 4, an empty list, a mark; a str per line; append them, stop
+_PICKLE_START = b"\x80\x04]("
+_BINUNICODE = ord("X")  # then the length (4 bytes, little-endian) and the UTF-8 text
+_ITEM_HEAD = 5
+_PICKLE_END = b"e."
+_BLOCK_LINES = 1024  # lines assembled at a time: a block's pieces (about 1.5 MB) stay in the CPU's cache
+
+
+def format_decimal(value: float) -> str:
+    """A finite float as `loop_status` writes it: rounded to LOOP_STATUS_DECIMALS places (half to even, on the
+    exact binary value, as `format` rounds), trailing zeros dropped but one kept ("45.25", "3.0"), "0.0" for
+    a negative value that rounds to zero."""
+    text = f"{value:.{LOOP_STATUS_DECIMALS}f}".rstrip("0")
+    if text.endswith("."):
+        text += "0"
+    return "0.0" if text == "-0.0" else text
+
+
+def _digit_tables() -> tuple[NDArray[np.uint64], ...]:
+    """Integer parts (index: value, +1000 for a minus sign) and decimals (index: thousandths) as text in a
+    uint64 (first character in the lowest byte), with the text's length in bytes and, for the integer
+    parts, in bits (the shift that puts the decimals after them)."""
+    ints = [str(i) for i in range(_TABLE_INTS)]
+    ints += ["-" + text for text in ints]
+    decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
+    tables = []
+    for texts in (ints, decimals):
+        tables.append(np.array([int.from_bytes(t.encode(), "little") for t in texts], dtype="<u8"))
+        tables.append(np.array([len(t) for t in texts], dtype=np.uint64))
+    int_words, int_lengths, decimal_words, decimal_lengths = tables
+    return int_words, int_lengths, int_lengths * np.uint64(8), decimal_words, decimal_lengths
+
+
+_INT_WORDS, _INT_LENGTHS, _INT_BITS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
 
 
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    Column-wise, for 100,000 loops a tick: each loop's tags are escaped once (`prefixes`); a float
-    column is formatted by one `orjson` call (Ryu: the shortest round-trip digits, the same as `repr`
-    where both write positional notation; `repr` writes the rest); the fields after the floats take
-    few forms (compliant x verdict x flags), built once per call and picked by a numpy index.
+    For 100,000 loops a tick, a line is a few pieces of at most `_PIECE` bytes each: its tags (escaped once,
+    in `__init__`), its status, one per finite float (`,key=` and the value's text, made of two table
+    entries by integer arithmetic: `_decimal_words`), the rest (compliant, verdict, flags, interval,
+    time: few forms, picked from a table built per call). A block of lines' pieces is copied, each to
+    where it starts in the output, in line order, so that each piece's padding is overwritten by the
+    next: the output is the lines, newline-separated, decoded and split in one C call each.
     """
 
     def __init__(
@@ -257,7 +301,7 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        self._status_fields = np.array([f"status={escape_string_value(name)}" for name in STATUS_NAMES], dtype=object)
+        self._prefix_pieces, self._prefix_lengths = _piece_table([p.encode() for p in self.prefixes])
 
     def encode(
         self,
@@ -274,22 +318,29 @@ class LoopStatusEncoder:
         VERDICTS, `flags` one column per LOOP_STATUS_FLAGS, `interval_s` the seconds each point stands for."""
         n = len(self.prefixes)
         codes = _column(status, np.intp, n, "status")
-        columns: list[Iterable[str]] = [self.prefixes, self._status_fields[codes].tolist()]
-        # runs of neighbouring columns finite on most loops (a list each) or on few (merged into one)
-        runs: list[tuple[bool, list[tuple[str, NDArray[np.float64], NDArray[np.bool_]]]]] = []
-        for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False):
-            array = _column(values, np.float64, n, key)
-            finite = np.isfinite(array)
-            count = int(np.count_nonzero(finite))
-            if count:
-                dense = count > n // 4
-                if not runs or runs[-1][0] != dense:
-                    runs.append((dense, []))
-                runs[-1][1].append((key, array, finite))
-        for dense, run in runs:
-            columns.extend(_dense_fields(n, run) if dense else [_merge_sparse(n, run)])
-        columns.append(self._tails(ts_s, n, compliant, verdict, flags, interval_s))
-        return list(map("".join, zip(*columns, strict=True)))
+        tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
+        columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
+        if not n:
+            return []
+        parts: list[_Part | _FloatPart] = [_Part(self._prefix_pieces, None, self._prefix_lengths)]
+        parts.append(_Part(_STATUS_PIECES, codes, _STATUS_LENGTHS[codes]))
+        too_large = np.zeros(n, dtype=np.bool_)
+        for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False):
+            head = f",{key}=".encode()
+            words, lengths, large = _decimal_words(values)
+            parts.append(_FloatPart(head, words, (lengths + len(head)) * (lengths > 0)))
+            too_large |= large
+        tail_pieces, tail_lengths = _piece_table([tail.encode() for tail in tails])
+        parts.append(_Part(tail_pieces, tail_codes, tail_lengths[tail_codes]))
+        lines = _assemble(n, parts)
+        for i in np.flatnonzero(too_large).tolist():
+            fields = "".join(
+                f",{k}={format_decimal(v[i])}"
+                for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False)
+                if np.isfinite(v[i])
+            )
+            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]] + fields + tails[tail_codes[i]]
+        return lines
 
     def _tails(
         self,
@@ -299,8 +350,9 @@ class LoopStatusEncoder:
         verdict: ArrayLike | None,
         flags: Sequence[ArrayLike] | None,
         interval_s: float | None,
-    ) -> list[str]:
-        """Per loop, what follows the floats: compliant, verdict, flags, interval_s, the timestamp."""
+    ) -> tuple[NDArray[np.intp], list[str]]:
+        """Per loop, the code of what follows the floats (compliant, verdict, flags, interval_s, the timestamp)
+        in the list of its forms."""
         code = _column(compliant, np.intp, n, "compliant") + 1
         choices: list[tuple[str, ...]] = [_COMPLIANT_FIELDS]
         if verdict is not None:
@@ -314,9 +366,7 @@ class LoopStatusEncoder:
                 choices.append((f",{key}=false", f",{key}=true"))
         end = "" if interval_s is None else f",interval_s={float(interval_s)!r}"
         end += f" {to_precision(ts_s, self.precision)}"
-        table = np.array(["".join(parts) + end for parts in itertools.product(*choices)], dtype=object)
-        tails: list[str] = table[code].tolist()
-        return tails
+        return code, ["".join(parts) + end for parts in itertools.product(*choices)]
 
 
 def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> NDArray[Any]:
@@ -327,71 +377,150 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-_OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_Col = tuple[str, NDArray[np.float64], NDArray[np.bool_]]  # a float column: key, values, where finite
+def _decimal_words(values: NDArray[np.float64]) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
+    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its length (0
+    where NaN, ±inf or too large for the tables) and where a finite value is too large for them."""
+    scaled = _scaled(values)
+    magnitude = np.abs(scaled)
+    in_tables = magnitude < _TABLE_INTS * _SCALE - 0.5  # False for NaN
+    units = np.where(in_tables, magnitude, 0.0).astype(np.intp)
+    whole = units // _SCALE
+    ints = whole + (scaled < 0.0) * _TABLE_INTS  # -0.0 (a negative value rounded to zero) has no sign
+    decimals = units - whole * _SCALE
+    words = _INT_WORDS[ints] | (_DECIMAL_WORDS[decimals] << _INT_BITS[ints])
+    lengths = (_INT_LENGTHS[ints] + _DECIMAL_LENGTHS[decimals]).astype(np.intp) * in_tables
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(values) & ~in_tables
+    return words, lengths, too_large
 
 
-def _odd(finite: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Of these finite values, those `repr` writes in exponent notation (outside [1e-4, 1e16)), unlike Ryu."""
-    magnitude = np.abs(finite)
-    odd: NDArray[np.bool_] = (magnitude >= 1e16) | ((magnitude < 1e-4) & (finite != 0.0))
-    return odd
+def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """values × 10**LOOP_STATUS_DECIMALS rounded half to even as `format` rounds: on the exact product.
+    `np.rint` of the float product agrees but where the product was rounded to within an ulp of a half:
+    those few (an exact half, such as 21.0625 K from a 1/16 K sensor, is not among them) go to `format`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = values * _SCALE
+        scaled = np.rint(product)
+        near = np.flatnonzero(np.abs(product - scaled) >= 0.4999)
+    if len(near):
+        inexact = near[_product_error(values[near], product[near]) != 0.0]
+        texts = (f"{v:.{LOOP_STATUS_DECIMALS}f}".replace(".", "") for v in values[inexact].tolist())
+        scaled[inexact] = [float(text) for text in texts]
+    return scaled
 
 
-def _float_texts(finite: NDArray[np.float64]) -> list[str]:
-    """These finite values as `repr` writes them: one orjson call for the column, split in C."""
-    if not len(finite):
-        return []
-    texts = orjson.dumps(np.ascontiguousarray(finite), option=_OPT_NUMPY)[1:-1].decode().split(",")
-    for j in np.flatnonzero(_odd(finite)).tolist():
-        texts[j] = repr(float(finite[j]))
-    return texts
+def _product_error(values: NDArray[np.float64], product: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The rounding error of `product` = values × 10**LOOP_STATUS_DECIMALS, exactly (Dekker's product:
+    `values` split into halves of 26 bits, each times the scale exactly); 0.0 where it was exact."""
+    split = values * 134_217_729.0  # 2**27 + 1
+    high = split - (split - values)
+    low = values - high
+    error: NDArray[np.float64] = (high * _SCALE - product) + low * _SCALE
+    return error
 
 
-def _dense_fields(n: int, run: list[_Col]) -> list[Iterable[str]]:
-    """Columns finite on most loops: per column its `,key=` where finite and its values ("" elsewhere).
+@dataclass(frozen=True)
+class _Part:
+    """A piece of every line: row `index[i]` of `table` (row i if `index` is None) for line i, `lengths[i]`
+    bytes of it (per line)."""
 
-    (The key as a column of its own costs less than putting it before each value with a replace.)"""
-    out: list[Iterable[str]] = []
-    for key, array, finite in run:
-        head = f",{key}="
-        texts = _float_texts(array[finite])
-        if len(texts) == n:
-            out += [itertools.repeat(head, n), texts]
-            continue
-        gaps = np.flatnonzero(~finite).tolist()  # few: slices of the lists between them are copied in C
-        heads, values, start = [head] * n, [], 0
-        for k, gap in enumerate(gaps):
-            heads[gap] = ""
-            end = gap - k  # the finite values before this gap
-            values += texts[start:end]
-            values.append("")
-            start = end
-        values += texts[start:]
-        out += [heads, values]
-    return out
+    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
+    index: NDArray[np.intp] | None
+    lengths: NDArray[np.intp]
 
 
-def _spread(n: int, where: NDArray[np.bool_], pieces: list[str]) -> NDArray[Any]:
-    """n strings: `pieces` in order where `where` holds, "" elsewhere."""
-    out = np.full(n, "", dtype=object)
-    out[where] = pieces
-    return out
+@dataclass(frozen=True)
+class _FloatPart:
+    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
+
+    head: bytes
+    words: NDArray[np.uint64]
+    lengths: NDArray[np.intp]  # the field's bytes per line, 0 where the value is left out
 
 
-def _merge_sparse(n: int, run: list[_Col]) -> list[str]:
-    """Neighbouring columns finite on few loops as one column: their fields in order per loop, "" where none."""
-    anywhere = np.logical_or.reduce([finite for _, _, finite in run])
-    rows = np.flatnonzero(anywhere)
-    merged = np.full(len(rows), "", dtype=object)
-    for key, array, finite in run:
-        head = f",{key}="
-        fields = [head + text for text in _float_texts(array[finite])]
-        merged = merged + _spread(len(rows), finite[rows], fields)
-    out = np.full(n, "", dtype=object)
-    out[rows] = merged
-    fields_per_loop: list[str] = out.tolist()
-    return fields_per_loop
+def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
+    """These texts zero-padded to a whole number of pieces (one numpy element each), and their lengths."""
+    lengths = np.array([len(t) for t in texts], dtype=np.intp)
+    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
+    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
+
+
+_STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
+_STATUS_PIECES, _STATUS_LENGTHS = _piece_table([field.encode() for field in _STATUS_FIELDS])
+
+
+def _assemble(n: int, parts: Sequence[_Part | _FloatPart]) -> list[str]:
+    """The n lines made of these parts, in order, as a pickle of a list of str that `pickle.loads` reads.
+
+    A block of lines at a time, each line's pieces are put in a row of `block` (a slot of _PIECE bytes per
+    piece, several for a long text; the first: the line's pickle opcode and length), then each piece is
+    copied, as one numpy element of _PIECE bytes, to where it starts in the output: line after line, piece
+    after piece, so a piece's padding lands where a later piece (of its line or of the next) starts, and
+    that overwrites it (numpy assigns a fancy index's elements in their order). The output holds the lines
+    and their lengths and nothing else: the pickle module makes the str objects without looking for line
+    ends (a `split` would). Only this function writes the pickle, so it holds nothing but a list of str."""
+    sizes = [1] + [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
+    first = list(itertools.accumulate(sizes, initial=0))
+    slots = first.pop()
+    block = np.empty((min(n, _BLOCK_LINES), slots * _PIECE), dtype=np.uint8)
+    views = [_slot_view(block, np.dtype("<u8"), 0)]
+    views += [_slot_view(block, p, slot) for p, slot in zip(parts, first[1:], strict=True)]
+    total = len(_PICKLE_START) + _ITEM_HEAD * n + sum(int(p.lengths.sum()) for p in parts) + len(_PICKLE_END)
+    out = np.empty(total + slots * _PIECE, dtype=np.uint8)
+    # element i of `targets`: the _PIECE bytes from out[i] on (elements overlap)
+    targets = np.ndarray((total + (slots - 1) * _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
+    pieces = block.view(targets.dtype).reshape(-1)
+    end = len(_PICKLE_START)
+    for begin in range(0, n, _BLOCK_LINES):
+        starts, length = _fill_block(parts, views, first, sizes, slice(begin, min(n, begin + _BLOCK_LINES)))
+        starts += end
+        targets[starts.reshape(-1)] = pieces[: starts.size]
+        end += length
+    out[: len(_PICKLE_START)] = np.frombuffer(_PICKLE_START, dtype=np.uint8)
+    out[end:total] = np.frombuffer(_PICKLE_END, dtype=np.uint8)
+    lines: list[str] = pickle.loads(out[:total].data)
+    return lines
+
+
+def _slot_view(block: NDArray[np.uint8], part: _Part | _FloatPart | np.dtype[Any], slot: int) -> NDArray[Any]:
+    """Where a part's pieces go in `block`: its slots (a table part), its value's text (a float part), or a
+    uint64 at the slot's start (a dtype)."""
+    if isinstance(part, _FloatPart):  # the head: the same in every block
+        at = slot * _PIECE + len(part.head)
+        block[:, slot * _PIECE : at] = np.frombuffer(part.head, dtype=np.uint8)
+        dtype, offset = np.dtype("<u8"), at
+    elif isinstance(part, _Part):
+        dtype, offset = part.table.dtype, slot * _PIECE
+    else:
+        dtype, offset = part, slot * _PIECE
+    return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
+
+
+def _fill_block(
+    parts: Sequence[_Part | _FloatPart],
+    views: list[NDArray[Any]],
+    first: list[int],
+    sizes: list[int],
+    lines: slice,
+) -> tuple[NDArray[np.intp], int]:
+    """Put these lines' pieces in the block; where each starts, from the first line's start, and the lines'
+    length in the output."""
+    m = lines.stop - lines.start
+    starts = np.empty((m, first[-1] + sizes[-1]), dtype=np.intp)
+    starts[:, 0] = 0
+    at = np.full(m, _ITEM_HEAD, dtype=np.intp)  # where the next piece starts in its line's item
+    for part, view, slot, size in zip(parts, views[1:], first[1:], sizes[1:], strict=True):
+        if isinstance(part, _FloatPart):
+            view[:m] = part.words[lines]
+        else:
+            view[:m] = part.table[lines if part.index is None else part.index[lines]]
+        for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
+            starts[:, slot + chunk] = at + chunk * _PIECE
+        at += part.lengths[lines]
+    views[0][:m] = ((at - _ITEM_HEAD) << 8) | _BINUNICODE  # the opcode, then the length in 4 bytes
+    ends = np.cumsum(at)
+    starts += (ends - at)[:, None]
+    return starts, int(ends[-1])
 
 
 def encode_loop_status(
