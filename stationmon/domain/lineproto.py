@@ -228,58 +228,62 @@ LOOP_STATUS_FLOATS = (
     "indoor_below_refund",
 )
 LOOP_STATUS_FLAGS = ("beyond_design", "setback", "inspection_hour")  # boolean fields, always written
-# loop_status floats are written to this many decimals (0.001 K: a hundredth of a sensor's 0.1 K step)
+# loop_status floats are written rounded to this many decimals: 0.001 K, a hundredth of a sensor's 0.1 K
 LOOP_STATUS_DECIMALS = 3
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
 _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
+_STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
 _SCALE = 10**LOOP_STATUS_DECIMALS
-_TABLE_INTS = 1_000  # integer parts from the digit tables: 0 to 999, so "-999.999" fills the 8 bytes of a uint64
-_PIECE = 32  # bytes per piece of a line (a piece: the tags, the status, one float field, part of the rest)
-# the pickle `_assemble` writes: protocol 4, an empty list, a mark; a str per line; append them, stop
+_TABLE_INTS = 1_000  # integer parts in the digit tables: 0 to 999 ("-999.999" fills the 8 bytes of a uint64)
+_PIECE = 64  # bytes per piece of a line: the tags, the status, one float field, the rest (a long text: several)
+_BLOCK_LINES = 1_024  # lines assembled at a time: a block's pieces (0.5 MB) stay in the CPU's cache
+# `_assemble` writes the lines as a pickle of a list of str: protocol 4, an empty list, a mark; per line the
+# BINUNICODE opcode "X", the length (4 bytes, little-endian) and the UTF-8 text; append them all, stop
 _PICKLE_START = b"\x80\x04]("
-_BINUNICODE = ord("X")  # then the length (4 bytes, little-endian) and the UTF-8 text
-_ITEM_HEAD = 5
+_ITEM_HEAD = b"X\0\0\0\0"
 _PICKLE_END = b"e."
-_BLOCK_LINES = 1024  # lines assembled at a time: a block's pieces (about 1.5 MB) stay in the CPU's cache
 
 
 def format_decimal(value: float) -> str:
     """A finite float as `loop_status` writes it: rounded to LOOP_STATUS_DECIMALS places (half to even, on the
-    exact binary value, as `format` rounds), trailing zeros dropped but one kept ("45.25", "3.0"), "0.0" for
-    a negative value that rounds to zero."""
+    exact binary value, as `format` rounds), trailing zeros dropped but one kept ("45.25", "3.0", "850.0"),
+    "0.0" for a negative value that rounds to zero."""
     text = f"{value:.{LOOP_STATUS_DECIMALS}f}".rstrip("0")
     if text.endswith("."):
         text += "0"
     return "0.0" if text == "-0.0" else text
 
 
-def _digit_tables() -> tuple[NDArray[np.uint64], ...]:
-    """Integer parts (index: value, +1000 for a minus sign) and decimals (index: thousandths) as text in a
-    uint64 (first character in the lowest byte), with the text's length in bytes and, for the integer
-    parts, in bits (the shift that puts the decimals after them)."""
+def _digit_tables() -> tuple[
+    NDArray[np.uint64], NDArray[np.uint64], NDArray[np.intp], NDArray[np.uint64], NDArray[np.intp]
+]:
+    """The texts of integer parts (index: the integer part, + _TABLE_INTS + 1 with a minus sign) and of
+    decimals (index: the thousandths), each as a uint64 (first character in the lowest byte), with the
+    integer part's length in bits (the shift that puts the decimals after it) and both lengths in bytes.
+    Index _TABLE_INTS (and its negative): a value left out (NaN, ±inf, or too large for the tables): no
+    text, and a length that makes the field's length negative (`_decimal_words` clips it to 0)."""
     ints = [str(i) for i in range(_TABLE_INTS)]
-    ints += ["-" + text for text in ints]
+    ints = [*ints, "", *("-" + text for text in ints), ""]
     decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
-    tables = []
-    for texts in (ints, decimals):
-        tables.append(np.array([int.from_bytes(t.encode(), "little") for t in texts], dtype="<u8"))
-        tables.append(np.array([len(t) for t in texts], dtype=np.uint64))
-    int_words, int_lengths, decimal_words, decimal_lengths = tables
-    return int_words, int_lengths, int_lengths * np.uint64(8), decimal_words, decimal_lengths
+    int_words = np.array([int.from_bytes(t.encode(), "little") for t in ints], dtype="<u8")
+    int_lengths = np.array([len(t) or -_PIECE for t in ints], dtype=np.intp)
+    decimal_words = np.array([int.from_bytes(t.encode(), "little") for t in decimals], dtype="<u8")
+    decimal_lengths = np.array([len(t) for t in decimals], dtype=np.intp)
+    int_bits = (np.maximum(int_lengths, 0) * 8).astype(np.uint64)
+    return int_words, int_bits, int_lengths, decimal_words, decimal_lengths
 
 
-_INT_WORDS, _INT_LENGTHS, _INT_BITS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
+_INT_WORDS, _INT_BITS, _INT_LENGTHS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
 
 
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    For 100,000 loops a tick, a line is a few pieces of at most `_PIECE` bytes each: its tags (escaped once,
-    in `__init__`), its status, one per finite float (`,key=` and the value's text, made of two table
-    entries by integer arithmetic: `_decimal_words`), the rest (compliant, verdict, flags, interval,
-    time: few forms, picked from a table built per call). A block of lines' pieces is copied, each to
-    where it starts in the output, in line order, so that each piece's padding is overwritten by the
-    next: the output is the lines, newline-separated, decoded and split in one C call each.
+    Column-wise, for 100,000 loops a tick (`_assemble` says how): a line is a few pieces (its tags, escaped
+    once in `__init__`; its status; a float field per value; the rest: compliant, verdict, flags, interval
+    and time, few forms, a table built per call); a float's text is made of two table entries by integer
+    arithmetic (`_decimal_words`). Floats finite on few loops (the household sensor counts) are written
+    in a second pass over those loops only, whose lines replace the first pass's.
     """
 
     def __init__(
@@ -301,7 +305,8 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        self._prefix_pieces, self._prefix_lengths = _piece_table([p.encode() for p in self.prefixes])
+        # each line's pickle item starts with the opcode and its length, then the tags
+        self._prefix = _Part(*_piece_table([_ITEM_HEAD + p.encode("utf-8", "surrogatepass") for p in self.prefixes]))
 
     def encode(
         self,
@@ -322,24 +327,18 @@ class LoopStatusEncoder:
         columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
         if not n:
             return []
-        parts: list[_Part | _FloatPart] = [_Part(self._prefix_pieces, None, self._prefix_lengths)]
-        parts.append(_Part(_STATUS_PIECES, codes, _STATUS_LENGTHS[codes]))
-        too_large = np.zeros(n, dtype=np.bool_)
-        for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False):
-            head = f",{key}=".encode()
-            words, lengths, large = _decimal_words(values)
-            parts.append(_FloatPart(head, words, (lengths + len(head)) * (lengths > 0)))
-            too_large |= large
-        tail_pieces, tail_lengths = _piece_table([tail.encode() for tail in tails])
-        parts.append(_Part(tail_pieces, tail_codes, tail_lengths[tail_codes]))
-        lines = _assemble(n, parts)
-        for i in np.flatnonzero(too_large).tolist():
-            fields = "".join(
-                f",{k}={format_decimal(v[i])}"
-                for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False)
-                if np.isfinite(v[i])
-            )
-            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]] + fields + tails[tail_codes[i]]
+        batch = _Batch(self._prefix, codes, _Part(*_piece_table([t.encode() for t in tails]), tail_codes), columns)
+        finite = [np.isfinite(values) for values in columns]
+        sparse = [int(np.count_nonzero(f)) <= n // 4 for f in finite]
+        lines = batch.lines(None, [k for k, few in enumerate(sparse) if not few])
+        if any(sparse):
+            rows = np.flatnonzero(np.logical_or.reduce([f for f, few in zip(finite, sparse, strict=True) if few]))
+            for i, line in zip(rows.tolist(), batch.lines(rows, range(len(columns))), strict=True):
+                lines[i] = line
+        for i in np.flatnonzero(batch.too_large).tolist():  # a float too large for the digit tables
+            fields = (f",{k}={format_decimal(v[i])}" for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False))
+            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]]
+            lines[i] += "".join(f for f, ok in zip(fields, finite, strict=False) if ok[i]) + tails[tail_codes[i]]
         return lines
 
     def _tails(
@@ -351,8 +350,8 @@ class LoopStatusEncoder:
         flags: Sequence[ArrayLike] | None,
         interval_s: float | None,
     ) -> tuple[NDArray[np.intp], list[str]]:
-        """Per loop, the code of what follows the floats (compliant, verdict, flags, interval_s, the timestamp)
-        in the list of its forms."""
+        """What follows the floats (compliant, verdict, flags, interval_s, the time): its forms, and per loop
+        the index of its form."""
         code = _column(compliant, np.intp, n, "compliant") + 1
         choices: list[tuple[str, ...]] = [_COMPLIANT_FIELDS]
         if verdict is not None:
@@ -377,20 +376,80 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-def _decimal_words(values: NDArray[np.float64]) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
-    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its length (0
-    where NaN, ±inf or too large for the tables) and where a finite value is too large for them."""
+@dataclass(frozen=True)
+class _Part:
+    """A piece of every line: row `index[i]` of `table` for line i (row i if `index` is None)."""
+
+    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
+    lengths: NDArray[np.intp]  # per row of `table`
+    index: NDArray[np.intp] | None = None
+
+    def pick(self, rows: NDArray[np.intp] | None) -> _Part:
+        """The part of these lines only (None: all)."""
+        if rows is None:
+            return self
+        return _Part(self.table, self.lengths, rows if self.index is None else self.index[rows])
+
+
+@dataclass(frozen=True)
+class _FloatPart:
+    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
+
+    head: bytes
+    words: NDArray[np.uint64]
+    lengths: NDArray[np.intp]  # per line: the field's length, 0 where the value is left out
+
+
+def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
+    """These texts zero-padded to a whole number of pieces (a numpy element each), and their lengths."""
+    lengths = np.array([len(t) for t in texts], dtype=np.intp)
+    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
+    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
+
+
+_STATUS = _Part(*_piece_table([field.encode() for field in _STATUS_FIELDS]))
+
+
+class _Batch:
+    """One call's lines: its tags, status and rest parts and float columns; `too_large` marks the lines with
+    a finite float too large for the digit tables (the caller writes them itself)."""
+
+    def __init__(self, prefix: _Part, codes: NDArray[np.intp], tail: _Part, columns: list[NDArray[np.float64]]):
+        self.prefix, self.status, self.tail, self.columns = (
+            prefix,
+            _Part(_STATUS.table, _STATUS.lengths, codes),
+            tail,
+            columns,
+        )
+        self.too_large = np.zeros(len(codes), dtype=np.bool_)
+
+    def lines(self, rows: NDArray[np.intp] | None, keys: Iterable[int]) -> list[str]:
+        """The lines of these loops (None: all) with these float columns."""
+        parts: list[_Part | _FloatPart] = [self.prefix.pick(rows), self.status.pick(rows)]
+        for k in keys:
+            head = f",{LOOP_STATUS_FLOATS[k]}=".encode()
+            values = self.columns[k] if rows is None else self.columns[k][rows]
+            words, lengths, too_large = _decimal_words(values, len(head))
+            parts.append(_FloatPart(head, words, lengths))
+            self.too_large[slice(None) if rows is None else rows] |= too_large
+        parts.append(self.tail.pick(rows))
+        return _assemble(len(self.too_large) if rows is None else len(rows), parts)
+
+
+def _decimal_words(
+    values: NDArray[np.float64], head: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
+    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its field's
+    length (`head` bytes more; 0 where NaN, ±inf or too large for the tables), and where a finite value is
+    too large for them."""
     scaled = _scaled(values)
-    magnitude = np.abs(scaled)
-    in_tables = magnitude < _TABLE_INTS * _SCALE - 0.5  # False for NaN
-    units = np.where(in_tables, magnitude, 0.0).astype(np.intp)
+    units = np.fmin(np.abs(scaled), _TABLE_INTS * _SCALE).astype(np.intp)  # NaN, ±inf: the limit too
     whole = units // _SCALE
-    ints = whole + (scaled < 0.0) * _TABLE_INTS  # -0.0 (a negative value rounded to zero) has no sign
+    ints = whole + (scaled < 0.0) * (_TABLE_INTS + 1)  # -0.0 (a negative value rounded to zero) has no sign
     decimals = units - whole * _SCALE
     words = _INT_WORDS[ints] | (_DECIMAL_WORDS[decimals] << _INT_BITS[ints])
-    lengths = (_INT_LENGTHS[ints] + _DECIMAL_LENGTHS[decimals]).astype(np.intp) * in_tables
-    with np.errstate(invalid="ignore"):
-        too_large = np.isfinite(values) & ~in_tables
+    lengths = np.maximum(_INT_LENGTHS[ints] + (_DECIMAL_LENGTHS + head)[decimals], 0)
+    too_large = (whole == _TABLE_INTS) & np.isfinite(values)
     return words, lengths, too_large
 
 
@@ -419,108 +478,82 @@ def _product_error(values: NDArray[np.float64], product: NDArray[np.float64]) ->
     return error
 
 
-@dataclass(frozen=True)
-class _Part:
-    """A piece of every line: row `index[i]` of `table` (row i if `index` is None) for line i, `lengths[i]`
-    bytes of it (per line)."""
-
-    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
-    index: NDArray[np.intp] | None
-    lengths: NDArray[np.intp]
-
-
-@dataclass(frozen=True)
-class _FloatPart:
-    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
-
-    head: bytes
-    words: NDArray[np.uint64]
-    lengths: NDArray[np.intp]  # the field's bytes per line, 0 where the value is left out
-
-
-def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
-    """These texts zero-padded to a whole number of pieces (one numpy element each), and their lengths."""
-    lengths = np.array([len(t) for t in texts], dtype=np.intp)
-    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
-    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
-
-
-_STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
-_STATUS_PIECES, _STATUS_LENGTHS = _piece_table([field.encode() for field in _STATUS_FIELDS])
-
-
 def _assemble(n: int, parts: Sequence[_Part | _FloatPart]) -> list[str]:
-    """The n lines made of these parts, in order, as a pickle of a list of str that `pickle.loads` reads.
+    """The n lines made of these parts, in order (the first: the tags, after the pickle item's head).
 
-    A block of lines at a time, each line's pieces are put in a row of `block` (a slot of _PIECE bytes per
-    piece, several for a long text; the first: the line's pickle opcode and length), then each piece is
-    copied, as one numpy element of _PIECE bytes, to where it starts in the output: line after line, piece
-    after piece, so a piece's padding lands where a later piece (of its line or of the next) starts, and
-    that overwrites it (numpy assigns a fancy index's elements in their order). The output holds the lines
-    and their lengths and nothing else: the pickle module makes the str objects without looking for line
-    ends (a `split` would). Only this function writes the pickle, so it holds nothing but a list of str."""
-    sizes = [1] + [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
-    first = list(itertools.accumulate(sizes, initial=0))
-    slots = first.pop()
-    block = np.empty((min(n, _BLOCK_LINES), slots * _PIECE), dtype=np.uint8)
-    views = [_slot_view(block, np.dtype("<u8"), 0)]
-    views += [_slot_view(block, p, slot) for p, slot in zip(parts, first[1:], strict=True)]
-    total = len(_PICKLE_START) + _ITEM_HEAD * n + sum(int(p.lengths.sum()) for p in parts) + len(_PICKLE_END)
-    out = np.empty(total + slots * _PIECE, dtype=np.uint8)
+    The lines are written as a pickle of a list of str, which `pickle.loads` reads: it makes the str objects
+    knowing their lengths (a `split` would look for the line ends; the pickle holds nothing but str: only
+    this function writes it). A block of lines at a time, each line's pieces are put in a row of a block
+    (`_Blocks`), then each piece is copied, as one numpy element of _PIECE bytes, to where it starts in the
+    output: line after line, piece after piece, so a piece's padding lands where a later piece (of its
+    line or of the next) starts, and that overwrites it (numpy assigns a fancy index's elements in their
+    order). The output holds the lines' text and nothing else."""
+    if not n:
+        return []
+    blocks = _Blocks(n, parts)
+    total = len(_PICKLE_START) + sum(int(lengths.sum()) for lengths in blocks.lengths) + len(_PICKLE_END)
+    out = np.empty(total + blocks.slots * _PIECE, dtype=np.uint8)
     # element i of `targets`: the _PIECE bytes from out[i] on (elements overlap)
-    targets = np.ndarray((total + (slots - 1) * _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
-    pieces = block.view(targets.dtype).reshape(-1)
+    targets = np.ndarray((len(out) - _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
+    pieces = blocks.block.view(targets.dtype).reshape(-1)
     end = len(_PICKLE_START)
     for begin in range(0, n, _BLOCK_LINES):
-        starts, length = _fill_block(parts, views, first, sizes, slice(begin, min(n, begin + _BLOCK_LINES)))
-        starts += end
-        targets[starts.reshape(-1)] = pieces[: starts.size]
-        end += length
+        starts, end = blocks.fill(slice(begin, min(n, begin + _BLOCK_LINES)), end)
+        targets[starts] = pieces[: len(starts)]
     out[: len(_PICKLE_START)] = np.frombuffer(_PICKLE_START, dtype=np.uint8)
     out[end:total] = np.frombuffer(_PICKLE_END, dtype=np.uint8)
-    lines: list[str] = pickle.loads(out[:total].data)
-    return lines
+    decoded: list[str] = pickle.loads(out[:total].data)
+    return decoded
 
 
-def _slot_view(block: NDArray[np.uint8], part: _Part | _FloatPart | np.dtype[Any], slot: int) -> NDArray[Any]:
-    """Where a part's pieces go in `block`: its slots (a table part), its value's text (a float part), or a
-    uint64 at the slot's start (a dtype)."""
-    if isinstance(part, _FloatPart):  # the head: the same in every block
-        at = slot * _PIECE + len(part.head)
-        block[:, slot * _PIECE : at] = np.frombuffer(part.head, dtype=np.uint8)
-        dtype, offset = np.dtype("<u8"), at
-    elif isinstance(part, _Part):
-        dtype, offset = part.table.dtype, slot * _PIECE
-    else:
-        dtype, offset = part, slot * _PIECE
-    return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
+class _Blocks:
+    """`_assemble`'s lines, a block at a time: a row per line, a slot of _PIECE bytes per piece."""
 
+    def __init__(self, n: int, parts: Sequence[_Part | _FloatPart]) -> None:
+        self.parts = parts
+        self.sizes = [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
+        self.first = list(itertools.accumulate(self.sizes, initial=0))
+        self.slots = self.first.pop()
+        self.block = np.empty((min(n, _BLOCK_LINES), self.slots * _PIECE), dtype=np.uint8)
+        self.views = []  # where each part goes in the block
+        for part, slot in zip(parts, self.first, strict=True):
+            at = slot * _PIECE
+            if isinstance(part, _FloatPart):  # the head, the same in every block, then the value
+                self.block[:, at : at + len(part.head)] = np.frombuffer(part.head, dtype=np.uint8)
+                self.views.append(self._column(np.dtype("<u8"), at + len(part.head)))
+            else:
+                self.views.append(self._column(part.table.dtype, at))
+        self.item_lengths = self._column(np.dtype("<u4"), 1)  # after the pickle opcode that starts a line
+        # each part's length per line
+        self.lengths = [
+            p.lengths if isinstance(p, _FloatPart) or p.index is None else p.lengths[p.index] for p in parts
+        ]
 
-def _fill_block(
-    parts: Sequence[_Part | _FloatPart],
-    views: list[NDArray[Any]],
-    first: list[int],
-    sizes: list[int],
-    lines: slice,
-) -> tuple[NDArray[np.intp], int]:
-    """Put these lines' pieces in the block; where each starts, from the first line's start, and the lines'
-    length in the output."""
-    m = lines.stop - lines.start
-    starts = np.empty((m, first[-1] + sizes[-1]), dtype=np.intp)
-    starts[:, 0] = 0
-    at = np.full(m, _ITEM_HEAD, dtype=np.intp)  # where the next piece starts in its line's item
-    for part, view, slot, size in zip(parts, views[1:], first[1:], sizes[1:], strict=True):
-        if isinstance(part, _FloatPart):
-            view[:m] = part.words[lines]
-        else:
-            view[:m] = part.table[lines if part.index is None else part.index[lines]]
-        for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
-            starts[:, slot + chunk] = at + chunk * _PIECE
-        at += part.lengths[lines]
-    views[0][:m] = ((at - _ITEM_HEAD) << 8) | _BINUNICODE  # the opcode, then the length in 4 bytes
-    ends = np.cumsum(at)
-    starts += (ends - at)[:, None]
-    return starts, int(ends[-1])
+    def _column(self, dtype: np.dtype[Any], offset: int) -> NDArray[Any]:
+        """Bytes `offset` on of every row of the block, as one `dtype` element each."""
+        block = self.block
+        return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
+
+    def fill(self, lines: slice, end: int) -> tuple[NDArray[np.intp], int]:
+        """Put these lines' pieces in the block, the first line starting at `end` in the output: where each
+        piece starts in the output (line after line), and where the last line ends."""
+        m = lines.stop - lines.start
+        starts = np.empty((self.slots, m), dtype=np.intp)  # a row per slot: each written at once
+        at = np.zeros(m, dtype=np.intp)  # where the next piece starts in its line
+        for part, view, lengths, slot, size in zip(
+            self.parts, self.views, self.lengths, self.first, self.sizes, strict=True
+        ):
+            if isinstance(part, _FloatPart):
+                view[:m] = part.words[lines]
+            else:
+                view[:m] = part.table[lines if part.index is None else part.index[lines]]
+            for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
+                np.add(at, chunk * _PIECE, out=starts[slot + chunk])
+            at += lengths[lines]
+        self.item_lengths[:m] = at - len(_ITEM_HEAD)
+        ends = np.cumsum(at)
+        starts += ends - at + end
+        return starts.T.reshape(-1), end + int(ends[-1])
 
 
 def encode_loop_status(
