@@ -472,7 +472,7 @@ def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
     those few (an exact half, such as 21.0625 K from a 1/16 K sensor, is not among them) go to `format`."""
     with np.errstate(over="ignore", invalid="ignore"):
         product = values * _SCALE
-        scaled = np.rint(product)
+        scaled: NDArray[np.float64] = np.rint(product)
         near = np.flatnonzero(np.abs(product - scaled) >= 0.4999)
     if len(near):
         inexact = near[_product_error(values[near], product[near]) != 0.0]
