@@ -297,7 +297,8 @@ def test_every_status_compliant_verdict_and_flag_combination() -> None:
         (21.0875, "21.087"),  # not a half: the double is 21.08749999999999857...
         (2.675, "2.675"),
         (999.9994, "999.999"),
-        (-999.999, "-999.999"),
+        (-999.999, "-999.999"),  # the longest text from the digit tables: 8 bytes
+        (-1000.123, "-1000.123"),  # 9 characters: beyond the tables, written by `format_decimal`
         (999.9995, "1000.0"),  # too large for the digit tables: written by `format_decimal` on its own
         (850.0, "850.0"),
         (1e16, "10000000000000000.0"),  # no exponent
@@ -356,6 +357,13 @@ def test_long_tags_and_non_ascii_take_several_pieces() -> None:
         'compliant=false,verdict="estimate",beyond_design=false,setback=false,inspection_hour=false,'
         "interval_s=0.5 1500000000"
     )
+
+
+def test_a_lone_surrogate_in_a_tag_is_kept() -> None:
+    """A tag from a str holding a lone surrogate (a name decoded with surrogateescape) comes back as the same
+    str: the line is the prefix the old encoder wrote (the writer then reports it; the encoder does not)."""
+    encoder = LoopStatusEncoder([("st\udc80", "d", "l")])
+    assert encoder.encode(0.0, [0], [-1], []) == ['loop_status,district=d,loop=l,station=st\udc80 status="ok" 0']
 
 
 def test_sparse_floats_are_written_on_their_loops_only() -> None:
