@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 from numpy.typing import ArrayLike, NDArray
 
 from stationmon.domain.model import AlertEvent, Reading
@@ -29,6 +30,7 @@ from stationmon.domain.plant import Station
 from stationmon.domain.vocabulary import STATUS_NAMES, VERDICTS
 
 __all__ = [
+    "LOOP_STATUS_DECIMALS",
     "LOOP_STATUS_FLAGS",
     "LOOP_STATUS_FLOATS",
     "PRECISION_FACTORS",
@@ -40,6 +42,7 @@ __all__ = [
     "escape_measurement",
     "escape_string_value",
     "escape_tag",
+    "format_decimal",
     "format_field_value",
     "to_precision",
 ]
@@ -225,17 +228,63 @@ LOOP_STATUS_FLOATS = (
     "indoor_below_refund",
 )
 LOOP_STATUS_FLAGS = ("beyond_design", "setback", "inspection_hour")  # boolean fields, always written
+# loop_status floats are written rounded to this many decimals: 0.001 K, a hundredth of a sensor's 0.1 K
+LOOP_STATUS_DECIMALS = 3
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
 _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
+_STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
+_SCALE = 10**LOOP_STATUS_DECIMALS
+_TABLE_INTS = 1_000  # integer parts in the digit tables: 0 to 999 ("-999.999" fills the 8 bytes of a uint64)
+_PIECE = 64  # bytes per piece of a line: the tags, the status, one float field, the rest (a long text: several)
+_BLOCK_LINES = 512  # lines assembled at a time: a block's pieces (256 kB) stay in the CPU's cache
+_CHUNK = 8_192  # floats formatted at a time
+# `_assemble` writes the lines as a pickle of a list of str: protocol 4, an empty list, a mark; per line the
+# BINUNICODE opcode "X", the length (4 bytes, little-endian) and the UTF-8 text; append them all, stop
+_PICKLE_START = b"\x80\x04]("
+_ITEM_HEAD = b"X\0\0\0\0"
+_PICKLE_END = b"e."
+
+
+def format_decimal(value: float) -> str:
+    """A finite float as `loop_status` writes it: rounded to LOOP_STATUS_DECIMALS places (half to even, on the
+    exact binary value, as `format` rounds), trailing zeros dropped but one kept ("45.25", "3.0", "850.0"),
+    "0.0" for a negative value that rounds to zero."""
+    text = f"{value:.{LOOP_STATUS_DECIMALS}f}".rstrip("0")
+    if text.endswith("."):
+        text += "0"
+    return "0.0" if text == "-0.0" else text
+
+
+def _digit_tables() -> tuple[
+    NDArray[np.uint64], NDArray[np.uint64], NDArray[np.intp], NDArray[np.uint64], NDArray[np.intp]
+]:
+    """The texts of integer parts (index: the integer part, + _TABLE_INTS + 1 with a minus sign) and of
+    decimals (index: the thousandths), each as a uint64 (first character in the lowest byte), with the
+    integer part's length in bits (the shift that puts the decimals after it) and both lengths in bytes.
+    Index _TABLE_INTS (and its negative): a value left out (NaN, ±inf, or too large for the tables): no
+    text, and a length that makes the field's length negative (`_decimal_words` clips it to 0)."""
+    ints = [str(i) for i in range(_TABLE_INTS)]
+    ints = [*ints, "", *("-" + text for text in ints), ""]
+    decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
+    int_words = np.array([int.from_bytes(t.encode(), "little") for t in ints], dtype="<u8")
+    int_lengths = np.array([len(t) or -_PIECE for t in ints], dtype=np.intp)
+    decimal_words = np.array([int.from_bytes(t.encode(), "little") for t in decimals], dtype="<u8")
+    decimal_lengths = np.array([len(t) for t in decimals], dtype=np.intp)
+    int_bits = (np.maximum(int_lengths, 0) * 8).astype(np.uint64)
+    return int_words, int_bits, int_lengths, decimal_words, decimal_lengths
+
+
+_INT_WORDS, _INT_BITS, _INT_LENGTHS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
 
 
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    Column-wise, for 100,000 loops a tick: each loop's tags are escaped once (`prefixes`); a float
-    column is formatted by one `orjson` call (Ryu: the shortest round-trip digits, the same as `repr`
-    where both write positional notation; `repr` writes the rest); the fields after the floats take
-    few forms (compliant x verdict x flags), built once per call and picked by a numpy index.
+    Column-wise, for 100,000 loops a tick (`_assemble` says how): a line is a few pieces (its tags, escaped
+    once in `__init__`; its status; a float field per value; the rest: compliant, verdict, flags, interval
+    and time, few forms, a table built per call); a float's text is made of two table entries by integer
+    arithmetic (`_decimal_words`). Floats finite on few loops (the household sensor counts) are written
+    in a second pass over those loops only, whose lines replace the first pass's.
     """
 
     def __init__(
@@ -257,7 +306,8 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        self._status_fields = np.array([f"status={escape_string_value(name)}" for name in STATUS_NAMES], dtype=object)
+        # each line's pickle item starts with the opcode and its length, then the tags
+        self._prefix = _Part(*_piece_table([_ITEM_HEAD + p.encode("utf-8", "surrogatepass") for p in self.prefixes]))
 
     def encode(
         self,
@@ -274,22 +324,23 @@ class LoopStatusEncoder:
         VERDICTS, `flags` one column per LOOP_STATUS_FLAGS, `interval_s` the seconds each point stands for."""
         n = len(self.prefixes)
         codes = _column(status, np.intp, n, "status")
-        columns: list[Iterable[str]] = [self.prefixes, self._status_fields[codes].tolist()]
-        # runs of neighbouring columns finite on most loops (a list each) or on few (merged into one)
-        runs: list[tuple[bool, list[tuple[str, NDArray[np.float64], NDArray[np.bool_]]]]] = []
-        for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False):
-            array = _column(values, np.float64, n, key)
-            finite = np.isfinite(array)
-            count = int(np.count_nonzero(finite))
-            if count:
-                dense = count > n // 4
-                if not runs or runs[-1][0] != dense:
-                    runs.append((dense, []))
-                runs[-1][1].append((key, array, finite))
-        for dense, run in runs:
-            columns.extend(_dense_fields(n, run) if dense else [_merge_sparse(n, run)])
-        columns.append(self._tails(ts_s, n, compliant, verdict, flags, interval_s))
-        return list(map("".join, zip(*columns, strict=True)))
+        tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
+        columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
+        if not n:
+            return []
+        batch = _Batch(self._prefix, codes, _Part(*_piece_table([t.encode() for t in tails]), tail_codes), columns)
+        finite = [np.isfinite(values) for values in columns]
+        sparse = [int(np.count_nonzero(f)) <= n // 4 for f in finite]
+        lines = batch.lines(None, [k for k, few in enumerate(sparse) if not few])
+        if any(sparse):
+            rows = np.flatnonzero(np.logical_or.reduce([f for f, few in zip(finite, sparse, strict=True) if few]))
+            for i, line in zip(rows.tolist(), batch.lines(rows, range(len(columns))), strict=True):
+                lines[i] = line
+        for i in np.flatnonzero(batch.too_large).tolist():  # a float too large for the digit tables
+            fields = (f",{k}={format_decimal(v[i])}" for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False))
+            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]]
+            lines[i] += "".join(f for f, ok in zip(fields, finite, strict=False) if ok[i]) + tails[tail_codes[i]]
+        return lines
 
     def _tails(
         self,
@@ -299,8 +350,9 @@ class LoopStatusEncoder:
         verdict: ArrayLike | None,
         flags: Sequence[ArrayLike] | None,
         interval_s: float | None,
-    ) -> list[str]:
-        """Per loop, what follows the floats: compliant, verdict, flags, interval_s, the timestamp."""
+    ) -> tuple[NDArray[np.intp], list[str]]:
+        """What follows the floats (compliant, verdict, flags, interval_s, the time): its forms, and per loop
+        the index of its form."""
         code = _column(compliant, np.intp, n, "compliant") + 1
         choices: list[tuple[str, ...]] = [_COMPLIANT_FIELDS]
         if verdict is not None:
@@ -314,9 +366,7 @@ class LoopStatusEncoder:
                 choices.append((f",{key}=false", f",{key}=true"))
         end = "" if interval_s is None else f",interval_s={float(interval_s)!r}"
         end += f" {to_precision(ts_s, self.precision)}"
-        table = np.array(["".join(parts) + end for parts in itertools.product(*choices)], dtype=object)
-        tails: list[str] = table[code].tolist()
-        return tails
+        return code, ["".join(parts) + end for parts in itertools.product(*choices)]
 
 
 def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> NDArray[Any]:
@@ -327,71 +377,196 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-_OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_Col = tuple[str, NDArray[np.float64], NDArray[np.bool_]]  # a float column: key, values, where finite
+@dataclass(frozen=True)
+class _Part:
+    """A piece of every line: row `index[i]` of `table` for line i (row i if `index` is None)."""
+
+    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
+    lengths: NDArray[np.intp]  # per row of `table`
+    index: NDArray[np.intp] | None = None
+
+    def pick(self, rows: NDArray[np.intp] | None) -> _Part:
+        """The part of these lines only (None: all)."""
+        if rows is None:
+            return self
+        return _Part(self.table, self.lengths, rows if self.index is None else self.index[rows])
 
 
-def _odd(finite: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Of these finite values, those `repr` writes in exponent notation (outside [1e-4, 1e16)), unlike Ryu."""
-    magnitude = np.abs(finite)
-    odd: NDArray[np.bool_] = (magnitude >= 1e16) | ((magnitude < 1e-4) & (finite != 0.0))
-    return odd
+@dataclass(frozen=True)
+class _FloatPart:
+    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
+
+    head: bytes
+    words: NDArray[np.uint64]
+    lengths: NDArray[np.intp]  # per line: the field's length, 0 where the value is left out
 
 
-def _float_texts(finite: NDArray[np.float64]) -> list[str]:
-    """These finite values as `repr` writes them: one orjson call for the column, split in C."""
-    if not len(finite):
+def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
+    """These texts zero-padded to a whole number of pieces (a numpy element each), and their lengths."""
+    lengths = np.array([len(t) for t in texts], dtype=np.intp)
+    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
+    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
+
+
+_STATUS = _Part(*_piece_table([field.encode() for field in _STATUS_FIELDS]))
+
+
+class _Batch:
+    """One call's lines: its tags, status and rest parts and float columns; `too_large` marks the lines with
+    a finite float too large for the digit tables (the caller writes them itself)."""
+
+    def __init__(self, prefix: _Part, codes: NDArray[np.intp], tail: _Part, columns: list[NDArray[np.float64]]):
+        self.prefix, self.status, self.tail, self.columns = (
+            prefix,
+            _Part(_STATUS.table, _STATUS.lengths, codes),
+            tail,
+            columns,
+        )
+        self.too_large = np.zeros(len(codes), dtype=np.bool_)
+
+    def lines(self, rows: NDArray[np.intp] | None, keys: Iterable[int]) -> list[str]:
+        """The lines of these loops (None: all) with these float columns."""
+        parts: list[_Part | _FloatPart] = [self.prefix.pick(rows), self.status.pick(rows)]
+        for k in keys:
+            part, too_large = _float_part(
+                LOOP_STATUS_FLOATS[k], self.columns[k] if rows is None else self.columns[k][rows]
+            )
+            parts.append(part)
+            self.too_large[slice(None) if rows is None else rows] |= too_large
+        parts.append(self.tail.pick(rows))
+        return _assemble(len(self.too_large) if rows is None else len(rows), parts)
+
+
+def _float_part(key: str, values: NDArray[np.float64]) -> tuple[_FloatPart, NDArray[np.bool_]]:
+    """The field `key` of these values, and where a finite value is too large for the digit tables; a chunk
+    of values at a time (its temporaries stay in the CPU's cache)."""
+    head = f",{key}=".encode()
+    n = len(values)
+    words, lengths, too_large = np.empty(n, dtype="<u8"), np.empty(n, dtype=np.intp), np.empty(n, dtype=np.bool_)
+    for begin in range(0, n, _CHUNK):
+        chunk = slice(begin, begin + _CHUNK)
+        words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[chunk], len(head))
+    return _FloatPart(head, words, lengths), too_large
+
+
+def _decimal_words(
+    values: NDArray[np.float64], head: int
+) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
+    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its field's
+    length (`head` bytes more; 0 where NaN, ±inf or too large for the tables), and where a finite value is
+    too large for them."""
+    scaled = _scaled(values)
+    units = np.fmin(np.abs(scaled), _TABLE_INTS * _SCALE).astype(np.intp)  # NaN, ±inf: the limit too
+    whole = units // _SCALE
+    ints = whole + (scaled < 0.0) * (_TABLE_INTS + 1)  # -0.0 (a negative value rounded to zero) has no sign
+    decimals = units - whole * _SCALE
+    words = _INT_WORDS[ints] | (_DECIMAL_WORDS[decimals] << _INT_BITS[ints])
+    lengths = np.maximum(_INT_LENGTHS[ints] + (_DECIMAL_LENGTHS + head)[decimals], 0)
+    too_large = (whole == _TABLE_INTS) & np.isfinite(values)
+    return words, lengths, too_large
+
+
+def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """values × 10**LOOP_STATUS_DECIMALS rounded half to even as `format` rounds: on the exact product.
+    `np.rint` of the float product agrees but where the product was rounded to within an ulp of a half:
+    those few (an exact half, such as 21.0625 K from a 1/16 K sensor, is not among them) go to `format`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        product = values * _SCALE
+        scaled: NDArray[np.float64] = np.rint(product)
+        near = np.flatnonzero(np.abs(product - scaled) >= 0.4999)
+    if len(near):
+        inexact = near[_product_error(values[near], product[near]) != 0.0]
+        texts = (f"{v:.{LOOP_STATUS_DECIMALS}f}".replace(".", "") for v in values[inexact].tolist())
+        scaled[inexact] = [float(text) for text in texts]
+    return scaled
+
+
+def _product_error(values: NDArray[np.float64], product: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The rounding error of `product` = values × 10**LOOP_STATUS_DECIMALS, exactly (Dekker's product:
+    `values` split into halves of 26 bits, each times the scale exactly); 0.0 where it was exact."""
+    split = values * 134_217_729.0  # 2**27 + 1
+    high = split - (split - values)
+    low = values - high
+    error: NDArray[np.float64] = (high * _SCALE - product) + low * _SCALE
+    return error
+
+
+def _assemble(n: int, parts: Sequence[_Part | _FloatPart]) -> list[str]:
+    """The n lines made of these parts, in order (the first: the tags, after the pickle item's head).
+
+    The lines are written as a pickle of a list of str, which `pickle.loads` reads: it makes the str objects
+    knowing their lengths (a `split` would look for the line ends; the pickle holds nothing but str: only
+    this function writes it). A block of lines at a time, each line's pieces are put in a row of a block
+    (`_Blocks`), then each piece is copied, as one numpy element of _PIECE bytes, to where it starts in the
+    output: line after line, piece after piece, so a piece's padding lands where a later piece (of its
+    line or of the next) starts, and that overwrites it (numpy assigns a fancy index's elements in their
+    order). The output holds the lines' text and nothing else."""
+    if not n:
         return []
-    texts = orjson.dumps(np.ascontiguousarray(finite), option=_OPT_NUMPY)[1:-1].decode().split(",")
-    for j in np.flatnonzero(_odd(finite)).tolist():
-        texts[j] = repr(float(finite[j]))
-    return texts
+    blocks = _Blocks(n, parts)
+    total = len(_PICKLE_START) + sum(int(lengths.sum()) for lengths in blocks.lengths) + len(_PICKLE_END)
+    out = np.empty(total + blocks.slots * _PIECE, dtype=np.uint8)
+    # element i of `targets`: the _PIECE bytes from out[i] on (elements overlap)
+    targets = np.ndarray((len(out) - _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
+    pieces = blocks.block.view(targets.dtype).reshape(-1)
+    end = len(_PICKLE_START)
+    for begin in range(0, n, _BLOCK_LINES):
+        starts, end = blocks.fill(slice(begin, min(n, begin + _BLOCK_LINES)), end)
+        targets[starts] = pieces[: len(starts)]
+    out[: len(_PICKLE_START)] = np.frombuffer(_PICKLE_START, dtype=np.uint8)
+    out[end:total] = np.frombuffer(_PICKLE_END, dtype=np.uint8)
+    decoded: list[str] = pickle.loads(out[:total].data)
+    return decoded
 
 
-def _dense_fields(n: int, run: list[_Col]) -> list[Iterable[str]]:
-    """Columns finite on most loops: per column its `,key=` where finite and its values ("" elsewhere).
+class _Blocks:
+    """`_assemble`'s lines, a block at a time: a row per line, a slot of _PIECE bytes per piece."""
 
-    (The key as a column of its own costs less than putting it before each value with a replace.)"""
-    out: list[Iterable[str]] = []
-    for key, array, finite in run:
-        head = f",{key}="
-        texts = _float_texts(array[finite])
-        if len(texts) == n:
-            out += [itertools.repeat(head, n), texts]
-            continue
-        gaps = np.flatnonzero(~finite).tolist()  # few: slices of the lists between them are copied in C
-        heads, values, start = [head] * n, [], 0
-        for k, gap in enumerate(gaps):
-            heads[gap] = ""
-            end = gap - k  # the finite values before this gap
-            values += texts[start:end]
-            values.append("")
-            start = end
-        values += texts[start:]
-        out += [heads, values]
-    return out
+    def __init__(self, n: int, parts: Sequence[_Part | _FloatPart]) -> None:
+        self.parts = parts
+        self.sizes = [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
+        self.first = list(itertools.accumulate(self.sizes, initial=0))
+        self.slots = self.first.pop()
+        self.block = np.empty((min(n, _BLOCK_LINES), self.slots * _PIECE), dtype=np.uint8)
+        self.views = []  # where each part goes in the block
+        for part, slot in zip(parts, self.first, strict=True):
+            at = slot * _PIECE
+            if isinstance(part, _FloatPart):  # the head, the same in every block, then the value
+                self.block[:, at : at + len(part.head)] = np.frombuffer(part.head, dtype=np.uint8)
+                self.views.append(self._column(np.dtype("<u8"), at + len(part.head)))
+            else:
+                self.views.append(self._column(part.table.dtype, at))
+        self.item_lengths = self._column(np.dtype("<u4"), 1)  # after the pickle opcode that starts a line
+        # each part's length per line
+        self.lengths = [
+            p.lengths if isinstance(p, _FloatPart) or p.index is None else p.lengths[p.index] for p in parts
+        ]
 
+    def _column(self, dtype: np.dtype[Any], offset: int) -> NDArray[Any]:
+        """Bytes `offset` on of every row of the block, as one `dtype` element each."""
+        block = self.block
+        return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
 
-def _spread(n: int, where: NDArray[np.bool_], pieces: list[str]) -> NDArray[Any]:
-    """n strings: `pieces` in order where `where` holds, "" elsewhere."""
-    out = np.full(n, "", dtype=object)
-    out[where] = pieces
-    return out
-
-
-def _merge_sparse(n: int, run: list[_Col]) -> list[str]:
-    """Neighbouring columns finite on few loops as one column: their fields in order per loop, "" where none."""
-    anywhere = np.logical_or.reduce([finite for _, _, finite in run])
-    rows = np.flatnonzero(anywhere)
-    merged = np.full(len(rows), "", dtype=object)
-    for key, array, finite in run:
-        head = f",{key}="
-        fields = [head + text for text in _float_texts(array[finite])]
-        merged = merged + _spread(len(rows), finite[rows], fields)
-    out = np.full(n, "", dtype=object)
-    out[rows] = merged
-    fields_per_loop: list[str] = out.tolist()
-    return fields_per_loop
+    def fill(self, lines: slice, end: int) -> tuple[NDArray[np.intp], int]:
+        """Put these lines' pieces in the block, the first line starting at `end` in the output: where each
+        piece starts in the output (line after line), and where the last line ends."""
+        m = lines.stop - lines.start
+        starts = np.empty((self.slots, m), dtype=np.intp)  # a row per slot: each written at once
+        at = np.zeros(m, dtype=np.intp)  # where the next piece starts in its line
+        for part, view, lengths, slot, size in zip(
+            self.parts, self.views, self.lengths, self.first, self.sizes, strict=True
+        ):
+            if isinstance(part, _FloatPart):
+                view[:m] = part.words[lines]
+            else:
+                view[:m] = part.table[lines if part.index is None else part.index[lines]]
+            for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
+                np.add(at, chunk * _PIECE, out=starts[slot + chunk])
+            at += lengths[lines]
+        self.item_lengths[:m] = at - len(_ITEM_HEAD)
+        ends = np.cumsum(at)
+        starts += ends - at + end
+        return starts.T.reshape(-1), end + int(ends[-1])
 
 
 def encode_loop_status(
