@@ -115,6 +115,7 @@ class Verdict:
     drift: float = math.nan  # slope x span
     bound: float = math.nan  # K_SD x sd + floor: |drift| at most this is within noise
     detectable_per_h: float = math.nan  # bound / span: slower growth cannot be told from noise here
+    floor: float = math.nan
 
     @property
     def judged(self) -> bool:
@@ -130,7 +131,7 @@ class Verdict:
         span = f"steady phase {self.from_s / 60:.1f}-{self.to_s / 60:.1f} min"
         return (
             f"{span} ({self.samples} samples): slope {self.slope_per_h:+.2f} {unit}/h, drift {self.drift:+.2f} {unit}"
-            f" vs bound {K_SD:g} x sd {self.sd:.2f} + {self.bound - K_SD * self.sd:g} = {self.bound:.2f} {unit}:"
+            f" vs bound {K_SD:g} x sd {self.sd:.2f} + {self.floor:g} = {self.bound:.2f} {unit}:"
             f" {self.status} (detects > {self.detectable_per_h:.1f} {unit}/h)"
         )
 
@@ -162,4 +163,4 @@ def judge(
     drift = k * span / 3600
     bound = K_SD * sd + floor
     status = "within noise" if abs(drift) <= bound else "NOT within noise"
-    return Verdict(status, start, life_end, len(steady), k, sd, drift, bound, bound / (span / 3600))
+    return Verdict(status, start, life_end, len(steady), k, sd, drift, bound, bound / (span / 3600), floor)

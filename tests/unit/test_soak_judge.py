@@ -35,6 +35,7 @@ def test_a_flat_series_with_noise_is_within_noise_and_says_what_it_could_detect(
     assert abs(v.drift) <= v.bound == pytest.approx(K_SD * v.sd + FLOORS["rss"])
     assert v.detectable_per_h == pytest.approx(v.bound / (900 / 3600))
     assert "within noise" in v.describe("MB") and "detects >" in v.describe("MB")
+    assert f"+ {FLOORS['rss']:g} = {v.bound:.2f} MB" in v.describe("MB")
 
 
 def test_growth_in_the_steady_phase_is_not_within_noise() -> None:
