@@ -12,8 +12,10 @@ replica's `stationmon_modbus_poll_lateness_seconds`, difference of two scrapes) 
 the polls due.
 
 A least-squares line through (stations, cores) gives the fixed cost and the cost per station; stations per
-shard = (cores - fixed) / per station at the stated utilisation (`--cores`, default 1: one core of a
-2-core machine, the other left for bursts, the spool replay after an outage and the HTTP API). The machine
+shard = (cores - fixed) / per station at the stated utilisations (`--cores`, default 0.5 and 1). A replica is
+one event loop, so one core is its ceiling (the loop saturated, polls late), not a working point: 0.5 core
+leaves the loop half its time for bursts, the spool's replay after an outage and the HTTP API, and the
+machine's second core to the other replica or shard's work. The machine
 is shared with other work: CPU seconds of one process are less disturbed than wall time, but a busy
 machine's caches and frequency make them noisy too; the sizes are measured in one run, so read the ratios.
 """
@@ -177,11 +179,12 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, load: tuple[lis
         )
     fixed, per = line_fit(rows)
     print(f"  line: cores = {fixed:.3f} + {1000 * per:.3f} per 1,000 stations")
-    stations = (args.cores - fixed) / per if per > 0 else math.inf
-    print(
-        f"STATIONS PER SHARD at {args.cores:g} core(s) (poll, publish and evaluate every {args.interval:g} s): "
-        f"{stations:,.0f}"
-    )
+    for cores in args.cores:
+        stations = (cores - fixed) / per if per > 0 else math.inf
+        print(
+            f"STATIONS PER SHARD at {cores:g} core (poll, publish and evaluate every {args.interval:g} s; "
+            f"extrapolated past {max(r['stations'] for r in rows):,} measured): {stations:,.0f}"
+        )
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -213,10 +216,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=3.0, help="measured minutes per size")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before measuring")
     parser.add_argument("--interval", type=float, default=10.0, help="poll, publish and evaluation interval (s)")
-    parser.add_argument("--cores", type=float, default=1.0, help="the utilisation stations per shard is stated at")
+    parser.add_argument(
+        "--cores", default="0.5,1", help="the utilisations stations per shard is stated at (cores, comma-separated)"
+    )
     parser.add_argument("--json", default="", help="also write the rows and the line as JSON to this file")
     args = parser.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
+    args.cores = [float(x) for x in args.cores.split(",")]
     return asyncio.run(main_async(args))
 
 
