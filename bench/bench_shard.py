@@ -15,7 +15,7 @@ A least-squares line through (stations, cores) gives the fixed cost and the cost
 shard = (cores - fixed) / per station at the stated utilisations (`--cores`, default 0.5 and 1). A replica is
 one event loop, so one core is its ceiling (the loop saturated, polls late), not a working point: 0.5 core
 leaves the loop half its time for bursts, the spool's replay after an outage and the HTTP API, and the
-machine's second core to the other replica or shard's work. The machine
+machine's second core to whatever else runs there. The machine
 is shared with other work: CPU seconds of one process are less disturbed than wall time, but a busy
 machine's caches and frequency make them noisy too; the sizes are measured in one run, so read the ratios.
 """
