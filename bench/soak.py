@@ -36,7 +36,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import struct
 import subprocess
 import sys
@@ -52,7 +51,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.soak_judge import FLOORS, K_SD, MARGIN_S, HistoryCost, Verdict, history_cost, judge  # noqa: E402
 from stationmon.adapters.modbus import station_phase  # noqa: E402
+from stationmon.domain.durations import parse_duration  # noqa: E402
 from stationmon.domain.vocabulary import RULE_NAMES  # noqa: E402
 from stationmon.sim.servers import InfluxServer, MosquittoServer, find_binary, free_port, http_ok  # noqa: E402
 
@@ -85,7 +86,7 @@ class Plan:
     cold: list[str]
     share_group: str
     seed: int
-    history_window: str = ""  # [http] history_window of the replicas ("": stationmon's default, 6 h)
+    history_window: str = "5m"  # [http] history_window of the replicas ("": stationmon's default, 6 h)
     downs: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)  # (from, to, long) offsets
 
     @property
@@ -470,6 +471,17 @@ water_smoothing = "0s"
     return path, port
 
 
+LATENESS_BUCKET = "stationmon_modbus_poll_lateness_seconds_bucket"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's own CPU time (user + system, /proc/<pid>/stat), not its children's nor the simulator's."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 COUNTERS = (
     "stationmon_influx_lines_written_total",
     "stationmon_influx_lines_queued_total",
@@ -484,7 +496,9 @@ class Replica:
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.lives: list[dict[str, float]] = []  # the last scrape of each process's counters
-        self.samples: list[tuple[float, str, float, int]] = []  # (time, life, RSS MB, open files)
+        self.samples: list[tuple[float, str, float, int, float]] = []  # (time, life, RSS MB, open files, CPU s)
+        self.starts: dict[str, float] = {}  # life -> when its process was started
+        self.lateness: dict[str, dict[str, float]] = {}  # life -> poll lateness histogram (le -> count)
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -497,12 +511,20 @@ class Replica:
                 start_new_session=True,
             )
         self.lives.append({})
+        self.starts[self.life] = time.time()
+
+    @property
+    def life(self) -> str:
+        return f"{self.name}{len(self.lives)}"
 
     def metrics(self) -> dict[str, float]:
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
             text = resp.read().decode()
         out: dict[str, float] = defaultdict(float)
+        buckets = self.lateness.setdefault(self.life, {})
         for line in text.splitlines():
+            if line.startswith(LATENESS_BUCKET):
+                buckets[line.split('le="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
             if line.startswith("stationmon_"):
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 out[name] += float(line.rsplit(" ", 1)[1])
@@ -524,9 +546,10 @@ class Replica:
             status = Path(f"/proc/{pid}/status").read_text()
             rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
             fds = len(os.listdir(f"/proc/{pid}/fd"))
+            cpu = cpu_seconds(pid)
         except (OSError, StopIteration):
             return
-        self.samples.append((time.time(), f"{self.name}{len(self.lives)}", rss, fds))
+        self.samples.append((time.time(), self.life, rss, fds, cpu))
 
     def healthy(self) -> bool:
         return http_ok(self.url + "/healthz", 200)
@@ -829,42 +852,76 @@ def alert_account(soak: Soak) -> dict[str, Any]:
     }
 
 
-def slope(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares slope per hour and the residuals' standard deviation."""
-    if len(points) < 3:
-        return math.nan, math.nan
-    xs, ys = [p[0] / 3600 for p in points], [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else math.nan
-    residuals = [y - (my + k * (x - mx)) for x, y in zip(xs, ys, strict=True)]
-    return k, statistics.pstdev(residuals)
+def series_count(plan: Plan) -> int:
+    """Series a replica keeps a history of: 4 points per Modbus station, 3 fields per MQTT station."""
+    return 4 * len(plan.modbus) + 3 * len(plan.mqtt)
 
 
-def resource_account(soak: Soak) -> dict[str, Any]:
-    """Per replica process: RSS and open files over time; slopes over the second half of each life."""
+def history_account(plan: Plan) -> dict[str, Any]:
+    """The status page's history per replica: at the soak's window and at the default 6 h (measured)."""
     out: dict[str, Any] = {}
-    lives: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    n = series_count(plan)
+    window_s = parse_duration(plan.history_window) if plan.history_window else 6 * 3600.0
+    for name, w in (("soak", window_s), ("default 6h", 6 * 3600.0)):
+        c: HistoryCost = history_cost(w, plan.interval_s)
+        out[name] = {
+            "window_s": w,
+            "points_per_series": c.points,
+            "bytes_per_series": round(c.bytes_per_series),
+            "bytes_per_point": round(c.bytes_per_point, 1),
+            "full_after_s": c.fill_s,
+            "series": n,
+            "mb_per_replica": round(c.mb(n), 1),
+        }
+    return out
+
+
+def lateness_quantiles(buckets: dict[str, float]) -> dict[str, float]:
+    """p50 and p99 poll lateness (the upper bound of the histogram bucket holding it), and the polls counted."""
+    pairs = sorted((math.inf if le == "+Inf" else float(le), n) for le, n in buckets.items())
+    total = pairs[-1][1] if pairs else 0.0
+    out = {"polls": total}
+    for name, q in (("p50_s", 0.5), ("p99_s", 0.99)):
+        out[name] = next((le for le, n in pairs if n >= q * total), math.nan) if total else math.nan
+    return out
+
+
+def life_cpu(rows: list[tuple[float, float, int, float]], start: float) -> float:
+    """Cores a life used (CPU seconds per second), from a minute after its start (start-up excluded)."""
+    after = [(t, c) for t, _, _, c in rows if t >= start + 60]
+    if len(after) < 2 or after[-1][0] <= after[0][0]:
+        return math.nan
+    return (after[-1][1] - after[0][1]) / (after[-1][0] - after[0][0])
+
+
+def verdict_dict(v: Verdict) -> dict[str, Any]:
+    return {k: (round(x, 3) if isinstance(x, float) else x) for k, x in vars(v).items()}
+
+
+def resource_account(soak: Soak, fill_s: float) -> dict[str, Any]:
+    """Per replica process: RSS, open files and CPU over time; RSS and open files judged over the steady phase."""
+    out: dict[str, Any] = {}
+    lives: dict[str, list[tuple[float, float, int, float]]] = defaultdict(list)
+    starts: dict[str, float] = {}
     for r in soak.replicas.values():
-        for ts, life, rss, fds in r.samples:
-            lives[life].append((ts - soak.t0, rss, fds))
+        for ts, life, rss, fds, cpu in r.samples:
+            lives[life].append((ts - soak.t0, rss, fds, cpu))
+        starts |= {life: t - soak.t0 for life, t in r.starts.items()}
     for life, rows in lives.items():
-        half = rows[len(rows) // 2 :]
-        rss_k, rss_sd = slope([(t, m) for t, m, _ in half])
-        fd_k, _ = slope([(t, float(f)) for t, _, f in half])
-        span_h = (half[-1][0] - half[0][0]) / 3600 if len(half) > 1 else 0.0
-        drift = rss_k * span_h
+        start = starts.get(life, rows[0][0])
+        rss = judge([(t, m) for t, m, _, _ in rows], start, fill_s, FLOORS["rss"])
+        fds = judge([(t, float(f)) for t, _, f, _ in rows], start, 0.0, FLOORS["fds"])
+        replica = soak.replicas[life[0]]
         out[life] = {
             "samples": len(rows),
-            "rss_mb_first_last": [round(rows[0][1], 1), round(rows[-1][1], 1)],
-            "rss_mb_max": round(max(m for _, m, _ in rows), 1),
-            "fds_first_last_max": [rows[0][2], rows[-1][2], max(f for _, _, f in rows)],
-            "rss_slope_mb_per_h (2nd half)": round(rss_k, 2),
-            "rss_residual_sd_mb": round(rss_sd, 2),
-            "rss_drift_mb_over_2nd_half": round(drift, 2),
-            "rss_within_noise": bool(abs(drift) <= 2 * rss_sd + 1.0),
-            "fds_slope_per_h (2nd half)": round(fd_k, 2),
-            "table": [(round(t / 60, 1), round(m, 1), f) for t, m, f in rows],
+            "started_s": round(start, 1),
+            "rss_mb_first_last_max": [round(rows[0][1], 1), round(rows[-1][1], 1), round(max(r[1] for r in rows), 1)],
+            "fds_first_last_max": [rows[0][2], rows[-1][2], max(r[2] for r in rows)],
+            "rss": verdict_dict(rss),
+            "fds": verdict_dict(fds),
+            "cpu_cores": round(life_cpu(rows, start), 3),
+            "lateness": lateness_quantiles(replica.lateness.get(life, {})),
+            "table": [(round(t / 60, 1), round(m, 1), f) for t, m, f, _ in rows],
         }
     return out
 
@@ -880,6 +937,7 @@ def account_of(soak: Soak) -> dict[str, Any]:
     deliveries = sum(
         life.get("stationmon_mqtt_messages_total", 0.0) for r in soak.replicas.values() for life in r.lives
     )
+    history = history_account(soak.plan)
     return {
         "plan": {
             "started_utc": datetime.fromtimestamp(soak.t0, UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -893,7 +951,7 @@ def account_of(soak: Soak) -> dict[str, Any]:
             "cold": len(soak.plan.cold),
             "interval_s": soak.plan.interval_s,
             "share_group": soak.plan.share_group,
-            "history_window": soak.plan.history_window or "6h (default)",
+            "history_window": soak.plan.history_window or "6h (stationmon's default)",
         },
         "events": [(round(t - soak.t0, 1), what) for t, what in soak.events],
         "modbus": modbus_account(soak, influx, t_from, t_to),
@@ -904,7 +962,8 @@ def account_of(soak: Soak) -> dict[str, Any]:
             "mqtt deliveries to the replicas (sum over processes)": deliveries,
         },
         "alerts": alert_account(soak),
-        "resources": resource_account(soak),
+        "history": history,
+        "resources": resource_account(soak, history["soak"]["full_after_s"]),
         "exit_codes": soak.exit_codes,
     }
 
@@ -975,24 +1034,56 @@ def print_account(acc: dict[str, Any]) -> None:
         print(f"  missing: {m}")
     for u in al["unexpected"]:
         print(f"  unexpected: {u}")
+    print_history(acc["history"], p["interval_s"])
     print_resources(acc["resources"])
     print(f"replica exit codes: {acc['exit_codes']}")
     print(
         f"RESULT: lost = {t['lost']}, duplicates = {t['duplicates']}, alerts expected = {al['expected']}, "
-        f"delivered = {al['delivered']}, unexpected = {al['unexpected_count']}"
+        f"delivered = {al['delivered']}, unexpected = {al['unexpected_count']}; "
+        + "; ".join(f"{life}: {v}" for life, v in verdicts(acc).items())
     )
 
 
-def print_resources(res: dict[str, Any]) -> None:
-    print("memory and open files per replica process (slope by least squares over the 2nd half of its life):")
-    for life, r in res.items():
-        verdict = "within noise" if r["rss_within_noise"] else "NOT within noise"
+def print_history(hist: dict[str, Any], interval_s: float) -> None:
+    print(
+        f"status-page history per replica (measured: the real LatestValues under tracemalloc, a reading per "
+        f"{interval_s:g} s per series):"
+    )
+    for name, h in hist.items():
+        full = h["full_after_s"]
+        when = f"{full / 3600:.1f} h" if full >= 5400 else f"{full / 60:.1f} min"
         print(
-            f"  {life}: RSS {r['rss_mb_first_last'][0]} -> {r['rss_mb_first_last'][1]} MB (max {r['rss_mb_max']}), "
-            f"slope {r['rss_slope_mb_per_h (2nd half)']:+.2f} MB/h, drift {r['rss_drift_mb_over_2nd_half']:+.2f} MB "
-            f"vs residual sd {r['rss_residual_sd_mb']:.2f} MB: {verdict}; open files "
-            f"{r['fds_first_last_max'][0]} -> {r['fds_first_last_max'][1]} (max {r['fds_first_last_max'][2]}), "
-            f"slope {r['fds_slope_per_h (2nd half)']:+.1f}/h"
+            f"  {name} window ({h['window_s'] / 60:g} min): {h['points_per_series']} points a series, at its peak "
+            f"{when} after start; {h['series']:,} series x {h['bytes_per_series']:,} B ({h['bytes_per_point']} B a "
+            f"point) = {h['mb_per_replica']:.1f} MB"
+        )
+
+
+def _judged(v: dict[str, Any], unit: str) -> str:
+    return Verdict(**v).describe(unit)
+
+
+def print_resources(res: dict[str, Any]) -> None:
+    print(
+        f"memory and open files per replica process, judged over its steady phase (history at its peak + "
+        f"{MARGIN_S:g} s, and not before the middle of the life):"
+    )
+    print(
+        f"  within noise = |slope x span| <= {K_SD:g} x residual sd + floor ({FLOORS['rss']:g} MB of RSS, "
+        f"{FLOORS['fds']:g} open file); a life too short for a steady phase is not judged"
+    )
+    for life, r in res.items():
+        (m0, m1, mmax), (f0, f1, fmax), late = r["rss_mb_first_last_max"], r["fds_first_last_max"], r["lateness"]
+        print(
+            f"  {life} (started {r['started_s'] / 60:.1f} min): RSS {m0} -> {m1} MB (max {mmax}), "
+            f"{r['samples']} samples"
+        )
+        print(f"      RSS: {_judged(r['rss'], 'MB')}")
+        print(f"      open files {f0} -> {f1} (max {fmax}): {_judged(r['fds'], 'files')}")
+        cpu = "n/a (lived under a minute)" if math.isnan(r["cpu_cores"]) else f"{r['cpu_cores']:.3f} cores"
+        print(
+            f"      CPU {cpu} after its first minute; poll lateness p50 <= {late['p50_s']:g} s, "
+            f"p99 <= {late['p99_s']:g} s ({int(late['polls']):,} polls)"
         )
     rows: dict[float, dict[str, tuple[float, int]]] = defaultdict(dict)
     for life, r in res.items():
@@ -1008,10 +1099,20 @@ def print_resources(res: dict[str, Any]) -> None:
         print(f"  {minute:>6} {cells}")
 
 
+def verdicts(acc: dict[str, Any]) -> dict[str, str]:
+    """Per life, its memory and open-file verdicts in a word each."""
+    return {
+        life: f"RSS {r['rss']['status'].split(':')[0]}, files {r['fds']['status'].split(':')[0]}"
+        for life, r in acc["resources"].items()
+    }
+
+
 def failed(acc: dict[str, Any]) -> bool:
     t, al = totals(acc), acc["alerts"]
     bad_exit = any(code != 0 for code in acc["exit_codes"].values())
-    return bool(t["lost"] or t["duplicates"] or al["delivered"] != al["expected"] or al["unexpected_count"] or bad_exit)
+    growing = any(r[k]["status"] == "NOT within noise" for r in acc["resources"].values() for k in ("rss", "fds"))
+    bad = t["lost"] or t["duplicates"] or al["delivered"] != al["expected"] or al["unexpected_count"]
+    return bool(bad or bad_exit or growing)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -1042,7 +1143,10 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=0.0, help="RSS sampling period (s; default duration/60)")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument(
-        "--history-window", default="", help="the replicas' [http] history_window (default stationmon's, 6h)"
+        "--history-window",
+        default="5m",
+        help="the replicas' [http] history_window (default 5m: full within the run, so memory can be judged; "
+        "'' for stationmon's 6h, whose cost the account prints anyway)",
     )
     parser.add_argument("--json", default="", help="also write the account as JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, data) afterwards")

@@ -68,7 +68,10 @@ class History:
     tuples took about 100 (the soak saw the status page's history grow replicas by 90 MB/h until full).
 
     Iterating yields (time, value) pairs, oldest first; `append` drops points older than a cutoff and
-    beyond `max_points` from the front (the arrays are compacted when half of them is dropped space)."""
+    beyond `max_points` from the front. The arrays are compacted when an eighth of them is dropped space
+    (a copy of the window every eighth of it: a few element copies per append), so a full window costs at
+    most 8/7 of its points; compacting at half (as before) let every series' arrays grow to twice the
+    window, and the soak's replicas kept growing for two windows."""
 
     __slots__ = ("_head", "_max", "_ts", "_vs")
 
@@ -101,7 +104,7 @@ class History:
         head = max(head, end - self._max)
         while head < end and self._ts[head] < cutoff:
             head += 1
-        if head > 64 and head * 2 > end:  # compact: the dropped front is most of the arrays
+        if head > 16 and head * 8 > end:  # compact: the dropped front is an eighth of the arrays
             del self._ts[:head], self._vs[:head]
             head = 0
         self._head = head

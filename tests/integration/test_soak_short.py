@@ -55,4 +55,11 @@ def test_short_soak_loses_nothing_duplicates_nothing_and_delivers_every_expected
     assert al["delivered"] == al["expected"], al
     assert al["unexpected_count"] == 0, al
     assert acc["exit_codes"] == {"a": 0, "b": 0}
+    # memory: 75 s of load cannot fill a 5-minute history window, and the soak says so rather than judge
+    assert acc["history"]["soak"]["full_after_s"] >= 300 and acc["history"]["default 6h"]["points_per_series"] == 720
+    assert set(acc["resources"]) == {"a1", "a2", "b1"}, acc["resources"].keys()
+    for life, res in acc["resources"].items():
+        assert res["rss"]["status"].startswith("cannot judge: window not filled"), (life, res["rss"])
+        assert res["fds"]["status"].startswith("cannot judge: steady phase"), (life, res["fds"])
+    assert acc["resources"]["b1"]["cpu_cores"] > 0 and acc["resources"]["b1"]["lateness"]["polls"] > 0
     assert proc.returncode == 0, proc.stdout[-3000:]
