@@ -91,7 +91,7 @@ def _input(stations: tuple[Station, ...] = (S2, S1, S3), site: Site = SITE) -> R
                     "judged": 15000,
                     "good_estimate": 9000,
                     "good_sensors": 1500,
-                    "below_target": 7200,
+                    "below_target": 7300,
                     "below_refund": 1800,
                 }
             ),
@@ -126,22 +126,22 @@ def _row(level: str, keys: tuple[str, ...], *measures: float | int | str | None)
 
 NO_ALERTS = (0, None, None, None, None, 0, 0)
 # fee per household-day: 37 CNY/m² × (1200 m² / 15 households) / 180 days = 16.444 CNY
-# L1: below target 7200 s × 15 households / 72,000 s = 1.5 household-days; below the refund tier 1800 s: 0.375;
-#     refund 16.444 × (0.5 × 1.125 + 0.375) = 15.4167. L2: 14,400 s: 3.0 days, none below the tier: 24.6667.
-L1 = (1, 1200.0, 15.0, 0.1019, 3.43, 1.67, 44.9, 0.28, 0.7, 1.5, 0.38, 15.42, 0.83)  # 18,345 s of 180,000 judged
+# L1: below target 7300 s × 15 households / 72,000 s = 1.5208 household-days; below the refund tier 1800 s: 0.375;
+#     refund 16.444 × (0.5 × 1.1458 + 0.375) = 15.588. L2: 14,400 s: 3.0 days, none below the tier: 24.6667.
+L1 = (1, 1200.0, 15.0, 0.1019, 3.43, 1.67, 44.9, 0.28, 0.7, 1.52, 0.38, 15.59, 0.83)  # 18,345 s of 180,000 judged
 L2 = (1, 1200.0, 15.0, 0.15, 5.0, 2.5, 42.5, 0.0, 0.5833, 3.0, 0.0, 24.67, 0.0)  # good 14,000 of 24,000 s
 # s1's loops: a third of 1001 m² and of 10 households each, no points at all: 50 unknown hours, nobody cold
 A_LOOP = (1, 333.7, 3.3, 0.0, 0.0, 0.0, 50.0, 0.0, None, 0.0, 0.0, 0.0, 0.0)
 B_LOOP = (1, None, None, 0.0133, 0.67, 0.0, 49.33, 0.0, 0.7083, None, None, None, 0.34)  # 2400 s; 1234 s shortage
 S2_OUT = (-15.0, 350.0)
 S1_OUT = (-12.33, 117.2)  # -37 / 3 hours; 117.25 degree-hours
-S2_FIG = (2, 2400.0, 30, 0.126, 8.43, 4.17, 87.4, 0.28, 0.6282, 4.5, 0.38, 40.08, 0.83)  # 24,500 / 39,000 good
+S2_FIG = (2, 2400.0, 30, 0.126, 8.43, 4.17, 87.4, 0.28, 0.6282, 4.52, 0.38, 40.25, 0.83)  # 24,500 / 39,000 good
 S1_FIG = (3, 1001.0, 10, 0.0, 0.0, 0.0, 150.0, 0.0, None, 0.0, 0.0, 0.0, 0.0)
 S2_ALERTS = (2, 0.5, 0.5, 4.03, 4.03, 1, 1)  # A1 acknowledged after 30 min, resolved after 4 h 100 s; A2 open 49 h
 S1_ALERTS = (2, 0.28, 0.28, None, None, 2, 0)  # A3 acknowledged after 1000 s; open 48 h (not past 48) and A4 30 h
 # s2 and s3 together: 32,745 s ok, 15,000 noncompliant over 540,000 s; s3 has no area, so the rate weighs by time:
 # (10,500 + 14,000 + 1,700) / (15,000 + 24,000 + 2,400) good; heat source (3000 + 1234) s
-WEST = (3, 2400.0, 30, 0.0884, 9.1, 4.17, 136.74, 0.28, 0.6329, 4.5, 0.38, 40.08, 1.18)
+WEST = (3, 2400.0, 30, 0.0884, 9.1, 4.17, 136.74, 0.28, 0.6329, 4.52, 0.38, 40.25, 1.18)
 
 EXPECTED: dict[str, list[Row]] = {
     "loop": [
@@ -174,7 +174,7 @@ EXPECTED: dict[str, list[Row]] = {
 # the whole site: 6 loops, 300 h; acknowledged after 1800 and 1000 s (median 1400 s = 0.39 h); open past 24 h:
 # A2, A3, A4, past 48 h: A2; outdoor -187 over 13 hours, degree-hours (117.25 + 350) / 2 stations
 TOTAL = _row(
-    "district", ("-",), 6, 3401.0, 40, 0.0442, 9.1, 4.17, 286.74, 0.28, 0.6329, 4.5, 0.38, 40.08, 1.18,
+    "district", ("-",), 6, 3401.0, 40, 0.0442, 9.1, 4.17, 286.74, 0.28, 0.6329, 4.52, 0.38, 40.25, 1.18,
     4, 0.39, 0.5, 4.03, 4.03, 3, 1, -14.38, 233.6,
 )  # fmt: skip
 del TOTAL["district"]
@@ -238,7 +238,7 @@ def test_overlapping_points_never_make_negative_unknown_time_or_a_rate_above_one
         LoopSums.from_rollup({"ok": 20000, "noncompliant": 20000, "judged": 36000, "good_estimate": 30000,
                               "good_sensors": 10000})
     )["loop"]  # fmt: skip
-    assert (row["unknown_hours"], row["compliance_rate"], row["monitored_share"]) == (0.0, 1.0, 1.1111)
+    assert (row["unknown_hours"], row["compliance_rate"]) == (0.0, 1.0)
 
 
 def test_no_judged_time_and_an_empty_period_are_unknown_not_zero() -> None:
@@ -248,6 +248,12 @@ def test_no_judged_time_and_an_empty_period_are_unknown_not_zero() -> None:
     assert offline["beyond_design_hours"] == 0.5
     empty = _one_loop(LoopSums(), stop=START)["station"]
     assert (empty["monitored_share"], empty["unknown_hours"], empty["compliance_rate"]) == (None, 0.0, None)
+
+
+def test_any_judged_time_gives_a_rate() -> None:
+    """Half a second of judged time (a point with interval_s 0.5, all good) is a rate of 100 %, not unknown."""
+    row = _one_loop(LoopSums.from_rollup({"ok": 0.5, "judged": 0.5, "good_sensors": 0.5}), area=None)["loop"]
+    assert row["compliance_rate"] == 1.0
 
 
 def test_time_alone_weighs_when_a_station_lacks_area() -> None:

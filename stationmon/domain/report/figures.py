@@ -158,17 +158,13 @@ def _time_figures(loops: Sequence[LoopFigures]) -> Row:
     }
 
 
-def _unit_row(
-    unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums], loop_level: bool
-) -> Row:
+def _unit_row(unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums]) -> Row:
+    """A unit's row; `area_m2` and `households` are its stations' (a loop's row replaces them by its share)."""
     stations = {f.station.id: f.station for f in unit.loops}
     row: Row = dict(unit.keys)
     row["loops"] = len(unit.loops)
-    if loop_level:  # the loop's share of its station's
-        row["area_m2"], row["households"] = _r(unit.loops[0].area_m2, 1), _r(unit.loops[0].households, 1)
-    else:
-        row["area_m2"] = _sum_known([s.area_m2 for s in stations.values()])
-        row["households"] = _sum_known([s.households for s in stations.values()])
+    row["area_m2"] = _sum_known([s.area_m2 for s in stations.values()])
+    row["households"] = _sum_known([s.households for s in stations.values()])
     row.update(_time_figures(unit.loops))
     row.update(alert_figures(lives, inp.stop))
     hours = sum(o.h for o in outdoor)
@@ -209,7 +205,10 @@ def level_rows(inp: ReportInput, figures: Sequence[LoopFigures], level: str) -> 
         else:
             lives = [a for s in sorted(station_ids) for a in by_station.get(s, [])]
         outdoor = [inp.outdoor[s] for s in sorted(station_ids) if s in inp.outdoor]
-        rows.append(_unit_row(unit, inp, lives, outdoor, level == "loop"))
+        row = _unit_row(unit, inp, lives, outdoor)
+        if level == "loop":  # the loop's share of its station's
+            row["area_m2"], row["households"] = _r(unit.loops[0].area_m2, 1), _r(unit.loops[0].households, 1)
+        rows.append(row)
     return rows
 
 
@@ -219,7 +218,7 @@ def site_total(inp: ReportInput, figures: Sequence[LoopFigures]) -> Row:
         return {}
     unit = _Unit({}, list(figures))
     outdoor = [inp.outdoor[s] for s in sorted({f.station.id for f in figures}) if s in inp.outdoor]
-    return _unit_row(unit, inp, inp.lives, outdoor, False)
+    return _unit_row(unit, inp, inp.lives, outdoor)
 
 
 def all_levels(inp: ReportInput) -> dict[str, list[Row]]:
