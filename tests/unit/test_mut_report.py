@@ -276,6 +276,7 @@ def test_households_split_and_station_without_loops() -> None:
     bare = Station("y", area_m2=50.0, households=1)
     inp = ReportInput([bare, st], SITE, 600.0, 0.0, 10 * H, 180, {}, {}, {}, [])
     figures = loop_figures(inp)
+    assert all(f.heat_source_s == 0.0 for f in figures)  # no primary_shortage time given: none
     assert [(f.loop, f.area_m2, f.households) for f in figures] == [("x0", 300.0, 3.0), ("x1", 300.0, 3.0),
                                                                     ("x2", 300.0, 3.0)]  # fmt: skip
 
@@ -305,6 +306,18 @@ def test_a_household_cold_all_inspection_hours_is_one_household_day() -> None:
     assert (row["household_days_below_target"], row["household_days_below_refund"]) == (2.0, 1.0)
     # 36 × 100 m² / 180 days = 20 CNY a household-day: 0.5 × 20 × (2 - 1) + 20 × 1
     assert row["refund_estimate_cny"] == 30.0
+
+
+def test_household_days_from_points_without_interval_s() -> None:
+    """Older points without interval_s stand for evaluate_every (600 s) each, at the measure's mean share:
+    4 points with shares summing to 2.0 are 1200 s below target; × 60 households / 72,000 s = 1.0 household-day."""
+    st = Station("x", area_m2=6000.0, households=60, loops=(Loop("x0"),))
+    sums = LoopSums()
+    sums.measures["below_target"] = Measure(s=0.0, c=2.0, n=4, ni=0)
+    sums.measures["below_refund"] = Measure(s=0.0, c=1.0, n=4, ni=0)  # 600 s: 0.5 household-days
+    inp = ReportInput([st], SITE, 600.0, 0.0, 24 * H, 180, {("x", "x0"): sums}, {}, {}, [])
+    row = all_levels(inp)["loop"][0]
+    assert (row["household_days_below_target"], row["household_days_below_refund"]) == (1.0, 0.5)
 
 
 def test_refund_needs_fee_area_households_and_a_season() -> None:
