@@ -82,30 +82,36 @@ def refund_cny(
     return daily_fee * (0.5 * (t - r) + r)
 
 
+def _household_days(
+    inp: ReportInput, sums: LoopSums, area: float | None, homes: float | None, per_day: float
+) -> tuple[float | None, float | None, float | None]:
+    """A loop's household-days below target and below the refund tier, and their refund (None: no households)."""
+    if not homes:
+        return None, None, None
+    t = sums.seconds("below_target", inp.every_s) * homes / per_day
+    r = sums.seconds("below_refund", inp.every_s) * homes / per_day
+    return t, r, refund_cny(inp.site.fee_per_m2, area, homes, inp.season_days, t, r)
+
+
 def loop_figures(inp: ReportInput) -> list[LoopFigures]:
     """Every configured loop's figures, in config order."""
     per_day = inspection_seconds_per_day(inp.site)
     out = []
     for st in inp.stations:
-        n = len(st.loops) or 1
-        area = st.area_m2 / n if st.area_m2 else None
-        homes = st.households / n if st.households else None
         for lp in st.loops:
+            area = st.area_m2 / len(st.loops) if st.area_m2 else None
+            homes = st.households / len(st.loops) if st.households else None
             sums = inp.loop_sums.get((st.id, lp.id), LoopSums())
 
             def sec(name: str, s: LoopSums = sums) -> float:
                 return s.seconds(name, inp.every_s)
 
-            t = sec("below_target") * homes / per_day if homes else None
-            r = sec("below_refund") * homes / per_day if homes else None
-            refund = (
-                None if t is None or r is None else refund_cny(inp.site.fee_per_m2, area, homes, inp.season_days, t, r)
-            )
             out.append(
                 LoopFigures(
                     st, lp.id, inp.stop - inp.start, sec("ok"), sec("noncompliant"), sec("beyond_design"),
                     sec("judged"), sec("good_estimate") + sec("good_sensors"),
-                    inp.heat_source_s.get((st.id, lp.id), 0.0), area, homes, t, r, refund,
+                    inp.heat_source_s.get((st.id, lp.id), 0.0), area, homes,
+                    *_household_days(inp, sums, area, homes, per_day),
                 )
             )  # fmt: skip
     return out
@@ -126,14 +132,18 @@ class _Unit:
     loops: list[LoopFigures] = field(default_factory=list)
 
 
+def _weight(f: LoopFigures, by_area: bool) -> float:
+    """What a loop's time weighs in the compliance rate: its area, or 1 when the unit weighs by time alone."""
+    return f.area_m2 if by_area and f.area_m2 else 1.0
+
+
 def _time_figures(loops: Sequence[LoopFigures]) -> Row:
     period_h = sum(f.period_s for f in loops) / HOUR
     ok_h = sum(f.ok_s for f in loops) / HOUR
     nc_h = sum(f.noncompliant_s for f in loops) / HOUR
-    area_weighted = all(f.area_m2 for f in loops)
-    weights = [(f.area_m2 or 0.0) if area_weighted else 1.0 for f in loops]
-    judged = sum(w * f.judged_s for w, f in zip(weights, loops, strict=True))
-    good = sum(w * f.good_s for w, f in zip(weights, loops, strict=True))
+    by_area = all(f.area_m2 for f in loops)
+    judged = sum(_weight(f, by_area) * f.judged_s for f in loops)
+    good = sum(_weight(f, by_area) * f.good_s for f in loops)
     return {
         "monitored_share": _r((ok_h + nc_h) / period_h, 4) if period_h else None,
         "compliant_hours": round(ok_h, 2),
@@ -148,17 +158,13 @@ def _time_figures(loops: Sequence[LoopFigures]) -> Row:
     }
 
 
-def _unit_row(
-    unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums], loop_level: bool
-) -> Row:
+def _unit_row(unit: _Unit, inp: ReportInput, lives: Sequence[AlertLife], outdoor: Sequence[OutdoorSums]) -> Row:
+    """A unit's row; `area_m2` and `households` are its stations' (a loop's row replaces them by its share)."""
     stations = {f.station.id: f.station for f in unit.loops}
     row: Row = dict(unit.keys)
     row["loops"] = len(unit.loops)
-    if loop_level:  # the loop's share of its station's
-        row["area_m2"], row["households"] = _r(unit.loops[0].area_m2, 1), _r(unit.loops[0].households, 1)
-    else:
-        row["area_m2"] = _sum_known([s.area_m2 for s in stations.values()])
-        row["households"] = _sum_known([s.households for s in stations.values()])
+    row["area_m2"] = _sum_known([s.area_m2 for s in stations.values()])
+    row["households"] = _sum_known([s.households for s in stations.values()])
     row.update(_time_figures(unit.loops))
     row.update(alert_figures(lives, inp.stop))
     hours = sum(o.h for o in outdoor)
@@ -199,7 +205,10 @@ def level_rows(inp: ReportInput, figures: Sequence[LoopFigures], level: str) -> 
         else:
             lives = [a for s in sorted(station_ids) for a in by_station.get(s, [])]
         outdoor = [inp.outdoor[s] for s in sorted(station_ids) if s in inp.outdoor]
-        rows.append(_unit_row(unit, inp, lives, outdoor, level == "loop"))
+        row = _unit_row(unit, inp, lives, outdoor)
+        if level == "loop":  # the loop's share of its station's
+            row["area_m2"], row["households"] = _r(unit.loops[0].area_m2, 1), _r(unit.loops[0].households, 1)
+        rows.append(row)
     return rows
 
 
@@ -209,7 +218,7 @@ def site_total(inp: ReportInput, figures: Sequence[LoopFigures]) -> Row:
         return {}
     unit = _Unit({}, list(figures))
     outdoor = [inp.outdoor[s] for s in sorted({f.station.id for f in figures}) if s in inp.outdoor]
-    return _unit_row(unit, inp, inp.lives, outdoor, False)
+    return _unit_row(unit, inp, inp.lives, outdoor)
 
 
 def all_levels(inp: ReportInput) -> dict[str, list[Row]]:

@@ -34,8 +34,9 @@ def _local_midnight(day: dt.date, tz: ZoneInfo) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 
-def season_start(now: float, timezone: str, start: MonthDay, end: MonthDay) -> float:
-    """Local midnight starting the heating season `now` is in, or else the last one that began before `now`."""
+def season_start(now: float, timezone: str, start: MonthDay) -> float:
+    """Local midnight starting the heating season `now` is in, or else the last one that began before `now`
+    (the season starting on `start`, MM-DD: its end does not matter)."""
     tz = ZoneInfo(timezone)
     today = dt.datetime.fromtimestamp(now, tz).date()
     year = today.year if (today.month, today.day) >= start else today.year - 1
@@ -45,7 +46,7 @@ def season_start(now: float, timezone: str, start: MonthDay, end: MonthDay) -> f
 def season_days(moment: float, timezone: str, start: MonthDay, end: MonthDay) -> int:
     """Length in days (both ends included) of the heating season that began last at or before `moment`."""
     tz = ZoneInfo(timezone)
-    first = dt.datetime.fromtimestamp(season_start(moment, timezone, start, end), tz).date()
+    first = dt.datetime.fromtimestamp(season_start(moment, timezone, start), tz).date()
     last = dt.date(first.year + (1 if end < start else 0), *end)
     return (last - first).days + 1
 
@@ -59,14 +60,14 @@ def parse_time(
     if text == "now":
         return now
     if text == "season":
-        return season_start(now, timezone, *season)
+        return season_start(now, timezone, season[0])
     try:
-        if text[:1] in "+-" and len(text) > 1:
+        if text[:1] in ("+", "-"):  # "-" alone fails in parse_duration
             seconds = parse_duration(text[1:])
             return now - seconds if text[0] == "-" else now + seconds
         if _DATE_RE.match(text):
             return _local_midnight(dt.date.fromisoformat(text), ZoneInfo(timezone))
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text.replace("z", "Z"))  # Python 3.11 reads Z, not z
     except ValueError:
         raise ValueError(
             f"bad time {text!r} (expected RFC 3339, a date such as 2026-12-01, now, season, or relative such as -30d)"
@@ -110,7 +111,7 @@ def plan_reads(start: float, stop: float, now: float, timezone: str, settle_s: f
     receive late points (a spool replay), so they are read raw and never stored as rollups."""
     settled = min(stop, floor_hour(now - settle_s))
     raw = (max(start, settled), stop) if settled < stop else None
-    days = tuple(local_days(start, settled, timezone)) if settled > start else ()
+    days = tuple(local_days(start, settled, timezone))  # none if settled <= start
     hours: list[float] = []
     h = start
     for d0, d1 in (*days, (settled, settled)):
