@@ -233,12 +233,13 @@ def _one_loop(sums: LoopSums, stop: float = START + 10 * H, area: float | None =
 
 def test_overlapping_points_never_make_negative_unknown_time_or_a_rate_above_one() -> None:
     """A replayed spool can write points that overlap: 40,000 s ok + noncompliant over a 36,000 s loop-period
-    leaves 0 unknown hours (not -1.11), and more good time than judged time is a rate of 1.0 (not 1.11)."""
+    leaves 0 unknown hours (not -1.11), a monitored share of 1.0 (not 1.11), and more good time than judged
+    time is a rate of 1.0 (not 1.11)."""
     row = _one_loop(
         LoopSums.from_rollup({"ok": 20000, "noncompliant": 20000, "judged": 36000, "good_estimate": 30000,
                               "good_sensors": 10000})
     )["loop"]  # fmt: skip
-    assert (row["unknown_hours"], row["compliance_rate"]) == (0.0, 1.0)
+    assert (row["unknown_hours"], row["monitored_share"], row["compliance_rate"]) == (0.0, 1.0, 1.0)
 
 
 def test_no_judged_time_and_an_empty_period_are_unknown_not_zero() -> None:

@@ -145,7 +145,7 @@ def _time_figures(loops: Sequence[LoopFigures]) -> Row:
     judged = sum(_weight(f, by_area) * f.judged_s for f in loops)
     good = sum(_weight(f, by_area) * f.good_s for f in loops)
     return {
-        "monitored_share": _r((ok_h + nc_h) / period_h, 4) if period_h else None,
+        "monitored_share": _r(min(1.0, (ok_h + nc_h) / period_h), 4) if period_h else None,
         "compliant_hours": round(ok_h, 2),
         "noncompliant_hours": round(nc_h, 2),
         "unknown_hours": round(max(0.0, period_h - ok_h - nc_h), 2),
