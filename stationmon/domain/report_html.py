@@ -117,7 +117,7 @@ def _cell(key: str, value: float | int | str | None) -> str:
     shown = _e(format_value(key, value))
     if value is None:
         return f'<td class="missing" data-key="{key}">{shown}</td>'
-    cls = "" if KINDS.get(key, "text") == "text" else ' class="num"'
+    cls = "" if KINDS[key] == "text" else ' class="num"'
     return f'<td{cls} data-key="{key}">{shown}</td>'
 
 
@@ -136,15 +136,12 @@ def _table(t: ReportTables, lang: str, keys: Sequence[str], rows: Sequence[Row],
     return f"<table><thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _by_rate(rows: Sequence[Row], best_first: bool) -> list[Row]:
-    """Rows with a compliance rate, best (or worst) first, ties by name; rows without one are left out."""
+def _by_rate(rows: Sequence[Row], unit: str, best_first: bool) -> list[Row]:
+    """Rows with a compliance rate, best (or worst) first, ties by the `unit`'s name; rows without one are
+    left out."""
     rated = [r for r in rows if isinstance(r.get("compliance_rate"), int | float)]
     sign = -1.0 if best_first else 1.0
-    return sorted(rated, key=lambda r: (sign * float(r["compliance_rate"] or 0.0), str(r.get(_name_key(r)))))
-
-
-def _name_key(row: Row) -> str:
-    return next((k for k in ("station", "company", "district") if k in row), "station")
+    return sorted(rated, key=lambda r: (sign * float(r["compliance_rate"] or 0.0), str(r.get(unit))))
 
 
 def _header(t: ReportTables, lang: str) -> str:
@@ -184,7 +181,7 @@ def _summary(t: ReportTables, lang: str) -> str:
 
 def _ranking(t: ReportTables, lang: str) -> str:
     rows = t.levels.get("company", [])
-    ordered = _by_rate(rows, best_first=True)
+    ordered = _by_rate(rows, "company", best_first=True)
     ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get("company")))
     return (
         f'<section class="ranking" id="ranking"><h2>{_e(text("ranking", lang))}</h2>'
@@ -192,7 +189,8 @@ def _ranking(t: ReportTables, lang: str) -> str:
     )
 
 
-def _shorten(label: str, cells: int = 26) -> str:
+def _shorten(label: str, cells: int) -> str:
+    """`label` cut to fit `cells` half-width cells, an ellipsis in the last one when cut."""
     if display_width(label) <= cells:
         return label
     out = ""
@@ -242,7 +240,7 @@ def _charts(t: ReportTables, lang: str) -> str:
     parts = ['<section class="charts" id="charts">']
     for unit in ("company", "district"):
         rows = t.levels.get(unit, [])
-        ordered = _by_rate(rows, best_first=True)
+        ordered = _by_rate(rows, unit, best_first=True)
         ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get(unit)))
         parts.append(f"<h2>{_e(text('chart.' + unit, lang))}</h2>{_bar_chart(ordered, unit, lang)}")
         parts.append(f'<p class="legend">{_e(text("chart.legend", lang))}</p>')
@@ -251,7 +249,7 @@ def _charts(t: ReportTables, lang: str) -> str:
 
 def _worst(t: ReportTables, lang: str) -> str:
     rows = t.levels.get("station", [])
-    worst = _by_rate(rows, best_first=False)[:WORST_N]
+    worst = _by_rate(rows, "station", best_first=False)[:WORST_N]
     keys = (*UNIT_KEYS["station"], *WORST_KEYS)
     out = f'<section class="worst" id="worst"><h2>{_e(text("worst", lang, n=len(worst)))}</h2>'
     out += _table(t, lang, keys, worst, ranked=True)

@@ -83,6 +83,7 @@ def small_tables(**changes: Any) -> ReportTables:
         {"company": "Zeta"} | figures(None, 0.0),
         {"company": "A&B <Heat>"} | figures(0.5, 1.0, alerts=0, past_48h=0),
         {"company": LONG} | figures(0.9, 0.625),
+        {"company": "Omega"} | figures(None, None),
     ]
     districts = [
         {"district": "香坊区"} | figures(None, None),
@@ -90,6 +91,7 @@ def small_tables(**changes: Any) -> ReportTables:
         | figures(0.25, 0.4, loops=3, area_m2=30000.0, alerts=4, refund_estimate_cny=1000.5, outdoor_mean=-20.0),
         {"district": "南岗区"}
         | figures(0.7, 0.9, loops=5, area_m2=50000.5, alerts=1, compliant_hours=100.25, unknown_hours=None),
+        {"district": "平房区"} | figures(None, 0.0),
     ]
     tables = ReportTables(
         by="station",
@@ -144,6 +146,7 @@ def test_csv_is_exactly_the_asked_level_with_empty_cells_for_none() -> None:
         "Zeta,,,,0.0,,,,,,,,,,,,,,,,,,\n"
         "A&B <Heat>,,,,1.0,,,,,0.5,,,,,0,,,,,,0,,\n"
         f"{LONG},,,,0.625,,,,,0.9,,,,,,,,,,,,,\n"
+        "Omega,,,,,,,,,,,,,,,,,,,,,,\n"
     )
     station = render(small_tables(), "csv", "zh").decode().splitlines()
     assert station[2].startswith(f"{HOSTILE},A&B <Heat>,道里区,1,,,1.0,")  # csv needs no escaping here
@@ -163,8 +166,8 @@ def test_json_is_exactly_the_report_with_null_for_none_and_nan() -> None:
         *("rows", "total", "meta"),
     ]
     assert (doc["from"], doc["to"]) == ("2026-11-15T06:00:00+08:00", "2026-12-01T18:30:00+08:00")
-    assert [r["district"] for r in doc["rows"]] == ["香坊区", "道里区", "南岗区"]
-    assert [list(r) for r in doc["rows"]] == [list(columns("district"))] * 3
+    assert [r["district"] for r in doc["rows"]] == ["香坊区", "道里区", "南岗区", "平房区"]
+    assert [list(r) for r in doc["rows"]] == [list(columns("district"))] * 4
     assert doc["rows"][2]["area_m2"] == 50000.5 and doc["rows"][2]["unknown_hours"] is None
     assert doc["total"] == total | {"outdoor_mean": None, "degree_hours": None}
     assert doc["meta"] == {"points": 1234, "note": None, "source": "rollup <1h>"}
@@ -223,14 +226,20 @@ def test_html_bars_are_proportional_and_ordered_best_first_ties_by_name() -> Non
         ("龙江供热", 325.0, 380.0),
         ("A&B <Heat>", 200.0, 400.0),
         ("Beta", 200.0, 300.0),
+        ("Omega", None, None),  # the unrated by name
         ("Zeta", None, 0.0),
     ]
-    assert _bars(district) == [("南岗区", 280.0, 360.0), ("道里区", 100.0, 160.0), ("香坊区", None, None)]
-    assert 'viewBox="0 0 760 168"' in company and 'viewBox="0 0 760 112"' in district  # 22 + rows × 28 + 6
+    assert _bars(district) == [
+        ("南岗区", 280.0, 360.0),
+        ("道里区", 100.0, 160.0),
+        ("平房区", None, 0.0),
+        ("香坊区", None, None),
+    ]
+    assert 'viewBox="0 0 760 196"' in company and 'viewBox="0 0 760 140"' in district  # 22 + rows × 28 + 6
     values = re.findall(r'class="value">([^<]*)<', district)
-    assert values == ["70.0%", "25.0%", "not judged"]
+    assert values == ["70.0%", "25.0%", "not judged", "not judged"]
     shares = re.findall(r'class="share-value">([^<]*)<', district)
-    assert shares == ["Monitored share 90.0%", "Monitored share 40.0%", "Monitored share –"]
+    assert shares == ["Monitored share 90.0%", "Monitored share 40.0%", "Monitored share 0.0%", "Monitored share –"]
 
 
 def test_html_bars_stay_inside_the_chart_when_a_figure_leaves_0_to_1() -> None:
@@ -260,14 +269,14 @@ def test_html_chart_labels_longer_than_27_cells_are_shortened_with_the_full_name
 
 
 def test_html_ranking_lists_every_company_best_first_with_a_rank() -> None:
-    """Ranks 1..5: best rate first, ties by name, a company without a rate last; its cells are numbers
+    """Ranks 1..6: best rate first, ties by name, the companies without a rate last by name; its cells are numbers
     (right-aligned) or missing (centred dash)."""
     ranking = _section(render(small_tables(), "html", "en").decode(), "ranking")
     rows = re.findall(r"<tr>(.*?)</tr>", ranking.split("<tbody>", 1)[1])
     ranks = [re.findall(r'^<td class="num">(\d+)</td>', r)[0] for r in rows]
     names = [html.unescape(re.findall(r'data-key="company">([^<]*)<', r)[0]) for r in rows]
-    assert ranks == ["1", "2", "3", "4", "5"]
-    assert names == [LONG, "龙江供热", "A&B <Heat>", "Beta", "Zeta"]
+    assert ranks == ["1", "2", "3", "4", "5", "6"]
+    assert names == [LONG, "龙江供热", "A&B <Heat>", "Beta", "Omega", "Zeta"]
     assert '<td class="num" data-key="compliance_rate">50.0%</td>' in rows[3]
     assert '<td class="missing" data-key="compliance_rate">–</td>' in rows[4]
     assert '<td data-key="company">Beta</td>' in rows[3]  # text: no number class
@@ -449,7 +458,7 @@ def test_xlsx_headings_are_bold_on_grey_wrapped_and_frozen_with_a_filter() -> No
         assert cell.font.b and cell.fill.fill_type == "solid" and cell.fill.fgColor.rgb == "00EDF2F7"
         assert cell.alignment.wrap_text and cell.alignment.vertical == "bottom"
     assert not ws["A2"].font.b and ws["A2"].fill.fill_type is None
-    assert (ws.freeze_panes, ws.auto_filter.ref) == ("A2", "A1:W6")
+    assert (ws.freeze_panes, ws.auto_filter.ref) == ("A2", "A1:W7")
     bare = openpyxl.load_workbook(io.BytesIO(render(small_tables(site=""), "xlsx", "zh")))
     assert bare.properties.title == "供热室温合格率报告"
 
