@@ -106,7 +106,7 @@ p.legend { color: #4a5568; font-size: 9pt; margin: 2px 0 14px; }
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(str(value))  # quotes too: names sit in attributes
 
 
 def _local(ts: float, timezone: str) -> str:
@@ -180,7 +180,7 @@ def _summary(t: ReportTables, lang: str) -> str:
 
 
 def _ranking(t: ReportTables, lang: str) -> str:
-    rows = t.levels.get("company", [])
+    rows = t.levels["company"]
     ordered = _by_rate(rows, "company", best_first=True)
     ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get("company")))
     return (
@@ -203,7 +203,8 @@ def _shorten(label: str, cells: int) -> str:
 
 def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
     """Horizontal bars of compliance rate (thin grey: monitored share) per unit, values in a right column."""
-    label_w, bar_x, bar_w, row_h, top = 190, 200, 400, 28, 22
+    # a label gets 27 half-width cells (about 7 px each) left of the bars
+    label_cells, bar_x, bar_w, row_h, top = 27, 200, 400, 28, 22
     height = top + max(len(rows), 1) * row_h + 6
     parts = [
         f'<svg class="chart" data-unit="{unit}" viewBox="0 0 760 {height}" '
@@ -218,7 +219,7 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
         name = str(row.get(unit) or "")
         parts.append(
             f'<text x="{bar_x - 8}" y="{y + 15}" text-anchor="end" data-label="{_e(name)}">'
-            f"<title>{_e(name)}</title>{_e(_shorten(name, label_w // 7))}</text>"
+            f"<title>{_e(name)}</title>{_e(_shorten(name, label_cells))}</text>"
         )
         rate, share = row.get("compliance_rate"), row.get("monitored_share")
         if isinstance(share, int | float):
@@ -239,7 +240,7 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
 def _charts(t: ReportTables, lang: str) -> str:
     parts = ['<section class="charts" id="charts">']
     for unit in ("company", "district"):
-        rows = t.levels.get(unit, [])
+        rows = t.levels[unit]
         ordered = _by_rate(rows, unit, best_first=True)
         ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get(unit)))
         parts.append(f"<h2>{_e(text('chart.' + unit, lang))}</h2>{_bar_chart(ordered, unit, lang)}")
@@ -248,7 +249,7 @@ def _charts(t: ReportTables, lang: str) -> str:
 
 
 def _worst(t: ReportTables, lang: str) -> str:
-    rows = t.levels.get("station", [])
+    rows = t.levels["station"]
     worst = _by_rate(rows, "station", best_first=False)[:WORST_N]
     keys = (*UNIT_KEYS["station"], *WORST_KEYS)
     out = f'<section class="worst" id="worst"><h2>{_e(text("worst", lang, n=len(worst)))}</h2>'
@@ -263,7 +264,7 @@ def _worst(t: ReportTables, lang: str) -> str:
 
 def _full(t: ReportTables, lang: str) -> str:
     """Every row of the asked level with every section 8 column, in two tables of column groups."""
-    rows = t.levels.get(t.by, [])
+    rows = t.levels[t.by]
     out = f'<section class="full" id="full"><h2>{_e(text("full", lang, level=text("level." + t.by, lang)))}</h2>'
     for group, measures in COLUMN_GROUPS:
         out += f"<h3>{_e(text(group, lang))}</h3>" + _table(t, lang, (*UNIT_KEYS[t.by], *measures), rows)

@@ -265,7 +265,7 @@ def site_total(tables: ReportTables) -> Row:
     """The whole site's row: `tables.total` when the report computed it, else the district rows' sums."""
     if tables.total:
         return {k: tables.total.get(k) for k in MEASURES}
-    rows = tables.levels.get("district", [])
+    rows = tables.levels["district"]
     total: Row = {}
     for key in MEASURES:
         values = [v for row in rows if isinstance(v := row.get(key), int | float)]

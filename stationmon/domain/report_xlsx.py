@@ -69,7 +69,7 @@ def _level_sheet(wb: Any, t: ReportTables, level: str, lang: str) -> None:
     for cell in ws[1]:
         cell.font, cell.fill = _HEAD_FONT, _HEAD_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="bottom")
-    for row in t.levels.get(level, []):
+    for row in t.levels[level]:
         ws.append([row.get(k) for k in keys])
     for i, key in enumerate(keys):
         fmt = NUMBER_FORMATS.get(KINDS[key])

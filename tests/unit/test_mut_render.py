@@ -251,7 +251,7 @@ def test_html_bars_stay_inside_the_chart_when_a_figure_leaves_0_to_1() -> None:
 
 
 def test_html_chart_labels_longer_than_27_cells_are_shortened_with_the_full_name_kept() -> None:
-    """A label gets 27 half-width cells (190 px at 7 px each): a longer one is cut to at most 26 cells and
+    """A label gets 27 half-width cells (about 7 px each): a longer one is cut to at most 26 cells and
     an ellipsis; the full name stays in data-label and the tooltip. A Chinese character takes two cells."""
     names = ["x" * 27, "y" * 28, "长" * 13 + "a", "长" * 14]
     districts = [{"district": n} | figures(0.5 - i / 10, 0.5) for i, n in enumerate(names)]
@@ -594,4 +594,3 @@ def test_site_total_takes_the_computed_total_else_sums_the_districts() -> None:
     assert total["compliance_rate"] is None and total["outdoor_mean"] is None  # not summable
     odd = small_tables(levels={"district": [{"district": "a", "alerts": "3"}, {"district": "b", "alerts": 2}]})
     assert site_total(odd)["alerts"] == 2
-    assert site_total(small_tables(levels={})) == dict.fromkeys(MEASURES)
