@@ -594,3 +594,21 @@ def test_site_total_takes_the_computed_total_else_sums_the_districts() -> None:
     assert total["compliance_rate"] is None and total["outdoor_mean"] is None  # not summable
     odd = small_tables(levels={"district": [{"district": "a", "alerts": "3"}, {"district": "b", "alerts": 2}]})
     assert site_total(odd)["alerts"] == 2
+
+
+def test_json_never_writes_the_non_json_token_nan() -> None:
+    """Rows and the total turn NaN into null; a NaN anywhere else (meta) is refused, not written as `NaN`,
+    which strict JSON readers reject (json.dumps's default would write it)."""
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        render(small_tables(meta={"ratio": float("nan")}), "json")
+
+
+def test_html_a_company_without_a_name_is_a_blank_label_not_none() -> None:
+    """Stations without a company form a company row named "" (the config's default): its chart label,
+    tooltip and ranking cell are blank, and it ranks like any other company."""
+    companies = [{"company": ""} | figures(0.95, 1.0), *small_tables().levels["company"]]
+    page = render(small_tables(levels=small_tables().levels | {"company": companies}), "html", "en").decode()
+    assert _bars(_section(page, "charts").split('<svg class="chart"')[1])[0] == ("", 380.0, 400.0)
+    assert 'data-label=""><title></title></text>' in page
+    ranking = _section(page, "ranking").split("<tbody>", 1)[1]
+    assert ranking.startswith('<tr><td class="num">1</td><td data-key="company"></td>')
