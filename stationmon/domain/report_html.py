@@ -139,9 +139,12 @@ def _table(t: ReportTables, lang: str, keys: Sequence[str], rows: Sequence[Row],
 def _by_rate(rows: Sequence[Row], unit: str, best_first: bool) -> list[Row]:
     """Rows with a compliance rate, best (or worst) first, ties by the `unit`'s name; rows without one are
     left out."""
-    rated = [r for r in rows if isinstance(r.get("compliance_rate"), int | float)]
-    sign = -1.0 if best_first else 1.0
-    return sorted(rated, key=lambda r: (sign * float(r["compliance_rate"] or 0.0), str(r.get(unit))))
+
+    def order(row: Row) -> tuple[float, str]:
+        rate = float(row["compliance_rate"] or 0.0)
+        return (-rate if best_first else rate, str(row.get(unit)))
+
+    return sorted((r for r in rows if isinstance(r.get("compliance_rate"), int | float)), key=order)
 
 
 def _header(t: ReportTables, lang: str) -> str:
