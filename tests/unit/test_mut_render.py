@@ -465,7 +465,7 @@ def test_xlsx_headings_are_bold_on_grey_wrapped_and_frozen_with_a_filter() -> No
 
 def test_xlsx_column_widths_fit_headings_and_values_within_bounds() -> None:
     """Width = widest of heading (counted up to 18 cells) and shown values, + 2, at least 8, at most 42."""
-    stations = [{"station": "x" * 60, "company": "龙江供热", "district": "区"} | figures(0.5, 1.0, area_m2=1234567.0)]
+    stations = [{"station": "x" * 60, "company": "龙江供热", "district": "区"} | figures(0.5, 1.0, area_m2=1234567.0, households=1234567)]
     tables = small_tables(levels=small_tables().levels | {"station": stations})
     ws = openpyxl.load_workbook(io.BytesIO(render(tables, "xlsx", "zh")))["换热站"]
     width = {c.value: ws.column_dimensions[c.column_letter].width for c in ws[1]}
@@ -473,6 +473,7 @@ def test_xlsx_column_widths_fit_headings_and_values_within_bounds() -> None:
     assert width["供热单位"] == 10  # heading 8 cells, 龙江供热 8 cells
     assert width["区"] == 8  # 2 cells: at least 8
     assert width["供热面积 (m²)"] == 15  # heading 13 cells; "1,234,567" 9
+    assert width["户数"] == 11  # shown as "1,234,567" (9 cells), not as the stored 1234567 (7)
     assert width["低于18.5 °C户·天"] == 18  # heading 16 cells (° and · are one cell each)
     assert width["处理用时中位数 (h)"] == 20  # heading 18 cells
     en = openpyxl.load_workbook(io.BytesIO(render(tables, "xlsx", "en")))["Stations"]
