@@ -117,7 +117,7 @@ def _about_sheet(wb: Any, t: ReportTables, lang: str) -> None:
         ws.cell(ws.max_row, 1).font = _HEAD_FONT
         for name, value in t.meta.items():
             ws.append([name, value])
-    _fit(ws, [30, 40, 90])
+    _fit(ws, [30, _MAX_WIDTH, _MAX_WIDTH])  # headings; values and keys, meanings: as wide as a column gets
 
 
 def render_xlsx(tables: ReportTables, lang: str) -> bytes:
