@@ -465,7 +465,8 @@ def test_xlsx_headings_are_bold_on_grey_wrapped_and_frozen_with_a_filter() -> No
 
 def test_xlsx_column_widths_fit_headings_and_values_within_bounds() -> None:
     """Width = widest of heading (counted up to 18 cells) and shown values, + 2, at least 8, at most 42."""
-    stations = [{"station": "x" * 60, "company": "龙江供热", "district": "区"} | figures(0.5, 1.0, area_m2=1234567.0, households=1234567)]
+    unit: Row = {"station": "x" * 60, "company": "龙江供热", "district": "区"}
+    stations = [unit | figures(0.5, 1.0, area_m2=1234567.0, households=1234567)]
     tables = small_tables(levels=small_tables().levels | {"station": stations})
     ws = openpyxl.load_workbook(io.BytesIO(render(tables, "xlsx", "zh")))["换热站"]
     width = {c.value: ws.column_dimensions[c.column_letter].width for c in ws[1]}
