@@ -106,7 +106,7 @@ p.legend { color: #4a5568; font-size: 9pt; margin: 2px 0 14px; }
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(str(value))  # quotes too: names sit in attributes
 
 
 def _local(ts: float, timezone: str) -> str:
@@ -117,7 +117,7 @@ def _cell(key: str, value: float | int | str | None) -> str:
     shown = _e(format_value(key, value))
     if value is None:
         return f'<td class="missing" data-key="{key}">{shown}</td>'
-    cls = "" if KINDS.get(key, "text") == "text" else ' class="num"'
+    cls = "" if KINDS[key] == "text" else ' class="num"'
     return f'<td{cls} data-key="{key}">{shown}</td>'
 
 
@@ -136,15 +136,15 @@ def _table(t: ReportTables, lang: str, keys: Sequence[str], rows: Sequence[Row],
     return f"<table><thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _by_rate(rows: Sequence[Row], best_first: bool) -> list[Row]:
-    """Rows with a compliance rate, best (or worst) first, ties by name; rows without one are left out."""
-    rated = [r for r in rows if isinstance(r.get("compliance_rate"), int | float)]
-    sign = -1.0 if best_first else 1.0
-    return sorted(rated, key=lambda r: (sign * float(r["compliance_rate"] or 0.0), str(r.get(_name_key(r)))))
+def _by_rate(rows: Sequence[Row], unit: str, best_first: bool) -> list[Row]:
+    """Rows with a compliance rate, best (or worst) first, ties by the `unit`'s name; rows without one are
+    left out."""
 
+    def order(row: Row) -> tuple[float, str]:
+        rate = float(row["compliance_rate"] or 0.0)
+        return (-rate if best_first else rate, str(row.get(unit)))
 
-def _name_key(row: Row) -> str:
-    return next((k for k in ("station", "company", "district") if k in row), "station")
+    return sorted((r for r in rows if isinstance(r.get("compliance_rate"), int | float)), key=order)
 
 
 def _header(t: ReportTables, lang: str) -> str:
@@ -183,8 +183,8 @@ def _summary(t: ReportTables, lang: str) -> str:
 
 
 def _ranking(t: ReportTables, lang: str) -> str:
-    rows = t.levels.get("company", [])
-    ordered = _by_rate(rows, best_first=True)
+    rows = t.levels["company"]
+    ordered = _by_rate(rows, "company", best_first=True)
     ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get("company")))
     return (
         f'<section class="ranking" id="ranking"><h2>{_e(text("ranking", lang))}</h2>'
@@ -192,7 +192,8 @@ def _ranking(t: ReportTables, lang: str) -> str:
     )
 
 
-def _shorten(label: str, cells: int = 26) -> str:
+def _shorten(label: str, cells: int) -> str:
+    """`label` cut to fit `cells` half-width cells, an ellipsis in the last one when cut."""
     if display_width(label) <= cells:
         return label
     out = ""
@@ -205,7 +206,8 @@ def _shorten(label: str, cells: int = 26) -> str:
 
 def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
     """Horizontal bars of compliance rate (thin grey: monitored share) per unit, values in a right column."""
-    label_w, bar_x, bar_w, row_h, top = 190, 200, 400, 28, 22
+    # a label gets 27 half-width cells (about 7 px each) left of the bars
+    label_cells, bar_x, bar_w, row_h, top = 27, 200, 400, 28, 22
     height = top + max(len(rows), 1) * row_h + 6
     parts = [
         f'<svg class="chart" data-unit="{unit}" viewBox="0 0 760 {height}" '
@@ -220,7 +222,7 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
         name = str(row.get(unit) or "")
         parts.append(
             f'<text x="{bar_x - 8}" y="{y + 15}" text-anchor="end" data-label="{_e(name)}">'
-            f"<title>{_e(name)}</title>{_e(_shorten(name, label_w // 7))}</text>"
+            f"<title>{_e(name)}</title>{_e(_shorten(name, label_cells))}</text>"
         )
         rate, share = row.get("compliance_rate"), row.get("monitored_share")
         if isinstance(share, int | float):
@@ -241,8 +243,8 @@ def _bar_chart(rows: Sequence[Row], unit: str, lang: str) -> str:
 def _charts(t: ReportTables, lang: str) -> str:
     parts = ['<section class="charts" id="charts">']
     for unit in ("company", "district"):
-        rows = t.levels.get(unit, [])
-        ordered = _by_rate(rows, best_first=True)
+        rows = t.levels[unit]
+        ordered = _by_rate(rows, unit, best_first=True)
         ordered += sorted((r for r in rows if r not in ordered), key=lambda r: str(r.get(unit)))
         parts.append(f"<h2>{_e(text('chart.' + unit, lang))}</h2>{_bar_chart(ordered, unit, lang)}")
         parts.append(f'<p class="legend">{_e(text("chart.legend", lang))}</p>')
@@ -250,8 +252,8 @@ def _charts(t: ReportTables, lang: str) -> str:
 
 
 def _worst(t: ReportTables, lang: str) -> str:
-    rows = t.levels.get("station", [])
-    worst = _by_rate(rows, best_first=False)[:WORST_N]
+    rows = t.levels["station"]
+    worst = _by_rate(rows, "station", best_first=False)[:WORST_N]
     keys = (*UNIT_KEYS["station"], *WORST_KEYS)
     out = f'<section class="worst" id="worst"><h2>{_e(text("worst", lang, n=len(worst)))}</h2>'
     out += _table(t, lang, keys, worst, ranked=True)
@@ -265,7 +267,7 @@ def _worst(t: ReportTables, lang: str) -> str:
 
 def _full(t: ReportTables, lang: str) -> str:
     """Every row of the asked level with every section 8 column, in two tables of column groups."""
-    rows = t.levels.get(t.by, [])
+    rows = t.levels[t.by]
     out = f'<section class="full" id="full"><h2>{_e(text("full", lang, level=text("level." + t.by, lang)))}</h2>'
     for group, measures in COLUMN_GROUPS:
         out += f"<h3>{_e(text(group, lang))}</h3>" + _table(t, lang, (*UNIT_KEYS[t.by], *measures), rows)

@@ -213,7 +213,7 @@ def degrees(value: float | None) -> str:
 
 def display_width(label: str) -> int:
     """Width of `label` in half-width cells (a Chinese character takes two)."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in label)
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in label)
 
 
 def heading(key: str, lang: str, target: float | None = None, refund: float | None = None) -> str:
@@ -265,7 +265,7 @@ def site_total(tables: ReportTables) -> Row:
     """The whole site's row: `tables.total` when the report computed it, else the district rows' sums."""
     if tables.total:
         return {k: tables.total.get(k) for k in MEASURES}
-    rows = tables.levels.get("district", [])
+    rows = tables.levels["district"]
     total: Row = {}
     for key in MEASURES:
         values = [v for row in rows if isinstance(v := row.get(key), int | float)]

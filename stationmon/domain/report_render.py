@@ -56,7 +56,7 @@ def _csv(tables: ReportTables) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(names)
     for row in tables.levels[tables.by]:
-        writer.writerow(["" if row.get(k) is None else row.get(k) for k in names])
+        writer.writerow([row.get(k) for k in names])  # csv writes None as an empty cell
     return out.getvalue().encode()
 
 

@@ -69,7 +69,7 @@ def _level_sheet(wb: Any, t: ReportTables, level: str, lang: str) -> None:
     for cell in ws[1]:
         cell.font, cell.fill = _HEAD_FONT, _HEAD_FILL
         cell.alignment = Alignment(wrap_text=True, vertical="bottom")
-    for row in t.levels.get(level, []):
+    for row in t.levels[level]:
         ws.append([row.get(k) for k in keys])
     for i, key in enumerate(keys):
         fmt = NUMBER_FORMATS.get(KINDS[key])
@@ -117,7 +117,7 @@ def _about_sheet(wb: Any, t: ReportTables, lang: str) -> None:
         ws.cell(ws.max_row, 1).font = _HEAD_FONT
         for name, value in t.meta.items():
             ws.append([name, value])
-    _fit(ws, [30, 40, 90])
+    _fit(ws, [30, _MAX_WIDTH, _MAX_WIDTH])  # headings; values and keys, meanings: as wide as a column gets
 
 
 def render_xlsx(tables: ReportTables, lang: str) -> bytes:
