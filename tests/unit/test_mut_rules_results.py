@@ -1,0 +1,50 @@
+"""The conditions `RuleResults` hands the alert book: each test names the one-line bugs it catches.
+
+Alerts are routed and ranked per heating company (the regulator ranks companies), so every condition,
+station or loop, active or clear, must carry its station's company.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stationmon.domain.plant import Site
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults
+from stationmon.domain.settings import RulesSettings
+from tests.unit.test_rules_edges import RADIATOR, make_inputs
+
+
+def _judge_for_company(supply: float, return_: float, **kw: float) -> RuleResults:
+    table = LoopTable.build([("s1", "d1")], [RADIATOR], Site(indoor_target=18.0), companies=["北供热"])
+    eng = RuleEngine(table, RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0))
+    return eng.evaluate(make_inputs(supply, return_, **kw))
+
+
+@pytest.mark.parametrize(
+    ("rule", "readings"),
+    [
+        ("primary_shortage", {"primary": 60.0}),  # 60 °C primary under the 63.8 °C the loop needs
+        ("sensor_fault", {"outdoor": -999.0}),  # the outdoor probe's sentinel
+        ("station_offline", {"last_seen": 1_700_000_000.0 - 61.0}),
+    ],
+)
+def test_station_conditions_carry_the_company(rule: str, readings: dict[str, float]) -> None:
+    """Catches `company=None` (or dropped) in the primary_shortage and station sensor_fault conditions:
+    the alert would reach no company's receiver and count for none in the ranking."""
+    r = _judge_for_company(57.0, 45.0, **readings)
+    key = (rule, "s1", None)
+    assert r.station_checks[rule].active[0], rule
+    assert r.conditions()[key].company == "北供热"
+    found = r.lookup(key)
+    assert found is not None and found.company == "北供热"
+
+
+def test_a_clear_station_condition_carries_the_company() -> None:
+    """Catches the company dropped from a judged-clear station condition (its resolve goes to the company)."""
+    r = _judge_for_company(57.0, 45.0, primary=90.0)
+    for rule in ("primary_shortage", "sensor_fault", "station_offline"):
+        assert not r.station_checks[rule].active[0]
+        found = r.lookup((rule, "s1", None))
+        assert found is not None and found.company == "北供热", rule
+    assert np.array_equal(r.heat_source, [False])
