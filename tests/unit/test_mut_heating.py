@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from stationmon.domain.heating import estimate_indoor_temp
+from stationmon.domain.heating import estimate_indoor_temp, running_mean_update
 
 OUTDOOR = (-20.0, -10.0, -3.0, 0.0, 5.0)
 
@@ -52,11 +52,25 @@ def test_bisection_of_all_unknown_water_is_nan() -> None:
     assert np.isnan(est).all()
 
 
-def test_bisection_with_water_no_warmer_than_outside_gives_the_outdoor_temperature() -> None:
-    """Water at or below the outdoor temperature sustains nothing: the flats sit at the outdoor temperature.
+@pytest.mark.parametrize("method", ["newton", "bisection"])
+@pytest.mark.parametrize("exponent", [1.3, 1.0])
+def test_water_no_warmer_than_outside_gives_the_outdoor_temperature(method: str, exponent: float) -> None:
+    """Water at or below the outdoor temperature (a loop standing cold in a mild spell) sustains nothing:
+    the flats sit at the outdoor temperature, a number, not NaN.
 
-    Catches the `span > tolerance` guard dropped: a bracket of width 0 would take log2(0) (ValueError)."""
+    Catches, in Newton, the clamp of t_m - t at 0 dropped (a negative base to the power 1.3 is NaN) and
+    the slope's u^(m-1) = u^m / u taken where u is 0 (0/0); in the bisection, the `span > tolerance`
+    guard dropped: a bracket of width 0 would take log2(0) (ValueError)."""
     est = estimate_indoor_temp(
-        np.array([5.0, 3.0]), np.array([5.0, 1.0]), 5.0, 75.0, 50.0, 1.3, method="bisection", tolerance=1e-6
+        np.array([5.0, 3.0]), np.array([5.0, 1.0]), 5.0, 75.0, 50.0, exponent, method=method, tolerance=1e-6
     )
     assert list(est) == [5.0, 5.0]
+
+
+def test_running_mean_of_a_sample_under_a_second_after_the_last() -> None:
+    """Samples 0.5 s apart (two messages of one MQTT burst): the weight is exp(-0.5/60), not a whole second's.
+
+    Catches the gap's floor at 0 raised to 1 s (`np.maximum(gap, 1.0)`)."""
+    mean, ts = running_mean_update(10.0, 0.0, 20.0, 0.5, 60.0)
+    assert float(mean) == pytest.approx(20.0 + math.exp(-0.5 / 60.0) * (10.0 - 20.0), abs=1e-12)
+    assert float(ts) == 0.5

@@ -100,3 +100,15 @@ def test_a_coarse_outdoor_probe_is_judged_at_its_own_resolution() -> None:
     assert _outdoor_run(moving, 65, 0.5) == 0
     fine = _engine(points={"outdoor_temp": _configured()})
     assert _outdoor_run(fine, 65, 0.5) == 0
+
+
+def test_a_new_engine_has_no_smoothing_state_to_save() -> None:
+    """The evaluator saves the state file on its first tick, possibly before any evaluation: a new engine
+    has nothing to save, and after one evaluation it has its station's running mean.
+
+    Catches the running mean's NaN placeholders replaced by None (`np.full(ns, None)`): the state of a new
+    engine would raise instead of being empty."""
+    eng = _engine()
+    assert eng.smoothing_state() == {}
+    eng.evaluate(make_inputs(70.0, 50.0, outdoor=-7.5))
+    assert eng.smoothing_state() == {"s1": [-7.5, NOW - 5]}

@@ -48,3 +48,15 @@ def test_a_clear_station_condition_carries_the_company() -> None:
         found = r.lookup((rule, "s1", None))
         assert found is not None and found.company == "北供热", rule
     assert np.array_equal(r.heat_source, [False])
+
+
+def test_loop_conditions_carry_the_company() -> None:
+    """Catches `company=None` in a loop condition looked up (a clear supply_low resolves for no company)
+    or collected (a firing one)."""
+    r = _judge_for_company(70.0, 50.0)
+    found = r.lookup(("supply_low", "s1", "rad"))
+    assert found is not None and not r.loop_checks["supply_low"].active[0] and found.company == "北供热"
+    r = _judge_for_company(45.0, 35.0)
+    assert r.conditions()[("supply_low", "s1", "rad")].company == "北供热"
+    found = r.lookup(("supply_low", "s1", "rad"))
+    assert found is not None and found.company == "北供热"
