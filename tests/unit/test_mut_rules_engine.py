@@ -198,13 +198,22 @@ def test_a_setback_of_half_a_kelvin_is_flagged_and_given_back_to_the_estimate() 
 
 
 def test_outdoor_exactly_at_the_target_is_no_demand() -> None:
-    """Outdoor exactly at the indoor target (18 °C): no heat is needed, so cold water is judged and clear.
+    """Outdoor exactly at the indoor target (18 °C): no heat is needed, so a loop with a stopped flow and
+    water under its fixed 40 °C floor is judged and clear (a summer-like day is no shortfall).
 
-    Catches `>` for `>=` in the demand test (the loop would be noncompliant at 18 °C outside)."""
-    eng = _engine()
-    r = eng.evaluate(make_inputs(25.0, 22.0, outdoor=18.0))
-    assert r.loop_checks["supply_low"].judged[0] and not r.loop_checks["supply_low"].active[0]
+    Catches `>` for `>=` in the demand test (no_circulation and the fixed floor would fire at 18 °C)."""
+    table = LoopTable.build([("s1", "d1")], [("s1", "rad", 75.0, 50.0, 1.3, 40.0, None)], Site(indoor_target=18.0))
+    eng = RuleEngine(table, RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0))
+    inp = make_inputs(25.0, 22.0, outdoor=18.0)
+    inp.flow = Series.of([0.0], [NOW - 5])
+    r = eng.evaluate(inp)
+    for rule in ("supply_low", "no_circulation"):
+        assert r.loop_checks[rule].judged[0] and not r.loop_checks[rule].active[0], rule
     assert r.status_name(0) == "ok"
+    inp = make_inputs(25.0, 22.0, outdoor=17.9, now=NOW + 10)
+    inp.flow = Series.of([0.0], [NOW + 5])
+    r = eng.evaluate(inp)
+    assert r.loop_checks["supply_low"].active[0] and r.loop_checks["no_circulation"].active[0]
 
 
 def test_exactly_the_design_outdoor_temperature_is_not_beyond_design() -> None:
