@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stationmon.domain.plant import Site
-from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults
+from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults, Series
 from stationmon.domain.settings import RulesSettings
 from tests.unit.test_rules_edges import RADIATOR, make_inputs
 
@@ -60,3 +60,12 @@ def test_loop_conditions_carry_the_company() -> None:
     assert r.conditions()[("supply_low", "s1", "rad")].company == "北供热"
     found = r.lookup(("supply_low", "s1", "rad"))
     assert found is not None and found.company == "北供热"
+
+
+def test_series_of_takes_any_iterable() -> None:
+    """`Series.of` is typed for iterables: the gatherer hands it generators over its latest values.
+
+    Catches the list() for non-arrays skipped (numpy cannot read a generator as float64)."""
+    s = Series.of((v for v in (41.0, 34.0)), (t for t in (1.0, 2.0)), (f for f in (False, True)))
+    assert s.value.tolist() == [41.0, 34.0] and s.ts.tolist() == [1.0, 2.0] and s.flagged.tolist() == [False, True]
+    assert s.value.dtype == np.float64
