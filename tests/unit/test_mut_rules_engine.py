@@ -273,3 +273,17 @@ def test_a_sensor_flagged_by_the_collector_alone_makes_the_loop_a_sensor_fault(s
     setattr(inp, sensor, Series.of(one.value, one.ts, [True]))
     r = _engine().evaluate(inp)
     assert r.status_name(0) == "sensor_fault"
+
+
+def test_a_flatline_tolerance_of_zero_still_finds_a_frozen_probe() -> None:
+    """`flatline_tolerance = 0` (allowed: any change at all is life) for a float supply point: a value that
+    repeats exactly for 35 minutes is a flatline after the 30-minute window.
+
+    Catches `>= 0` for `> 0` before scaling the window by tolerance / flatline_tolerance: 0 / 0 makes the
+    window NaN, and no probe would ever be flat."""
+    eng = _engine(points={"supply_temp": _configured()}, flatline_tolerance=0.0)
+    bits = 0
+    for k in range(0, 35 * 60 + 1, 30):
+        inp = make_inputs(42.0, 33.0 + 0.3 * ((k // 60) % 2), now=NOW + k + 1)
+        bits = int(eng.evaluate(inp).supply_faults[0])
+    assert bits == FAULT_FLATLINE
