@@ -69,3 +69,14 @@ def test_series_of_takes_any_iterable() -> None:
     s = Series.of((v for v in (41.0, 34.0)), (t for t in (1.0, 2.0)), (f for f in (False, True)))
     assert s.value.tolist() == [41.0, 34.0] and s.ts.tolist() == [1.0, 2.0] and s.flagged.tolist() == [False, True]
     assert s.value.dtype == np.float64
+
+
+def test_series_times_are_floats_even_from_whole_seconds() -> None:
+    """Times given as whole seconds (ints) are still float64: a time can be NaN (never read), and the
+    gatherer marks a series unread by writing NaN into it.
+
+    Catches the float64 dtype dropped for the times (an int64 array cannot hold NaN)."""
+    s = Series.of([41, 34], [1_700_000_000, 1_700_000_001])
+    assert s.ts.dtype == np.float64
+    s.ts[1] = np.nan
+    assert np.isnan(s.ts[1])
