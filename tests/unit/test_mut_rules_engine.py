@@ -67,13 +67,14 @@ def test_a_configured_point_never_read_is_stale_only_after_the_whole_grace(since
 
 
 def _outdoor_run(eng: RuleEngine, minutes: int, step: float) -> int:
-    """Feed the outdoor probe every 30 s for `minutes`, moving by `step` every 10 minutes; its last bits."""
+    """Feed the outdoor probe every 5 minutes (gaps under a quarter window) for `minutes`, moving by
+    `step` every 10 minutes; its last bits."""
     bits = 0
-    for k in range(0, minutes * 60 + 1, 30):
+    for k in range(0, minutes * 60 + 1, 300):
         inp = make_inputs(70.0, 50.0, now=NOW + k + 1, outdoor=-10.0 + step * ((k // 600) % 2))
         inp.outdoor = Series.of([inp.outdoor.value[0]], [NOW + k])
-        inp.supply = Series.of([70.0 + 0.5 * ((k // 60) % 2)], [NOW + k])
-        inp.return_ = Series.of([50.0 + 0.5 * ((k // 60) % 2)], [NOW + k])
+        inp.supply = Series.of([70.0 + 0.5 * ((k // 300) % 2)], [NOW + k])
+        inp.return_ = Series.of([50.0 + 0.5 * ((k // 300) % 2)], [NOW + k])
         inp.station_last_seen = np.array([NOW + k])
         bits = int(eng.evaluate(inp).outdoor_faults[0])
     return bits
@@ -283,7 +284,7 @@ def test_a_flatline_tolerance_of_zero_still_finds_a_frozen_probe() -> None:
     window NaN, and no probe would ever be flat."""
     eng = _engine(points={"supply_temp": _configured()}, flatline_tolerance=0.0)
     bits = 0
-    for k in range(0, 35 * 60 + 1, 30):
-        inp = make_inputs(42.0, 33.0 + 0.3 * ((k // 60) % 2), now=NOW + k + 1)
+    for k in range(0, 35 * 60 + 1, 300):
+        inp = make_inputs(42.0, 33.0 + 0.3 * ((k // 300) % 2), now=NOW + k + 1)
         bits = int(eng.evaluate(inp).supply_faults[0])
     assert bits == FAULT_FLATLINE
