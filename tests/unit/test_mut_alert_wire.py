@@ -165,7 +165,9 @@ def test_the_webhook_message_names_the_stationmon_receiver() -> None:
 def test_the_group_key_keeps_chinese_like_go() -> None:
     """Go's %q keeps printable non-ASCII; `ensure_ascii=True` would write \\u9053 and the key would differ
     from the one Alertmanager's webhook sends for the same group."""
-    assert group_key({"station": "道里-1", "alertname": "supply_low"}) == '{}:{alertname="supply_low", station="道里-1"}'
+    assert (
+        group_key({"station": "道里-1", "alertname": "supply_low"}) == '{}:{alertname="supply_low", station="道里-1"}'
+    )
     message = webhook_message(replace(ACKED, station="道里-1"), "http://mon")
     assert message["groupKey"] == '{}:{alertname="supply_low", loop="sec1", station="道里-1"}'
 
