@@ -362,3 +362,43 @@ def test_retain_of_a_pending_alert_is_saved() -> None:
     b.dirty = False
     assert b.retain(lambda key: False, 50.0, "gone") == []
     assert b.get(SUPPLY) is None and b.dirty is True
+
+
+# ----------------------------------------------------------------------------------------------------
+# Firing and resolving
+
+
+def test_a_station_level_alert_id_has_an_empty_loop() -> None:
+    """The id is station.loop.rule.<ms>: a station-level alert's loop part is empty (not "XXXX")."""
+    b = book()
+    [fired] = b.update(12.5, {SHORTAGE: low()}, judged_clear)
+    assert fired.alert_id == "s1..primary_shortage.12500"
+    snap = b.snapshot("s1..primary_shortage.12500")
+    assert snap is not None and snap.message == "supply 38.0 below 40"  # the snapshot carries the message
+
+
+def test_firing_and_resolving_are_saved_and_stamped_now() -> None:
+    b = book(for_s=600.0, clear_for_s=60.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.dirty = False
+    [fired] = b.update(600.0, {SUPPLY: low()}, judged_clear)
+    assert (fired.state, fired.ts) == ("firing", 600.0)
+    assert b.dirty is True  # a firing alert not saved would fire anew after a restart
+    b.update(700.0, {}, judged_clear)
+    b.dirty = False
+    [resolved] = b.update(760.0, {}, judged_clear)
+    assert (resolved.state, resolved.ts, resolved.since) == ("resolved", 760.0, 600.0)
+    assert b.dirty is True  # a resolved alert not saved would come back after a restart
+
+
+def test_resolving_forgets_what_alertmanager_said_was_firing() -> None:
+    """Alertmanager still lists the alert as firing (its last sync): once resolved here, that start is
+    stale. Kept, the next episode would fire at once, without `for`, with the old start."""
+    b = book(for_s=600.0, clear_for_s=0.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.update(600.0, {SUPPLY: low()}, judged_clear)
+    b.firing_elsewhere = {SUPPLY: 600.0}  # the sync after it fired
+    [resolved] = b.update(700.0, {}, judged_clear)
+    assert resolved.state == "resolved" and b.firing_elsewhere == {}
+    assert b.update(800.0, {SUPPLY: low()}, judged_clear) == []  # pending again, waiting for `for`
+    assert b.get(SUPPLY).state == "pending"
