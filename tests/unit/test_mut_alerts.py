@@ -402,3 +402,14 @@ def test_resolving_forgets_what_alertmanager_said_was_firing() -> None:
     assert resolved.state == "resolved" and b.firing_elsewhere == {}
     assert b.update(800.0, {SUPPLY: low()}, judged_clear) == []  # pending again, waiting for `for`
     assert b.get(SUPPLY).state == "pending"
+
+
+def test_an_escalation_by_age_is_saved_and_stamped_now() -> None:
+    """At exactly 24 h: the event is stamped then (not None) and the new severity is saved (a restart
+    must not send it as a warning again)."""
+    b = book()
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.dirty = False
+    [major] = b.update(24 * H, {SUPPLY: low()}, judged_clear)
+    assert (major.state, major.severity, major.ts, major.since) == ("escalated", "major", 24 * H, 0.0)
+    assert b.dirty is True
