@@ -330,6 +330,17 @@ def test_adopting_after_a_restart_replaces_the_lookup_by_marker() -> None:
     assert (book.to_expire, book.to_find) == ({"x1"}, set())
 
 
+def test_an_adopted_silence_ends_the_lookup_for_good() -> None:
+    """Restored, then adopted: the lookup by marker is no longer needed, also for a later end (an
+    escalation expires the adopted silence; the resolution after it must not search again)."""
+    book = SilenceBook()
+    book.restored("a1")
+    book.adopted("a1", "x1")
+    book.apply(replace(FIRING, state="escalated", severity="major"), LABELS, T0)
+    book.apply(RESOLVED, LABELS, T0 + 60)
+    assert (book.to_expire, book.to_find) == ({"x1"}, set())
+
+
 def test_adopting_never_replaces_our_own_silence() -> None:
     """Ours is known (or being created): another replica's silence for the same alert is its to expire."""
     book = SilenceBook()
