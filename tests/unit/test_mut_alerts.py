@@ -413,3 +413,14 @@ def test_an_escalation_by_age_is_saved_and_stamped_now() -> None:
     [major] = b.update(24 * H, {SUPPLY: low()}, judged_clear)
     assert (major.state, major.severity, major.ts, major.since) == ("escalated", "major", 24 * H, 0.0)
     assert b.dirty is True
+
+
+def test_the_state_file_is_strict_json_with_the_latest_message() -> None:
+    """NaN numbers are saved as null (a state file with NaN is not JSON other tools can read), and a
+    message not built yet is built for the file (the alert's own field still holds the older one)."""
+    b = book(for_s=600.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    late = Condition(math.nan, math.nan, district="d1", sensors=SENSORS, describe=lambda: "supply unreadable")
+    assert b.update(10.0, {SUPPLY: late}, judged_clear) == []  # still pending: no event read the message
+    [saved] = json.loads(json.dumps(b.to_dict(), allow_nan=False))["alerts"]
+    assert (saved["value"], saved["threshold"], saved["message"]) == (None, None, "supply unreadable")
