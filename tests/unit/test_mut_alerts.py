@@ -424,3 +424,43 @@ def test_the_state_file_is_strict_json_with_the_latest_message() -> None:
     assert b.update(10.0, {SUPPLY: late}, judged_clear) == []  # still pending: no event read the message
     [saved] = json.loads(json.dumps(b.to_dict(), allow_nan=False))["alerts"]
     assert (saved["value"], saved["threshold"], saved["message"]) == (None, None, "supply unreadable")
+
+
+def test_a_new_book_and_a_bare_condition() -> None:
+    """A new book has nothing to save; a Condition without texts gives an alert with empty ones (the
+    district and company labels are then left out), not "XXXX" or None."""
+    b = book()
+    assert b.dirty is False
+    [fired] = b.update(0.0, {SUPPLY: Condition(38.0, 40.0)}, judged_clear)
+    assert (fired.message, fired.district, fired.company) == ("", "", "")
+    assert b.dirty is True
+    pending = book(for_s=600.0)
+    pending.update(0.0, {SUPPLY: low()}, judged_clear)
+    assert pending.dirty is True  # a new pending alert is saved: a restart keeps its `for` running
+
+
+def test_a_condition_without_a_district_keeps_the_alert_s() -> None:
+    b = book(for_s=600.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.update(10.0, {SUPPLY: Condition(37.0, 40.0, "no district now")}, judged_clear)
+    assert b.get(SUPPLY).district == "d1"  # `and` for `or` would blank it
+
+
+def test_inhibited_pending_starts_over_and_is_saved_while_firing_waits() -> None:
+    fault: AlertKey = ("sensor_fault", "s1", "sec1")
+    bad = Condition(850.0, None, "supply_temp: sentinel", "d1", frozenset({"supply_temp"}))
+    b = book(for_s=0.0, return_low=RuleSettings("return_low", for_s=600.0))
+    b.update(0.0, {SUPPLY: low(), RETURN: low()}, judged_clear)  # supply_low fires, return_low pending
+    b.dirty = False
+    b.update(10.0, {fault: bad, SUPPLY: low(), RETURN: low()}, judged_clear)
+    assert b.get(RETURN) is None and b.get(SUPPLY).state == "firing"  # `!=` would drop the firing one
+    assert b.dirty is True
+
+
+def test_recently_resolved_keeps_the_last_ones() -> None:
+    b = AlertBook(RulesSettings(for_s=0.0, clear_for_s=0.0), keep_resolved=2)
+    for i in range(3):
+        b.update(float(i), {("supply_low", f"s{i}", "sec1"): low()}, judged_clear)
+    b.update(10.0, {}, judged_clear)
+    assert len(b.recently_resolved) == 2
+    assert AlertBook(RulesSettings()).recently_resolved.maxlen == 100
