@@ -464,3 +464,40 @@ def test_recently_resolved_keeps_the_last_ones() -> None:
     b.update(10.0, {}, judged_clear)
     assert len(b.recently_resolved) == 2
     assert AlertBook(RulesSettings()).recently_resolved.maxlen == 100
+
+
+def test_a_condition_without_a_company_keeps_the_alert_s() -> None:
+    b = book(for_s=600.0)
+    b.update(0.0, {SUPPLY: low(company="c1")}, judged_clear)
+    b.update(10.0, {SUPPLY: low()}, judged_clear)
+    assert b.get(SUPPLY).company == "c1"  # `and` for `or` would blank it
+
+
+def test_the_cause_follows_the_condition_while_pending_and_is_fixed_once_firing() -> None:
+    """A label change would make it another alert downstream; while pending the change is saved."""
+    b = book(for_s=600.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.dirty = False
+    b.update(10.0, {SUPPLY: low(cause="heat_source")}, judged_clear)
+    assert b.get(SUPPLY).cause == "heat_source" and b.dirty is True
+    b.update(600.0, {SUPPLY: low(cause="heat_source")}, judged_clear)
+    b.update(700.0, {SUPPLY: low()}, judged_clear)
+    assert b.get(SUPPLY).cause == "heat_source"  # `or` for `and` would change a firing alert's label
+
+
+def test_a_condition_back_during_the_clear_timer_stops_it_and_is_saved() -> None:
+    b = book(clear_for_s=600.0)
+    b.update(0.0, {SUPPLY: low()}, judged_clear)
+    b.update(100.0, {}, judged_clear)
+    b.dirty = False
+    b.update(200.0, {SUPPLY: low()}, judged_clear)
+    assert b.get(SUPPLY).clearing_since is None and b.dirty is True
+
+
+def test_a_condition_at_the_alert_s_own_severity_is_no_escalation() -> None:
+    """`>=` would send an "escalated" event at the same severity and drop the acknowledgement."""
+    b = book()
+    [fired] = b.update(0.0, {INDOOR: low()}, judged_clear)
+    b.acknowledge(fired.alert_id, "li", None, 5.0)
+    assert b.update(10.0, {INDOOR: low(severity="major")}, judged_clear) == []
+    assert b.get(INDOOR).acknowledged_by == "li"
