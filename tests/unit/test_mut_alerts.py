@@ -501,3 +501,29 @@ def test_a_condition_at_the_alert_s_own_severity_is_no_escalation() -> None:
     b.acknowledge(fired.alert_id, "li", None, 5.0)
     assert b.update(10.0, {INDOOR: low(severity="major")}, judged_clear) == []
     assert b.get(INDOOR).acknowledged_by == "li"
+
+
+def test_gone_pending_alerts_all_start_over_and_clear_timers_are_saved() -> None:
+    b = book(for_s=600.0)
+    b.update(0.0, {SUPPLY: low(), RETURN: low()}, judged_clear)
+    b.dirty = False
+    b.update(10.0, {}, judged_clear)
+    assert len(b) == 0 and b.dirty is True  # `break` would keep the second one
+    f = book(clear_for_s=600.0)
+    f.update(0.0, {SUPPLY: low()}, judged_clear)
+    f.dirty = False
+    f.update(10.0, {}, judged_clear)
+    assert f.get(SUPPLY).clearing_since == 10.0 and f.dirty is True
+
+
+def test_the_lookup_is_asked_about_the_gone_key() -> None:
+    b = book(clear_for_s=0.0)
+    b.update(0.0, {SUPPLY: low(), RETURN: low()}, judged_clear)
+    [resolved] = b.update(10.0, {}, lambda key: CLEAR if key == SUPPLY else None)
+    assert resolved.rule == "supply_low" and b.get(RETURN) is not None
+
+
+def test_events_clean_nan_and_label_a_station_level_loop_empty() -> None:
+    b = book()
+    [event] = b.update(0.0, {SHORTAGE: Condition(math.nan, 40.0, "m", "d1")}, judged_clear)
+    assert event.value is None and event.labels["loop"] == ""
