@@ -191,7 +191,7 @@ class _Inhibitors:
     faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
     stations: set[str] = field(default_factory=set)  # offline or with a faulty sensor: the only ones to test
 
-    def suppresses(self, key: AlertKey, cond: Condition | None) -> bool:
+    def suppresses(self, key: AlertKey, cond: Condition) -> bool:
         rule, station, loop = key
         if station not in self.stations:
             return False
@@ -200,7 +200,7 @@ class _Inhibitors:
         if station in self.offline:
             # the outage is the one alert; the station's loop alerts and sensor faults wait
             return True
-        if rule == "sensor_fault" or cond is None or not cond.sensors:
+        if rule == "sensor_fault" or not cond.sensors:
             return False
         for scope in ((station, loop), (station, None)):
             bad = self.faults.get(scope)
@@ -251,8 +251,8 @@ class AlertBook:
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of alerts per (rule, state) for the metrics gauge (every known rule, zeros too)."""
         out = {(rule, state): 0 for rule in self.policies for state in ("pending", "firing")}
-        for a in self._alerts.values():
-            out[(a.rule, a.state)] = out.get((a.rule, a.state), 0) + 1
+        for a in self._alerts.values():  # only enabled rules' alerts are kept, each pending or firing
+            out[(a.rule, a.state)] += 1
         return out
 
     @staticmethod
@@ -533,7 +533,7 @@ def _alert_from_dict(d: Mapping[str, Any]) -> Alert:
         district=str(d.get("district", "")),
         state=state,
         pending_since=float(d["pending_since"]),
-        base_severity=str(d.get("base_severity", severity)),
+        base_severity=severity,  # load_dict sets the rule's configured one (the saved one may be outdated)
         severity=severity,
         alert_id=alert_id,
         since=since,

@@ -2,6 +2,7 @@
 
     acknowledged --> to_create --created(id)--> ids[alert] --resolved/escalated--> to_expire --expired-->
                          \\--resolved/escalated before it was created: dropped
+                         \\--resolved/escalated while it was being created: created(id) puts it in to_expire
     acknowledged by a previous run (id unknown) --resolved/escalated--> to_find --found(ids)--> to_expire
 
 A silence matches exactly the alert's labels and is expired when the alert resolves or escalates, so
@@ -76,10 +77,18 @@ class SilenceBook:
             self.to_find.add(alert_id)
 
     def created(self, alert_id: str, silence_id: str | None) -> None:
-        """Alertmanager accepted the silence (None: its reply carried no id) or refused it for good."""
-        self.to_create.pop(alert_id, None)
-        if silence_id is not None:
+        """Alertmanager accepted the silence (None: its reply carried no id) or refused it for good.
+
+        If the alert resolved or escalated while the silence was being created, the silence is expired at
+        once: left alone it would silence the same alert's next firing for the rest of its week.
+        """
+        waiting = self.to_create.pop(alert_id, None) is not None
+        if silence_id is None:
+            return
+        if waiting:
             self.ids[alert_id] = silence_id
+        else:
+            self.to_expire.add(silence_id)
 
     def adopted(self, alert_id: str, silence_id: str) -> None:
         """Another replica's silence acknowledges this alert: expire it too when the alert resolves."""
@@ -137,9 +146,10 @@ def _ack_silence(item: object) -> AckSilence | None:
         return None
     comment = str(item.get("comment", ""))
     head = comment.find(_MARKER_HEAD)
+    silence_id = item.get("id")  # without one it could never be expired
     starts, ends = _time(item.get("startsAt")), _time(item.get("endsAt"))
     matchers = item.get("matchers")
-    if head < 0 or starts is None or ends is None or not isinstance(matchers, list):
+    if head < 0 or not silence_id or starts is None or ends is None or not isinstance(matchers, list):
         return None
     labels = {}
     for m in matchers:
@@ -149,7 +159,7 @@ def _ack_silence(item: object) -> AckSilence | None:
     status = item.get("status")
     state = status.get("state") if isinstance(status, dict) else None
     return AckSilence(
-        silence_id=str(item.get("id", "")),
+        silence_id=str(silence_id),
         labels=labels,
         by=str(item.get("createdBy", "")),
         starts=starts,
@@ -170,7 +180,8 @@ def match_acknowledgements(
 ) -> tuple[dict[str, AckSilence], dict[str, float]]:
     """(acknowledged, ended) among `active` (alert_id -> its Alertmanager labels).
 
-    acknowledged: an active silence matches the alert's labels (the earliest, if several); ended: only
+    acknowledged: an active silence matches the alert's labels (the earliest, if several: of equal starts
+    the first listed, so every replica adopts the same one, Alertmanager listing them alike); ended: only
     expired ones do (alert_id -> the latest one's start), so an acknowledgement from then is over.
     """
     live: dict[tuple[str, ...], AckSilence] = {}
