@@ -292,7 +292,7 @@ BAD_ACKS = [
 ]
 
 
-@pytest.mark.parametrize(("ack", "why", "seq"), BAD_ACKS, ids=[a.decode("ascii", "replace") for a, _, _ in BAD_ACKS])
+@pytest.mark.parametrize(("ack", "why", "seq"), BAD_ACKS, ids=[a.hex() for a, _, _ in BAD_ACKS])  # ASCII ids for mutmut
 def test_a_bad_ack_file_is_reset_with_an_error_naming_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, ack: bytes, why: str, seq: int
 ) -> None:
