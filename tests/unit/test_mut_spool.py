@@ -434,6 +434,26 @@ def test_a_write_that_cannot_be_cut_back_abandons_its_segment(tmp_path: Path, ca
     spool.close()
 
 
+def test_damage_before_an_abandoned_tail_counts_the_damaged_record_only(tmp_path: Path) -> None:
+    """Skipping damage reads to the segment's recorded end, not to the end of the file: the torn bytes of a
+    write that could not be cut back are no record of the spool (their batch was refused, the caller still
+    has it), so only the damaged record's bytes are counted."""
+    spool = Spool(tmp_path)
+    spool.append(TWO, 1.0)
+    spool.append(ONE, 1.0)
+    segment = tmp_path / seg_name(1)
+    size = segment.stat().st_size
+    with open(segment, "r+b") as f:  # bit rot in the second record's payload
+        f.seek(len(rec(TWO, 1.0)) + HEADER.size + 2)
+        f.write(b"#")
+    with append_only(segment), file_size_limit(size + 10), pytest.raises(StorageError):
+        spool.append(batch(5, 100), 1.0)
+    spool.append(ONE, 2.0)
+    assert drain_spool(spool) == [TWO, ONE]
+    assert (spool.corrupt_bytes, spool.corrupt_lines) == (len(rec(ONE, 1.0)), 1)
+    spool.close()
+
+
 def test_after_an_abandoned_segment_a_restart_reads_past_its_torn_tail(tmp_path: Path) -> None:
     """Closed and reopened before draining: the abandoned segment is no longer the newest, its torn bytes
     are skipped as damage and the records on both sides of them are replayed."""
