@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 import struct
 import subprocess
 import zlib
@@ -507,3 +508,45 @@ def test_the_on_disk_layout_is_the_documented_one(tmp_path: Path) -> None:
     data = (tmp_path / seg_name(1)).read_bytes()
     rest = struct.pack("<Id", 2, 1234.5) + b"a\nbc"
     assert data == struct.pack("<III", 4, zlib.crc32(rest), 2) + rest[4:]
+
+
+def test_one_record_bigger_than_the_bound_is_kept_and_the_older_ones_dropped(tmp_path: Path) -> None:
+    """A batch larger than spool_max_bytes goes to a fresh segment and stays (rather than be lost too);
+    everything older goes to make room (stopping after the rotation, or keeping the old segment, would
+    leave the spool over its bound)."""
+    spool = Spool(tmp_path, max_bytes=4096, segment_bytes=4096)
+    spool.append(TWO, 1.0)
+    big = batch(300, 1000)
+    spool.append(big, 2.0)
+    assert (spool.dropped_lines, spool.dropped_segments) == (2, 1)
+    assert sorted(p.name for p in tmp_path.glob("seg-*")) == [seg_name(2)]
+    assert drain_spool(spool) == [big]
+    spool.close()
+
+
+def test_a_peeked_record_whose_segment_is_dropped_is_not_handed_out_again(tmp_path: Path) -> None:
+    """The bound drops the segment holding the record `peek` returned (InfluxDB slow, the disk full): the
+    next peek returns the oldest record still there, not the dropped one (whose ack would be ignored)."""
+    one = len(rec(batch(5, 10), 1.0))  # every batch below the same size: one segment each
+    spool = Spool(tmp_path, max_bytes=3 * one, segment_bytes=one)
+    spool.append(batch(5, 10), 1.0)
+    head = spool.peek()
+    assert head is not None and head.lines == batch(5, 10)
+    for i in range(2, 5):
+        spool.append(batch(5, 10 * i), 1.0)
+    assert spool.dropped_segments == 1
+    assert drain_spool(spool) == [batch(5, 20), batch(5, 30), batch(5, 40)]
+    spool.close()
+
+
+def test_spool_files_are_not_world_readable(tmp_path: Path) -> None:
+    """Segments and the lock are created 0640 (the readings are the operator's data)."""
+    old = os.umask(0o022)
+    try:
+        spool = Spool(tmp_path)
+        spool.append(ONE, 1.0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / seg_name(1)).stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "lock").stat().st_mode) == 0o640
+    spool.close()
