@@ -10,7 +10,13 @@ import math
 
 import pytest
 
-from stationmon.domain.lineproto import TelemetryEncoder, encode_alert_event, encode_line, format_field_value
+from stationmon.domain.lineproto import (
+    TelemetryEncoder,
+    encode_alert_event,
+    encode_line,
+    format_field_value,
+    to_precision,
+)
 from stationmon.domain.model import AlertEvent, Reading
 from stationmon.domain.plant import Station
 
@@ -105,3 +111,9 @@ def test_the_received_series_memory_is_bounded_and_forgets_at_the_bound() -> Non
     enc.encode([_received(20.0, 100.0, "s4")])  # a fourth series: the memory of the three is dropped
     [after] = enc.encode([_received(22.0, 100.0, "s1")])
     assert after.endswith(" 100000")
+
+
+def test_to_precision_defaults_to_milliseconds() -> None:
+    """The write precision's default, "ms" (CONTRACT section 4), is to_precision's too."""
+    assert to_precision(1700000000.0004) == 1700000000000
+    assert to_precision(1.5) == to_precision(1.5, "ms") == 1500
