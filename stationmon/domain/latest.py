@@ -195,11 +195,3 @@ class LatestValues:
         if hist and ts - hist.last_ts < self._history_step_s:
             return
         hist.append(ts, value, ts - self.history_window_s)
-
-    def get(self, station: str, quantity: str, loop: str | None = None, sensor: str | None = None) -> Sample | None:
-        """The latest sample of one series, or None."""
-        return self.latest.get((station, loop, sensor, quantity))
-
-    def series_of(self, station: str) -> dict[SeriesKey, Sample]:
-        """Every series of one station."""
-        return {k: v for k, v in self.latest.items() if k[0] == station}

@@ -134,11 +134,14 @@ def encode_line(
 class TelemetryEncoder:
     """Readings to `telemetry` lines, one per series and timestamp; each series' escaped tags are cached."""
 
-    def __init__(self, stations: Sequence[Station], precision: str = "ms") -> None:
+    def __init__(
+        self, stations: Sequence[Station], precision: str = "ms", *, max_tracked_series: int = _MAX_TRACKED_SERIES
+    ) -> None:
+        """`max_tracked_series`: received-time series remembered; a new one past it forgets them all."""
         if precision not in PRECISION_FACTORS:
             raise ValueError(f"unknown precision {precision!r}")
-        self.precision = precision
         self._factor = PRECISION_FACTORS[precision]
+        self._max_tracked = max_tracked_series
         self._districts = {s.id: s.district for s in stations}
         self._companies = {s.id: s.company for s in stations}
         self._prefixes: dict[tuple[str, str | None, str | None, str], str] = {}
@@ -180,7 +183,7 @@ class TelemetryEncoder:
         last = self._last_received.get(key)
         if last is not None and last - self._window < ts <= last:
             ts = last + 1
-        elif last is None and len(self._last_received) >= _MAX_TRACKED_SERIES:
+        elif last is None and len(self._last_received) >= self._max_tracked:
             self._last_received.clear()
         self._last_received[key] = ts
         return ts

@@ -60,7 +60,8 @@ DEFAULT_MAX_FUTURE_S = 600.0
 _EARLIEST_TS = 946684800.0  # 2000-01-01T00:00:00Z: anything earlier is a PLC clock never set
 # A quantity name as topics and json_fields keys may carry it: snake_case (CONTRACT section 3).
 QUANTITY_RE = re.compile(r"[a-z][a-z0-9_]*")
-_NUMERIC_STR_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+# ASCII only: `\d` and `\s` would also take "٤١" or "１２", which float() reads as 41 and 12.
+_NUMERIC_STR_RE = re.compile(r"\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,8 +200,8 @@ class TopicRouter:
         return "no_match"
 
     def _template_route(self, fields: dict[str, str], spec: PayloadSpec) -> tuple[Route, ...] | str:
-        station = fields.get("station", "")
-        if station not in self.stations:
+        station = fields.get("station")
+        if station is None or station not in self.stations:
             return "unknown_station"
         loop = fields.get("loop")
         if loop is not None and loop not in self._loops[station]:

@@ -222,8 +222,10 @@ def test_a_spool_held_by_another_process_is_refused_with_its_pid(tmp_path: Path)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_SPOOL, str(tmp_path)], cwd=REPO, stdin=subprocess.PIPE)
     try:
         lock = tmp_path / "lock"
-        wait_until_sync(
-            lambda: lock.exists() and lock.read_text().strip() == str(holder.pid), message="the child holds the spool"
+        wait_until_sync(  # a Python start-up: seconds on a loaded machine (10 s timed out under mutmut's stats)
+            lambda: lock.exists() and lock.read_text().strip() == str(holder.pid),
+            timeout=60,
+            message="the child holds the spool",
         )
         with pytest.raises(
             StorageError, match=rf"spool directory .* in use by another stationmon process \(pid {holder.pid}\)"
