@@ -75,3 +75,14 @@ def test_an_unfinished_run_fails(report: ModuleType, tmp_path: Path, capsys: pyt
     assert report.main(["stationmon.domain.*", "--mutants", str(root)]) == 1
     assert "1 mutants not checked" in capsys.readouterr().out
     assert report.main(["stationmon.domain.*", "--mutants", str(tmp_path / "absent")]) == 1
+
+
+def test_a_mutant_that_crashes_the_tests_is_killed_and_an_unknown_code_suspicious(report: ModuleType) -> None:
+    """-11: the test process died of a segfault under the mutant (the tests did not pass); 2 (pytest's
+    interrupted/usage error) says nothing about the mutant."""
+    assert (report.status(-11), report.status(0), report.status(33), report.status(2)) == (
+        "killed",
+        "survived",
+        "no tests",
+        "suspicious",
+    )
