@@ -95,6 +95,14 @@ def figures(metrics: Metrics) -> dict[str, int]:
     return out
 
 
+async def settled(metrics: Metrics) -> None:
+    """Wait until the writer holds no line (none in memory, in a write or in the spool): InfluxDB can count a
+    batch before the writer has read the answer, and leaving the writer then keeps the batch for a replay."""
+    await wait_until(
+        lambda: figures(metrics)["buffered"] == 0, message="the writer settled", seen=lambda: figures(metrics)
+    )
+
+
 def assert_exactly_once(
     metrics: Metrics, produced: int, *, dead: int = 0, dropped: int = 0, influx: tuple[InfluxServer, str] | None = None
 ) -> None:
@@ -407,6 +415,7 @@ async def test_v2_retries_honour_retry_after(
     async with InfluxWriter(cfg, metrics) as writer:
         writer.submit(lines_for(0, 100))
         await wait_until(lambda: count(influxdb, influx_db) == 100, timeout=20, message="written after retries")
+        await settled(metrics)
     times = [s.at for s in translator.seen]
     assert len(times) == 3
     assert times[1] - times[0] >= 1.9  # waited for Retry-After, not the 0.5 s first backoff
@@ -466,6 +475,7 @@ async def test_v2_points_beyond_retention_422_are_dead_lettered_and_the_rest_flo
         writer.submit([*lines_for(600, 200), expired_direct, *lines_for(800, 200)])  # a direct write
         await writer.flush()
         await wait_until(lambda: count(influxdb, influx_db) == 700, message="the unexpired readings")
+        await settled(metrics)
         status = writer.status()
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(300, 1000)}
     assert status["state"] == "ok" and status["spool_bytes"] == 0
@@ -575,5 +585,6 @@ async def test_replay_task_outlives_a_spool_that_cannot_record_progress(
             (tmp_path / "spool" / "ack.tmp").rmdir()
             writer.submit(lines_for(40, 20))  # and it keeps going
             await wait_until(lambda: count(influxdb, influx_db) == 60, message="later readings")
+            await settled(metrics)
     assert stored(influxdb, influx_db) == {i: float(i) for i in range(60)}
     assert_exactly_once(metrics, 60, influx=(influxdb, influx_db))
