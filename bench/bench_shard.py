@@ -52,6 +52,7 @@ from bench.soak import (  # noqa: E402
     log,
     make_plan,
     replica_config,
+    rss_mb,
 )
 from stationmon.sim.servers import InfluxServer, MosquittoServer, find_binary  # noqa: E402
 
@@ -138,8 +139,7 @@ async def measure(n: int, args: argparse.Namespace, servers: Servers, urls: dict
 def _snapshot(replica: Replica) -> dict[str, Any]:
     assert replica.proc is not None
     metrics = replica.scrape() or {}
-    status = Path(f"/proc/{replica.proc.pid}/status").read_text()
-    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+    rss = rss_mb(replica.proc.pid)
     return {
         "t": time.time(),
         "cpu": cpu_seconds(replica.proc.pid),

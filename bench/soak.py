@@ -482,6 +482,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def rss_mb(pid: int) -> float:
+    """The process's resident memory, MB (VmRSS of /proc/<pid>/status); StopIteration if it has none."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+
+
 COUNTERS = (
     "stationmon_influx_lines_written_total",
     "stationmon_influx_lines_queued_total",
@@ -543,8 +549,7 @@ class Replica:
             return
         pid = self.proc.pid
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+            rss = rss_mb(pid)
             fds = len(os.listdir(f"/proc/{pid}/fd"))
             cpu = cpu_seconds(pid)
         except (OSError, StopIteration):
