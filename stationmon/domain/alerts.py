@@ -193,8 +193,6 @@ class _Inhibitors:
 
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
         rule, station, loop = key
-        if station not in self.stations:
-            return False
         if rule == "station_offline":
             return False
         if station in self.offline:
