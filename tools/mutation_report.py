@@ -18,9 +18,11 @@ import argparse
 import fnmatch
 import json
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # mutmut's killed, timeout, caught by type check, and a segfault (-11: the mutant crashed the test process, so
 # the tests did not pass: e.g. a numpy array made with a wrong dtype in latest.py)
@@ -59,8 +61,21 @@ def read_results(root: Path) -> dict[str, int | None]:
     """Every mutant's exit code (None: not checked) from mutmut's `.meta` files under `root`."""
     out: dict[str, int | None] = {}
     for meta in sorted(root.rglob("*.py.meta")):
-        out.update(json.loads(meta.read_text(encoding="utf-8")).get("exit_code_by_key", {}))
+        out.update(_meta(meta).get("exit_code_by_key", {}))
     return out
+
+
+def _meta(path: Path, attempts: int = 20) -> dict[str, Any]:
+    """One `.meta` file; a running `mutmut run` rewrites them in place, so a half-written one is read again."""
+    for attempt in range(attempts):
+        try:
+            doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return doc
+        except json.JSONDecodeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 def read_equivalents(path: Path) -> dict[str, str]:
