@@ -270,6 +270,24 @@ def test_time_alone_weighs_when_a_station_lacks_area() -> None:
     assert all_levels(inp)["company"][0]["compliance_rate"] == round(24000 / 32000, 4)
 
 
+def test_area_weighs_when_every_station_has_one() -> None:
+    """Both stations with area_m2: each loop's judged and good time weighs by its area, so the big estate's
+    cold rooms count for more. 1000 m² judged 30,000 s of which 24,000 good, 100 m² judged 2,000 s all
+    good: (1000 x 24,000 + 100 x 2,000) / (1000 x 30,000 + 100 x 2,000), not the time-weighted 26,000 / 32,000.
+
+    Catches the area weight dropped (every loop weighing 1 although every station has an area)."""
+    big = Station("a", company="c", district="d", area_m2=1000.0, loops=(Loop("a0"),))
+    small = Station("b", company="c", district="d", area_m2=100.0, loops=(Loop("b0"),))
+    sums = {
+        ("a", "a0"): LoopSums.from_rollup({"judged": 30000, "good_estimate": 24000}),
+        ("b", "b0"): LoopSums.from_rollup({"judged": 2000, "good_sensors": 2000}),
+    }
+    inp = ReportInput([big, small], Site(), 600.0, 0.0, 10 * H, 180, sums, {}, {}, [])
+    rate = all_levels(inp)["company"][0]["compliance_rate"]
+    assert rate == round((1000 * 24000 + 100 * 2000) / (1000 * 30000 + 100 * 2000), 4)
+    assert rate != round(26000 / 32000, 4)
+
+
 def test_households_split_and_station_without_loops() -> None:
     """A station's households split evenly over its loops (the `/` of a loop's share); a station without loops
     has no rows."""

@@ -7,6 +7,7 @@ One radiator loop (75/50, m 1.3) of station s1 unless said otherwise; no smoothi
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from stationmon.domain.heating import estimate_indoor_temp
 from stationmon.domain.plant import DailyWindow, Setback, Site
 from stationmon.domain.rules import LoopTable, RuleEngine, RuleInputs, Series
-from stationmon.domain.rules.faults import FAULT_FLATLINE, FAULT_STALE
+from stationmon.domain.rules.faults import FAULT_FLAGGED, FAULT_FLATLINE, FAULT_RANGE, FAULT_SENTINEL, FAULT_STALE
 from stationmon.domain.rules.inputs import PointFacts
 from stationmon.domain.settings import RulesSettings
 from stationmon.domain.vocabulary import RULE_NAMES
@@ -288,3 +289,77 @@ def test_a_flatline_tolerance_of_zero_still_finds_a_frozen_probe() -> None:
         inp = make_inputs(42.0, 33.0 + 0.3 * ((k // 300) % 2), now=NOW + k + 1)
         bits = int(eng.evaluate(inp).supply_faults[0])
     assert bits == FAULT_FLATLINE
+
+
+# ------------------------------------------------------------------------------ per-station reductions
+
+_LOOPS_BY_STATION = {
+    "s1": [("s1", "rad", 75.0, 50.0, 1.3, None, None), ("s1", "floor", 45.0, 35.0, 1.1, None, None)],
+    "s2": [("s2", "hot", 95.0, 70.0, 1.3, None, None)],
+    "s3": [("s3", "standing", 50.0, 40.0, 1.1, None, None)],
+}
+
+
+def _required_secondary(order: list[tuple[str, int]]) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """Evaluate the loops of _LOOPS_BY_STATION listed in `order` ((station, k) each); s3's flow reads 0
+    (standing: asks nothing of the primary). Per station its required secondary supply, and per loop
+    its required supply."""
+    loops = [_LOOPS_BY_STATION[s][k] for s, k in order]
+    stations = [("s1", "d1"), ("s2", "d1"), ("s3", "d1")]
+    table = LoopTable.build(stations, loops, Site(indoor_target=18.0))
+    eng = RuleEngine(table, RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0))
+    ts = [NOW - 5] * len(loops)
+    inp = RuleInputs(
+        now=NOW,
+        supply=Series.of([50.0] * len(loops), ts),
+        return_=Series.of([40.0] * len(loops), ts),
+        flow=Series.of([0.0 if s == "s3" else 30.0 for s, _ in order], ts),
+        outdoor=Series.of([-10.0] * 3, [NOW - 5] * 3),
+        primary_supply=Series.of([90.0] * 3, [NOW - 5] * 3),
+        station_last_seen=np.array([NOW - 5] * 3),
+    )
+    r = eng.evaluate(inp)
+    per_station = {sid: float(r.stations.required_secondary[table.station_index[sid]]) for sid in ("s1", "s2", "s3")}
+    per_loop = {(s, loops[i][1]): float(r.required_supply[i]) for i, (s, _) in enumerate(order)}
+    return per_station, per_loop
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        [("s1", 0), ("s1", 1), ("s2", 0), ("s3", 0)],  # station by station, as configurations list them
+        [("s2", 0), ("s1", 0), ("s3", 0), ("s1", 1)],  # interleaved: the per-station reduction cannot use runs
+        [("s1", 1), ("s3", 0), ("s2", 0), ("s1", 0)],
+    ],
+)
+def test_the_hottest_supply_a_station_needs_is_its_circulating_loops_maximum_in_any_order(
+    order: list[tuple[str, int]],
+) -> None:
+    """Per station, the largest required supply of its circulating loops; none (NaN) where no loop
+    circulates. Loops listed station by station take `reduceat` over runs of a station; listed out of
+    order they take `maximum.at`.
+
+    Catches: runs taken for an interleaved table (`and` for `or`, the order test dropped: reduceat over
+    non-contiguous runs mixes stations), run starts at equal neighbours (`==`), the two paths swapped,
+    the fallback's initial +inf or NaN filter inverted or its arguments dropped."""
+    per_station, per_loop = _required_secondary(order)
+    assert per_station["s1"] == max(per_loop[("s1", "rad")], per_loop[("s1", "floor")])
+    assert per_station["s1"] == per_loop[("s1", "rad")] > per_loop[("s1", "floor")]
+    assert per_station["s2"] == per_loop[("s2", "hot")]
+    assert math.isnan(per_station["s3"])
+    assert per_station == pytest.approx(
+        _required_secondary([("s1", 0), ("s1", 1), ("s2", 0), ("s3", 0)])[0], nan_ok=True
+    )
+
+
+@pytest.mark.parametrize(("value", "bits"), [(300.0, FAULT_RANGE), (850.0, FAULT_SENTINEL), (60.0, 0)])
+def test_a_flagged_reading_keeps_its_own_fault_bits_too(value: float, bits: int) -> None:
+    """The collector flagged a supply reading that is also out of range (or a sentinel): both are said,
+    so the message names what is wrong with the probe and not only that the collector doubted it.
+
+    Catches `=` for `|=` when the collector's flag is added to the value's own bits."""
+    inp = make_inputs(60.0, 45.0)
+    inp.supply = Series.of([value], [NOW - 5], [True])
+    r = _engine().evaluate(inp)
+    assert int(r.supply_faults[0]) == bits | FAULT_FLAGGED
+    assert r.status_name(0) == "sensor_fault"
