@@ -429,3 +429,22 @@ def test_a_new_segment_whose_name_cannot_be_made_durable_leaves_no_descriptor(
     spool.append(ONE, 2.0)
     assert drain_spool(spool) == [ONE]
     spool.close()
+
+
+def test_lines_lost_to_damage_in_two_segments_add_up(tmp_path: Path) -> None:
+    """Each segment's damaged lines are counted when reading reaches its end; over two segments they add
+    up (`=` for `+=` in that count would keep only the second segment's)."""
+    damaged_one, damaged_three = forged_record(1, b"abc"), forged_record(3, b"a\nb\nc")
+    first = encode_record(TWO, 1.0) + damaged_three + encode_record(ONE, 2.0)
+    second = encode_record(ONE, 3.0) + damaged_one + encode_record(TWO, 4.0)
+    (tmp_path / seg_name(1)).write_bytes(first)
+    (tmp_path / seg_name(2)).write_bytes(second)
+    spool = Spool(tmp_path)
+    assert drain_spool(spool) == [TWO, ONE, ONE, TWO]
+    assert (spool.corrupt_lines, spool.corrupt_bytes) == (4, len(damaged_one) + len(damaged_three))
+    assert spool.found_lines == 10 and accounting_holds(spool, appended=0, acknowledged=6)
+
+
+def forged_record(nlines: int, payload: bytes) -> bytes:
+    """A record whose CRC matches nothing: damage that keeps its header's length and line count."""
+    return HEADER.pack(len(payload), 0xDEADBEEF, nlines, 1000.0) + payload
