@@ -363,3 +363,42 @@ def test_a_flagged_reading_keeps_its_own_fault_bits_too(value: float, bits: int)
     r = _engine().evaluate(inp)
     assert int(r.supply_faults[0]) == bits | FAULT_FLAGGED
     assert r.status_name(0) == "sensor_fault"
+
+
+def test_during_the_startup_grace_a_fresh_reading_is_judged_and_a_missing_one_is_not_used() -> None:
+    """10 s after the service started (within offline_after's 60 s grace): the supply read 5 s ago is fresh
+    and judged; a flow meter configured but not yet read is neither stale nor usable.
+
+    Catches `=` for `|=` when the grace adds never-read points to the young ones (a fresh reading would
+    then count as old and go stale) and `|` for `&` in fresh (a point never read would be used)."""
+    eng = _engine(points={"flow": _configured()})
+    inp = make_inputs(70.0, 50.0)
+    inp.started_at = NOW - 10
+    r = eng.evaluate(inp)
+    assert int(r.supply_faults[0]) == 0 and bool(r.loops.supply_ok[0])
+    assert int(r.loops.flow_faults[0]) == 0 and not bool(r.loops.flow_ok[0])
+    assert r.status_name(0) == "ok"
+
+
+def test_results_carry_the_evaluation_time() -> None:
+    """`loop_status` points are stamped with the results' time: the evaluation's `now`."""
+    inp = make_inputs(70.0, 50.0, now=NOW + 30)
+    assert _engine().evaluate(inp).now == NOW + 30
+
+
+@pytest.mark.parametrize(
+    ("supply", "return_", "delta_t"), [(70.0, 50.0, 20.0), (70.0, 850.0, None), (850.0, 50.0, None)]
+)
+def test_measured_delta_t_only_where_both_probes_are_usable(
+    supply: float, return_: float, delta_t: float | None
+) -> None:
+    """The ΔT written to `loop_status` is supply - return where both probes are good, NaN (a float, so the
+    field is left out) where either is faulty: never 70 - 850.
+
+    Catches `|` for `&` (one good probe would do) and None for NaN (an object array)."""
+    r = _engine().evaluate(make_inputs(supply, return_))
+    assert r.delta_t.dtype == np.float64
+    if delta_t is None:
+        assert math.isnan(r.delta_t[0])
+    else:
+        assert r.delta_t[0] == delta_t
