@@ -248,13 +248,17 @@ async def _run_demo(
         service = Service(config)
         printer = AlertPrinter(config, started)
         service.on_event(printer)
-        run = asyncio.create_task(service.run(stop), name="service")
+        # The service gets a stop of its own, set only once the summary's view is taken: on the signal's
+        # `stop` it would cancel its pollers, which mark their stations offline as they close, and the
+        # summary would report the shutdown rather than the district.
+        service_stop = asyncio.Event()
+        run = asyncio.create_task(service.run(service_stop), name="service")
         waiter = asyncio.create_task(stop.wait(), name="demo-stop")
         try:
             await asyncio.wait({run, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-            doc = stations_document(service)
+            doc = stations_document(service)  # the last evaluation and the stations as they ran
         finally:
-            stop.set()
+            service_stop.set()
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
