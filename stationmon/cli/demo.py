@@ -61,9 +61,9 @@ def main(args: argparse.Namespace) -> int:
         return _error(f"--stations: expected 1..200, got {args.stations}")
     host, _, port_text = str(args.listen).rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-        return _error(f"--listen: expected HOST:PORT, got {args.listen!r}")
-    port = int(port_text)
+    if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return _error(f"--listen: expected HOST:PORT with a port 0..65535 (0: any free port), got {args.listen!r}")
+    port = int(port_text) or free_port()
     if bind_error(host, port) is not None:
         new_port = free_port()
         _say(f"note: {host}:{port} is in use; the status page goes to {host}:{new_port} instead")
@@ -162,7 +162,7 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
     _say(
         f"stationmon demo: {len(config.stations)} simulated stations ({modbus} over Modbus TCP, "
         f"{len(config.stations) - modbus} over MQTT only), "
-        f"{loops['radiator']} radiator and {loops['floor']} floor loops"
+        f"{loops['radiator']} radiator and {loops['floor']} floor loop{'s' if loops.total() != 1 else ''}"
     )
     _say(f"  status page   http://{plan.http_listen}/   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
     if setup.broker == "mosquitto":
@@ -210,7 +210,7 @@ def verdict_lines(doc: dict[str, Any]) -> list[str]:
         loops = by_verdict.get(verdict, [])
         if loops:
             shown = ", ".join(loops[:6]) + (f", ... ({len(loops) - 6} more)" if len(loops) > 6 else "")
-            lines.append(f"  {label:<13} {len(loops)} loops: {shown}")
+            lines.append(f"  {label:<13} {len(loops)} loop{'s' if len(loops) != 1 else ''}: {shown}")
     return lines
 
 

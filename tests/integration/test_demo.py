@@ -228,7 +228,7 @@ class _RunWatch:
 def _summary_loops(out: str) -> dict[str, str]:
     """The summary's verdict lines as {"station name/loop": status}."""
     loops: dict[str, str] = {}
-    for m in re.finditer(r"^ +by \w+ +\d+ loops: (.*)$|^ +not judged +\d+ loops: (.*)$", out, re.M):
+    for m in re.finditer(r"^ +by \w+ +\d+ loops?: (.*)$|^ +not judged +\d+ loops?: (.*)$", out, re.M):
         for item in (m[1] or m[2]).split(", "):
             assert not item.startswith("..."), f"the summary left loops out: {m[0]}"
             where, _, status = item.rpartition(" ")
