@@ -50,6 +50,13 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="status page address (default 127.0.0.1:9640; another free port if taken; port 0: any free port)",
     )
+    p.add_argument(
+        "--outdoor",
+        type=float,
+        default=None,
+        metavar="C",
+        help="hold the simulated outdoor temperature here (default: Harbin's winter by the clock, around -12)",
+    )
     p.add_argument("--mqtt", default=None, metavar="URL", help="use this MQTT broker instead of an embedded one")
     p.add_argument(
         "--workdir",

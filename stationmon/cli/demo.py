@@ -29,6 +29,7 @@ from stationmon.errors import ConfigError, StationmonError
 from stationmon.metrics import Counter as Readings
 from stationmon.service import Service
 from stationmon.sim.district import DemoPlan, build_demo_config, demo_stations
+from stationmon.sim.physics import outdoor_temp_at
 from stationmon.sim.runner import Simulator
 from stationmon.sim.servers import InfluxServer, MosquittoServer, embedded_broker, find_binary, free_port
 
@@ -59,6 +60,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the simulated district until --duration or Ctrl-C; exit 0."""
     if not 1 <= args.stations <= 200:
         return _error(f"--stations: expected 1..200, got {args.stations}")
+    if args.outdoor is not None and not -50.0 <= args.outdoor <= 45.0:
+        return _error(f"--outdoor: expected -50..45 °C, got {args.outdoor:g}")
     host, _, port_text = str(args.listen).rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
@@ -96,6 +99,7 @@ def _start_servers(
         influx_url=influxd.url if influxd else None,
         mqtt_protocol="3.1.1" if broker == "amqtt" else "5",
         modbus_ports={},
+        outdoor_temp=args.outdoor,
     )
     return _Setup(plan, broker, mqtt_port, influxd, own_workdir)
 
@@ -183,6 +187,11 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
         f"  households    thermometers on {sensors} of {loops_total} loops: their verdicts rest on the sensors, "
         "the others' on the estimate from the water"
     )
+    if config.simulator.outdoor_temp is not None:
+        _say(f"  weather       outdoor held at {config.simulator.outdoor_temp:g} °C (--outdoor)")
+    else:
+        now = outdoor_temp_at(time.time(), config.simulator.seed)
+        _say(f"  weather       Harbin's winter by the clock (daily cycle around -12 °C, fronts): {now:.1f} °C now")
     faults = ", ".join(f"{f.kind} at {f.station}" for f in config.simulator.faults) or "none"
     _say(f"  faults        {faults}")
     _say(f"  running {'for ' + format(duration, 'g') + ' s' if duration else 'until Ctrl-C'}; alerts print below")

@@ -133,6 +133,7 @@ class DemoPlan:
     influx_url: str | None
     mqtt_protocol: str
     modbus_ports: dict[str, int]
+    outdoor_temp: float | None = None  # held still; None: Harbin's winter by the clock (sim.physics.outdoor_temp_at)
 
 
 def _loops(st: DemoStation) -> list[tuple[str, str, float, float]]:
@@ -269,7 +270,7 @@ max_rate_per_min = 60.0     # the simulated faults move the water within seconds
 
 [simulator]
 seed = 8
-noise = 0.1
+{outdoor}noise = 0.1
 publish_interval = "2s"
 indoor_sensors_per_loop = 3"""
 
@@ -318,6 +319,11 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
         pid=os.getpid(),
         mqtt_protocol=plan.mqtt_protocol,
         http_listen=plan.http_listen,
+        outdoor=(
+            f"outdoor_temp = {plan.outdoor_temp}   # held still (--outdoor)\n"
+            if plan.outdoor_temp is not None
+            else "# no outdoor_temp: Harbin's winter by the clock (a daily cycle around -12 °C, passing fronts)\n"
+        ),
     )
     return "\n\n".join(
         [header, *_sim_loops_toml(stations), *_faults_toml(stations), *(_station_toml(st, plan) for st in stations)]

@@ -63,7 +63,9 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    proc = _start(["--duration", "40", "--listen", f"127.0.0.1:{port}"], tmp_path)
+    # the weather held at Harbin's winter mean: by the clock, a cold hour (below about -16 °C) cools the seed's
+    # flats under 20 °C and its verdict, asserted below, turns noncompliant
+    proc = _start(["--duration", "40", "--listen", f"127.0.0.1:{port}", "--outdoor", "-12"], tmp_path)
     try:
         doc = wait_until_sync(lambda: _get_json(base + "/api/v1/stations"), timeout=30, message="the demo's API")
         stations = demo_stations(12)
@@ -145,6 +147,7 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     assert "demo summary after" in out and re.search(r"alerts +\d+ fired", out)
     assert "verdicts (what each loop's compliance rests on):" in out
     assert re.search(r"households +thermometers on \d+ of \d+ loops", out), out
+    assert "weather       outdoor held at -12 °C (--outdoor)" in out, out
     # the seed's station: its flats are warm on its household sensors, whatever the water model says
     assert re.search(r"by sensors +\d+ loops: .*友谊路334号换热站/sec1 ok", out), out
     assert re.search(r"by estimate +\d+ loops: ", out), out

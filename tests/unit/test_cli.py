@@ -132,6 +132,7 @@ def test_run_refuses_a_busy_http_address_with_the_key(tmp_path, capsys):  # type
     ("argv", "message"),
     [
         (["demo", "--stations", "0"], "stationmon demo: --stations: expected 1..200, got 0"),
+        (["demo", "--outdoor", "-60"], "stationmon demo: --outdoor: expected -50..45 °C, got -60"),
         (["demo", "--listen", "127.0.0.1:99999"], "stationmon demo: --listen: expected HOST:PORT with a port 0..65535"),
         (
             ["demo", "--listen", "127.0.0.1:\u00b2"],
