@@ -168,7 +168,7 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
         f"{len(config.stations) - modbus} over MQTT only), "
         f"{loops['radiator']} radiator and {loops['floor']} floor loop{'s' if loops.total() != 1 else ''}"
     )
-    _say(f"  status page   http://{plan.http_listen}/   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
+    _say(f"  status page   {_page_url(plan.http_listen)}   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
     if setup.broker == "mosquitto":
         _say(f"  MQTT          private mosquitto (from PATH) on 127.0.0.1:{setup.mqtt_port}")
     elif setup.broker == "amqtt":
@@ -196,6 +196,14 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
     _say(f"  faults        {faults}")
     _say(f"  running {'for ' + format(duration, 'g') + ' s' if duration else 'until Ctrl-C'}; alerts print below")
     _say()
+
+
+def _page_url(listen: str) -> str:
+    """The status page's URL to open on this machine: a wildcard address (0.0.0.0, ::) is no address to open."""
+    host, _, port = listen.rpartition(":")
+    if host.strip("[]") in ("0.0.0.0", "::"):
+        return f"http://127.0.0.1:{port}/ (listening on every address, {listen})"
+    return f"http://{listen}/"
 
 
 def _simulated_sensors(config: Config, station: str, loop: str) -> int:
