@@ -2,13 +2,13 @@
 
 Station 0 is the seed's station (友谊路334号换热站: 160,000 m², 3,000 households, a floor loop run at a fixed 41 °C
 supply that comes back near 34 °C, its flats warm on household sensors although the design's water model
-calls the water too cool: so at Harbin's winter mean of -12 °C; in mild hours the water model is content
-too, and below about -16 °C the flats fall under 20 °C). The others rotate their kinds so that the demo
-shows every encoding: float32 ABCD holding registers, int16 input registers with a scale, float32 CDAB with
-float64 flow, and stations reporting over MQTT only. Stations belong to three heating companies and draw on
-three heat sources; household sensors report on the ABCD and MQTT stations' loops (their verdicts rest on
-the sensors), not on the others (the estimate decides). The config is text, validated by stationmon.config
-like any user's.
+calls the water too cool: so at Harbin's winter mean of -12 °C; in mild hours the flats are warmer, and
+below about -16 °C the flats fall under 20 °C). The others rotate their kinds so that the demo shows every
+encoding: float32 ABCD holding registers, int16 input registers with a scale, float32 CDAB with float64
+flow, and stations reporting over MQTT only. Stations belong to three heating companies and draw on three
+heat sources; household sensors report on the ABCD and MQTT stations' loops (their verdicts rest on the
+sensors), not on the others (the estimate decides). The config is text, validated by stationmon.config like
+any user's.
 """
 
 from __future__ import annotations
