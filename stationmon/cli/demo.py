@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -140,7 +141,7 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
     """Write and load the demo's config, print the banner, run until the end; the exit code."""
     stations = demo_stations(n)
     ports = {st.id: free_port() for st in stations if st.kind != "mqtt"}
-    plan = dataclasses.replace(setup.plan, modbus_ports=ports)
+    plan = dataclasses.replace(setup.plan, modbus_ports=ports, http_token_file=_write_token(setup.plan.workdir))
     text = build_demo_config(stations, plan)
     config_path = plan.workdir / "demo.toml"
     config_path.write_text(text, encoding="utf-8")
@@ -157,6 +158,16 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
     except StationmonError as exc:
         print(f"stationmon demo: {exc}", file=sys.stderr)
         return 1
+
+
+def _write_token(workdir: Path) -> Path:
+    """A fresh bearer token for the page's acknowledge button, in a file only this user can read."""
+    path = workdir / "http-token"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(12) + "\n")
+    return path
 
 
 def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
@@ -187,6 +198,10 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
         f"  households    thermometers on {sensors} of {loops_total} loops: their verdicts rest on the sensors, "
         "the others' on the estimate from the water"
     )
+    if config.http.token is not None:
+        _say(
+            f"  acknowledge   token {config.http.token.get()} (the page's acknowledge button asks for it once per tab)"
+        )
     if config.simulator.outdoor_temp is not None:
         _say(f"  weather       outdoor held at {config.simulator.outdoor_temp:g} °C (--outdoor)")
     else:

@@ -135,6 +135,7 @@ class DemoPlan:
     mqtt_protocol: str
     modbus_ports: dict[str, int]
     outdoor_temp: float | None = None  # held still; None: Harbin's winter by the clock (sim.physics.outdoor_temp_at)
+    http_token_file: Path | None = None  # the bearer token of acknowledgements; None: nobody can acknowledge
 
 
 def _loops(st: DemoStation) -> list[tuple[str, str, float, float]]:
@@ -252,7 +253,7 @@ quantity = "indoor_temp"
 [http]
 listen = "{http_listen}"
 history_window = "30m"      # the charts keep a point every 2.5 s, so a short demo draws lines
-
+{http_token}
 # Short timings so that alerts appear within the first 30 seconds (a real plant uses minutes).
 [rules]
 evaluate_every = "2s"
@@ -320,6 +321,7 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
         pid=os.getpid(),
         mqtt_protocol=plan.mqtt_protocol,
         http_listen=plan.http_listen,
+        http_token=f'token_file = "{plan.http_token_file}"   # acknowledging alerts\n' if plan.http_token_file else "",
         outdoor=(
             f"outdoor_temp = {plan.outdoor_temp}   # held still (--outdoor)\n"
             if plan.outdoor_temp is not None

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,21 @@ def _get_json(url: str) -> Any:
         return None
     assert status == 200 and ctype.startswith("application/json")
     return json.loads(body)
+
+
+def _acknowledge(base: str, alert_id: str, token: str) -> int:
+    """POST the page's acknowledgement of one alert with `token`; the HTTP status."""
+    request = urllib.request.Request(
+        f"{base}/api/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/ack",
+        data=json.dumps({"by": "test_demo"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _start(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -130,6 +146,12 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
         health = _get_json(base + "/healthz")
         assert health["status"] == "ok" and health["stations"]["total"] == 12
 
+        # the page's acknowledge button works in the demo: its token is in the work dir and the banner
+        token = (tmp_path / "work" / "http-token").read_text().strip()
+        alert = next(a for a in _get_json(base + "/api/v1/alerts")["alerts"] if a["rule"] == "supply_low")
+        assert _acknowledge(base, alert["id"], "wrong") == 401
+        assert _acknowledge(base, alert["id"], token) == 200
+
         out = _finish(proc, timeout=60)
     finally:
         if proc.poll() is None:
@@ -148,6 +170,8 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     assert "verdicts (what each loop's compliance rests on):" in out
     assert re.search(r"households +thermometers on \d+ of \d+ loops", out), out
     assert "weather       outdoor held at -12 °C (--outdoor)" in out, out
+    assert f"acknowledge   token {token} " in out, out
+    assert re.search(r"ALERT ACKNOWLEDGED +warning +supply_low", out), out
     # the seed's station: its flats are warm on its household sensors, whatever the water model says
     assert re.search(r"by sensors +\d+ loops: .*友谊路334号换热站/sec1 ok", out), out
     assert re.search(r"by estimate +\d+ loops: ", out), out
