@@ -2,8 +2,9 @@
 
 Readings from every collector arrive at `Service.ingest` (sync, never blocks): they update the latest
 values (for rules, API and status page) and are encoded to line protocol for the InfluxDB writer.
-On `stop`, the collectors and the evaluator are cancelled, then the HTTP server and the notifiers close
-and the writer flushes (or spools) what it holds. `Service` is also what the HTTP server reads
+On `stop`, the HTTP server closes first (nothing reads the stations once their collectors stop: a closed
+poller reads as an offline station), then the collectors and the evaluator are cancelled, the notifiers
+close and the writer flushes (or spools) what it holds. `Service` is also what the HTTP server reads
 (`adapters.http.StatusSource`).
 
 Cluster (`[cluster]`, README "past one machine"): a Service sees only the stations its shard owns
@@ -195,7 +196,8 @@ class Service:
             await stack.enter_async_context(self.writer)
             for notifier in self.notifiers:
                 await stack.enter_async_context(notifier)
-            await stack.enter_async_context(self.http)
+            readers = await stack.enter_async_context(contextlib.AsyncExitStack())
+            await readers.enter_async_context(self.http)
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = [group.create_task(p.run(), name=f"collector:{p.station.id}") for p in self.pollers]
@@ -205,6 +207,10 @@ class Service:
                     # the writer restarts its own tasks; this raises (and stops everything) once it gives up
                     tasks.append(group.create_task(self.writer.watch(), name="storage"))
                     await stop.wait()
+                    # HTTP first: a poller marks its station offline as it closes, so the API, the status
+                    # page, /healthz and /metrics would show the stop as every polled station going offline;
+                    # and no acknowledgement can come after the evaluator's last save of the state file
+                    await readers.aclose()
                     for task in tasks:
                         task.cancel()
             except BaseExceptionGroup as crashed:  # callers expect the component's own error

@@ -40,11 +40,30 @@ def _shard_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stations", type=int, default=12, metavar="N", help="number of stations (default 12)")
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    p.add_argument("--listen", default="127.0.0.1:9640", metavar="HOST:PORT", help="status page address")
+    p.add_argument("--stations", type=int, default=12, metavar="N", help="number of stations, 1..200 (default 12)")
+    p.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: at Ctrl-C)"
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:9640",
+        metavar="HOST:PORT",
+        help="status page address (default 127.0.0.1:9640; another free port if taken; port 0: any free port)",
+    )
+    p.add_argument(
+        "--outdoor",
+        type=float,
+        default=None,
+        metavar="C",
+        help="hold the simulated outdoor temperature here (default: Harbin's winter by the clock, around -12)",
+    )
     p.add_argument("--mqtt", default=None, metavar="URL", help="use this MQTT broker instead of an embedded one")
-    p.add_argument("--workdir", default=None, metavar="DIR", help="where the demo keeps its spool and state")
+    p.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="keep the config, spool, state and InfluxDB data here (default: a temporary folder removed at exit)",
+    )
     _config_and_logging(p, config=False)
 
 
@@ -112,7 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="secrets that are not set are errors (as for run), not warnings"
     )
-    _demo_arguments(sub.add_parser("demo", help="a whole simulated district on this machine, nothing to install"))
+    _demo_arguments(
+        sub.add_parser(
+            "demo",
+            help="a whole simulated district on this machine, nothing to install",
+            description="Simulated stations (Modbus TCP and MQTT), an MQTT broker, InfluxDB if influxd is on PATH "
+            "(else the local spool) and the service with short rule timings: alerts print on the console, the "
+            "status page is at --listen. SIGINT (Ctrl-C) or SIGTERM stops it and prints a summary of the run.",
+        )
+    )
     _simulate_arguments(
         sub.add_parser("simulate", help="only the simulated stations that FILE's [simulator] describes")
     )

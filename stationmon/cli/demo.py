@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from stationmon.errors import ConfigError, StationmonError
 from stationmon.metrics import Counter as Readings
 from stationmon.service import Service
 from stationmon.sim.district import DemoPlan, build_demo_config, demo_stations
+from stationmon.sim.physics import outdoor_temp_at
 from stationmon.sim.runner import Simulator
 from stationmon.sim.servers import InfluxServer, MosquittoServer, embedded_broker, find_binary, free_port
 
@@ -59,11 +61,13 @@ def main(args: argparse.Namespace) -> int:
     """Run the simulated district until --duration or Ctrl-C; exit 0."""
     if not 1 <= args.stations <= 200:
         return _error(f"--stations: expected 1..200, got {args.stations}")
+    if args.outdoor is not None and not -50.0 <= args.outdoor <= 45.0:
+        return _error(f"--outdoor: expected -50..45 °C, got {args.outdoor:g}")
     host, _, port_text = str(args.listen).rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-        return _error(f"--listen: expected HOST:PORT, got {args.listen!r}")
-    port = int(port_text)
+    if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        return _error(f"--listen: expected HOST:PORT with a port 0..65535 (0: any free port), got {args.listen!r}")
+    port = int(port_text) or free_port()
     if bind_error(host, port) is not None:
         new_port = free_port()
         _say(f"note: {host}:{port} is in use; the status page goes to {host}:{new_port} instead")
@@ -96,6 +100,7 @@ def _start_servers(
         influx_url=influxd.url if influxd else None,
         mqtt_protocol="3.1.1" if broker == "amqtt" else "5",
         modbus_ports={},
+        outdoor_temp=args.outdoor,
     )
     return _Setup(plan, broker, mqtt_port, influxd, own_workdir)
 
@@ -136,7 +141,7 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
     """Write and load the demo's config, print the banner, run until the end; the exit code."""
     stations = demo_stations(n)
     ports = {st.id: free_port() for st in stations if st.kind != "mqtt"}
-    plan = dataclasses.replace(setup.plan, modbus_ports=ports)
+    plan = dataclasses.replace(setup.plan, modbus_ports=ports, http_token_file=_write_token(setup.plan.workdir))
     text = build_demo_config(stations, plan)
     config_path = plan.workdir / "demo.toml"
     config_path.write_text(text, encoding="utf-8")
@@ -155,6 +160,16 @@ def _run(setup: _Setup, n: int, duration: float | None) -> int:
         return 1
 
 
+def _write_token(workdir: Path) -> Path:
+    """A fresh bearer token for the page's acknowledge button, in a file only this user can read."""
+    path = workdir / "http-token"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(12) + "\n")
+    return path
+
+
 def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
     plan = setup.plan
     loops = Counter(lp.emitter for s in config.stations for lp in s.loops)
@@ -162,9 +177,9 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
     _say(
         f"stationmon demo: {len(config.stations)} simulated stations ({modbus} over Modbus TCP, "
         f"{len(config.stations) - modbus} over MQTT only), "
-        f"{loops['radiator']} radiator and {loops['floor']} floor loops"
+        f"{loops['radiator']} radiator and {loops['floor']} floor loop{'s' if loops.total() != 1 else ''}"
     )
-    _say(f"  status page   http://{plan.http_listen}/   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
+    _say(f"  status page   {_page_url(plan.http_listen)}   (API: /api/v1/stations, /api/v1/alerts, /metrics)")
     if setup.broker == "mosquitto":
         _say(f"  MQTT          private mosquitto (from PATH) on 127.0.0.1:{setup.mqtt_port}")
     elif setup.broker == "amqtt":
@@ -183,10 +198,27 @@ def _banner(config: Config, setup: _Setup, duration: float | None) -> None:
         f"  households    thermometers on {sensors} of {loops_total} loops: their verdicts rest on the sensors, "
         "the others' on the estimate from the water"
     )
+    if config.http.token is not None:
+        _say(
+            f"  acknowledge   token {config.http.token.get()} (the page's acknowledge button asks for it once per tab)"
+        )
+    if config.simulator.outdoor_temp is not None:
+        _say(f"  weather       outdoor held at {config.simulator.outdoor_temp:g} °C (--outdoor)")
+    else:
+        now = outdoor_temp_at(time.time(), config.simulator.seed)
+        _say(f"  weather       Harbin's winter by the clock (daily cycle around -12 °C, fronts): {now:.1f} °C now")
     faults = ", ".join(f"{f.kind} at {f.station}" for f in config.simulator.faults) or "none"
     _say(f"  faults        {faults}")
     _say(f"  running {'for ' + format(duration, 'g') + ' s' if duration else 'until Ctrl-C'}; alerts print below")
     _say()
+
+
+def _page_url(listen: str) -> str:
+    """The status page's URL to open on this machine: a wildcard address (0.0.0.0, ::) is no address to open."""
+    host, _, port = listen.rpartition(":")
+    if host.strip("[]") in ("0.0.0.0", "::"):
+        return f"http://127.0.0.1:{port}/ (listening on every address, {listen})"
+    return f"http://{listen}/"
 
 
 def _simulated_sensors(config: Config, station: str, loop: str) -> int:
@@ -210,7 +242,7 @@ def verdict_lines(doc: dict[str, Any]) -> list[str]:
         loops = by_verdict.get(verdict, [])
         if loops:
             shown = ", ".join(loops[:6]) + (f", ... ({len(loops) - 6} more)" if len(loops) > 6 else "")
-            lines.append(f"  {label:<13} {len(loops)} loops: {shown}")
+            lines.append(f"  {label:<13} {len(loops)} loop{'s' if len(loops) != 1 else ''}: {shown}")
     return lines
 
 
@@ -248,13 +280,17 @@ async def _run_demo(
         service = Service(config)
         printer = AlertPrinter(config, started)
         service.on_event(printer)
-        run = asyncio.create_task(service.run(stop), name="service")
+        # The service gets a stop of its own, set only once the summary's view is taken: on the signal's
+        # `stop` it would cancel its pollers, which mark their stations offline as they close, and the
+        # summary would report the shutdown rather than the district.
+        service_stop = asyncio.Event()
+        run = asyncio.create_task(service.run(service_stop), name="service")
         waiter = asyncio.create_task(stop.wait(), name="demo-stop")
         try:
             await asyncio.wait({run, waiter}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-            doc = stations_document(service)
+            doc = stations_document(service)  # the last evaluation and the stations as they ran
         finally:
-            stop.set()
+            service_stop.set()
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter

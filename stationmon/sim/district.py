@@ -1,13 +1,14 @@
 """The demo's district: N generated stations with Chinese names, their config as TOML, scheduled faults.
 
-Station 0 is the seed's station (友谊路334号换热站: 160,000 m², 3,000 households, a floor loop run at a
-fixed 41 °C supply that comes back near 34 °C, its flats warm on household sensors although the design's
-water model calls the water too cool). The others rotate their kinds so that the demo shows every
+Station 0 is the seed's station (友谊路334号换热站: 160,000 m², 3,000 households, a floor loop run at a fixed 41 °C
+supply that comes back near 34 °C, its flats warm on household sensors although the design's water model
+calls the water too cool: so at Harbin's winter mean of -12 °C; in mild hours the flats are warmer, and
+below about -16 °C the flats fall under 20 °C). The others rotate their kinds so that the demo shows every
 encoding: float32 ABCD holding registers, int16 input registers with a scale, float32 CDAB with float64
-flow, and stations reporting over MQTT only. Stations belong to three heating companies and draw on
-three heat sources; household sensors report on the ABCD and MQTT stations' loops (their verdicts rest on
-the sensors), not on the others (the estimate decides). The config is text, validated by stationmon.config
-like any user's.
+flow, and stations reporting over MQTT only. Stations belong to three heating companies and draw on three
+heat sources; household sensors report on the ABCD and MQTT stations' loops (their verdicts rest on the
+sensors), not on the others (the estimate decides). The config is text, validated by stationmon.config like
+any user's.
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ class DemoPlan:
     influx_url: str | None
     mqtt_protocol: str
     modbus_ports: dict[str, int]
+    outdoor_temp: float | None = None  # held still; None: Harbin's winter by the clock (sim.physics.outdoor_temp_at)
+    http_token_file: Path | None = None  # the bearer token of acknowledgements; None: nobody can acknowledge
 
 
 def _loops(st: DemoStation) -> list[tuple[str, str, float, float]]:
@@ -250,7 +253,7 @@ quantity = "indoor_temp"
 [http]
 listen = "{http_listen}"
 history_window = "30m"      # the charts keep a point every 2.5 s, so a short demo draws lines
-
+{http_token}
 # Short timings so that alerts appear within the first 30 seconds (a real plant uses minutes).
 [rules]
 evaluate_every = "2s"
@@ -269,7 +272,7 @@ max_rate_per_min = 60.0     # the simulated faults move the water within seconds
 
 [simulator]
 seed = 8
-noise = 0.1
+{outdoor}noise = 0.1
 publish_interval = "2s"
 indoor_sensors_per_loop = 3"""
 
@@ -318,6 +321,12 @@ def build_demo_config(stations: list[DemoStation], plan: DemoPlan) -> str:
         pid=os.getpid(),
         mqtt_protocol=plan.mqtt_protocol,
         http_listen=plan.http_listen,
+        http_token=f'token_file = "{plan.http_token_file}"   # acknowledging alerts\n' if plan.http_token_file else "",
+        outdoor=(
+            f"outdoor_temp = {plan.outdoor_temp}   # held still (--outdoor)\n"
+            if plan.outdoor_temp is not None
+            else "# no outdoor_temp: Harbin's winter by the clock (a daily cycle around -12 °C, passing fronts)\n"
+        ),
     )
     return "\n\n".join(
         [header, *_sim_loops_toml(stations), *_faults_toml(stations), *(_station_toml(st, plan) for st in stations)]

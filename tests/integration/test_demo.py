@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,21 @@ def _get_json(url: str) -> Any:
         return None
     assert status == 200 and ctype.startswith("application/json")
     return json.loads(body)
+
+
+def _acknowledge(base: str, alert_id: str, token: str) -> int:
+    """POST the page's acknowledgement of one alert with `token`; the HTTP status."""
+    request = urllib.request.Request(
+        f"{base}/api/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/ack",
+        data=json.dumps({"by": "test_demo"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _start(args: list[str], tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -63,7 +79,9 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    proc = _start(["--duration", "40", "--listen", f"127.0.0.1:{port}"], tmp_path)
+    # the weather held at Harbin's winter mean: by the clock, a cold hour (below about -16 °C) cools the seed's
+    # flats under 20 °C and its verdict, asserted below, turns noncompliant
+    proc = _start(["--duration", "40", "--listen", f"127.0.0.1:{port}", "--outdoor", "-12"], tmp_path)
     try:
         doc = wait_until_sync(lambda: _get_json(base + "/api/v1/stations"), timeout=30, message="the demo's API")
         stations = demo_stations(12)
@@ -128,6 +146,12 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
         health = _get_json(base + "/healthz")
         assert health["status"] == "ok" and health["stations"]["total"] == 12
 
+        # the page's acknowledge button works in the demo: its token is in the work dir and the banner
+        token = (tmp_path / "work" / "http-token").read_text().strip()
+        alert = next(a for a in _get_json(base + "/api/v1/alerts")["alerts"] if a["rule"] == "supply_low")
+        assert _acknowledge(base, alert["id"], "wrong") == 401
+        assert _acknowledge(base, alert["id"], token) == 200
+
         out = _finish(proc, timeout=60)
     finally:
         if proc.poll() is None:
@@ -145,6 +169,9 @@ def test_demo_runs_the_district_with_page_api_metrics_and_alerts_then_exits_0(tm
     assert "demo summary after" in out and re.search(r"alerts +\d+ fired", out)
     assert "verdicts (what each loop's compliance rests on):" in out
     assert re.search(r"households +thermometers on \d+ of \d+ loops", out), out
+    assert "weather       outdoor held at -12 °C (--outdoor)" in out, out
+    assert f"acknowledge   token {token} " in out, out
+    assert re.search(r"ALERT ACKNOWLEDGED +warning +supply_low", out), out
     # the seed's station: its flats are warm on its household sensors, whatever the water model says
     assert re.search(r"by sensors +\d+ loops: .*友谊路334号换热站/sec1 ok", out), out
     assert re.search(r"by estimate +\d+ loops: ", out), out
@@ -185,3 +212,97 @@ def test_demo_without_influxd_uses_spool_and_a_private_mosquitto_and_stops_on_ct
     assert "Traceback" not in stderr, stderr[-3000:]
     spool = tmp_path / "work" / "spool"
     assert spool.is_dir() and any(p.stat().st_size > 0 for p in spool.rglob("*") if p.is_file()), list(spool.rglob("*"))
+
+
+class _RunWatch:
+    """What the demo's API showed while the district ran: every status of each station and loop, the last
+    evaluation's time (/healthz), and whether every station was online in the latest answer."""
+
+    def __init__(self, base: str, proc: subprocess.Popen[str]) -> None:
+        self.base, self.proc = base, proc
+        self.stations: dict[str, set[str]] = {}
+        self.loops: dict[tuple[str, str], set[str]] = {}
+        self.names: dict[str, str] = {}
+        self.last_judged = 0.0
+        self.all_online = False
+
+    def look(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            pytest.fail(f"the demo ended ({self.proc.returncode}) while the test watched it")
+        health = _get_json(self.base + "/healthz")  # 503 (a degraded component) reads as None: look again
+        doc = _get_json(self.base + "/api/v1/stations")
+        if doc is None or health is None:
+            return None
+        self.last_judged = health["components"]["evaluator"]["last_evaluation"] or 0.0
+        for st in doc["stations"]:
+            self.names[st["name"] or st["id"]] = st["id"]
+            self.stations.setdefault(st["id"], set()).add(st["status"])
+            for lp in st["loops"]:
+                self.loops.setdefault((st["id"], lp["id"]), set()).add(lp["status"])
+        self.all_online = all(st["online"] for st in doc["stations"])
+        return doc  # type: ignore[no-any-return]
+
+    def settled(self) -> bool:
+        """Every station online, and every loop judged by the evaluator (no longer unknown)."""
+        doc = self.look()
+        return (
+            bool(doc)
+            and self.all_online
+            and all(lp["status"] != "unknown" for s in doc["stations"] for lp in s["loops"])
+        )
+
+
+def _summary_loops(out: str) -> dict[str, str]:
+    """The summary's verdict lines as {"station name/loop": status}."""
+    loops: dict[str, str] = {}
+    for m in re.finditer(r"^ +by \w+ +\d+ loops?: (.*)$|^ +not judged +\d+ loops?: (.*)$", out, re.M):
+        for item in (m[1] or m[2]).split(", "):
+            assert not item.startswith("..."), f"the summary left loops out: {m[0]}"
+            where, _, status = item.rpartition(" ")
+            loops[where] = status
+    return loops
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_summary_after_a_signal_tells_the_statuses_seen_while_running_not_offline(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Stopped by SIGTERM (a service manager, `timeout`) or SIGINT (Ctrl-C), the summary reports the last
+    judgement of the run, not stations the shutdown itself took offline (the pollers close their links)."""
+    port = free_port()
+    proc = _start(["--stations", "4", "--listen", f"127.0.0.1:{port}"], tmp_path)  # no offline fault in 4
+    watch = _RunWatch(f"http://127.0.0.1:{port}", proc)
+    try:
+        wait_until_sync(watch.settled, timeout=90, message="every station online and judged", seen=lambda: watch.loops)
+        # what counts is what was shown from here on (every station online and judged); stop just after a
+        # fresh judgement, so none can change a status between the last look and the signal
+        judged = watch.last_judged
+        watch.stations.clear()
+        watch.loops.clear()
+        wait_until_sync(
+            lambda: watch.look() and watch.all_online and watch.last_judged > judged,
+            timeout=60,
+            message="the next judgement with every station online",
+        )
+        proc.send_signal(sig)
+        out = _finish(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stderr = (tmp_path / "demo.stderr").read_text()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    m = re.search(r"^  stations +(.*)$", out, re.M)
+    assert m, out
+    counts = {status: int(n) for n, status in re.findall(r"(\d+) (\w+)", m[1])}
+    assert sum(counts.values()) == 4, m[0]
+    for status, n in counts.items():  # no more stations with a status than showed it while running
+        showed = sum(status in seen for seen in watch.stations.values())
+        assert n <= showed, f"summary {m[0]!r}; statuses shown while running: {watch.stations}"
+    loops = _summary_loops(out)
+    assert len(loops) == len(watch.loops), out
+    for where, status in loops.items():
+        name, _, loop = where.rpartition("/")
+        seen = watch.loops[(watch.names[name], loop)]
+        assert status in seen, f"summary says {where} {status}; while running it was {sorted(seen)}\n{out}"

@@ -132,7 +132,12 @@ def test_run_refuses_a_busy_http_address_with_the_key(tmp_path, capsys):  # type
     ("argv", "message"),
     [
         (["demo", "--stations", "0"], "stationmon demo: --stations: expected 1..200, got 0"),
-        (["demo", "--listen", "127.0.0.1:99999"], "stationmon demo: --listen: expected HOST:PORT"),
+        (["demo", "--outdoor", "-60"], "stationmon demo: --outdoor: expected -50..45 °C, got -60"),
+        (["demo", "--listen", "127.0.0.1:99999"], "stationmon demo: --listen: expected HOST:PORT with a port 0..65535"),
+        (
+            ["demo", "--listen", "127.0.0.1:\u00b2"],
+            "stationmon demo: --listen: expected HOST:PORT with a port 0..65535",
+        ),
         (["report", "-c", "x.toml", "--from", "-24 h"], None),
     ],
 )
@@ -270,3 +275,17 @@ def test_check_config_has_strict(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--strict" in capsys.readouterr().out
     assert build_parser().parse_args(["check-config", "-c", "x.toml", "--strict"]).strict is True
     assert build_parser().parse_args(["check-config", "-c", "x.toml"]).strict is False
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("127.0.0.1:9640", "http://127.0.0.1:9640/"),
+        ("0.0.0.0:9640", "http://127.0.0.1:9640/ (listening on every address, 0.0.0.0:9640)"),
+        ("[::]:9641", "http://127.0.0.1:9641/ (listening on every address, [::]:9641)"),
+    ],
+)
+def test_demo_banner_gives_a_page_url_to_open(listen: str, url: str) -> None:
+    from stationmon.cli.demo import _page_url
+
+    assert _page_url(listen) == url
