@@ -32,7 +32,18 @@ function el(tag, attrs, ...children) {
 }
 
 function fmt(v, digits = 1) {
-  return typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "–";
+  if (typeof v !== "number" || !isFinite(v)) return "–";
+  const text = v.toFixed(digits);
+  return /^-0\.?0*$/.test(text) ? text.slice(1) : text; // "-0.0" reads as a frost that is not there
+}
+
+// a value and its threshold with as many decimals (up to two more) as tell them apart: "40.96 / 41.00",
+// never "41.0 / 41.0" for a value said to be below its threshold (as the alert messages print them)
+function fmtPair(v, threshold, digits = 1) {
+  for (let d = digits; d < digits + 2; d++) {
+    if (fmt(v, d) !== fmt(threshold, d)) return [fmt(v, d), fmt(threshold, d)];
+  }
+  return [fmt(v, digits + 2), fmt(threshold, digits + 2)];
 }
 
 function age(seconds) {
@@ -265,7 +276,8 @@ function measured(loop, quantity, required) {
   const v = loop.values[quantity];
   if (!v) return el("span", { text: "–" });
   const low = typeof required === "number" && typeof v.value === "number" && v.value < required - state.margin;
-  const text = `${fmt(v.value)} °C` + (typeof required === "number" ? ` / ${fmt(required)}` : "");
+  const [value, req] = fmtPair(v.value, required);
+  const text = `${value} °C` + (typeof required === "number" ? ` / ${req}` : "");
   return el("span", { class: low ? "low" : null, title: v.fault ? `fault: ${v.fault}` : null, text });
 }
 
@@ -371,7 +383,7 @@ function renderAlert(st, a) {
     el("span", { class: `chip ${a.severity}`, text: a.severity }),
     el("strong", { text: a.rule }),
     el("span", { text: `${a.loop ? `${a.loop} · ` : ""}since ${clock(a.since)}` }),
-    typeof a.value === "number" ? el("span", { class: "message", text: `${fmt(a.value)} / ${fmt(a.threshold)}` }) : null,
+    typeof a.value === "number" ? el("span", { class: "message", text: fmtPair(a.value, a.threshold).join(" / ") }) : null,
     acked);
 }
 
