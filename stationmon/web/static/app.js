@@ -142,9 +142,10 @@ function fillChoices(id, groups) {
 // ------------------------------------------------------------------------------------------------
 // Summary: totals in the header, then a table per company and per district
 
-function statusCounts(counts) {
+// the tables' columns say what is counted; the header's chips name their status too ("5 noncompliant")
+function statusCounts(counts, labelled = false) {
   return el("span", { class: "counts" }, ...STATUSES.filter((s) => counts[s]).map((s) =>
-    el("span", { class: `chip ${s}`, title: s, text: String(counts[s]) })));
+    el("span", { class: `chip ${s}`, title: s, "data-status": s, text: labelled ? `${counts[s]} ${s.replace("_", " ")}` : String(counts[s]) })));
 }
 
 // the width through the CSSOM: the page's CSP refuses style attributes
@@ -192,10 +193,10 @@ function renderSummary(doc) {
   const shard = doc.shard && doc.shard.count > 1 ? ` · shard ${doc.shard.index}/${doc.shard.count}` : "";
   document.getElementById("site-name").textContent = (doc.site.name || "") + shard;
   document.getElementById("totals").replaceChildren(
-    el("span", { class: "total", text: `${t.stations} stations · ${t.loops} loops` }),
-    statusCounts(t.stations_by_status),
-    el("span", { class: "total", text: "compliant" }), complianceBar(t),
-    alertCounts(t.alerts));
+    el("span", { class: "total", text: `${t.stations} stations:` }),
+    statusCounts(t.stations_by_status, true),
+    el("span", { class: "total", text: `· ${t.loops} loops, compliant` }), complianceBar(t),
+    el("span", { class: "total", text: "· active alerts" }), alertCounts(t.alerts));
   document.querySelector("#companies tbody").replaceChildren(...doc.companies.map((g) => groupRow("company", g, "filter-company")));
   document.querySelector("#districts tbody").replaceChildren(...doc.districts.map((g) => groupRow("district", g, "filter-district")));
   fillChoices("filter-company", doc.companies);
@@ -480,7 +481,27 @@ async function loadHistory(doc) {
   state.history = out;
   state.historyKey = key;
   state.historyAt = Date.now();
+  state.historyWindow = got.window_s;
   return true;
+}
+
+// "3 s", "12 min", "2.5 h"
+function span(seconds) {
+  if (seconds < 90) return `${Math.max(0, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// The legend says what the charts cover: from the oldest point held to now (a fresh start holds
+// seconds, not the hours the server may keep), and the window the server keeps.
+function describeCharts() {
+  const node = document.getElementById("chart-span");
+  if (!node || state.historyWindow === undefined) return;
+  let oldest = Infinity;
+  for (const byLoop of Object.values(state.history)) for (const qs of Object.values(byLoop)) for (const pts of Object.values(qs)) if (pts.length) oldest = Math.min(oldest, pts[0][0]);
+  const kept = `kept up to ${span(state.historyWindow)}`;
+  node.textContent = isFinite(oldest) ? `charts: the last ${span(state.serverNow() - oldest)} (${kept})` : `charts: no history yet (${kept})`;
+  node.dataset.seconds = isFinite(oldest) ? String(Math.round(state.serverNow() - oldest)) : "";
 }
 
 function showError(text) {
@@ -512,6 +533,7 @@ async function refreshStations() {
   }
   const charts = await loadHistory(doc);
   if (changed || charts) renderStations(doc);
+  describeCharts();
   state.page = doc;
 }
 
