@@ -224,11 +224,11 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
 
 
 def _assert_legend_and_header(dom: str, by_id: dict[str, Any], uptime_s: float) -> None:
-    """The legend says what the charts hold (seconds into the demo, not "last hours"), and the header's
+    """The legend says what the charts span (seconds into the demo, not "last hours"), and the header's
     station counts name their status."""
     legend = re.search(r'<span id="chart-span"[^>]*>([^<]*)</span>', dom)
     assert legend, dom[-3000:]
-    m = re.fullmatch(r"charts: the last (\d+) s \(kept up to 30 min\)", legend[1])
+    m = re.fullmatch(r"charts: up to (\d+) s of history \(kept up to 30 min\)", legend[1])
     assert m and 0 < int(m[1]) <= uptime_s + 5, (legend[1], uptime_s)  # the history window is 30m in the demo
     assert "last hours" not in dom
     totals = dom.split('id="totals"', 1)[1].split("</div>", 1)[0]

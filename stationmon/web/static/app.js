@@ -492,16 +492,22 @@ function span(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-// The legend says what the charts cover: from the oldest point held to now (a fresh start holds
-// seconds, not the hours the server may keep), and the window the server keeps.
+// The legend says what the charts cover: the longest span a chart draws, first point to last (a fresh
+// start holds seconds, not the hours the server may keep), and the window the server keeps.
 function describeCharts() {
   const node = document.getElementById("chart-span");
   if (!node || state.historyWindow === undefined) return;
-  let oldest = Infinity;
-  for (const byLoop of Object.values(state.history)) for (const qs of Object.values(byLoop)) for (const pts of Object.values(qs)) if (pts.length) oldest = Math.min(oldest, pts[0][0]);
+  let longest = -1;
+  for (const byLoop of Object.values(state.history)) {
+    for (const qs of Object.values(byLoop)) {
+      const times = Object.values(qs).flat().map((p) => p[0]);
+      if (times.length > 1) longest = Math.max(longest, Math.max(...times) - Math.min(...times));
+    }
+  }
   const kept = `kept up to ${span(state.historyWindow)}`;
-  node.textContent = isFinite(oldest) ? `charts: the last ${span(state.serverNow() - oldest)} (${kept})` : `charts: no history yet (${kept})`;
-  node.dataset.seconds = isFinite(oldest) ? String(Math.round(state.serverNow() - oldest)) : "";
+  const held = longest < 0 ? "no history yet" : longest < 1 ? "a moment of history so far" : `up to ${span(longest)} of history`;
+  node.textContent = `charts: ${held} (${kept})`;
+  node.dataset.seconds = longest >= 0 ? String(Math.round(longest)) : "";
 }
 
 function showError(text) {
