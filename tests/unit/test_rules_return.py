@@ -62,3 +62,22 @@ def test_only_the_returning_station_gets_the_grace() -> None:
     inp.supply.ts[1] = NOW - 120
     r = eng.evaluate(inp)
     assert r.supply_faults[1] == FAULT_STALE and r.supply_faults[0] == 0
+
+
+def test_the_grace_ends_exactly_fresh_s_after_the_return() -> None:
+    """At `fresh_s` after the station was judged back its unread points are not stale yet; a second later they are."""
+    eng = engine(loops=[FLOOR])
+    back = _outage(eng) + 10
+    eng.evaluate(_back(eng, back, NOW - 5))
+    assert eng.evaluate(_back(eng, back + OFFLINE_AFTER, NOW - 5)).supply_faults[0] == 0
+    assert eng.evaluate(_back(eng, back + OFFLINE_AFTER + 1, NOW - 5)).supply_faults[0] == FAULT_STALE
+
+
+def test_a_second_outage_starts_a_new_grace() -> None:
+    eng = engine(loops=[FLOOR])
+    back = _outage(eng) + 10
+    eng.evaluate(inputs(eng, [45.0], [35.0], now=back, ts=back - 1, last_seen=[back - 1]))  # polled at once
+    down = back + OFFLINE_AFTER + 30
+    assert eng.evaluate(inputs(eng, [45.0], [35.0], now=down, ts=back - 1)).status_name(0) == "offline"
+    r = eng.evaluate(_back(eng, down + 10, back - 1))
+    assert r.supply_faults[0] == 0 and r.status_name(0) == "unknown"
