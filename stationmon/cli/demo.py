@@ -26,6 +26,7 @@ from stationmon.adapters.http import stations_document
 from stationmon.cli.common import bind_error, run_until_signal
 from stationmon.config import Config, parse_config_text
 from stationmon.domain.model import AlertEvent
+from stationmon.domain.rules.messages import apart
 from stationmon.errors import ConfigError, StationmonError
 from stationmon.metrics import Counter as Readings
 from stationmon.service import Service
@@ -257,13 +258,22 @@ class AlertPrinter:
     def __call__(self, event: AlertEvent) -> None:
         self.counts[event.state] += 1
         where = self.names.get(event.station, event.station) + (f" / {event.loop}" if event.loop else "")
-        value = "" if event.value is None else f" value {event.value:.1f}"
-        threshold = "" if event.threshold is None else f" (threshold {event.threshold:.1f})"
         t = time.monotonic() - self.started
         _say(
             f"[{t:5.1f}s] ALERT {event.state.upper():<9} {event.severity:<8} {event.rule:<20} {where}:"
-            f"{value}{threshold} {event.message}".rstrip()
+            f"{_figures(event)} {event.message}".rstrip()
         )
+
+
+def _figures(event: AlertEvent) -> str:
+    """ " value 40.96 (threshold 41.00)": as many decimals as tell the two apart (40.96 is not 41.0)."""
+    value, threshold = event.value, event.threshold
+    if value is not None and threshold is not None:
+        v, t = apart(value, threshold)
+        return f" value {v} (threshold {t})"
+    if value is not None:
+        return f" value {value:.1f}"
+    return "" if threshold is None else f" (threshold {threshold:.1f})"
 
 
 async def _run_demo(

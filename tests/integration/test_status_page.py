@@ -39,8 +39,9 @@ def _chromium() -> str:
     return path
 
 
-async def _browser(url: str, tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium on `url` with extra arguments; its stdout."""
+async def _browser(url: str, tmp_path: Path, *args: str, budget_ms: int = 4000) -> str:
+    """Run headless Chromium on `url` with extra arguments; its stdout. `budget_ms` of virtual time let the
+    page's script fetch the API and render first (a screenshot wants the charts drawn too)."""
     proc = await asyncio.create_subprocess_exec(
         _chromium(),
         "--headless",
@@ -54,7 +55,7 @@ async def _browser(url: str, tmp_path: Path, *args: str) -> str:
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
         "--window-size=1400,1000",
         # let the page's script fetch the API and render before the DOM is dumped
-        "--virtual-time-budget=4000",
+        f"--virtual-time-budget={budget_ms}",
         *args,
         url,
         stdout=asyncio.subprocess.PIPE,
@@ -79,6 +80,9 @@ def _config(tmp_path: Path, mosquitto: MosquittoServer) -> Config:
         influx_url=None,
         mqtt_protocol="5",
         modbus_ports={st.id: free_port() for st in stations if st.kind != "mqtt"},
+        # the weather held at Harbin's winter mean, as test_demo does: by the clock a cold hour (below about
+        # -16 °C) cools the seed's flats and a mild one lifts them, and the statuses asserted below follow
+        outdoor_temp=-12.0,
     )
     return parse_config_text(build_demo_config(stations, plan), str(tmp_path / "demo.toml"), require_influxdb=False)
 
@@ -123,7 +127,7 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
     healthy = {st.id for st in stations} - faulty - offline
     assert faulty and healthy
     base = f"http://{config.http.listen}"
-    async with _running(config), aiohttp.ClientSession() as client:
+    async with _running(config) as service, aiohttp.ClientSession() as client:
 
         async def api() -> dict[str, Any]:
             try:
@@ -174,6 +178,7 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
                     badged += 1
         assert badged > 0
         assert "Cannot reach stationmon" not in dom or re.search(r'<div id="error" class="error" hidden', dom)
+        _assert_legend_and_header(dom, before, uptime_s=service.clock() - service.started_at)
 
         # the URL filters: only problems, then one district
         dom = await _browser(base + "/?status=problem", tmp_path, "--dump-dom")
@@ -214,8 +219,23 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status_page.png"
         shot.unlink(missing_ok=True)
-        await _browser(base + "/", tmp_path, f"--screenshot={shot}")
+        await _browser(base + "/", tmp_path, f"--screenshot={shot}", budget_ms=8000)
         assert shot.stat().st_size > 10_000
+
+
+def _assert_legend_and_header(dom: str, by_id: dict[str, Any], uptime_s: float) -> None:
+    """The legend says what the charts span (seconds into the demo, not "last hours"), and the header's
+    station counts name their status."""
+    legend = re.search(r'<span id="chart-span"[^>]*>([^<]*)</span>', dom)
+    assert legend, dom[-3000:]
+    m = re.fullmatch(r"charts: up to (\d+) s of history \(kept up to 30 min\)", legend[1])
+    assert m and 0 < int(m[1]) <= uptime_s + 5, (legend[1], uptime_s)  # the history window is 30m in the demo
+    assert "last hours" not in dom
+    totals = dom.split('id="totals"', 1)[1].split("</div>", 1)[0]
+    chips = re.findall(r'data-status="(\w+)">(\d+) ([\w ]+)</span>', totals)
+    assert chips and all(label == status.replace("_", " ") for status, _, label in chips), totals
+    assert sum(int(n) for _, n, _ in chips) == len(by_id), totals  # every station counted once
+    assert re.search(r">\d+ stations:</span>", totals), totals
 
 
 def test_station_seen_means_its_own_equipment_not_household_sensors(tmp_path: Path) -> None:

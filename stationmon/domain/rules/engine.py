@@ -98,6 +98,10 @@ class RuleEngine:
         self._held_keys: set[AlertKey] = set()  # the keys of the last `held_masks`, and their masks
         self._held: dict[str, BoolArray] = {}
         self._station_runs = _station_runs(table.loop_station)
+        # per station: since when it answers (NaN: offline; -inf: since before the first evaluation), and
+        # where staleness is judged now (answering for longer than fresh_s: a poll has had its chance)
+        self._answering_since = np.full(ns, -np.inf)
+        self._stale_judged = np.ones(ns, dtype=bool)
 
     def _tracker(self, quantity: str, n: int) -> SensorTracker:
         """Flatline tolerance from the point (its own, or its register's step if coarser); the window grows
@@ -241,6 +245,18 @@ class RuleEngine:
         )
         return kelvin > 0.0, np.nan_to_num(self.setback_mean)
 
+    def _answering(self, online: BoolArray, now: float) -> BoolArray:
+        """Where a station answers and has for longer than `fresh_s`: only there is a point stale.
+
+        A station back from an outage answers first on one channel (a household sensor over MQTT, a
+        gateway) and its PLC's next poll may come a backoff later: until a poll after the return has had
+        its chance, the points not read since are unusable but not stale (like the startup grace)."""
+        since = self._answering_since
+        since[~online] = np.nan
+        since[online & np.isnan(since)] = now
+        self._stale_judged = online & (now - since > self.fresh_s)
+        return self._stale_judged
+
     def _station_facts(self, inp: RuleInputs, held: Mapping[str, BoolArray], minute: int) -> StationFacts:
         """Offline stations, outdoor and primary sensor faults, the outdoor running mean, setbacks."""
         now, offline_after_s = inp.now, self.settings.offline_after_s
@@ -248,8 +264,9 @@ class RuleEngine:
         if inp.started_at is not None:
             last_seen = np.where(np.isnan(last_seen), inp.started_at, last_seen)
         online = station_online(last_seen, now, offline_after_s)
+        answering = self._answering(online, now)
         outdoor = inp.outdoor
-        outdoor_bits, outdoor_ok = self._judge_series(outdoor, "outdoor_temp", online, inp, self.outdoor_tracker)
+        outdoor_bits, outdoor_ok = self._judge_series(outdoor, "outdoor_temp", answering, inp, self.outdoor_tracker)
         self.outdoor_mean, self.outdoor_mean_ts = heating.running_mean_update(
             self.outdoor_mean,
             self.outdoor_mean_ts,
@@ -257,7 +274,7 @@ class RuleEngine:
             outdoor.ts,
             self.settings.outdoor_smoothing_s,
         )
-        prim_bits, prim_ok = self._judge_series(inp.primary_supply, "primary_supply_temp", online, inp, None)
+        prim_bits, prim_ok = self._judge_series(inp.primary_supply, "primary_supply_temp", answering, inp, None)
         setback_on, self._setback_k = self._setbacks(minute, now)
         n = len(STATION_HELD)
         return StationFacts(
@@ -374,8 +391,9 @@ class RuleEngine:
         """Everything the loop rules compare, per loop; the stations gain what their loops need of the primary."""
         t, st = self.table, self.table.loop_station
         online = ~stations.offline[st]
-        flow_bits, flow_ok, pump_bits, pump_ok, pump, flowing = self._circulation(inp, online)
-        sup_bits, ret_bits, sup_ok, ret_ok, below_primary = self._water(inp, online, flowing, stations)
+        answering = self._stale_judged[st]  # (staleness only where the station answers, see `_answering`)
+        flow_bits, flow_ok, pump_bits, pump_ok, pump, flowing = self._circulation(inp, answering)
+        sup_bits, ret_bits, sup_ok, ret_ok, below_primary = self._water(inp, answering, flowing, stations)
         sup, ret = self._smooth_water(inp, sup_ok, ret_ok)
         t_o = stations.outdoor_smooth[st]
         req_supply, req_return, expected_delta_t = heating.curve(t_o, self._design)

@@ -32,7 +32,18 @@ function el(tag, attrs, ...children) {
 }
 
 function fmt(v, digits = 1) {
-  return typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "–";
+  if (typeof v !== "number" || !isFinite(v)) return "–";
+  const text = v.toFixed(digits);
+  return /^-0\.?0*$/.test(text) ? text.slice(1) : text; // "-0.0" reads as a frost that is not there
+}
+
+// a value and its threshold with as many decimals (up to two more) as tell them apart: "40.96 / 41.00",
+// never "41.0 / 41.0" for a value said to be below its threshold (as the alert messages print them)
+function fmtPair(v, threshold, digits = 1) {
+  for (let d = digits; d < digits + 2; d++) {
+    if (fmt(v, d) !== fmt(threshold, d)) return [fmt(v, d), fmt(threshold, d)];
+  }
+  return [fmt(v, digits + 2), fmt(threshold, digits + 2)];
 }
 
 function age(seconds) {
@@ -131,9 +142,10 @@ function fillChoices(id, groups) {
 // ------------------------------------------------------------------------------------------------
 // Summary: totals in the header, then a table per company and per district
 
-function statusCounts(counts) {
+// the tables' columns say what is counted; the header's chips name their status too ("5 noncompliant")
+function statusCounts(counts, labelled = false) {
   return el("span", { class: "counts" }, ...STATUSES.filter((s) => counts[s]).map((s) =>
-    el("span", { class: `chip ${s}`, title: s, text: String(counts[s]) })));
+    el("span", { class: `chip ${s}`, title: s, "data-status": s, text: labelled ? `${counts[s]} ${s.replace("_", " ")}` : String(counts[s]) })));
 }
 
 // the width through the CSSOM: the page's CSP refuses style attributes
@@ -181,10 +193,10 @@ function renderSummary(doc) {
   const shard = doc.shard && doc.shard.count > 1 ? ` · shard ${doc.shard.index}/${doc.shard.count}` : "";
   document.getElementById("site-name").textContent = (doc.site.name || "") + shard;
   document.getElementById("totals").replaceChildren(
-    el("span", { class: "total", text: `${t.stations} stations · ${t.loops} loops` }),
-    statusCounts(t.stations_by_status),
-    el("span", { class: "total", text: "compliant" }), complianceBar(t),
-    alertCounts(t.alerts));
+    el("span", { class: "total", text: `${t.stations} stations:` }),
+    statusCounts(t.stations_by_status, true),
+    el("span", { class: "total", text: `· ${t.loops} loops, compliant` }), complianceBar(t),
+    el("span", { class: "total", text: "· active alerts" }), alertCounts(t.alerts));
   document.querySelector("#companies tbody").replaceChildren(...doc.companies.map((g) => groupRow("company", g, "filter-company")));
   document.querySelector("#districts tbody").replaceChildren(...doc.districts.map((g) => groupRow("district", g, "filter-district")));
   fillChoices("filter-company", doc.companies);
@@ -265,7 +277,8 @@ function measured(loop, quantity, required) {
   const v = loop.values[quantity];
   if (!v) return el("span", { text: "–" });
   const low = typeof required === "number" && typeof v.value === "number" && v.value < required - state.margin;
-  const text = `${fmt(v.value)} °C` + (typeof required === "number" ? ` / ${fmt(required)}` : "");
+  const [value, req] = fmtPair(v.value, required);
+  const text = `${value} °C` + (typeof required === "number" ? ` / ${req}` : "");
   return el("span", { class: low ? "low" : null, title: v.fault ? `fault: ${v.fault}` : null, text });
 }
 
@@ -371,7 +384,7 @@ function renderAlert(st, a) {
     el("span", { class: `chip ${a.severity}`, text: a.severity }),
     el("strong", { text: a.rule }),
     el("span", { text: `${a.loop ? `${a.loop} · ` : ""}since ${clock(a.since)}` }),
-    typeof a.value === "number" ? el("span", { class: "message", text: `${fmt(a.value)} / ${fmt(a.threshold)}` }) : null,
+    typeof a.value === "number" ? el("span", { class: "message", text: fmtPair(a.value, a.threshold).join(" / ") }) : null,
     acked);
 }
 
@@ -468,7 +481,33 @@ async function loadHistory(doc) {
   state.history = out;
   state.historyKey = key;
   state.historyAt = Date.now();
+  state.historyWindow = got.window_s;
   return true;
+}
+
+// "3 s", "12 min", "2.5 h"
+function span(seconds) {
+  if (seconds < 90) return `${Math.max(0, Math.round(seconds))} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// The legend says what the charts cover: the longest span a chart draws, first point to last (a fresh
+// start holds seconds, not the hours the server may keep), and the window the server keeps.
+function describeCharts() {
+  const node = document.getElementById("chart-span");
+  if (!node || state.historyWindow === undefined) return;
+  let longest = -1;
+  for (const byLoop of Object.values(state.history)) {
+    for (const qs of Object.values(byLoop)) {
+      const times = Object.values(qs).flat().map((p) => p[0]);
+      if (times.length > 1) longest = Math.max(longest, Math.max(...times) - Math.min(...times));
+    }
+  }
+  const kept = `kept up to ${span(state.historyWindow)}`;
+  const held = longest < 0 ? "no history yet" : longest < 1 ? "a moment of history so far" : `up to ${span(longest)} of history`;
+  node.textContent = `charts: ${held} (${kept})`;
+  node.dataset.seconds = longest >= 0 ? String(Math.round(longest)) : "";
 }
 
 function showError(text) {
@@ -500,6 +539,7 @@ async function refreshStations() {
   }
   const charts = await loadHistory(doc);
   if (changed || charts) renderStations(doc);
+  describeCharts();
   state.page = doc;
 }
 
