@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei docker-compose
+DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei docker-compose nodejs
 
 .PHONY: venv demo deps test test-unit check bench soak clean mutation mutation-fast mutation-registers
 
