@@ -88,20 +88,21 @@ def test_no_warning_at_zero_flow_zero_load_or_unknown_values() -> None:
 def test_estimate_indoor_is_silent_on_degenerate_water() -> None:
     """Water exactly at the outdoor temperature (u = 0: 0/0 in Newton's slope), an exponent 0 design
     (0^0 / 0), water hot enough to overflow u^m, and +inf/-inf probes (inf - inf): no warning escapes."""
-    design = Design.of(np.array([75.0, 75.0, 75.0, 75.0]), np.array([50.0] * 4), np.array([1.3, 0.0, 2.0, 1.3]))
-    supply = np.array([-5.0, 60.0, 1e300, np.inf])
-    return_ = np.array([-5.0, 40.0, 1e300, -np.inf])
-    outdoor = np.full(4, -5.0)
-    got = estimate_indoor(supply, return_, outdoor, design)
+    design = Design.of(np.array([75.0] * 5), np.array([50.0] * 5), np.array([1.3, 0.0, 2.0, 1.3, 0.0]))
+    supply = np.array([-5.0, 60.0, 1e300, np.inf, -5.0])
+    return_ = np.array([-5.0, 40.0, 1e300, -np.inf, -5.0])
+    outdoor = np.full(5, -5.0)
+    got = estimate_indoor(supply, return_, outdoor, design)  # the last: 0^0 / 0, a division by zero
     assert got[0] == -5.0  # no heat in the water: the room is as cold as outside
     assert math.isnan(got[3])
 
 
 @pytest.mark.parametrize("outdoor", [-30.0, -12.0, 0.0, 8.0])
 def test_newton_estimate_matches_a_fine_bisection(outdoor: float) -> None:
-    """The precomputed Newton path against a bisection to 1e-11 K: a Newton step that is not divided by the
-    slope, a slope not scaled by m or by 1/(t_m,d - t_i,d), a residual not refreshed each step, or a
-    default tolerance of 1 K instead of 1e-6 all stop away from the root."""
+    """The precomputed Newton path against a bisection to 1e-11 K, to 1e-9 K: Newton converges
+    quadratically, so once a step is under the 1e-6 tolerance the estimate is far closer than that. A step
+    not divided by the slope, a slope not scaled by m or by 1/(t_m,d - t_i,d) (linear convergence: about
+    the tolerance away), a residual not refreshed each step, or a default tolerance of 1 K all miss."""
     supply = np.array([38.0, 62.0, 81.0, 47.0])
     return_ = np.array([31.0, 45.0, 60.0, 41.0])
     design = Design.of(DS, DR, M, outdoor_design=-26.0, design_indoor=18.0)
@@ -118,11 +119,11 @@ def test_newton_estimate_matches_a_fine_bisection(outdoor: float) -> None:
         tolerance=1e-11,
         method="bisection",
     )
-    np.testing.assert_allclose(got, fine, atol=1e-7, rtol=0)
+    np.testing.assert_allclose(got, fine, atol=1e-9, rtol=0)
     np.testing.assert_allclose(
         estimate_indoor_temp(supply, return_, outdoor, DS, DR, M, outdoor_design=-26.0, design_indoor=18.0),
         fine,
-        atol=1e-7,
+        atol=1e-9,
         rtol=0,
     )
 
