@@ -295,15 +295,15 @@ def test_a_flatline_tolerance_of_zero_still_finds_a_frozen_probe() -> None:
 
 _LOOPS_BY_STATION = {
     "s1": [("s1", "rad", 75.0, 50.0, 1.3, None, None), ("s1", "floor", 45.0, 35.0, 1.1, None, None)],
-    "s2": [("s2", "hot", 95.0, 70.0, 1.3, None, None)],
+    "s2": [("s2", "hot", 95.0, 70.0, 1.3, None, None), ("s2", "warm", 50.0, 40.0, 1.1, None, None)],
     "s3": [("s3", "standing", 50.0, 40.0, 1.1, None, None)],
 }
 
 
 def _required_secondary(order: list[tuple[str, int]]) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
     """Evaluate the loops of _LOOPS_BY_STATION listed in `order` ((station, k) each); s3's flow reads 0
-    (standing: asks nothing of the primary). Per station its required secondary supply, and per loop
-    its required supply."""
+    and s2's "warm" loop's flow read 0 (standing: they ask nothing of the primary). Per station its
+    required secondary supply, and per loop its required supply."""
     loops = [_LOOPS_BY_STATION[s][k] for s, k in order]
     stations = [("s1", "d1"), ("s2", "d1"), ("s3", "d1")]
     table = LoopTable.build(stations, loops, Site(indoor_target=18.0))
@@ -313,7 +313,7 @@ def _required_secondary(order: list[tuple[str, int]]) -> tuple[dict[str, float],
         now=NOW,
         supply=Series.of([50.0] * len(loops), ts),
         return_=Series.of([40.0] * len(loops), ts),
-        flow=Series.of([0.0 if s == "s3" else 30.0 for s, _ in order], ts),
+        flow=Series.of([0.0 if (s, k) in (("s3", 0), ("s2", 1)) else 30.0 for s, k in order], ts),
         outdoor=Series.of([-10.0] * 3, [NOW - 5] * 3),
         primary_supply=Series.of([90.0] * 3, [NOW - 5] * 3),
         station_last_seen=np.array([NOW - 5] * 3),
@@ -327,9 +327,15 @@ def _required_secondary(order: list[tuple[str, int]]) -> tuple[dict[str, float],
 @pytest.mark.parametrize(
     "order",
     [
-        [("s1", 0), ("s1", 1), ("s2", 0), ("s3", 0)],  # station by station, as configurations list them
-        [("s2", 0), ("s1", 0), ("s3", 0), ("s1", 1)],  # interleaved: the per-station reduction cannot use runs
-        [("s1", 1), ("s3", 0), ("s2", 0), ("s1", 0)],
+        [("s1", 0), ("s1", 1), ("s2", 0), ("s2", 1), ("s3", 0)],  # station by station, as configurations list them
+        [
+            ("s2", 0),
+            ("s1", 0),
+            ("s3", 0),
+            ("s1", 1),
+            ("s2", 1),
+        ],  # interleaved: the per-station reduction cannot use runs
+        [("s1", 0), ("s3", 0), ("s2", 0), ("s2", 1), ("s1", 1)],  # the first station first, the rest out of order
     ],
 )
 def test_the_hottest_supply_a_station_needs_is_its_circulating_loops_maximum_in_any_order(
@@ -341,7 +347,9 @@ def test_the_hottest_supply_a_station_needs_is_its_circulating_loops_maximum_in_
 
     Catches: runs taken for an interleaved table (`and` for `or`, the order test dropped: reduceat over
     non-contiguous runs mixes stations), run starts at equal neighbours (`==`), the two paths swapped,
-    the fallback's initial +inf or NaN filter inverted or its arguments dropped."""
+    the order compared with the first loop only (`st[:+1]`, in the order test or in the run starts), the
+    fallback's initial +inf or NaN filter inverted, dropped or its arguments dropped (a standing loop's NaN
+    would make its station's maximum NaN)."""
     per_station, per_loop = _required_secondary(order)
     assert per_station["s1"] == max(per_loop[("s1", "rad")], per_loop[("s1", "floor")])
     assert per_station["s1"] == per_loop[("s1", "rad")] > per_loop[("s1", "floor")]
