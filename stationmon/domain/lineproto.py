@@ -34,6 +34,7 @@ __all__ = [
     "LOOP_STATUS_FLAGS",
     "LOOP_STATUS_FLOATS",
     "PRECISION_FACTORS",
+    "LineBlock",
     "LoopStatusEncoder",
     "TelemetryEncoder",
     "encode_alert_event",
@@ -100,6 +101,67 @@ def format_field_value(value: float | bool | str | int) -> str:
 def to_precision(ts_s: float, precision: str = "ms") -> int:
     """Unix seconds (float) to an integer timestamp in `precision` (s, ms, us, ns), rounded."""
     return round(ts_s * PRECISION_FACTORS[precision])
+
+
+class LineBlock:
+    """Lines as one buffer of UTF-8 bytes, each line followed by "\n", and where each ends: many lines
+    handed on (the writer batches, spools and sends them) without a Python object per line.
+
+    Line i is `data[start:ends[0]]` (i = 0) or `data[ends[i-1]:ends[i]]`, its "\n" included; `ends` are
+    offsets into `data`, so a slice shares both. `lines()` makes the str lines (the rare paths that
+    need them: a rejected write, the dead-letter file)."""
+
+    __slots__ = ("data", "ends", "start")
+
+    def __init__(self, data: bytes | memoryview, ends: NDArray[np.int64], start: int = 0) -> None:
+        self.data = memoryview(data).cast("B")
+        self.ends = ends
+        self.start = start
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[str]) -> LineBlock:
+        """These lines (no "\n" inside one) as a block; a lone surrogate is kept (`surrogatepass`)."""
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
+        sizes = np.fromiter(map(len, lines), np.int64, len(lines)) + 1
+        if int(sizes.sum()) != len(data):  # not all ASCII: the lines' lengths in bytes
+            sizes = np.array([len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines], dtype=np.int64)
+        return cls(data, np.cumsum(sizes))
+
+    @classmethod
+    def join(cls, blocks: Sequence[LineBlock]) -> LineBlock:
+        """The lines of these blocks, in order, as one block (a copy unless there is one block)."""
+        if len(blocks) == 1:
+            return blocks[0]
+        offsets = np.cumsum([0] + [b.end - b.start for b in blocks])
+        ends = [b.ends - b.start + offset for b, offset in zip(blocks, offsets.tolist(), strict=False)]
+        data = b"".join(b.data[b.start : b.end] for b in blocks)
+        return cls(data, np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @property
+    def end(self) -> int:
+        """The offset just past the last line's "\n"."""
+        return int(self.ends[-1]) if len(self.ends) else self.start
+
+    def __getitem__(self, lines: slice) -> LineBlock:
+        """Lines `lines.start` to `lines.stop` (a step is not supported), sharing the buffer."""
+        begin, stop, step = lines.indices(len(self.ends))
+        if step != 1:
+            raise ValueError("a LineBlock slice has no step")
+        stop = max(begin, stop)
+        return LineBlock(self.data, self.ends[begin:stop], int(self.ends[begin - 1]) if begin else self.start)
+
+    def body(self) -> bytes:
+        """The lines' bytes, each followed by "\n" (an InfluxDB write body, a spool record's payload)."""
+        return bytes(self.data[self.start : self.end])
+
+    def lines(self) -> list[str]:
+        """The lines as str, without their "\n"."""
+        ends = self.ends.tolist()
+        data = self.data
+        return [bytes(data[a:b - 1]).decode("utf-8", "surrogatepass") for a, b in zip([self.start, *ends], ends, strict=False)]
 
 
 def encode_line(
