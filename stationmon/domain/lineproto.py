@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -160,8 +158,9 @@ class LineBlock:
     def lines(self) -> list[str]:
         """The lines as str, without their "\n"."""
         ends = self.ends.tolist()
+        starts = [self.start, *ends][: len(ends)]
         data = self.data
-        return [bytes(data[a:b - 1]).decode("utf-8", "surrogatepass") for a, b in zip([self.start, *ends], ends, strict=False)]
+        return [bytes(data[a : b - 1]).decode("utf-8", "surrogatepass") for a, b in zip(starts, ends, strict=True)]
 
 
 def encode_line(
@@ -300,14 +299,9 @@ _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
 _STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
 _SCALE = 10**LOOP_STATUS_DECIMALS
 _TABLE_INTS = 1_000  # integer parts in the digit tables: 0 to 999 ("-999.999" fills the 8 bytes of a uint64)
-_PIECE = 64  # bytes per piece of a line: the tags, the status, one float field, the rest (a long text: several)
-_BLOCK_LINES = 512  # lines assembled at a time: a block's pieces (256 kB) stay in the CPU's cache
-_CHUNK = 8_192  # floats formatted at a time
-# `_assemble` writes the lines as a pickle of a list of str: protocol 4, an empty list, a mark; per line the
-# BINUNICODE opcode "X", the length (4 bytes, little-endian) and the UTF-8 text; append them all, stop
-_PICKLE_START = b"\x80\x04]("
-_ITEM_HEAD = b"X\0\0\0\0"
-_PICKLE_END = b"e."
+_SPILL = 8  # a text is written as elements of a multiple of this many bytes (`_Texts`), a float as 8
+_LINE_START = b"loop_sta"  # the first _SPILL bytes of every line, written last (`LoopStatusEncoder._write`)
+_LEFT_OUT = -64  # a length in the digit tables that makes a field's length negative: no field
 
 
 def format_decimal(value: float) -> str:
@@ -332,7 +326,7 @@ def _digit_tables() -> tuple[
     ints = [*ints, "", *("-" + text for text in ints), ""]
     decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
     int_words = np.array([int.from_bytes(t.encode(), "little") for t in ints], dtype="<u8")
-    int_lengths = np.array([len(t) or -_PIECE for t in ints], dtype=np.intp)
+    int_lengths = np.array([len(t) or _LEFT_OUT for t in ints], dtype=np.intp)
     decimal_words = np.array([int.from_bytes(t.encode(), "little") for t in decimals], dtype="<u8")
     decimal_lengths = np.array([len(t) for t in decimals], dtype=np.intp)
     int_bits = (np.maximum(int_lengths, 0) * 8).astype(np.uint64)
@@ -345,12 +339,12 @@ _INT_WORDS, _INT_BITS, _INT_LENGTHS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_t
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    Column-wise, for 100,000 loops a tick (`_assemble` says how): a line is a few pieces (its tags, escaped
-    once in `__init__`; its status; a float field per value; the rest: compliant, verdict, flags, interval
-    and time, few forms, a table built per call); a float's text is made of two table entries by integer
-    arithmetic (`_decimal_words`). Floats finite on few loops (the household sensor counts) are written
-    in a second pass over those loops only, whose lines replace the first pass's.
-    """
+    Column-wise, for 100,000 loops a tick, as one `LineBlock`: each line's length is known from its pieces'
+    (its tags, escaped once in `__init__`; its status; a field per finite float; the rest: compliant,
+    verdict, flags, interval, the time and "\\n", a table built per call), so each piece's place in the
+    output is too; a float's text is made of two table entries by integer arithmetic (`_decimal_words`).
+    Then each kind of piece is written, for every line at once, at its place (`_Texts.put`: a few bytes
+    beyond a text may be written too, and a later piece overwrites them; see `_write`)."""
 
     def __init__(
         self, loops: Iterable[tuple[str, str, str]], precision: str = "ms", companies: Mapping[str, str] | None = None
@@ -371,8 +365,8 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        # each line's pickle item starts with the opcode and its length, then the tags
-        self._prefix = _Part(*_piece_table([_ITEM_HEAD + p.encode("utf-8", "surrogatepass") for p in self.prefixes]))
+        self._prefix = _Texts([p.encode("utf-8", "surrogatepass") for p in self.prefixes])
+        self._prefix_groups = self._prefix.groups(np.arange(len(self.prefixes)))  # the same every call
 
     def encode(
         self,
@@ -384,6 +378,19 @@ class LoopStatusEncoder:
         flags: Sequence[ArrayLike] | None = None,
         interval_s: float | None = None,
     ) -> list[str]:
+        """`encode_block`'s lines as str."""
+        return self.encode_block(ts_s, status, compliant, floats, verdict, flags, interval_s).lines()
+
+    def encode_block(
+        self,
+        ts_s: float,
+        status: ArrayLike,
+        compliant: ArrayLike,
+        floats: Sequence[ArrayLike],
+        verdict: ArrayLike | None = None,
+        flags: Sequence[ArrayLike] | None = None,
+        interval_s: float | None = None,
+    ) -> LineBlock:
         """One line per loop; `status` indexes into STATUS_NAMES, `compliant` 1/0/-1 (left out), `floats` one
         column per LOOP_STATUS_FLOATS name (the first ones at least; NaN left out), `verdict` indexes into
         VERDICTS, `flags` one column per LOOP_STATUS_FLAGS, `interval_s` the seconds each point stands for."""
@@ -391,21 +398,54 @@ class LoopStatusEncoder:
         codes = _column(status, np.intp, n, "status")
         tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
         columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
-        if not n:
-            return []
-        batch = _Batch(self._prefix, codes, _Part(*_piece_table([t.encode() for t in tails]), tail_codes), columns)
-        finite = [np.isfinite(values) for values in columns]
-        sparse = [int(np.count_nonzero(f)) <= n // 4 for f in finite]
-        lines = batch.lines(None, [k for k, few in enumerate(sparse) if not few])
-        if any(sparse):
-            rows = np.flatnonzero(np.logical_or.reduce([f for f, few in zip(finite, sparse, strict=True) if few]))
-            for i, line in zip(rows.tolist(), batch.lines(rows, range(len(columns))), strict=True):
-                lines[i] = line
-        for i in np.flatnonzero(batch.too_large).tolist():  # a float too large for the digit tables
-            fields = (f",{k}={format_decimal(v[i])}" for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False))
-            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]]
-            lines[i] += "".join(f for f, ok in zip(fields, finite, strict=False) if ok[i]) + tails[tail_codes[i]]
-        return lines
+        fields = [_Field(key, values) for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False)]
+        tail = _Texts([t.encode() for t in tails])
+        sizes = self._prefix.lengths + _STATUS.lengths[codes] + tail.lengths[tail_codes]
+        for field in fields:
+            sizes[field.rows] += field.lengths
+        too_large = np.zeros(n, dtype=np.bool_)
+        for field in fields:
+            too_large |= field.too_large
+        whole = np.flatnonzero(too_large)
+        texts = [self._whole_line(i, codes, columns, tails[tail_codes[i]]) for i in whole.tolist()]
+        sizes[whole] = [len(t) for t in texts]
+        ends = np.cumsum(sizes, dtype=np.int64)
+        out = np.empty(int(ends[-1]) + _SPILL if n else 0, dtype=np.uint8)
+        if n:
+            self._write(out, ends - sizes, codes, fields, (tail, tail_codes))
+        for i, text in zip(whole.tolist(), texts, strict=True):  # values too large for the digit tables
+            out[ends[i] - len(text) : ends[i]] = np.frombuffer(text, dtype=np.uint8)
+        return LineBlock(out.data[: out.size - _SPILL if n else 0], ends)
+
+    def _write(
+        self,
+        out: NDArray[np.uint8],
+        starts: NDArray[np.int64],
+        codes: NDArray[np.intp],
+        fields: Sequence[_Field],
+        tail: tuple[_Texts, NDArray[np.intp]],
+    ) -> None:
+        """Write every line's pieces at their places, kind after kind, left to right. A piece's text may be
+        followed by up to _SPILL - 1 bytes of padding: they land on a later piece of its line (written after
+        it), or on the first _SPILL bytes of the next line (its text ends with a line's last piece, the time
+        and "\\n", at least 3 bytes; the status's padding is at most 10), which are written last. So no two
+        pieces written by one assignment overlap, and every byte ends up as the last piece over it wrote it."""
+        self._prefix.put(out, starts, self._prefix_groups)
+        at = starts + self._prefix.lengths
+        _STATUS.put(out, at, _STATUS.groups(codes))
+        at += _STATUS.lengths[codes]
+        for field in fields:
+            field.put(out, at)
+        tail_texts, tail_codes = tail
+        tail_texts.put(out, at, tail_texts.groups(tail_codes))
+        _elements(out, _SPILL)[starts] = np.frombuffer(_LINE_START, dtype=f"V{_SPILL}")[0]
+
+    def _whole_line(self, i: int, codes: NDArray[np.intp], columns: list[NDArray[np.float64]], tail: str) -> bytes:
+        """Line i written by `format_decimal` (a float too large for the digit tables)."""
+        values = [float(v[i]) for v in columns]
+        fields = (f",{k}={format_decimal(v)}" for k, v in zip(LOOP_STATUS_FLOATS, values, strict=False) if v - v == 0.0)
+        line: str = self.prefixes[i] + _STATUS_FIELDS[codes[i]] + "".join(fields) + tail
+        return line.encode("utf-8", "surrogatepass")
 
     def _tails(
         self,
@@ -416,8 +456,8 @@ class LoopStatusEncoder:
         flags: Sequence[ArrayLike] | None,
         interval_s: float | None,
     ) -> tuple[NDArray[np.intp], list[str]]:
-        """What follows the floats (compliant, verdict, flags, interval_s, the time): its forms, and per loop
-        the index of its form."""
+        """What follows the floats (compliant, verdict, flags, interval_s, the time, "\n"): its forms, and per
+        loop the index of its form."""
         code = _column(compliant, np.intp, n, "compliant") + 1
         choices: list[tuple[str, ...]] = [_COMPLIANT_FIELDS]
         if verdict is not None:
@@ -430,7 +470,7 @@ class LoopStatusEncoder:
                 code = code * 2 + _column(values, np.bool_, n, key)
                 choices.append((f",{key}=false", f",{key}=true"))
         end = "" if interval_s is None else f",interval_s={float(interval_s)!r}"
-        end += f" {to_precision(ts_s, self.precision)}"
+        end += f" {to_precision(ts_s, self.precision)}\n"
         return code, ["".join(parts) + end for parts in itertools.product(*choices)]
 
 
@@ -442,76 +482,64 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-@dataclass(frozen=True)
-class _Part:
-    """A piece of every line: row `index[i]` of `table` for line i (row i if `index` is None)."""
-
-    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
-    lengths: NDArray[np.intp]  # per row of `table`
-    index: NDArray[np.intp] | None = None
-
-    def pick(self, rows: NDArray[np.intp] | None) -> _Part:
-        """The part of these lines only (None: all)."""
-        if rows is None:
-            return self
-        return _Part(self.table, self.lengths, rows if self.index is None else self.index[rows])
+def _elements(out: NDArray[np.uint8], width: int) -> NDArray[np.void]:
+    """`out` as overlapping elements of `width` bytes: element i is out[i : i + width]."""
+    return np.ndarray((len(out) - width + 1,), dtype=f"V{width}", buffer=out, strides=(1,))
 
 
-@dataclass(frozen=True)
-class _FloatPart:
-    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
+class _Texts:
+    """Texts put at places by their codes (`put`), each as one element of the next multiple of _SPILL bytes
+    (zero-padded: up to _SPILL - 1 bytes written past the text); the texts of one width in a table of theirs."""
 
-    head: bytes
-    words: NDArray[np.uint64]
-    lengths: NDArray[np.intp]  # per line: the field's length, 0 where the value is left out
+    def __init__(self, texts: Sequence[bytes]) -> None:
+        self.lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        self._widths = -(-np.maximum(self.lengths, 1) // _SPILL) * _SPILL
+        self._rows = np.zeros(len(texts), dtype=np.intp)  # each code's row in its width's table
+        self._tables: dict[int, NDArray[np.void]] = {}
+        for width in np.unique(self._widths).tolist():
+            codes = np.flatnonzero(self._widths == width)
+            self._rows[codes] = np.arange(len(codes))
+            padded = b"".join(texts[i].ljust(width, b"\0") for i in codes.tolist())
+            self._tables[width] = np.frombuffer(padded, dtype=f"V{width}")
 
+    def groups(self, codes: NDArray[np.intp]) -> list[tuple[int, NDArray[np.intp] | None, NDArray[np.intp]]]:
+        """Per width: the lines whose texts (by `codes`) have it (None: every line), and their table rows."""
+        if len(self._tables) == 1:
+            return [(next(iter(self._tables)), None, self._rows[codes])]
+        widths = self._widths[codes]
+        found = ((width, np.flatnonzero(widths == width)) for width in self._tables)
+        return [(width, lines, self._rows[codes[lines]]) for width, lines in found if len(lines)]
 
-def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
-    """These texts zero-padded to a whole number of pieces (a numpy element each), and their lengths."""
-    lengths = np.array([len(t) for t in texts], dtype=np.intp)
-    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
-    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
-
-
-_STATUS = _Part(*_piece_table([field.encode() for field in _STATUS_FIELDS]))
-
-
-class _Batch:
-    """One call's lines: its tags, status and rest parts and float columns; `too_large` marks the lines with
-    a finite float too large for the digit tables (the caller writes them itself)."""
-
-    def __init__(self, prefix: _Part, codes: NDArray[np.intp], tail: _Part, columns: list[NDArray[np.float64]]):
-        self.prefix, self.status, self.tail, self.columns = (
-            prefix,
-            _Part(_STATUS.table, _STATUS.lengths, codes),
-            tail,
-            columns,
-        )
-        self.too_large = np.zeros(len(codes), dtype=np.bool_)
-
-    def lines(self, rows: NDArray[np.intp] | None, keys: Iterable[int]) -> list[str]:
-        """The lines of these loops (None: all) with these float columns."""
-        parts: list[_Part | _FloatPart] = [self.prefix.pick(rows), self.status.pick(rows)]
-        for k in keys:
-            part, too_large = _float_part(
-                LOOP_STATUS_FLOATS[k], self.columns[k] if rows is None else self.columns[k][rows]
-            )
-            parts.append(part)
-            self.too_large[slice(None) if rows is None else rows] |= too_large
-        parts.append(self.tail.pick(rows))
-        return _assemble(len(self.too_large) if rows is None else len(rows), parts)
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], groups: Sequence[tuple[int, Any, Any]]) -> None:
+        """Write each line's text (`groups` from its codes) at out[at[line]]."""
+        for width, lines, rows in groups:
+            _elements(out, width)[at if lines is None else at[lines]] = self._tables[width][rows]
 
 
-def _float_part(key: str, values: NDArray[np.float64]) -> tuple[_FloatPart, NDArray[np.bool_]]:
-    """The field `key` of these values, and where a finite value is too large for the digit tables; a chunk
-    of values at a time (its temporaries stay in the CPU's cache)."""
-    head = f",{key}=".encode()
-    n = len(values)
-    words, lengths, too_large = np.empty(n, dtype="<u8"), np.empty(n, dtype=np.intp), np.empty(n, dtype=np.bool_)
-    for begin in range(0, n, _CHUNK):
-        chunk = slice(begin, begin + _CHUNK)
-        words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[chunk], len(head))
-    return _FloatPart(head, words, lengths), too_large
+_STATUS = _Texts([field.encode() for field in _STATUS_FIELDS])
+
+
+class _Field:
+    """A float column's field (`,key=` and the value's text, see `_decimal_words`) on the lines where the
+    value is finite; `too_large` marks the lines with a value too large for the digit tables (not here)."""
+
+    def __init__(self, key: str, values: NDArray[np.float64]) -> None:
+        self.head = f",{key}=".encode()
+        rows = np.flatnonzero(np.isfinite(values))
+        words, lengths, too_large = _decimal_words(values[rows], len(self.head))
+        self.too_large = np.zeros(len(values), dtype=np.bool_)
+        if too_large.any():
+            self.too_large[rows[too_large]] = True
+            rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
+        self.rows, self.words, self.lengths = rows, words, lengths
+
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64]) -> None:
+        """Write the field at `at` on its lines, and move their `at` past it."""
+        places = at[self.rows]
+        words = np.ndarray((len(out) - 7,), dtype="<u8", buffer=out, strides=(1,))
+        words[places + len(self.head)] = self.words  # 8 bytes, a text of 3 to 8
+        _elements(out, len(self.head))[places] = np.frombuffer(self.head, dtype=f"V{len(self.head)}")[0]
+        at[self.rows] = places + self.lengths
 
 
 def _decimal_words(
@@ -554,84 +582,6 @@ def _product_error(values: NDArray[np.float64], product: NDArray[np.float64]) ->
     low = values - high
     error: NDArray[np.float64] = (high * _SCALE - product) + low * _SCALE
     return error
-
-
-def _assemble(n: int, parts: Sequence[_Part | _FloatPart]) -> list[str]:
-    """The n lines made of these parts, in order (the first: the tags, after the pickle item's head).
-
-    The lines are written as a pickle of a list of str, which `pickle.loads` reads: it makes the str objects
-    knowing their lengths (a `split` would look for the line ends; the pickle holds nothing but str: only
-    this function writes it). A block of lines at a time, each line's pieces are put in a row of a block
-    (`_Blocks`), then each piece is copied, as one numpy element of _PIECE bytes, to where it starts in the
-    output: line after line, piece after piece, so a piece's padding lands where a later piece (of its
-    line or of the next) starts, and that overwrites it (numpy assigns a fancy index's elements in their
-    order). The output holds the lines' text and nothing else."""
-    if not n:
-        return []
-    blocks = _Blocks(n, parts)
-    total = len(_PICKLE_START) + sum(int(lengths.sum()) for lengths in blocks.lengths) + len(_PICKLE_END)
-    out = np.empty(total + blocks.slots * _PIECE, dtype=np.uint8)
-    # element i of `targets`: the _PIECE bytes from out[i] on (elements overlap)
-    targets = np.ndarray((len(out) - _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
-    pieces = blocks.block.view(targets.dtype).reshape(-1)
-    end = len(_PICKLE_START)
-    for begin in range(0, n, _BLOCK_LINES):
-        starts, end = blocks.fill(slice(begin, min(n, begin + _BLOCK_LINES)), end)
-        targets[starts] = pieces[: len(starts)]
-    out[: len(_PICKLE_START)] = np.frombuffer(_PICKLE_START, dtype=np.uint8)
-    out[end:total] = np.frombuffer(_PICKLE_END, dtype=np.uint8)
-    decoded: list[str] = pickle.loads(out[:total].data)
-    return decoded
-
-
-class _Blocks:
-    """`_assemble`'s lines, a block at a time: a row per line, a slot of _PIECE bytes per piece."""
-
-    def __init__(self, n: int, parts: Sequence[_Part | _FloatPart]) -> None:
-        self.parts = parts
-        self.sizes = [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
-        self.first = list(itertools.accumulate(self.sizes, initial=0))
-        self.slots = self.first.pop()
-        self.block = np.empty((min(n, _BLOCK_LINES), self.slots * _PIECE), dtype=np.uint8)
-        self.views = []  # where each part goes in the block
-        for part, slot in zip(parts, self.first, strict=True):
-            at = slot * _PIECE
-            if isinstance(part, _FloatPart):  # the head, the same in every block, then the value
-                self.block[:, at : at + len(part.head)] = np.frombuffer(part.head, dtype=np.uint8)
-                self.views.append(self._column(np.dtype("<u8"), at + len(part.head)))
-            else:
-                self.views.append(self._column(part.table.dtype, at))
-        self.item_lengths = self._column(np.dtype("<u4"), 1)  # after the pickle opcode that starts a line
-        # each part's length per line
-        self.lengths = [
-            p.lengths if isinstance(p, _FloatPart) or p.index is None else p.lengths[p.index] for p in parts
-        ]
-
-    def _column(self, dtype: np.dtype[Any], offset: int) -> NDArray[Any]:
-        """Bytes `offset` on of every row of the block, as one `dtype` element each."""
-        block = self.block
-        return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
-
-    def fill(self, lines: slice, end: int) -> tuple[NDArray[np.intp], int]:
-        """Put these lines' pieces in the block, the first line starting at `end` in the output: where each
-        piece starts in the output (line after line), and where the last line ends."""
-        m = lines.stop - lines.start
-        starts = np.empty((self.slots, m), dtype=np.intp)  # a row per slot: each written at once
-        at = np.zeros(m, dtype=np.intp)  # where the next piece starts in its line
-        for part, view, lengths, slot, size in zip(
-            self.parts, self.views, self.lengths, self.first, self.sizes, strict=True
-        ):
-            if isinstance(part, _FloatPart):
-                view[:m] = part.words[lines]
-            else:
-                view[:m] = part.table[lines if part.index is None else part.index[lines]]
-            for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
-                np.add(at, chunk * _PIECE, out=starts[slot + chunk])
-            at += lengths[lines]
-        self.item_lengths[:m] = at - len(_ITEM_HEAD)
-        ends = np.cumsum(at)
-        starts += ends - at + end
-        return starts.T.reshape(-1), end + int(ends[-1])
 
 
 def encode_loop_status(
