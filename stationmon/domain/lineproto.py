@@ -15,6 +15,7 @@ distinct milliseconds, in order). A clock stepped back by more than a minute is 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -297,11 +298,13 @@ LOOP_STATUS_DECIMALS = 3
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
 _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
 _STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
+_STATUS = [field.encode() for field in _STATUS_FIELDS]
 _SCALE = 10**LOOP_STATUS_DECIMALS
-_TABLE_INTS = 1_000  # integer parts in the digit tables: 0 to 999 ("-999.999" fills the 8 bytes of a uint64)
-_SPILL = 8  # a text is written as elements of a multiple of this many bytes (`_Texts`), a float as 8
-_LINE_START = b"loop_sta"  # the first _SPILL bytes of every line, written last (`LoopStatusEncoder._write`)
-_LEFT_OUT = -64  # a length in the digit tables that makes a field's length negative: no field
+_LIMIT = 1_000 * _SCALE  # `_decimal_table` holds the texts of values below 1,000 ("-999.999": 8 bytes, a uint64)
+_MIN_END = 3  # bytes of the shortest end of a line: " 0\n" (the time and the newline)
+_BLOCK_LINES = 4_096  # lines written at a time: their part of the output (about 1 MB) stays in the CPU's cache
+_CHUNK = 8_192  # floats formatted at a time
+_LEFT_OUT = -64  # a length in `_decimal_table` that makes a field's length negative: no field
 
 
 def format_decimal(value: float) -> str:
@@ -314,26 +317,21 @@ def format_decimal(value: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
-def _digit_tables() -> tuple[
-    NDArray[np.uint64], NDArray[np.uint64], NDArray[np.intp], NDArray[np.uint64], NDArray[np.intp]
-]:
-    """The texts of integer parts (index: the integer part, + _TABLE_INTS + 1 with a minus sign) and of
-    decimals (index: the thousandths), each as a uint64 (first character in the lowest byte), with the
-    integer part's length in bits (the shift that puts the decimals after it) and both lengths in bytes.
-    Index _TABLE_INTS (and its negative): a value left out (NaN, ±inf, or too large for the tables): no
-    text, and a length that makes the field's length negative (`_decimal_words` clips it to 0)."""
-    ints = [str(i) for i in range(_TABLE_INTS)]
-    ints = [*ints, "", *("-" + text for text in ints), ""]
-    decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
-    int_words = np.array([int.from_bytes(t.encode(), "little") for t in ints], dtype="<u8")
-    int_lengths = np.array([len(t) or _LEFT_OUT for t in ints], dtype=np.intp)
-    decimal_words = np.array([int.from_bytes(t.encode(), "little") for t in decimals], dtype="<u8")
-    decimal_lengths = np.array([len(t) for t in decimals], dtype=np.intp)
-    int_bits = (np.maximum(int_lengths, 0) * 8).astype(np.uint64)
-    return int_words, int_bits, int_lengths, decimal_words, decimal_lengths
-
-
-_INT_WORDS, _INT_BITS, _INT_LENGTHS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
+@functools.cache
+def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """`format_decimal`'s text of every u / 10**LOOP_STATUS_DECIMALS for 0 <= u < _LIMIT (index u) as a
+    uint64 (first character in the lowest byte: "0.0" to "999.999") and its length; made on first use (8 MB).
+    Index _LIMIT: a value too large for the table (no text, a length that makes its field's negative)."""
+    ints = [str(i).encode() for i in range(_LIMIT // _SCALE)]
+    decimals = [("." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0")).encode() for i in range(_SCALE)]
+    int_words, decimal_words = (
+        np.array([int.from_bytes(t, "little") for t in texts], "<u8") for texts in (ints, decimals)
+    )
+    int_lengths, decimal_lengths = (np.array([len(t) for t in texts], np.int64) for texts in (ints, decimals))
+    shifts = (int_lengths * 8).astype(np.uint64)
+    words = (int_words[:, None] | (decimal_words[None, :] << shifts[:, None])).reshape(-1)
+    lengths = (int_lengths[:, None] + decimal_lengths[None, :]).reshape(-1)
+    return np.append(words, np.uint64(0)), np.append(lengths, _LEFT_OUT)
 
 
 class LoopStatusEncoder:
@@ -365,8 +363,13 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        self._prefix = _Texts([p.encode("utf-8", "surrogatepass") for p in self.prefixes])
-        self._prefix_groups = self._prefix.groups(np.arange(len(self.prefixes)))  # the same every call
+        prefixes = [p.encode("utf-8", "surrogatepass") for p in self.prefixes]
+        # a prefix's padding stays in its line: the status and the end of the line follow it
+        self._prefix = _Texts(prefixes, min(map(len, _STATUS)) + _MIN_END)
+        # the first bytes of every line, written last over what the previous line's padding reached (`_write`)
+        self._reach = min((len(p) for p in prefixes), default=1)
+        self._heads = np.frombuffer(b"".join(p[: self._reach] for p in prefixes), dtype=f"V{self._reach}")
+        self._status = _Texts(_STATUS, self._reach + _MIN_END)
 
     def encode(
         self,
@@ -399,8 +402,8 @@ class LoopStatusEncoder:
         tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
         columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
         fields = [_Field(key, values) for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False)]
-        tail = _Texts([t.encode() for t in tails])
-        sizes = self._prefix.lengths + _STATUS.lengths[codes] + tail.lengths[tail_codes]
+        tail = _Texts([t.encode() for t in tails], self._reach)
+        sizes = self._prefix.lengths + self._status.lengths[codes] + tail.lengths[tail_codes]
         for field in fields:
             sizes[field.rows] += field.lengths
         too_large = np.zeros(n, dtype=np.bool_)
@@ -410,12 +413,12 @@ class LoopStatusEncoder:
         texts = [self._whole_line(i, codes, columns, tails[tail_codes[i]]) for i in whole.tolist()]
         sizes[whole] = [len(t) for t in texts]
         ends = np.cumsum(sizes, dtype=np.int64)
-        out = np.empty(int(ends[-1]) + _SPILL if n else 0, dtype=np.uint8)
-        if n:
-            self._write(out, ends - sizes, codes, fields, (tail, tail_codes))
-        for i, text in zip(whole.tolist(), texts, strict=True):  # values too large for the digit tables
+        total = int(ends[-1]) if n else 0
+        out = np.empty(total + self._reach, dtype=np.uint8)  # the last line's padding may reach past it
+        self._write(out, ends - sizes, codes, fields, (tail, tail_codes))
+        for i, text in zip(whole.tolist(), texts, strict=True):  # values too large for `_decimal_table`
             out[ends[i] - len(text) : ends[i]] = np.frombuffer(text, dtype=np.uint8)
-        return LineBlock(out.data[: out.size - _SPILL if n else 0], ends)
+        return LineBlock(out.data[:total], ends)
 
     def _write(
         self,
@@ -425,23 +428,28 @@ class LoopStatusEncoder:
         fields: Sequence[_Field],
         tail: tuple[_Texts, NDArray[np.intp]],
     ) -> None:
-        """Write every line's pieces at their places, kind after kind, left to right. A piece's text may be
-        followed by up to _SPILL - 1 bytes of padding: they land on a later piece of its line (written after
-        it), or on the first _SPILL bytes of the next line (its text ends with a line's last piece, the time
-        and "\\n", at least 3 bytes; the status's padding is at most 10), which are written last. So no two
-        pieces written by one assignment overlap, and every byte ends up as the last piece over it wrote it."""
-        self._prefix.put(out, starts, self._prefix_groups)
-        at = starts + self._prefix.lengths
-        _STATUS.put(out, at, _STATUS.groups(codes))
-        at += _STATUS.lengths[codes]
-        for field in fields:
-            field.put(out, at)
+        """Write every line's pieces at their places, a block of lines at a time (its part of `out` stays in
+        the CPU's cache), kind after kind, left to right. A text is written with the padding of its table
+        (`_Texts`; a float's text with up to 5 bytes): it lands on a later piece of its line, written after it,
+        or past the line's end, at most `_reach` bytes (the shortest prefix) into the next line: its first
+        `_reach` bytes are written last. No two pieces written by one assignment overlap (a piece other than
+        the prefix starts at least `_reach` + 11 bytes into its line), so every byte is what the last piece
+        written over it says."""
         tail_texts, tail_codes = tail
-        tail_texts.put(out, at, tail_texts.groups(tail_codes))
-        _elements(out, _SPILL)[starts] = np.frombuffer(_LINE_START, dtype=f"V{_SPILL}")[0]
+        for begin in range(0, len(starts), _BLOCK_LINES):
+            lines = slice(begin, begin + _BLOCK_LINES)
+            at = starts[lines]
+            self._prefix.put(out, at, lines)
+            at = at + self._prefix.lengths[lines]
+            self._status.put(out, at, codes[lines])
+            at += self._status.lengths[codes[lines]]
+            for field in fields:
+                field.put(out, at, begin)
+            tail_texts.put(out, at, tail_codes[lines])
+            _elements(out, self._reach)[starts[lines]] = self._heads[lines]
 
     def _whole_line(self, i: int, codes: NDArray[np.intp], columns: list[NDArray[np.float64]], tail: str) -> bytes:
-        """Line i written by `format_decimal` (a float too large for the digit tables)."""
+        """Line i written by `format_decimal` (a float too large for `_decimal_table`)."""
         values = [float(v[i]) for v in columns]
         fields = (f",{k}={format_decimal(v)}" for k, v in zip(LOOP_STATUS_FLOATS, values, strict=False) if v - v == 0.0)
         line: str = self.prefixes[i] + _STATUS_FIELDS[codes[i]] + "".join(fields) + tail
@@ -488,75 +496,89 @@ def _elements(out: NDArray[np.uint8], width: int) -> NDArray[np.void]:
 
 
 class _Texts:
-    """Texts put at places by their codes (`put`), each as one element of the next multiple of _SPILL bytes
-    (zero-padded: up to _SPILL - 1 bytes written past the text); the texts of one width in a table of theirs."""
+    """Texts put at places by their codes (`put`), each as one element as wide as the longest text of its
+    class (zero-padded: at most `slack` bytes written past the text); a class's texts in a table of theirs."""
 
-    def __init__(self, texts: Sequence[bytes]) -> None:
+    def __init__(self, texts: Sequence[bytes], slack: int) -> None:
         self.lengths = np.array([len(t) for t in texts], dtype=np.int64)
-        self._widths = -(-np.maximum(self.lengths, 1) // _SPILL) * _SPILL
-        self._rows = np.zeros(len(texts), dtype=np.intp)  # each code's row in its width's table
-        self._tables: dict[int, NDArray[np.void]] = {}
-        for width in np.unique(self._widths).tolist():
-            codes = np.flatnonzero(self._widths == width)
-            self._rows[codes] = np.arange(len(codes))
-            padded = b"".join(texts[i].ljust(width, b"\0") for i in codes.tolist())
-            self._tables[width] = np.frombuffer(padded, dtype=f"V{width}")
+        self._class = np.zeros(len(texts), dtype=np.intp)  # each code's class
+        self._rows = np.zeros(len(texts), dtype=np.intp)  # each code's row in its class's table
+        self._tables: list[NDArray[np.void]] = []
+        lengths = np.unique(self.lengths).tolist()
+        while lengths:  # the shortest left and every length within `slack` of it
+            members = [n for n in lengths if n <= lengths[0] + slack]
+            codes = np.flatnonzero((self.lengths >= members[0]) & (self.lengths <= members[-1]))
+            self._class[codes], self._rows[codes] = len(self._tables), np.arange(len(codes))
+            padded = b"".join(texts[i].ljust(members[-1], b"\0") for i in codes.tolist())
+            self._tables.append(np.frombuffer(padded, dtype=f"V{members[-1]}"))
+            lengths = lengths[len(members) :]
 
-    def groups(self, codes: NDArray[np.intp]) -> list[tuple[int, NDArray[np.intp] | None, NDArray[np.intp]]]:
-        """Per width: the lines whose texts (by `codes`) have it (None: every line), and their table rows."""
-        if len(self._tables) == 1:
-            return [(next(iter(self._tables)), None, self._rows[codes])]
-        widths = self._widths[codes]
-        found = ((width, np.flatnonzero(widths == width)) for width in self._tables)
-        return [(width, lines, self._rows[codes[lines]]) for width, lines in found if len(lines)]
-
-    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], groups: Sequence[tuple[int, Any, Any]]) -> None:
-        """Write each line's text (`groups` from its codes) at out[at[line]]."""
-        for width, lines, rows in groups:
-            _elements(out, width)[at if lines is None else at[lines]] = self._tables[width][rows]
-
-
-_STATUS = _Texts([field.encode() for field in _STATUS_FIELDS])
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], codes: NDArray[np.intp] | slice) -> None:
+        """Write the text of each code at out[at[i]] (`codes[i]`)."""
+        if len(self._tables) == 1:  # the rows are the codes
+            table = self._tables[0]
+            _elements(out, table.dtype.itemsize)[at] = table[codes]
+            return
+        classes, rows = self._class[codes], self._rows[codes]
+        for k, table in enumerate(self._tables):
+            lines = np.flatnonzero(classes == k)
+            _elements(out, table.dtype.itemsize)[at[lines]] = table[rows[lines]]
 
 
 class _Field:
     """A float column's field (`,key=` and the value's text, see `_decimal_words`) on the lines where the
-    value is finite; `too_large` marks the lines with a value too large for the digit tables (not here)."""
+    value is finite; `too_large` marks the lines with a value too large for `_decimal_table` (not here)."""
 
     def __init__(self, key: str, values: NDArray[np.float64]) -> None:
         self.head = f",{key}=".encode()
         rows = np.flatnonzero(np.isfinite(values))
-        words, lengths, too_large = _decimal_words(values[rows], len(self.head))
+        words, lengths = np.empty(len(rows), dtype="<u8"), np.empty(len(rows), dtype=np.intp)
+        too_large = np.empty(len(rows), dtype=np.bool_)
+        for begin in range(0, len(rows), _CHUNK):  # a chunk at a time: its temporaries stay in the cache
+            chunk = slice(begin, begin + _CHUNK)
+            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[rows[chunk]], len(self.head))
         self.too_large = np.zeros(len(values), dtype=np.bool_)
         if too_large.any():
             self.too_large[rows[too_large]] = True
             rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
         self.rows, self.words, self.lengths = rows, words, lengths
 
-    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64]) -> None:
-        """Write the field at `at` on its lines, and move their `at` past it."""
-        places = at[self.rows]
-        words = np.ndarray((len(out) - 7,), dtype="<u8", buffer=out, strides=(1,))
-        words[places + len(self.head)] = self.words  # 8 bytes, a text of 3 to 8
-        _elements(out, len(self.head))[places] = np.frombuffer(self.head, dtype=f"V{len(self.head)}")[0]
-        at[self.rows] = places + self.lengths
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], begin: int) -> None:
+        """Write the field on its lines among lines `begin` on (`at`: where the field goes on each of them),
+        and move their `at` past it."""
+        if len(self.rows) == len(self.too_large):  # on every line
+            first, last, rows = begin, begin + len(at), None
+        else:
+            first, last = np.searchsorted(self.rows, (begin, begin + len(at))).tolist()
+            rows = self.rows[first:last] - begin
+        places = at if rows is None else at[rows]
+        head = len(self.head)
+        pieces = np.empty((last - first, head + 8), dtype=np.uint8)  # the head, then 8 bytes: a text of 3 to 8
+        pieces[:, :head] = np.frombuffer(self.head, dtype=np.uint8)
+        pieces[:, head:] = self.words[first:last].view(np.uint8).reshape(-1, 8)
+        _elements(out, head + 8)[places] = pieces.view(f"V{head + 8}").reshape(-1)
+        if rows is None:
+            at += self.lengths[first:last]
+        else:
+            at[rows] = places + self.lengths[first:last]
 
 
 def _decimal_words(
     values: NDArray[np.float64], head: int
-) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
-    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its field's
-    length (`head` bytes more; 0 where NaN, ±inf or too large for the tables), and where a finite value is
-    too large for them."""
+) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Each finite value's `format_decimal` text in a uint64 (first character in the lowest byte), its
+    field's length (`head` bytes more; 0 where too large for `_decimal_table`), and where it is too large."""
+    table, table_lengths = _decimal_table()
     scaled = _scaled(values)
-    units = np.fmin(np.abs(scaled), _TABLE_INTS * _SCALE).astype(np.intp)  # NaN, ±inf: the limit too
-    whole = units // _SCALE
-    ints = whole + (scaled < 0.0) * (_TABLE_INTS + 1)  # -0.0 (a negative value rounded to zero) has no sign
-    decimals = units - whole * _SCALE
-    words = _INT_WORDS[ints] | (_DECIMAL_WORDS[decimals] << _INT_BITS[ints])
-    lengths = np.maximum(_INT_LENGTHS[ints] + (_DECIMAL_LENGTHS + head)[decimals], 0)
-    too_large = (whole == _TABLE_INTS) & np.isfinite(values)
-    return words, lengths, too_large
+    units = np.fmin(np.abs(scaled), _LIMIT).astype(np.intp)
+    words = table[units]
+    lengths = table_lengths[units] + head
+    negative = scaled < 0.0  # not -0.0 (a negative value rounded to zero): "0.0" has no sign
+    if negative.any():
+        words = np.where(negative, (words << np.uint64(8)) | np.uint64(ord("-")), words)
+        lengths += negative
+    too_large = units == _LIMIT
+    return words, np.maximum(lengths, 0), too_large
 
 
 def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
