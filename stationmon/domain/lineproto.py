@@ -318,7 +318,7 @@ def format_decimal(value: float) -> str:
 
 
 @functools.cache
-def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int8]]:
     """`format_decimal`'s text of every u / 10**LOOP_STATUS_DECIMALS for 0 <= u < _LIMIT (index u) as a
     uint64 (first character in the lowest byte: "0.0" to "999.999") and its length; made on first use (8 MB).
     Index _LIMIT: a value too large for the table (no text, a length that makes its field's negative)."""
@@ -331,7 +331,7 @@ def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
     shifts = (int_lengths * 8).astype(np.uint64)
     words = (int_words[:, None] | (decimal_words[None, :] << shifts[:, None])).reshape(-1)
     lengths = (int_lengths[:, None] + decimal_lengths[None, :]).reshape(-1)
-    return np.append(words, np.uint64(0)), np.append(lengths, _LEFT_OUT)
+    return np.append(words, np.uint64(0)), np.append(lengths, _LEFT_OUT).astype(np.int8)
 
 
 class LoopStatusEncoder:
@@ -530,18 +530,25 @@ class _Field:
     value is finite; `too_large` marks the lines with a value too large for `_decimal_table` (not here)."""
 
     def __init__(self, key: str, values: NDArray[np.float64]) -> None:
-        self.head = f",{key}=".encode()
+        head = f",{key}=".encode()
         rows = np.flatnonzero(np.isfinite(values))
-        words, lengths = np.empty(len(rows), dtype="<u8"), np.empty(len(rows), dtype=np.intp)
+        words, lengths = np.empty(len(rows), dtype="<u8"), np.empty(len(rows), dtype=np.int64)
         too_large = np.empty(len(rows), dtype=np.bool_)
         for begin in range(0, len(rows), _CHUNK):  # a chunk at a time: its temporaries stay in the cache
             chunk = slice(begin, begin + _CHUNK)
-            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[rows[chunk]], len(self.head))
+            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[rows[chunk]], len(head))
         self.too_large = np.zeros(len(values), dtype=np.bool_)
         if too_large.any():
             self.too_large[rows[too_large]] = True
             rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
         self.rows, self.words, self.lengths = rows, words, lengths
+        # a block's fields, each its head then 8 bytes for the value's text (3 to 8 bytes: the rest is padding)
+        pieces = np.empty((_BLOCK_LINES, len(head) + 8), dtype=np.uint8)
+        pieces[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+        self._pieces = pieces.view(f"V{len(head) + 8}").reshape(-1)
+        self._texts = np.ndarray(
+            (_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(len(head) + 8,)
+        )
 
     def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], begin: int) -> None:
         """Write the field on its lines among lines `begin` on (`at`: where the field goes on each of them),
@@ -552,11 +559,8 @@ class _Field:
             first, last = np.searchsorted(self.rows, (begin, begin + len(at))).tolist()
             rows = self.rows[first:last] - begin
         places = at if rows is None else at[rows]
-        head = len(self.head)
-        pieces = np.empty((last - first, head + 8), dtype=np.uint8)  # the head, then 8 bytes: a text of 3 to 8
-        pieces[:, :head] = np.frombuffer(self.head, dtype=np.uint8)
-        pieces[:, head:] = self.words[first:last].view(np.uint8).reshape(-1, 8)
-        _elements(out, head + 8)[places] = pieces.view(f"V{head + 8}").reshape(-1)
+        self._texts[: last - first] = self.words[first:last]
+        _elements(out, self._pieces.dtype.itemsize)[places] = self._pieces[: last - first]
         if rows is None:
             at += self.lengths[first:last]
         else:
@@ -570,15 +574,19 @@ def _decimal_words(
     field's length (`head` bytes more; 0 where too large for `_decimal_table`), and where it is too large."""
     table, table_lengths = _decimal_table()
     scaled = _scaled(values)
-    units = np.fmin(np.abs(scaled), _LIMIT).astype(np.intp)
-    words = table[units]
-    lengths = table_lengths[units] + head
-    negative = scaled < 0.0  # not -0.0 (a negative value rounded to zero): "0.0" has no sign
-    if negative.any():
+    units = np.abs(scaled)
+    np.minimum(units, _LIMIT, out=units)
+    index = units.astype(np.intp)
+    words = table[index]
+    lengths = table_lengths[index].astype(np.int64)
+    lengths += head
+    if scaled.min() < 0.0:  # not -0.0 (a negative value rounded to zero): "0.0" has no sign
+        negative = scaled < 0.0
         words = np.where(negative, (words << np.uint64(8)) | np.uint64(ord("-")), words)
         lengths += negative
-    too_large = units == _LIMIT
-    return words, np.maximum(lengths, 0), too_large
+    too_large = index == _LIMIT
+    lengths[too_large] = 0
+    return words, lengths, too_large
 
 
 def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
