@@ -405,11 +405,8 @@ class LoopStatusEncoder:
         tail = _Texts([t.encode() for t in tails], self._reach)
         sizes = self._prefix.lengths + self._status.lengths[codes] + tail.lengths[tail_codes]
         for field in fields:
-            sizes[field.rows] += field.lengths
-        too_large = np.zeros(n, dtype=np.bool_)
-        for field in fields:
-            too_large |= field.too_large
-        whole = np.flatnonzero(too_large)
+            field.add_length(sizes)
+        whole = np.unique(np.concatenate([np.zeros(0, dtype=np.intp), *(field.too_large for field in fields)]))
         texts = [self._whole_line(i, codes, columns, tails[tail_codes[i]]) for i in whole.tolist()]
         sizes[whole] = [len(t) for t in texts]
         ends = np.cumsum(sizes, dtype=np.int64)
@@ -527,19 +524,22 @@ class _Texts:
 
 class _Field:
     """A float column's field (`,key=` and the value's text, see `_decimal_words`) on the lines where the
-    value is finite; `too_large` marks the lines with a value too large for `_decimal_table` (not here)."""
+    value is finite and not too large for `_decimal_table` (`too_large`: those lines)."""
 
     def __init__(self, key: str, values: NDArray[np.float64]) -> None:
         head = f",{key}=".encode()
-        rows = np.flatnonzero(np.isfinite(values))
+        finite = np.isfinite(values)
+        self.dense = bool(finite.all())  # on every line (`rows` is then every line's index)
+        rows = np.arange(len(values)) if self.dense else np.flatnonzero(finite)
+        picked = values if self.dense else values[rows]
         words, lengths = np.empty(len(rows), dtype="<u8"), np.empty(len(rows), dtype=np.int64)
         too_large = np.empty(len(rows), dtype=np.bool_)
         for begin in range(0, len(rows), _CHUNK):  # a chunk at a time: its temporaries stay in the cache
             chunk = slice(begin, begin + _CHUNK)
-            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[rows[chunk]], len(head))
-        self.too_large = np.zeros(len(values), dtype=np.bool_)
-        if too_large.any():
-            self.too_large[rows[too_large]] = True
+            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(picked[chunk], len(head))
+        self.too_large = rows[too_large]  # the lines whose value is too large (the field is not written there)
+        if len(self.too_large):
+            self.dense = False
             rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
         self.rows, self.words, self.lengths = rows, words, lengths
         # a block's fields, each its head then 8 bytes for the value's text (3 to 8 bytes: the rest is padding)
@@ -550,10 +550,17 @@ class _Field:
             (_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(len(head) + 8,)
         )
 
+    def add_length(self, sizes: NDArray[np.int64]) -> None:
+        """Add the field's length to the size of each line."""
+        if self.dense:
+            sizes += self.lengths
+        else:
+            sizes[self.rows] += self.lengths
+
     def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], begin: int) -> None:
         """Write the field on its lines among lines `begin` on (`at`: where the field goes on each of them),
         and move their `at` past it."""
-        if len(self.rows) == len(self.too_large):  # on every line
+        if self.dense:
             first, last, rows = begin, begin + len(at), None
         else:
             first, last = np.searchsorted(self.rows, (begin, begin + len(at))).tolist()
