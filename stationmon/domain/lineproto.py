@@ -367,7 +367,7 @@ class LoopStatusEncoder:
         # a prefix's padding stays in its line: the status and the end of the line follow it
         self._prefix = _Texts(prefixes, min(map(len, _STATUS)) + _MIN_END)
         # the first bytes of every line, written last over what the previous line's padding reached (`_write`)
-        self._reach = min((len(p) for p in prefixes), default=1)
+        self._reach = min((len(p) for p in prefixes), default=len(b"loop_status "))
         self._heads = np.frombuffer(b"".join(p[: self._reach] for p in prefixes), dtype=f"V{self._reach}")
         self._status = _Texts(_STATUS, self._reach + _MIN_END)
 
@@ -487,6 +487,11 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
+def _words(size: int) -> int:
+    """`size` bytes rounded up to whole words of 8 bytes."""
+    return -(-size // 8) * 8
+
+
 def _elements(out: NDArray[np.uint8], width: int) -> NDArray[np.void]:
     """`out` as overlapping elements of `width` bytes: element i is out[i : i + width]."""
     return np.ndarray((len(out) - width + 1,), dtype=f"V{width}", buffer=out, strides=(1,))
@@ -494,7 +499,8 @@ def _elements(out: NDArray[np.uint8], width: int) -> NDArray[np.void]:
 
 class _Texts:
     """Texts put at places by their codes (`put`), each as one element as wide as the longest text of its
-    class (zero-padded: at most `slack` bytes written past the text); a class's texts in a table of theirs."""
+    class rounded up to whole words of 8 bytes (numpy copies those faster), zero-padded: at most `slack`
+    (at least 7) bytes written past a text; a class's texts in a table of theirs."""
 
     def __init__(self, texts: Sequence[bytes], slack: int) -> None:
         self.lengths = np.array([len(t) for t in texts], dtype=np.int64)
@@ -502,19 +508,20 @@ class _Texts:
         self._rows = np.zeros(len(texts), dtype=np.intp)  # each code's row in its class's table
         self._tables: list[NDArray[np.void]] = []
         lengths = np.unique(self.lengths).tolist()
-        while lengths:  # the shortest left and every length within `slack` of it
-            members = [n for n in lengths if n <= lengths[0] + slack]
+        while lengths:  # the shortest left and the lengths whose width is within `slack` of it
+            members = [n for n in lengths if _words(n) <= lengths[0] + slack]
             codes = np.flatnonzero((self.lengths >= members[0]) & (self.lengths <= members[-1]))
             self._class[codes], self._rows[codes] = len(self._tables), np.arange(len(codes))
-            padded = b"".join(texts[i].ljust(members[-1], b"\0") for i in codes.tolist())
-            self._tables.append(np.frombuffer(padded, dtype=f"V{members[-1]}"))
+            width = _words(members[-1])
+            padded = b"".join(texts[i].ljust(width, b"\0") for i in codes.tolist())
+            self._tables.append(np.frombuffer(padded, dtype=f"V{width}"))
             lengths = lengths[len(members) :]
 
     def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], codes: NDArray[np.intp] | slice) -> None:
         """Write the text of each code at out[at[i]] (`codes[i]`)."""
         if len(self._tables) == 1:  # the rows are the codes
             table = self._tables[0]
-            _elements(out, table.dtype.itemsize)[at] = table[codes]
+            _elements(out, table.dtype.itemsize)[at] = table[codes] if isinstance(codes, slice) else table.take(codes)
             return
         classes, rows = self._class[codes], self._rows[codes]
         for k, table in enumerate(self._tables):
@@ -543,12 +550,11 @@ class _Field:
             rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
         self.rows, self.words, self.lengths = rows, words, lengths
         # a block's fields, each its head then 8 bytes for the value's text (3 to 8 bytes: the rest is padding)
-        pieces = np.empty((_BLOCK_LINES, len(head) + 8), dtype=np.uint8)
+        width = _words(len(head) + 8)
+        pieces = np.zeros((_BLOCK_LINES, width), dtype=np.uint8)
         pieces[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
-        self._pieces = pieces.view(f"V{len(head) + 8}").reshape(-1)
-        self._texts = np.ndarray(
-            (_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(len(head) + 8,)
-        )
+        self._pieces = pieces.view(f"V{width}").reshape(-1)
+        self._texts = np.ndarray((_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(width,))
 
     def add_length(self, sizes: NDArray[np.int64]) -> None:
         """Add the field's length to the size of each line."""
