@@ -405,7 +405,7 @@ class LoopStatusEncoder:
         codes = _column(status, np.intp, n, "status")
         tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
         columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
-        fields = [_Field(key, values) for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False)]
+        fields = [_Field(key, values, self._reach) for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False)]
         tail = _Texts([t.encode() for t in tails], self._reach)
         sizes = self._prefix.lengths + self._status.lengths[codes] + tail.lengths[tail_codes]
         for field in fields:
@@ -535,27 +535,32 @@ class _Texts:
 
 class _Field:
     """A float column's field (`,key=` and the value's text, see `_decimal_words`) on the lines where the
-    value is finite and not too large for `_decimal_table` (`too_large`: those lines)."""
+    value is finite and not too large for `_decimal_table` (`too_large`: those lines).
 
-    def __init__(self, key: str, values: NDArray[np.float64]) -> None:
+    Finite on most lines, and `reach` (see `LoopStatusEncoder._write`) enough for its padding, it is
+    `dense`: written on every line, of length 0 where left out (the next piece overwrites it), without
+    row indexes; else only on its lines (`rows`)."""
+
+    def __init__(self, key: str, values: NDArray[np.float64], reach: int) -> None:
         head = f",{key}=".encode()
+        width = _words(len(head) + 8)  # the head, then 8 bytes for the value's text (3 to 8 bytes: padding)
         finite = np.isfinite(values)
-        self.dense = bool(finite.all())  # on every line (`rows` is then every line's index)
-        rows = np.arange(len(values)) if self.dense else np.flatnonzero(finite)
-        picked = values if self.dense else values[rows]
-        words, lengths = np.empty(len(rows), dtype="<u8"), np.empty(len(rows), dtype=np.int64)
-        too_large = np.empty(len(rows), dtype=np.bool_)
-        for begin in range(0, len(rows), _CHUNK):  # a chunk at a time: its temporaries stay in the cache
-            chunk = slice(begin, begin + _CHUNK)
-            words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(picked[chunk], len(head))
+        count = int(np.count_nonzero(finite))
+        self.dense = 2 * count >= len(values) and width - _MIN_END <= reach
+        if self.dense:
+            rows = np.arange(len(values))
+            words, lengths, too_large = _formatted(
+                values if count == len(values) else np.where(finite, values, 0.0), head
+            )
+            lengths[~finite | too_large] = 0
+        else:
+            rows = np.flatnonzero(finite)
+            words, lengths, too_large = _formatted(values[rows], head)
         self.too_large = rows[too_large]  # the lines whose value is too large (the field is not written there)
-        if len(self.too_large):
-            self.dense = False
+        if len(self.too_large) and not self.dense:
             rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
         self.rows, self.words, self.lengths = rows, words, lengths
-        # a block's fields, each its head then 8 bytes for the value's text (3 to 8 bytes: the rest is padding)
-        width = _words(len(head) + 8)
-        pieces = np.zeros((_BLOCK_LINES, width), dtype=np.uint8)
+        pieces = np.zeros((_BLOCK_LINES, width), dtype=np.uint8)  # a block's fields: the head is the same
         pieces[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
         self._pieces = pieces.view(f"V{width}").reshape(-1)
         self._texts = np.ndarray((_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(width,))
@@ -582,6 +587,18 @@ class _Field:
             at += self.lengths[first:last]
         else:
             at[rows] = places + self.lengths[first:last]
+
+
+def _formatted(
+    values: NDArray[np.float64], head: bytes
+) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
+    """`_decimal_words` of finite values, a chunk at a time (its temporaries stay in the CPU's cache)."""
+    words, lengths = np.empty(len(values), dtype="<u8"), np.empty(len(values), dtype=np.int64)
+    too_large = np.empty(len(values), dtype=np.bool_)
+    for begin in range(0, len(values), _CHUNK):
+        chunk = slice(begin, begin + _CHUNK)
+        words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[chunk], len(head))
+    return words, lengths, too_large
 
 
 def _decimal_words(
