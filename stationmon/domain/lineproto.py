@@ -344,9 +344,10 @@ class LoopStatusEncoder:
     Column-wise, for 100,000 loops a tick, as one `LineBlock`: each line's length is known from its pieces'
     (its tags, escaped once in `__init__`; its status; a field per finite float; the rest: compliant,
     verdict, flags, interval, the time and "\\n", a table built per call), so each piece's place in the
-    output is too; a float's text is made of two table entries by integer arithmetic (`_decimal_words`).
-    Then each kind of piece is written, for every line at once, at its place (`_Texts.put`: a few bytes
-    beyond a text may be written too, and a later piece overwrites them; see `_write`)."""
+    output is too; a float's text is an entry of `_decimal_table` (`_decimal_words`). Then each kind of
+    piece is written, for every line at once, at its place (a few bytes past a text may be written too,
+    and a later piece overwrites them; see `_write`). A line with a float too large for the table is
+    written by `format_decimal` (`_whole_line`) over what the columns wrote there."""
 
     def __init__(
         self, loops: Iterable[tuple[str, str, str]], precision: str = "ms", companies: Mapping[str, str] | None = None
@@ -431,11 +432,12 @@ class LoopStatusEncoder:
     ) -> None:
         """Write every line's pieces at their places, a block of lines at a time (its part of `out` stays in
         the CPU's cache), kind after kind, left to right. A text is written with the padding of its table
-        (`_Texts`; a float's text with up to 5 bytes): it lands on a later piece of its line, written after it,
-        or past the line's end, at most `_reach` bytes (the shortest prefix) into the next line: its first
-        `_reach` bytes are written last. No two pieces written by one assignment overlap (a piece other than
-        the prefix starts at least `_reach` + 11 bytes into its line), so every byte is what the last piece
-        written over it says."""
+        (`_Texts`; a float field's up to 12 bytes, a left-out dense field's element whole): the padding lands
+        on a later piece of its line, written after it, or past the line's end (a line ends with at least
+        `_MIN_END` bytes of time and newline), at most `_reach` bytes (the shortest prefix) into the next
+        line, whose first `_reach` bytes are written last. No two pieces written by one assignment overlap (a
+        piece other than the prefix starts at least `_reach` + 11 bytes into its line, and a prefix's padding
+        stays in its line), so every byte is what the last piece written over it says."""
         tail_texts, tail_codes = tail
         for begin in range(0, len(starts), _BLOCK_LINES):
             lines = slice(begin, begin + _BLOCK_LINES)
