@@ -134,7 +134,7 @@ class LineBlock:
         offsets = np.cumsum([0] + [b.end - b.start for b in blocks])
         ends = [b.ends - b.start + offset for b, offset in zip(blocks, offsets.tolist(), strict=False)]
         data = b"".join(b.data[b.start : b.end] for b in blocks)
-        return cls(data, np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64))
+        return cls(data, np.concatenate([np.zeros(0, dtype=np.int64), *ends]))
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -308,7 +308,6 @@ _LIMIT = 1_000 * _SCALE  # `_decimal_table` holds the texts of values below 1,00
 _MIN_END = 3  # bytes of the shortest end of a line: " 0\n" (the time and the newline)
 _BLOCK_LINES = 4_096  # lines written at a time: their part of the output (about 1 MB) stays in the CPU's cache
 _CHUNK = 8_192  # floats formatted at a time
-_LEFT_OUT = -64  # a length in `_decimal_table` that makes a field's length negative: no field
 
 
 def format_decimal(value: float) -> str:
@@ -325,7 +324,7 @@ def format_decimal(value: float) -> str:
 def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int8]]:
     """`format_decimal`'s text of every u / 10**LOOP_STATUS_DECIMALS for 0 <= u < _LIMIT (index u) as a
     uint64 (first character in the lowest byte: "0.0" to "999.999") and its length; made on first use (8 MB).
-    Index _LIMIT: a value too large for the table (no text, a length that makes its field's negative)."""
+    Index _LIMIT: a value too large for the table (no text)."""
     ints = [str(i).encode() for i in range(_LIMIT // _SCALE)]
     decimals = [("." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0")).encode() for i in range(_SCALE)]
     int_words, decimal_words = (
@@ -335,7 +334,7 @@ def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int8]]:
     shifts = (int_lengths * 8).astype(np.uint64)
     words = (int_words[:, None] | (decimal_words[None, :] << shifts[:, None])).reshape(-1)
     lengths = (int_lengths[:, None] + decimal_lengths[None, :]).reshape(-1)
-    return np.append(words, np.uint64(0)), np.append(lengths, _LEFT_OUT).astype(np.int8)
+    return np.append(words, np.uint64(0)), np.append(lengths, 0).astype(np.int8)
 
 
 class LoopStatusEncoder:
@@ -607,7 +606,8 @@ def _decimal_words(
     values: NDArray[np.float64], head: int
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
     """Each finite value's `format_decimal` text in a uint64 (first character in the lowest byte), its
-    field's length (`head` bytes more; 0 where too large for `_decimal_table`), and where it is too large."""
+    field's length (`head` bytes more), and where it is too large for `_decimal_table` (no text there, and
+    a length that means nothing)."""
     table, table_lengths = _decimal_table()
     scaled = _scaled(values)
     units = np.abs(scaled)
@@ -620,9 +620,7 @@ def _decimal_words(
         negative = scaled < 0.0
         words = np.where(negative, (words << np.uint64(8)) | np.uint64(ord("-")), words)
         lengths += negative
-    too_large = index == _LIMIT
-    lengths[too_large] = 0
-    return words, lengths, too_large
+    return words, lengths, index == _LIMIT
 
 
 def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:

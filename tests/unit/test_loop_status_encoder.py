@@ -461,3 +461,14 @@ def test_a_float_left_out_at_the_end_of_a_short_line_spoils_no_next_line() -> No
         'loop_status status="ok",required_supply_temp=2.5 0',
         'loop_status status="unknown" 0',
     ]
+
+
+def test_a_lone_surrogate_in_a_tag_is_kept_on_a_line_with_a_too_large_value() -> None:
+    """The line `format_decimal` writes whole (a value beyond the table) keeps the tag's lone surrogate as the
+    other lines do, instead of failing to encode it."""
+    encoder = LoopStatusEncoder([("st\udc80", "d", "l"), ("st\udc80", "d", "m")])
+    lines = encoder.encode(0.0, [0, 0], [-1, -1], [[1234.5, 1.5]])
+    assert lines == [
+        'loop_status,district=d,loop=l,station=st\udc80 status="ok",required_supply_temp=1234.5 0',
+        'loop_status,district=d,loop=m,station=st\udc80 status="ok",required_supply_temp=1.5 0',
+    ]
