@@ -1,6 +1,7 @@
 """InfluxWriter taking `LineBlock`s (the evaluator's loop_status lines as one bytes buffer) beside str lines,
-against the real InfluxDB 1.x: batches spanning both, a rejected line inside a block, the spool, memory
-dropping the oldest lines, and `when_stored` settling them by sequence number."""
+against the real InfluxDB 1.x: batches spanning both, a rejected line inside a block, a body over the
+server's limit (413), the spool, memory dropping the oldest lines, and `when_stored` settling them by
+sequence number."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from stationmon.adapters.influx import InfluxWriter
 from stationmon.adapters.spool import Spool
 from stationmon.domain.lineproto import LineBlock
 from stationmon.metrics import Metrics
-from tests.conftest import InfluxServer
+from tests.conftest import InfluxServer, require_binary
 from tests.helpers import drain_spool, wait_until
 from tests.integration.test_influx import assert_exactly_once, lines_for, settled, stored, v1_config
 from tests.integration.test_storage_faults import REASONS, accounting, assert_closes, immutable
@@ -136,3 +137,29 @@ async def test_blocks_held_in_memory_lose_the_oldest_lines_first_and_say_so(
     assert told == [(start, not set(answers[start]) & set(missing)) for start in starts]
     assert not told[0][1] and told[-1][1]  # the oldest lost, the newest stored
     assert os.listdir(spool_dir)
+
+
+async def test_a_block_over_the_servers_body_limit_is_halved_until_it_fits(tmp_path: Path) -> None:
+    """influxd with `max-body-size` of 20,000 bytes answers 413 to a 60 kB batch: the writer halves it (slices
+    of the block) until each part fits; a line over the limit on its own is dead-lettered as that line."""
+    server = InfluxServer(require_binary("influxd"), tmp_path / "influxd")
+    config = server.config_path.read_text("utf-8")
+    assert "max-body-size = 0" in config
+    server.config_path.write_text(config.replace("max-body-size = 0", "max-body-size = 20000"), "utf-8")
+    server.start()
+    try:
+        server.create_database("db")
+        metrics = Metrics()
+        huge = f'telemetry,station=s9 note="{"x" * 25_000}" 1700000000000'
+        block = LineBlock.from_lines([*lines_for(0, 300), huge, *lines_for(300, 300)])
+        cfg = v1_config(server, "db", tmp_path, batch_size=1000, gzip=False)
+        async with InfluxWriter(cfg, metrics) as writer:
+            writer.submit(block)
+            await writer.flush()
+            await settled(metrics)
+        assert stored(server, "db") == {i: float(i) for i in range(600)}
+        assert_exactly_once(metrics, 601, dead=1)
+        dead = (tmp_path / "dead-letter.lp").read_text("utf-8").splitlines()
+        assert dead[1:] == [huge] and "413 request too large" in dead[0]
+    finally:
+        server.stop()
