@@ -1,7 +1,9 @@
 """The InfluxDB writer: batches, gzip, bounded concurrent writes, retries, dead letters, durable spool.
 
-    submit(lines)  -> memory buffer (sync, never blocks)
-    flusher task   -> every flush_interval, or at batch_size lines: cut batches
+    submit(lines)  -> memory buffer (sync, never blocks); str lines, or a `LineBlock` (many lines as one
+                      bytes buffer: kept as it is, sliced into batches, its bytes the write's body)
+    flusher task   -> every flush_interval, or at batch_size lines: cut batches (by line count, across
+                      str lines and blocks)
                       - healthy and nothing spooled: write directly (at most max_concurrent_writes at once)
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
@@ -38,6 +40,9 @@ the order they were registered, so a collector can acknowledge its source in the
 (MQTT's PUBACKs must be). Each line carries its sequence number through the buffer, batches, writes and
 the spool (`_Piece`, `_Ticket`), also when a refused batch goes back into memory or only part of a batch
 is spooled again; a batch whose write stored only part of it settles once the rest is safely spooled.
+
+Batches are `LineBlock`s from the cut on: bisection and the 413 split slice them; only a 400 that names
+lines, and the dead-letter file, make str lines of a batch.
 """
 
 from __future__ import annotations
