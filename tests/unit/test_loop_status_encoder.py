@@ -472,3 +472,29 @@ def test_a_lone_surrogate_in_a_tag_is_kept_on_a_line_with_a_too_large_value() ->
         'loop_status,district=d,loop=l,station=st\udc80 status="ok",required_supply_temp=1234.5 0',
         'loop_status,district=d,loop=m,station=st\udc80 status="ok",required_supply_temp=1.5 0',
     ]
+
+
+def test_a_left_out_field_at_the_very_end_may_reach_the_last_spare_byte() -> None:
+    """Tags of 29 bytes are just enough for a 32-byte field element written, of length 0, where the last line
+    ends in " 0" and a newline: it ends on the last of the spare bytes after the block's lines."""
+    encoder = LoopStatusEncoder([("abcdefgh", "", "")] * 2, "s")
+    lines = encoder.encode(0.0, [0, 0], [-1, -1], [[1.5, math.nan]])
+    assert lines == [
+        'loop_status,station=abcdefgh status="ok",required_supply_temp=1.5 0',
+        'loop_status,station=abcdefgh status="ok" 0',
+    ]
+
+
+def test_a_float32_column_is_written_from_its_exact_value() -> None:
+    """0.0125 as float32 is 0.012500000186...: rounded on that value (as `format` rounds the float64 it
+    becomes), not on float32 arithmetic, whose product 12.5 would round half to even to 0.012."""
+    [line] = LoopStatusEncoder([("s", "d", "l")]).encode(0.0, [0], [-1], [np.array([0.0125], dtype=np.float32)])
+    assert line == 'loop_status,district=d,loop=l,station=s status="ok",required_supply_temp=0.013 0'
+
+
+def test_a_column_of_the_wrong_length_is_named() -> None:
+    encoder = LoopStatusEncoder([("s", "d", "a"), ("s", "d", "b")])
+    with pytest.raises(ValueError, match=r"^status: 3 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0, 0], [1, 1], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^required_return_temp: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [[1.0, 2.0], [3.0]])
