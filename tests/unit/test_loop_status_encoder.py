@@ -498,3 +498,9 @@ def test_a_column_of_the_wrong_length_is_named() -> None:
         encoder.encode(0.0, [0, 0, 0], [1, 1], [[1.0, 2.0]])
     with pytest.raises(ValueError, match=r"^required_return_temp: 1 values for 2 loops$"):
         encoder.encode(0.0, [0, 0], [1, 1], [[1.0, 2.0], [3.0]])
+    with pytest.raises(ValueError, match=r"^compliant: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1], [])
+    with pytest.raises(ValueError, match=r"^verdict: 3 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"^setback: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [], [0, 1], [[True, False], [True], [False, False]])
