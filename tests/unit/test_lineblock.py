@@ -50,7 +50,7 @@ def test_every_slice_holds_exactly_its_lines_and_shares_the_buffer() -> None:
             assert part.data.obj is block.data.obj  # no copy
     assert block[2:][1:3].lines() == LINES[3:5]  # a slice of a slice
     assert block[-2:].lines() == LINES[-2:]
-    with pytest.raises(ValueError, match="^a LineBlock slice has no step$"):
+    with pytest.raises(ValueError, match=r"^a LineBlock slice has no step$"):
         block[::2]
 
 
