@@ -13,8 +13,11 @@ estimate, every rule, fault tracking, outdoor smoothing) + `RuleResults.conditio
 `AlertBook.update`.
 
 The whole cycle (issue 15, target < 100 ms): gather the inputs (`InputGatherer`, arrays kept current
-by `LatestValues.track` as readings arrive) + the tick + encode every `loop_status` line
-(`loop_status_lines`), each tick's readings ingested before it (untimed; ingest cost per reading shown).
+by `LatestValues.track` as readings arrive) + the tick + encode every `loop_status` line up to the
+writer's buffer (`loop_status_block`, one `LineBlock`, then `submit` into a real `InfluxWriter` that is
+not started), each tick's readings ingested before it (untimed; ingest cost per reading shown). Outside
+the cycle, the writer's share per tick: cutting the batches and their bodies (the baseline: str lines
+joined and encoded per batch, as the writer did before `LineBlock`).
 Its baseline, same run, same readings: the code before issue 15, copied below (`Baseline*`): one
 dict lookup per series per tick, and the line-by-line encoder. Both cycles' inputs are checked to be
 the same, and the last cycle's lines to say the same (tags, time, fields; the new floats are the old
@@ -41,6 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from stationmon.adapters.influx import InfluxWriter
+from stationmon.config import InfluxConfig
 from stationmon.domain.alerts import AlertBook, AlertKey, Condition
 from stationmon.domain.heating import FloatArray
 from stationmon.domain.latest import LatestValues, SeriesKey
@@ -72,8 +77,9 @@ from stationmon.domain.vocabulary import (
     VALUE_SENTINELS,
     VERDICTS,
 )
-from stationmon.evaluator.core import loop_status_lines
+from stationmon.evaluator.core import loop_status_block
 from stationmon.evaluator.gather import InputGatherer
+from stationmon.metrics import Metrics
 
 T0 = 1_760_000_000.0
 STEP_S = 10.0
@@ -464,6 +470,29 @@ class PlainEvaluator:
 # The whole cycle: gather + tick + encode, against the code before issue 15
 
 PHASES = ("gather", "tick", "encode")
+BATCH_SIZE = InfluxConfig().batch_size  # the writer's default
+
+
+def _idle_writer() -> InfluxWriter:
+    """A real writer, never started: `submit` only puts the lines in its buffer (the end of "encode")."""
+    return InfluxWriter(InfluxConfig(spool_dir="/nonexistent", dead_letter_file="/nonexistent"), Metrics())
+
+
+def old_writer_batches(lines: list[str]) -> None:
+    """What the writer before LineBlock did with the lines after `submit`: cut batches of str lines, each
+    joined and encoded to its body."""
+    buffer = list(lines)
+    while buffer:
+        batch = buffer[:BATCH_SIZE]
+        del buffer[:BATCH_SIZE]
+        "\n".join(batch).encode("utf-8")
+
+
+def new_writer_batches(writer: InfluxWriter) -> None:
+    """What the writer does now with what `submit` buffered: cut batches (a block is sliced) and their bodies."""
+    while writer.buffered_lines:
+        batch, _, _ = writer._cut_batch()
+        batch.body()
 
 
 class Cycle:
@@ -486,10 +515,11 @@ class Cycle:
         else:
             self.gatherer = BaselineGatherer(table, self.latest, states, rules=SETTINGS)
             self.encoder = BaselineLoopStatusEncoder(loops)
-        self.wall: dict[str, list[float]] = {p: [] for p in (*PHASES, "cycle", "ingest")}
-        self.cpu: dict[str, list[float]] = {p: [] for p in (*PHASES, "cycle", "ingest")}
+        self.writer = _idle_writer()
+        self.wall: dict[str, list[float]] = {p: [] for p in (*PHASES, "cycle", "ingest", "batches")}
+        self.cpu: dict[str, list[float]] = {p: [] for p in (*PHASES, "cycle", "ingest", "batches")}
 
-    def run(self, now: float, readings: list[Reading], timed: bool) -> tuple[RuleInputs, list[str]]:
+    def run(self, now: float, readings: list[Reading], timed: bool) -> tuple[RuleInputs, Any]:
         """Ingest the readings, then one cycle; its phases' times recorded if `timed`."""
         marks = [(time.perf_counter(), time.process_time())]
         self.latest.update(readings)
@@ -500,16 +530,24 @@ class Cycle:
         self.book.update(now, results.conditions(), results.lookup)
         marks.append((time.perf_counter(), time.process_time()))
         if self.new:
-            lines = loop_status_lines(self.encoder, results, STEP_S)
+            lines: Any = loop_status_block(self.encoder, results, STEP_S)
         else:
             lines = baseline_status_lines(self.encoder, results, self.table.n_loops)
+        self.writer.submit(lines)
         marks.append((time.perf_counter(), time.process_time()))
+        if self.new:  # then, outside the cycle, the writer's batches of them
+            new_writer_batches(self.writer)
+        else:
+            old_writer_batches(lines)
+        marks.append((time.perf_counter(), time.process_time()))
+        if not self.new:  # the old writer's batches were `old_writer_batches`: an empty writer for the next cycle
+            self.writer = _idle_writer()
         if timed:
-            for k, phase in enumerate(("ingest", *PHASES)):
+            for k, phase in enumerate(("ingest", *PHASES, "batches")):
                 self.wall[phase].append(marks[k + 1][0] - marks[k][0])
                 self.cpu[phase].append(marks[k + 1][1] - marks[k][1])
-            self.wall["cycle"].append(marks[-1][0] - marks[1][0])
-            self.cpu["cycle"].append(marks[-1][1] - marks[1][1])
+            self.wall["cycle"].append(marks[-2][0] - marks[1][0])
+            self.cpu["cycle"].append(marks[-2][1] - marks[1][1])
         return inp, lines
 
 
@@ -567,7 +605,7 @@ def whole_cycle(district: District, cycles: int) -> bool:
         (old_inp, old_lines), (new_inp, new_lines) = (side.run(now, readings, timed=k > 0) for side in sides)
         agree = agree and _same_inputs(old_inp, new_inp) and len(new_lines) == len(old_lines)
         if k == cycles:  # every line of the last cycle, field by field (it takes a few seconds)
-            agree = agree and all(map(_same_line, new_lines, old_lines))
+            agree = agree and all(map(_same_line, new_lines.lines(), old_lines))
     new = sides[1]
     print(
         f"whole cycle over {table.n_loops:,} loops (gather + tick + encode), median of {cycles} cycles;"
@@ -581,6 +619,11 @@ def whole_cycle(district: District, cycles: int) -> bool:
         bw, nw = (statistics.median(side.wall[phase]) * 1000 for side in sides)
         bc, nc = (statistics.median(side.cpu[phase]) * 1000 for side in sides)
         print(f"{phase:<30}{bw:>12.1f}{nw:>10.1f}{bw / nw:>8.1f}{'  |':>4}{bc:>10.1f}{nc:>10.1f}{bc / nc:>8.1f}")
+    bc, nc = (statistics.median(side.cpu["batches"]) * 1000 for side in sides)
+    print(
+        f"{'writer: batches + bodies':<30}{'':>30}{'  |':>4}{bc:>10.1f}{nc:>10.1f}{bc / nc:>8.1f}"
+        f"   (cutting batches of {BATCH_SIZE:,} and their bodies, outside the cycle)"
+    )
     n_read = len(district.readings(0))
     bi, ni = (statistics.median(side.cpu["ingest"]) / n_read * 1e9 for side in sides)
     print(

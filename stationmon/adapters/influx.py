@@ -1,7 +1,9 @@
 """The InfluxDB writer: batches, gzip, bounded concurrent writes, retries, dead letters, durable spool.
 
-    submit(lines)  -> memory buffer (sync, never blocks)
-    flusher task   -> every flush_interval, or at batch_size lines: cut batches
+    submit(lines)  -> memory buffer (sync, never blocks); str lines, or a `LineBlock` (many lines as one
+                      bytes buffer: kept as it is, sliced into batches, its bytes the write's body)
+    flusher task   -> every flush_interval, or at batch_size lines: cut batches (by line count, across
+                      str lines and blocks)
                       - healthy and nothing spooled: write directly (at most max_concurrent_writes at once)
                       - InfluxDB failing, something already spooled, too many lines in memory, or no
                         url configured: append the batch to the spool (order kept)
@@ -38,6 +40,9 @@ the order they were registered, so a collector can acknowledge its source in the
 (MQTT's PUBACKs must be). Each line carries its sequence number through the buffer, batches, writes and
 the spool (`_Piece`, `_Ticket`), also when a refused batch goes back into memory or only part of a batch
 is spooled again; a batch whose write stored only part of it settles once the rest is safely spooled.
+
+Batches are `LineBlock`s from the cut on: bisection and the 413 split slice them; only a 400 that names
+lines, and the dead-letter file, make str lines of a batch.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import aiohttp
 from stationmon.adapters.spool import Spool
 from stationmon.backoff import Backoff
 from stationmon.config import InfluxConfig
+from stationmon.domain.lineproto import LineBlock
 from stationmon.errors import StorageError
 from stationmon.files import append_whole
 from stationmon.logutil import FailureLog
@@ -221,16 +227,65 @@ class _Claims:
                         self.settlement.settle(start, count, ticket.stored)
 
 
+class _Buffer:
+    """Submitted lines waiting for a batch, in order: lists of str (consecutive submits share one) and
+    blocks. A batch is cut as one `LineBlock`: str lines are encoded then, a block is sliced."""
+
+    def __init__(self) -> None:
+        self._parts: deque[list[str] | LineBlock] = deque()
+        self.count = 0  # lines held
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(self, lines: Sequence[str] | LineBlock) -> None:
+        """Append these lines."""
+        if isinstance(lines, LineBlock):
+            self._parts.append(lines)
+        elif self._parts and isinstance(self._parts[-1], list):
+            self._parts[-1].extend(lines)
+        else:
+            self._parts.append(list(lines))
+        self.count += len(lines)
+
+    def _pop(self, count: int) -> list[list[str] | LineBlock]:
+        """The parts holding the first `count` lines (or all there are), removed."""
+        taken: list[list[str] | LineBlock] = []
+        while count > 0 and self._parts:
+            part = self._parts.popleft()
+            if len(part) > count:
+                self._parts.appendleft(part[count:])
+                part = part[:count]
+            taken.append(part)
+            count -= len(part)
+            self.count -= len(part)
+        return taken
+
+    def take(self, count: int) -> LineBlock:
+        """The first `count` lines as one block, removed."""
+        parts = self._pop(count)
+        return LineBlock.join([p if isinstance(p, LineBlock) else LineBlock.from_lines(p) for p in parts])
+
+    def drop(self, count: int) -> None:
+        """Remove the first `count` lines."""
+        self._pop(count)
+
+    def put_back(self, block: LineBlock) -> None:
+        """Lines that go back in front of the others."""
+        self._parts.appendleft(block)
+        self.count += len(block)
+
+
 class _Retryable(StorageError):
     """The write may succeed later: 429, 5xx, 401/403/404 (fixable by an operator), network errors."""
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-        self.unsent: list[str] | None = None  # set by the writer: the lines of its batch not yet stored
+        self.unsent: LineBlock | None = None  # set by the writer: the lines of its batch not yet stored
 
 
-def _unsent(exc: StorageError, lines: list[str]) -> list[str]:
+def _unsent(exc: StorageError, lines: LineBlock) -> LineBlock:
     """The lines of `lines` that a failed delivery did not store (a split batch may have stored some)."""
     return exc.unsent if isinstance(exc, _Retryable) and exc.unsent is not None else lines
 
@@ -406,12 +461,12 @@ class InfluxWriter:
             if config.url
             else "InfluxDB (none configured)"
         )
-        self._buffer: list[str] = []
+        self._buffer = _Buffer()
         self._buffer_since = 0.0
         self._claims = _Claims()  # the buffer's lines' sequence numbers, for `when_stored`
         self._unsynced: list[_Piece] = []  # spooled, waiting for the batch fsync to count as stored
         self._held = 0  # lines cut from the buffer and not yet in a write, the spool or a counter
-        self._inflight: dict[asyncio.Task[None], tuple[list[str], float]] = {}
+        self._inflight: dict[asyncio.Task[None], tuple[LineBlock, float]] = {}
         self._spool: Spool | None = None
         self._spool_pending = False
         self._transport: _V1Transport | _V2Transport | None = None
@@ -472,13 +527,14 @@ class InfluxWriter:
             "(queued = written + dropped + dead_lettered + buffered)",
         ).set_function(lambda: float(self.buffered_lines + self.spool_lines))
 
-    def submit(self, lines: Sequence[str]) -> None:
-        """Queue lines for storage. Sync and never blocks; call it from the event loop."""
-        if not lines:
+    def submit(self, lines: Sequence[str] | LineBlock) -> None:
+        """Queue lines for storage: str lines, or a block of them (kept as it is until a batch is cut).
+        Sync and never blocks; call it from the event loop."""
+        if not len(lines):
             return
         if not self._buffer:
             self._buffer_since = self.clock()
-        self._buffer.extend(lines)
+        self._buffer.add(lines)
         self._claims.add(len(lines))
         self._m_queued.inc(len(lines))
         if len(self._buffer) >= self.config.batch_size or self.buffered_lines > self.config.max_buffered_lines:
@@ -666,7 +722,7 @@ class InfluxWriter:
             )
             self._drop(len(self._buffer), "spool_error")
             self._claims.settle(self._claims.cut(len(self._buffer)), False)
-            self._buffer.clear()
+            self._buffer.drop(len(self._buffer))
 
     async def flush(self) -> None:
         """Write (or spool) everything buffered now and wait for the direct writes (for tests)."""
@@ -674,11 +730,9 @@ class InfluxWriter:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
-    def _cut_batch(self) -> tuple[list[str], float, list[_Piece]]:
+    def _cut_batch(self) -> tuple[LineBlock, float, list[_Piece]]:
         """The next batch, the submit time of its oldest line, and its lines' sequence numbers."""
-        size = self.config.batch_size
-        batch = self._buffer[:size]
-        del self._buffer[:size]
+        batch = self._buffer.take(self.config.batch_size)
         since = self._buffer_since
         if self._buffer:
             self._buffer_since = self.clock()
@@ -731,7 +785,7 @@ class InfluxWriter:
             self._inflight[task] = (batch, since)
         self._sync_spool()
 
-    async def _direct_write(self, batch: list[str], since: float, pieces: list[_Piece]) -> None:
+    async def _direct_write(self, batch: LineBlock, since: float, pieces: list[_Piece]) -> None:
         try:
             await self._deliver(batch)
             self._claims.settle(pieces, True)
@@ -777,11 +831,12 @@ class InfluxWriter:
             self._replay_wake.clear()
             await self._replay_wake.wait()
             return
+        lines = LineBlock.from_lines(record.lines)
         try:
-            await self._deliver(record.lines)
+            await self._deliver(lines)
         except StorageError as exc:  # InfluxDB's failure, not the spool's
             self._note_failure(str(exc))
-            unsent = _unsent(exc, record.lines)
+            unsent = _unsent(exc, lines)
             self._m_retried.inc(len(unsent))
             self._back_off(exc)
             if len(unsent) < len(record.lines):  # part of it is stored: spool only the rest again
@@ -793,18 +848,18 @@ class InfluxWriter:
         self._spool.ack(record)
         self._replay_failure.success()  # read and progress recorded (an ack records all before it too)
 
-    async def _deliver(self, lines: list[str]) -> None:
+    async def _deliver(self, lines: LineBlock) -> None:
         """Write `lines`; dead-letter what InfluxDB rejects. Raises _Retryable (with `unsent`) if it may work later."""
         assert self._transport is not None
         started = time.monotonic()
         try:
-            await self._transport.write("\n".join(lines).encode("utf-8"))
+            await self._transport.write(lines.body())
         except _BadRequest as exc:
             await self._quarantine(lines, str(exc))
             return
         except _TooLarge:
             if len(lines) == 1:
-                self._dead_letter(lines, "413 request too large")
+                self._dead_letter(lines.lines(), "413 request too large")
             else:
                 await self._deliver_halves(lines)
             return
@@ -817,29 +872,30 @@ class InfluxWriter:
         self.last_success = self.clock()
         self._failure.success()
 
-    async def _quarantine(self, lines: list[str], reason: str) -> None:
+    async def _quarantine(self, lines: LineBlock, reason: str) -> None:
         # The server answered, so it is up: rejected lines are our problem, not an outage.
         self._failure.success()
-        rejected = find_rejected_lines(lines, reason)
+        texts = lines.lines() if "unable to parse '" in reason else []  # str lines: on this rare path only
+        rejected = find_rejected_lines(texts, reason)
         if rejected:
             for i, why in rejected.items():
-                self._dead_letter([lines[i]], why)
-            rest = [line for i, line in enumerate(lines) if i not in rejected]
+                self._dead_letter([texts[i]], why)
+            rest = [line for i, line in enumerate(texts) if i not in rejected]
             if rest:
-                await self._deliver(rest)
+                await self._deliver(LineBlock.from_lines(rest))
             return
         dropped = _dropped_count(reason)
         if len(lines) == 1 or (dropped is not None and dropped >= len(lines)):
-            self._dead_letter(lines, reason)  # every line of this part was rejected
+            self._dead_letter(lines.lines(), reason)  # every line of this part was rejected
         else:
             await self._deliver_halves(lines)
 
-    async def _deliver_halves(self, lines: list[str]) -> None:
+    async def _deliver_halves(self, lines: LineBlock) -> None:
         mid = len(lines) // 2
         try:
             await self._deliver(lines[:mid])
         except _Retryable as exc:  # the second half was not even tried
-            exc.unsent = [*(exc.unsent if exc.unsent is not None else lines[:mid]), *lines[mid:]]
+            exc.unsent = LineBlock.join([exc.unsent if exc.unsent is not None else lines[:mid], lines[mid:]])
             raise
         await self._deliver(lines[mid:])
 
@@ -849,7 +905,7 @@ class InfluxWriter:
         path = Path(self.config.dead_letter_file)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            append_whole(path, text.encode("utf-8"))
+            append_whole(path, text.encode("utf-8", "surrogatepass"))
         except OSError as exc:
             log.error(
                 "%s rejected %d line(s) (%s); the dead-letter file %s cannot be written (%s): lost",
@@ -878,7 +934,7 @@ class InfluxWriter:
         self._m_dropped.labels(reason).inc(lines)
         self._dropped += lines
 
-    def _to_spool(self, batch: list[str], since: float, pieces: list[_Piece], *, held: bool = False) -> bool:
+    def _to_spool(self, batch: LineBlock, since: float, pieces: list[_Piece], *, held: bool = False) -> bool:
         """Append `batch` to the spool; if it cannot, keep it in memory for the next try and return False.
 
         Spooled, `pieces` count as stored after the next sync (policy "batch") or at once. `held`: the
@@ -908,9 +964,9 @@ class InfluxWriter:
         self._count_spool_losses()
         return True
 
-    def _keep(self, batch: list[str], since: float, pieces: list[_Piece]) -> None:
+    def _keep(self, batch: LineBlock, since: float, pieces: list[_Piece]) -> None:
         """Put a batch the spool refused back in front of the buffer; beyond max_buffered_lines the oldest go."""
-        self._buffer[:0] = batch
+        self._buffer.put_back(batch)
         self._claims.put_back(pieces)
         self._buffer_since = min(since, self._buffer_since) if len(self._buffer) > len(batch) else since
         self._trim_memory()
@@ -920,7 +976,7 @@ class InfluxWriter:
         excess = self.buffered_lines - self.config.max_buffered_lines
         if excess > 0:
             lost = min(excess, len(self._buffer))
-            del self._buffer[:lost]
+            self._buffer.drop(lost)
             self._claims.settle(self._claims.cut(lost), False)
             self._drop(lost, "spool_error")
             self._memory_failure.failure(

@@ -11,7 +11,7 @@ Any other file there is ignored with a warning (a stray `seg-copy.spool` is not 
 A segment is a sequence of records:
 
     header  <u32 payload length> <u32 crc32 of the rest> <u32 line count> <f64 oldest submit time>
-    payload UTF-8 lines joined by "\\n"
+    payload UTF-8 lines joined by "\\n" (str lines, or a `LineBlock`'s bytes)
 
 The reader starts at the acknowledged position and returns records in order; `ack(record)` moves the
 position past it and writes it durably (`files.atomic_write`), so a batch acknowledged by InfluxDB
@@ -62,6 +62,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stationmon.domain.lineproto import LineBlock
 from stationmon.errors import StorageError
 from stationmon.files import atomic_write, fsync_dir, write_all
 
@@ -95,9 +96,12 @@ def _segment_name(seq: int) -> str:
     return f"{_SEGMENT_PREFIX}{seq:020d}{_SEGMENT_SUFFIX}"
 
 
-def encode_record(lines: Sequence[str], oldest_ts: float) -> bytes:
-    """One record's bytes: header then payload."""
-    payload = "\n".join(lines).encode("utf-8")
+def encode_record(lines: Sequence[str] | LineBlock, oldest_ts: float) -> bytes:
+    """One record's bytes: header then payload (a block's lines are its bytes, less the last "\n")."""
+    if isinstance(lines, LineBlock):
+        payload = bytes(lines.data[lines.start : lines.end - 1])
+    else:
+        payload = "\n".join(lines).encode("utf-8")
     rest = struct.pack("<Id", len(lines), oldest_ts) + payload
     return HEADER.pack(len(payload), zlib.crc32(rest), len(lines), oldest_ts) + payload
 
@@ -350,7 +354,7 @@ class Spool:
 
     # ------------------------------------------------------------------------------------- writing
 
-    def append(self, lines: Sequence[str], oldest_ts: float) -> None:
+    def append(self, lines: Sequence[str] | LineBlock, oldest_ts: float) -> None:
         """Append one batch as one record (rotating and dropping the oldest segments as needed).
 
         StorageError if it could not be written whole: then nothing of it is in the spool."""

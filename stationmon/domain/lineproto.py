@@ -15,11 +15,10 @@ distinct milliseconds, in order). A clock stepped back by more than a minute is 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-import pickle
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ __all__ = [
     "LOOP_STATUS_FLAGS",
     "LOOP_STATUS_FLOATS",
     "PRECISION_FACTORS",
+    "LineBlock",
     "LoopStatusEncoder",
     "TelemetryEncoder",
     "encode_alert_event",
@@ -100,6 +100,72 @@ def format_field_value(value: float | bool | str | int) -> str:
 def to_precision(ts_s: float, precision: str = "ms") -> int:
     """Unix seconds (float) to an integer timestamp in `precision` (s, ms, us, ns), rounded."""
     return round(ts_s * PRECISION_FACTORS[precision])
+
+
+class LineBlock:
+    """Lines as one buffer of UTF-8 bytes, each line followed by "\n", and where each ends: many lines
+    handed on (the writer batches, spools and sends them) without a Python object per line.
+
+    Line i is `data[start:ends[0]]` (i = 0) or `data[ends[i-1]:ends[i]]`, its "\n" included; `ends` are
+    offsets into `data`, so a slice shares both. `lines()` makes the str lines (the rare paths that
+    need them: a rejected write, the dead-letter file)."""
+
+    __slots__ = ("data", "ends", "start")
+
+    def __init__(self, data: bytes | memoryview, ends: NDArray[np.int64], start: int = 0) -> None:
+        self.data = memoryview(data).cast("B")
+        self.ends = ends
+        self.start = start
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[str]) -> LineBlock:
+        """These lines (no "\n" inside one) as a block; a lone surrogate is kept (`surrogatepass`)."""
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "surrogatepass")
+        sizes = np.fromiter(map(len, lines), np.int64, len(lines)) + 1
+        if int(sizes.sum()) != len(data):  # not all ASCII: the lines' lengths in bytes
+            sizes = np.array([len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines], dtype=np.int64)
+        return cls(data, np.cumsum(sizes))
+
+    @classmethod
+    def join(cls, blocks: Sequence[LineBlock]) -> LineBlock:
+        """The lines of these blocks, in order, as one block (a copy unless there is one block)."""
+        if len(blocks) == 1:
+            return blocks[0]
+        offsets = np.cumsum([0] + [b.end - b.start for b in blocks])
+        ends = [b.ends - b.start + offset for b, offset in zip(blocks, offsets.tolist(), strict=False)]
+        data = b"".join(b.data[b.start : b.end] for b in blocks)
+        return cls(data, np.concatenate([np.zeros(0, dtype=np.int64), *ends]))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __iter__(self) -> Iterator[str]:
+        """The lines as str (see `lines`)."""
+        return iter(self.lines())
+
+    @property
+    def end(self) -> int:
+        """The offset just past the last line's "\n"."""
+        return int(self.ends[-1]) if len(self.ends) else self.start
+
+    def __getitem__(self, lines: slice) -> LineBlock:
+        """Lines `lines.start` to `lines.stop` (a step is not supported), sharing the buffer."""
+        begin, stop, step = lines.indices(len(self.ends))
+        if step != 1:
+            raise ValueError("a LineBlock slice has no step")
+        stop = max(begin, stop)
+        return LineBlock(self.data, self.ends[begin:stop], int(self.ends[begin - 1]) if begin else self.start)
+
+    def body(self) -> bytes:
+        """The lines' bytes, each followed by "\n" (an InfluxDB write body, a spool record's payload)."""
+        return bytes(self.data[self.start : self.end])
+
+    def lines(self) -> list[str]:
+        """The lines as str, without their "\n"."""
+        ends = self.ends.tolist()
+        starts = [self.start, *ends][: len(ends)]
+        data = self.data
+        return [bytes(data[a : b - 1]).decode("utf-8", "surrogatepass") for a, b in zip(starts, ends, strict=True)]
 
 
 def encode_line(
@@ -236,16 +302,12 @@ LOOP_STATUS_DECIMALS = 3
 _COMPLIANT_FIELDS = ("", ",compliant=false", ",compliant=true")  # by compliant code + 1 (-1, 0, 1)
 _VERDICT_FIELDS = tuple(f",verdict={escape_string_value(v)}" for v in VERDICTS)
 _STATUS_FIELDS = tuple(f"status={escape_string_value(name)}" for name in STATUS_NAMES)
+_STATUS = [field.encode() for field in _STATUS_FIELDS]
 _SCALE = 10**LOOP_STATUS_DECIMALS
-_TABLE_INTS = 1_000  # integer parts in the digit tables: 0 to 999 ("-999.999" fills the 8 bytes of a uint64)
-_PIECE = 64  # bytes per piece of a line: the tags, the status, one float field, the rest (a long text: several)
-_BLOCK_LINES = 512  # lines assembled at a time: a block's pieces (256 kB) stay in the CPU's cache
+_LIMIT = 1_000 * _SCALE  # `_decimal_table` holds the texts of values below 1,000 ("-999.999": 8 bytes, a uint64)
+_MIN_END = 3  # bytes of the shortest end of a line: " 0\n" (the time and the newline)
+_BLOCK_LINES = 4_096  # lines written at a time: their part of the output (about 1 MB) stays in the CPU's cache
 _CHUNK = 8_192  # floats formatted at a time
-# `_assemble` writes the lines as a pickle of a list of str: protocol 4, an empty list, a mark; per line the
-# BINUNICODE opcode "X", the length (4 bytes, little-endian) and the UTF-8 text; append them all, stop
-_PICKLE_START = b"\x80\x04]("
-_ITEM_HEAD = b"X\0\0\0\0"
-_PICKLE_END = b"e."
 
 
 def format_decimal(value: float) -> str:
@@ -258,37 +320,33 @@ def format_decimal(value: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
-def _digit_tables() -> tuple[
-    NDArray[np.uint64], NDArray[np.uint64], NDArray[np.intp], NDArray[np.uint64], NDArray[np.intp]
-]:
-    """The texts of integer parts (index: the integer part, + _TABLE_INTS + 1 with a minus sign) and of
-    decimals (index: the thousandths), each as a uint64 (first character in the lowest byte), with the
-    integer part's length in bits (the shift that puts the decimals after it) and both lengths in bytes.
-    Index _TABLE_INTS (and its negative): a value left out (NaN, ±inf, or too large for the tables): no
-    text, and a length that makes the field's length negative (`_decimal_words` clips it to 0)."""
-    ints = [str(i) for i in range(_TABLE_INTS)]
-    ints = [*ints, "", *("-" + text for text in ints), ""]
-    decimals = ["." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0") for i in range(_SCALE)]
-    int_words = np.array([int.from_bytes(t.encode(), "little") for t in ints], dtype="<u8")
-    int_lengths = np.array([len(t) or -_PIECE for t in ints], dtype=np.intp)
-    decimal_words = np.array([int.from_bytes(t.encode(), "little") for t in decimals], dtype="<u8")
-    decimal_lengths = np.array([len(t) for t in decimals], dtype=np.intp)
-    int_bits = (np.maximum(int_lengths, 0) * 8).astype(np.uint64)
-    return int_words, int_bits, int_lengths, decimal_words, decimal_lengths
-
-
-_INT_WORDS, _INT_BITS, _INT_LENGTHS, _DECIMAL_WORDS, _DECIMAL_LENGTHS = _digit_tables()
+@functools.cache
+def _decimal_table() -> tuple[NDArray[np.uint64], NDArray[np.int8]]:
+    """`format_decimal`'s text of every u / 10**LOOP_STATUS_DECIMALS for 0 <= u < _LIMIT (index u) as a
+    uint64 (first character in the lowest byte: "0.0" to "999.999") and its length; made on first use (8 MB).
+    Index _LIMIT: a value too large for the table (no text)."""
+    ints = [str(i).encode() for i in range(_LIMIT // _SCALE)]
+    decimals = [("." + (f"{i:0{LOOP_STATUS_DECIMALS}d}".rstrip("0") or "0")).encode() for i in range(_SCALE)]
+    int_words, decimal_words = (
+        np.array([int.from_bytes(t, "little") for t in texts], "<u8") for texts in (ints, decimals)
+    )
+    int_lengths, decimal_lengths = (np.array([len(t) for t in texts], np.int64) for texts in (ints, decimals))
+    shifts = (int_lengths * 8).astype(np.uint64)
+    words = (int_words[:, None] | (decimal_words[None, :] << shifts[:, None])).reshape(-1)
+    lengths = (int_lengths[:, None] + decimal_lengths[None, :]).reshape(-1)
+    return np.append(words, np.uint64(0)), np.append(lengths, 0).astype(np.int8)
 
 
 class LoopStatusEncoder:
     """`loop_status` lines (CONTRACT section 4) for a fixed list of loops, one line per loop per call.
 
-    Column-wise, for 100,000 loops a tick (`_assemble` says how): a line is a few pieces (its tags, escaped
-    once in `__init__`; its status; a float field per value; the rest: compliant, verdict, flags, interval
-    and time, few forms, a table built per call); a float's text is made of two table entries by integer
-    arithmetic (`_decimal_words`). Floats finite on few loops (the household sensor counts) are written
-    in a second pass over those loops only, whose lines replace the first pass's.
-    """
+    Column-wise, for 100,000 loops a tick, as one `LineBlock`: each line's length is known from its pieces'
+    (its tags, escaped once in `__init__`; its status; a field per finite float; the rest: compliant,
+    verdict, flags, interval, the time and "\\n", a table built per call), so each piece's place in the
+    output is too; a float's text is an entry of `_decimal_table` (`_decimal_words`). Then each kind of
+    piece is written, for every line at once, at its place (a few bytes past a text may be written too,
+    and a later piece overwrites them; see `_write`). A line with a float too large for the table is
+    written by `format_decimal` (`_whole_line`) over what the columns wrote there."""
 
     def __init__(
         self, loops: Iterable[tuple[str, str, str]], precision: str = "ms", companies: Mapping[str, str] | None = None
@@ -309,8 +367,13 @@ class LoopStatusEncoder:
             + " "
             for s, d, lp in loops
         ]
-        # each line's pickle item starts with the opcode and its length, then the tags
-        self._prefix = _Part(*_piece_table([_ITEM_HEAD + p.encode("utf-8", "surrogatepass") for p in self.prefixes]))
+        prefixes = [p.encode("utf-8", "surrogatepass") for p in self.prefixes]
+        # a prefix's padding stays in its line: the status and the end of the line follow it
+        self._prefix = _Texts(prefixes, min(map(len, _STATUS)) + _MIN_END)
+        # the first bytes of every line, written last over what the previous line's padding reached (`_write`)
+        self._reach = min((len(p) for p in prefixes), default=len(b"loop_status "))
+        self._heads = np.frombuffer(b"".join(p[: self._reach] for p in prefixes), dtype=f"V{self._reach}")
+        self._status = _Texts(_STATUS, self._reach + _MIN_END)
 
     def encode(
         self,
@@ -322,6 +385,19 @@ class LoopStatusEncoder:
         flags: Sequence[ArrayLike] | None = None,
         interval_s: float | None = None,
     ) -> list[str]:
+        """`encode_block`'s lines as str."""
+        return self.encode_block(ts_s, status, compliant, floats, verdict, flags, interval_s).lines()
+
+    def encode_block(
+        self,
+        ts_s: float,
+        status: ArrayLike,
+        compliant: ArrayLike,
+        floats: Sequence[ArrayLike],
+        verdict: ArrayLike | None = None,
+        flags: Sequence[ArrayLike] | None = None,
+        interval_s: float | None = None,
+    ) -> LineBlock:
         """One line per loop; `status` indexes into STATUS_NAMES, `compliant` 1/0/-1 (left out), `floats` one
         column per LOOP_STATUS_FLOATS name (the first ones at least; NaN left out), `verdict` indexes into
         VERDICTS, `flags` one column per LOOP_STATUS_FLAGS, `interval_s` the seconds each point stands for."""
@@ -329,21 +405,57 @@ class LoopStatusEncoder:
         codes = _column(status, np.intp, n, "status")
         tail_codes, tails = self._tails(ts_s, n, compliant, verdict, flags, interval_s)
         columns = [_column(values, np.float64, n, key) for key, values in zip(LOOP_STATUS_FLOATS, floats, strict=False)]
-        if not n:
-            return []
-        batch = _Batch(self._prefix, codes, _Part(*_piece_table([t.encode() for t in tails]), tail_codes), columns)
-        finite = [np.isfinite(values) for values in columns]
-        sparse = [int(np.count_nonzero(f)) <= n // 4 for f in finite]
-        lines = batch.lines(None, [k for k, few in enumerate(sparse) if not few])
-        if any(sparse):
-            rows = np.flatnonzero(np.logical_or.reduce([f for f, few in zip(finite, sparse, strict=True) if few]))
-            for i, line in zip(rows.tolist(), batch.lines(rows, range(len(columns))), strict=True):
-                lines[i] = line
-        for i in np.flatnonzero(batch.too_large).tolist():  # a float too large for the digit tables
-            fields = (f",{k}={format_decimal(v[i])}" for k, v in zip(LOOP_STATUS_FLOATS, columns, strict=False))
-            lines[i] = self.prefixes[i] + _STATUS_FIELDS[codes[i]]
-            lines[i] += "".join(f for f, ok in zip(fields, finite, strict=False) if ok[i]) + tails[tail_codes[i]]
-        return lines
+        fields = [_Field(key, values, self._reach) for key, values in zip(LOOP_STATUS_FLOATS, columns, strict=False)]
+        tail = _Texts([t.encode() for t in tails], self._reach)
+        sizes = self._prefix.lengths + self._status.lengths[codes] + tail.lengths[tail_codes]
+        for field in fields:
+            field.add_length(sizes)
+        whole = np.unique(np.concatenate([np.zeros(0, dtype=np.intp), *(field.too_large for field in fields)]))
+        texts = [self._whole_line(i, codes, columns, tails[tail_codes[i]]) for i in whole.tolist()]
+        sizes[whole] = [len(t) for t in texts]
+        ends = np.cumsum(sizes, dtype=np.int64)
+        total = int(ends[-1]) if n else 0
+        out = np.empty(total + self._reach, dtype=np.uint8)  # the last line's padding may reach past it
+        self._write(out, ends - sizes, codes, fields, (tail, tail_codes))
+        for i, text in zip(whole.tolist(), texts, strict=True):  # values too large for `_decimal_table`
+            out[ends[i] - len(text) : ends[i]] = np.frombuffer(text, dtype=np.uint8)
+        return LineBlock(out.data[:total], ends)
+
+    def _write(
+        self,
+        out: NDArray[np.uint8],
+        starts: NDArray[np.int64],
+        codes: NDArray[np.intp],
+        fields: Sequence[_Field],
+        tail: tuple[_Texts, NDArray[np.intp]],
+    ) -> None:
+        """Write every line's pieces at their places, a block of lines at a time (its part of `out` stays in
+        the CPU's cache), kind after kind, left to right. A text is written with the padding of its table
+        (`_Texts`; a float field's up to 12 bytes, a left-out dense field's element whole): the padding lands
+        on a later piece of its line, written after it, or past the line's end (a line ends with at least
+        `_MIN_END` bytes of time and newline), at most `_reach` bytes (the shortest prefix) into the next
+        line, whose first `_reach` bytes are written last. No two pieces written by one assignment overlap (a
+        piece other than the prefix starts at least `_reach` + 11 bytes into its line, and a prefix's padding
+        stays in its line), so every byte is what the last piece written over it says."""
+        tail_texts, tail_codes = tail
+        for begin in range(0, len(starts), _BLOCK_LINES):
+            lines = slice(begin, begin + _BLOCK_LINES)
+            at = starts[lines]
+            self._prefix.put(out, at, lines)
+            at = at + self._prefix.lengths[lines]
+            self._status.put(out, at, codes[lines])
+            at += self._status.lengths[codes[lines]]
+            for field in fields:
+                field.put(out, at, begin)
+            tail_texts.put(out, at, tail_codes[lines])
+            _elements(out, self._reach)[starts[lines]] = self._heads[lines]
+
+    def _whole_line(self, i: int, codes: NDArray[np.intp], columns: list[NDArray[np.float64]], tail: str) -> bytes:
+        """Line i written by `format_decimal` (a float too large for `_decimal_table`)."""
+        values = [float(v[i]) for v in columns]
+        fields = (f",{k}={format_decimal(v)}" for k, v in zip(LOOP_STATUS_FLOATS, values, strict=False) if v - v == 0.0)
+        line: str = self.prefixes[i] + _STATUS_FIELDS[codes[i]] + "".join(fields) + tail
+        return line.encode("utf-8", "surrogatepass")
 
     def _tails(
         self,
@@ -354,8 +466,8 @@ class LoopStatusEncoder:
         flags: Sequence[ArrayLike] | None,
         interval_s: float | None,
     ) -> tuple[NDArray[np.intp], list[str]]:
-        """What follows the floats (compliant, verdict, flags, interval_s, the time): its forms, and per loop
-        the index of its form."""
+        """What follows the floats (compliant, verdict, flags, interval_s, the time, "\n"): its forms, and per
+        loop the index of its form."""
         code = _column(compliant, np.intp, n, "compliant") + 1
         choices: list[tuple[str, ...]] = [_COMPLIANT_FIELDS]
         if verdict is not None:
@@ -368,7 +480,7 @@ class LoopStatusEncoder:
                 code = code * 2 + _column(values, np.bool_, n, key)
                 choices.append((f",{key}=false", f",{key}=true"))
         end = "" if interval_s is None else f",interval_s={float(interval_s)!r}"
-        end += f" {to_precision(ts_s, self.precision)}"
+        end += f" {to_precision(ts_s, self.precision)}\n"
         return code, ["".join(parts) + end for parts in itertools.product(*choices)]
 
 
@@ -380,93 +492,135 @@ def _column(values: ArrayLike, dtype: type[np.generic], n: int, name: str) -> ND
     return array
 
 
-@dataclass(frozen=True)
-class _Part:
-    """A piece of every line: row `index[i]` of `table` for line i (row i if `index` is None)."""
-
-    table: NDArray[np.void]  # a text per row, zero-padded to a whole number of pieces
-    lengths: NDArray[np.intp]  # per row of `table`
-    index: NDArray[np.intp] | None = None
-
-    def pick(self, rows: NDArray[np.intp] | None) -> _Part:
-        """The part of these lines only (None: all)."""
-        if rows is None:
-            return self
-        return _Part(self.table, self.lengths, rows if self.index is None else self.index[rows])
+def _words(size: int) -> int:
+    """`size` bytes rounded up to whole words of 8 bytes."""
+    return -(-size // 8) * 8
 
 
-@dataclass(frozen=True)
-class _FloatPart:
-    """A float field of every line: `head` (`,key=`) then the value's text, `words[i]` (see `_decimal_words`)."""
-
-    head: bytes
-    words: NDArray[np.uint64]
-    lengths: NDArray[np.intp]  # per line: the field's length, 0 where the value is left out
+def _elements(out: NDArray[np.uint8], width: int) -> NDArray[np.void]:
+    """`out` as overlapping elements of `width` bytes: element i is out[i : i + width]."""
+    return np.ndarray((len(out) - width + 1,), dtype=f"V{width}", buffer=out, strides=(1,))
 
 
-def _piece_table(texts: Sequence[bytes]) -> tuple[NDArray[np.void], NDArray[np.intp]]:
-    """These texts zero-padded to a whole number of pieces (a numpy element each), and their lengths."""
-    lengths = np.array([len(t) for t in texts], dtype=np.intp)
-    width = -(-max(1, int(lengths.max(initial=0))) // _PIECE) * _PIECE
-    return np.frombuffer(b"".join(t.ljust(width, b"\0") for t in texts), dtype=f"V{width}"), lengths
+class _Texts:
+    """Texts put at places by their codes (`put`), each as one element as wide as the longest text of its
+    class rounded up to whole words of 8 bytes (numpy copies those faster), zero-padded: at most `slack`
+    (at least 7) bytes written past a text; a class's texts in a table of theirs."""
+
+    def __init__(self, texts: Sequence[bytes], slack: int) -> None:
+        self.lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        self._class = np.zeros(len(texts), dtype=np.intp)  # each code's class
+        self._rows = np.zeros(len(texts), dtype=np.intp)  # each code's row in its class's table
+        self._tables: list[NDArray[np.void]] = []
+        lengths = np.unique(self.lengths).tolist()
+        while lengths:  # the shortest left and the lengths whose width is within `slack` of it
+            members = [n for n in lengths if _words(n) <= lengths[0] + slack]
+            codes = np.flatnonzero((self.lengths >= members[0]) & (self.lengths <= members[-1]))
+            self._class[codes], self._rows[codes] = len(self._tables), np.arange(len(codes))
+            width = _words(members[-1])
+            padded = b"".join(texts[i].ljust(width, b"\0") for i in codes.tolist())
+            self._tables.append(np.frombuffer(padded, dtype=f"V{width}"))
+            lengths = lengths[len(members) :]
+
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], codes: NDArray[np.intp] | slice) -> None:
+        """Write the text of each code at out[at[i]] (`codes[i]`)."""
+        if len(self._tables) == 1:  # the rows are the codes
+            table = self._tables[0]
+            _elements(out, table.dtype.itemsize)[at] = table[codes] if isinstance(codes, slice) else table.take(codes)
+            return
+        classes, rows = self._class[codes], self._rows[codes]
+        for k, table in enumerate(self._tables):
+            lines = np.flatnonzero(classes == k)
+            _elements(out, table.dtype.itemsize)[at[lines]] = table[rows[lines]]
 
 
-_STATUS = _Part(*_piece_table([field.encode() for field in _STATUS_FIELDS]))
+class _Field:
+    """A float column's field (`,key=` and the value's text, see `_decimal_words`) on the lines where the
+    value is finite and not too large for `_decimal_table` (`too_large`: those lines).
 
+    Finite on most lines, and `reach` (see `LoopStatusEncoder._write`) enough for its padding, it is
+    `dense`: written on every line, of length 0 where left out (the next piece overwrites it), without
+    row indexes; else only on its lines (`rows`)."""
 
-class _Batch:
-    """One call's lines: its tags, status and rest parts and float columns; `too_large` marks the lines with
-    a finite float too large for the digit tables (the caller writes them itself)."""
-
-    def __init__(self, prefix: _Part, codes: NDArray[np.intp], tail: _Part, columns: list[NDArray[np.float64]]):
-        self.prefix, self.status, self.tail, self.columns = (
-            prefix,
-            _Part(_STATUS.table, _STATUS.lengths, codes),
-            tail,
-            columns,
-        )
-        self.too_large = np.zeros(len(codes), dtype=np.bool_)
-
-    def lines(self, rows: NDArray[np.intp] | None, keys: Iterable[int]) -> list[str]:
-        """The lines of these loops (None: all) with these float columns."""
-        parts: list[_Part | _FloatPart] = [self.prefix.pick(rows), self.status.pick(rows)]
-        for k in keys:
-            part, too_large = _float_part(
-                LOOP_STATUS_FLOATS[k], self.columns[k] if rows is None else self.columns[k][rows]
+    def __init__(self, key: str, values: NDArray[np.float64], reach: int) -> None:
+        head = f",{key}=".encode()
+        width = _words(len(head) + 8)  # the head, then 8 bytes for the value's text (3 to 8 bytes: padding)
+        finite = np.isfinite(values)
+        count = int(np.count_nonzero(finite))
+        self.dense = 2 * count >= len(values) and width - _MIN_END <= reach
+        if self.dense:
+            rows = np.arange(len(values))
+            words, lengths, too_large = _formatted(
+                values if count == len(values) else np.where(finite, values, 0.0), head
             )
-            parts.append(part)
-            self.too_large[slice(None) if rows is None else rows] |= too_large
-        parts.append(self.tail.pick(rows))
-        return _assemble(len(self.too_large) if rows is None else len(rows), parts)
+            lengths[~finite | too_large] = 0
+        else:
+            rows = np.flatnonzero(finite)
+            words, lengths, too_large = _formatted(values[rows], head)
+        self.too_large = rows[too_large]  # the lines whose value is too large (the field is not written there)
+        if len(self.too_large) and not self.dense:
+            rows, words, lengths = rows[~too_large], words[~too_large], lengths[~too_large]
+        self.rows, self.words, self.lengths = rows, words, lengths
+        pieces = np.zeros((_BLOCK_LINES, width), dtype=np.uint8)  # a block's fields: the head is the same
+        pieces[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+        self._pieces = pieces.view(f"V{width}").reshape(-1)
+        self._texts = np.ndarray((_BLOCK_LINES,), dtype="<u8", buffer=pieces, offset=len(head), strides=(width,))
+
+    def add_length(self, sizes: NDArray[np.int64]) -> None:
+        """Add the field's length to the size of each line."""
+        if self.dense:
+            sizes += self.lengths
+        else:
+            sizes[self.rows] += self.lengths
+
+    def put(self, out: NDArray[np.uint8], at: NDArray[np.int64], begin: int) -> None:
+        """Write the field on its lines among lines `begin` on (`at`: where the field goes on each of them),
+        and move their `at` past it."""
+        if self.dense:
+            first, last, rows = begin, begin + len(at), None
+        else:
+            first, last = np.searchsorted(self.rows, (begin, begin + len(at))).tolist()
+            rows = self.rows[first:last] - begin
+        places = at if rows is None else at[rows]
+        self._texts[: last - first] = self.words[first:last]
+        _elements(out, self._pieces.dtype.itemsize)[places] = self._pieces[: last - first]
+        if rows is None:
+            at += self.lengths[first:last]
+        else:
+            at[rows] = places + self.lengths[first:last]
 
 
-def _float_part(key: str, values: NDArray[np.float64]) -> tuple[_FloatPart, NDArray[np.bool_]]:
-    """The field `key` of these values, and where a finite value is too large for the digit tables; a chunk
-    of values at a time (its temporaries stay in the CPU's cache)."""
-    head = f",{key}=".encode()
-    n = len(values)
-    words, lengths, too_large = np.empty(n, dtype="<u8"), np.empty(n, dtype=np.intp), np.empty(n, dtype=np.bool_)
-    for begin in range(0, n, _CHUNK):
+def _formatted(
+    values: NDArray[np.float64], head: bytes
+) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
+    """`_decimal_words` of finite values, a chunk at a time (its temporaries stay in the CPU's cache)."""
+    words, lengths = np.empty(len(values), dtype="<u8"), np.empty(len(values), dtype=np.int64)
+    too_large = np.empty(len(values), dtype=np.bool_)
+    for begin in range(0, len(values), _CHUNK):
         chunk = slice(begin, begin + _CHUNK)
         words[chunk], lengths[chunk], too_large[chunk] = _decimal_words(values[chunk], len(head))
-    return _FloatPart(head, words, lengths), too_large
+    return words, lengths, too_large
 
 
 def _decimal_words(
     values: NDArray[np.float64], head: int
-) -> tuple[NDArray[np.uint64], NDArray[np.intp], NDArray[np.bool_]]:
-    """Each value's `format_decimal` text in a uint64 (first character in the lowest byte), its field's
-    length (`head` bytes more; 0 where NaN, ±inf or too large for the tables), and where a finite value is
-    too large for them."""
+) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Each finite value's `format_decimal` text in a uint64 (first character in the lowest byte), its
+    field's length (`head` bytes more), and where it is too large for `_decimal_table` (no text there, and
+    a length that means nothing)."""
+    table, table_lengths = _decimal_table()
     scaled = _scaled(values)
-    units = np.fmin(np.abs(scaled), _TABLE_INTS * _SCALE).astype(np.intp)  # NaN, ±inf: the limit too
-    whole = units // _SCALE
-    ints = whole + (scaled < 0.0) * (_TABLE_INTS + 1)  # -0.0 (a negative value rounded to zero) has no sign
-    decimals = units - whole * _SCALE
-    words = _INT_WORDS[ints] | (_DECIMAL_WORDS[decimals] << _INT_BITS[ints])
-    lengths = np.maximum(_INT_LENGTHS[ints] + (_DECIMAL_LENGTHS + head)[decimals], 0)
-    too_large = (whole == _TABLE_INTS) & np.isfinite(values)
-    return words, lengths, too_large
+    units = np.abs(scaled)
+    np.minimum(units, _LIMIT, out=units)
+    index = units.astype(np.intp)
+    words = table[index]
+    lengths = table_lengths[index].astype(np.int64)
+    lengths += head
+    if scaled.min() < 0.0:  # not -0.0 (a negative value rounded to zero): "0.0" has no sign
+        negative = scaled < 0.0
+        words = np.where(negative, (words << np.uint64(8)) | np.uint64(ord("-")), words)
+        lengths += negative
+    return words, lengths, index == _LIMIT
 
 
 def _scaled(values: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -492,84 +646,6 @@ def _product_error(values: NDArray[np.float64], product: NDArray[np.float64]) ->
     low = values - high
     error: NDArray[np.float64] = (high * _SCALE - product) + low * _SCALE
     return error
-
-
-def _assemble(n: int, parts: Sequence[_Part | _FloatPart]) -> list[str]:
-    """The n lines made of these parts, in order (the first: the tags, after the pickle item's head).
-
-    The lines are written as a pickle of a list of str, which `pickle.loads` reads: it makes the str objects
-    knowing their lengths (a `split` would look for the line ends; the pickle holds nothing but str: only
-    this function writes it). A block of lines at a time, each line's pieces are put in a row of a block
-    (`_Blocks`), then each piece is copied, as one numpy element of _PIECE bytes, to where it starts in the
-    output: line after line, piece after piece, so a piece's padding lands where a later piece (of its
-    line or of the next) starts, and that overwrites it (numpy assigns a fancy index's elements in their
-    order). The output holds the lines' text and nothing else."""
-    if not n:
-        return []
-    blocks = _Blocks(n, parts)
-    total = len(_PICKLE_START) + sum(int(lengths.sum()) for lengths in blocks.lengths) + len(_PICKLE_END)
-    out = np.empty(total + blocks.slots * _PIECE, dtype=np.uint8)
-    # element i of `targets`: the _PIECE bytes from out[i] on (elements overlap)
-    targets = np.ndarray((len(out) - _PIECE + 1,), dtype=f"V{_PIECE}", buffer=out, strides=(1,))
-    pieces = blocks.block.view(targets.dtype).reshape(-1)
-    end = len(_PICKLE_START)
-    for begin in range(0, n, _BLOCK_LINES):
-        starts, end = blocks.fill(slice(begin, min(n, begin + _BLOCK_LINES)), end)
-        targets[starts] = pieces[: len(starts)]
-    out[: len(_PICKLE_START)] = np.frombuffer(_PICKLE_START, dtype=np.uint8)
-    out[end:total] = np.frombuffer(_PICKLE_END, dtype=np.uint8)
-    decoded: list[str] = pickle.loads(out[:total].data)
-    return decoded
-
-
-class _Blocks:
-    """`_assemble`'s lines, a block at a time: a row per line, a slot of _PIECE bytes per piece."""
-
-    def __init__(self, n: int, parts: Sequence[_Part | _FloatPart]) -> None:
-        self.parts = parts
-        self.sizes = [1 if isinstance(p, _FloatPart) else p.table.dtype.itemsize // _PIECE for p in parts]
-        self.first = list(itertools.accumulate(self.sizes, initial=0))
-        self.slots = self.first.pop()
-        self.block = np.empty((min(n, _BLOCK_LINES), self.slots * _PIECE), dtype=np.uint8)
-        self.views = []  # where each part goes in the block
-        for part, slot in zip(parts, self.first, strict=True):
-            at = slot * _PIECE
-            if isinstance(part, _FloatPart):  # the head, the same in every block, then the value
-                self.block[:, at : at + len(part.head)] = np.frombuffer(part.head, dtype=np.uint8)
-                self.views.append(self._column(np.dtype("<u8"), at + len(part.head)))
-            else:
-                self.views.append(self._column(part.table.dtype, at))
-        self.item_lengths = self._column(np.dtype("<u4"), 1)  # after the pickle opcode that starts a line
-        # each part's length per line
-        self.lengths = [
-            p.lengths if isinstance(p, _FloatPart) or p.index is None else p.lengths[p.index] for p in parts
-        ]
-
-    def _column(self, dtype: np.dtype[Any], offset: int) -> NDArray[Any]:
-        """Bytes `offset` on of every row of the block, as one `dtype` element each."""
-        block = self.block
-        return np.ndarray((len(block),), dtype=dtype, buffer=block, offset=offset, strides=(block.shape[1],))
-
-    def fill(self, lines: slice, end: int) -> tuple[NDArray[np.intp], int]:
-        """Put these lines' pieces in the block, the first line starting at `end` in the output: where each
-        piece starts in the output (line after line), and where the last line ends."""
-        m = lines.stop - lines.start
-        starts = np.empty((self.slots, m), dtype=np.intp)  # a row per slot: each written at once
-        at = np.zeros(m, dtype=np.intp)  # where the next piece starts in its line
-        for part, view, lengths, slot, size in zip(
-            self.parts, self.views, self.lengths, self.first, self.sizes, strict=True
-        ):
-            if isinstance(part, _FloatPart):
-                view[:m] = part.words[lines]
-            else:
-                view[:m] = part.table[lines if part.index is None else part.index[lines]]
-            for chunk in range(size):  # a long text's later pieces start _PIECE bytes apart
-                np.add(at, chunk * _PIECE, out=starts[slot + chunk])
-            at += lengths[lines]
-        self.item_lengths[:m] = at - len(_ITEM_HEAD)
-        ends = np.cumsum(at)
-        starts += ends - at + end
-        return starts.T.reshape(-1), end + int(ends[-1])
 
 
 def encode_loop_status(

@@ -21,7 +21,7 @@ import numpy as np
 from stationmon.config import Config
 from stationmon.domain.alerts import AlertBook, AlertKey
 from stationmon.domain.latest import LatestValues
-from stationmon.domain.lineproto import LoopStatusEncoder, encode_alert_event
+from stationmon.domain.lineproto import LineBlock, LoopStatusEncoder, encode_alert_event
 from stationmon.domain.model import AlertEvent, StationState
 from stationmon.domain.rules import LoopTable, RuleEngine, RuleResults
 from stationmon.evaluator.gather import InputGatherer
@@ -30,7 +30,7 @@ from stationmon.evaluator.status_view import LoopStatusView
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["Evaluator", "loop_status_lines"]
+__all__ = ["Evaluator", "loop_status_block", "loop_status_lines"]
 
 log = logging.getLogger("stationmon.evaluator")
 
@@ -48,7 +48,7 @@ class Evaluator:
         station_states: Mapping[str, StationState],
         metrics: Metrics,
         *,
-        write_lines: Callable[[Sequence[str]], None],
+        write_lines: Callable[[Sequence[str] | LineBlock], None],
         emit_event: Callable[[AlertEvent], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -137,10 +137,11 @@ class Evaluator:
         self.last_tick = now
         self.last_duration_s = time.perf_counter() - started
         self._eval_seconds.observe(self.last_duration_s)
-        lines = self.status_lines(results)
-        lines.extend(self._record(event) for event in events)
-        if lines:
-            self.write_lines(lines)
+        block = self.status_block(results)
+        if len(block):
+            self.write_lines(block)
+        if events:
+            self.write_lines([self._record(event) for event in events])
         for event in events:
             self._emit(event)
         if self.alerts.dirty or self._last_saved is None or now - self._last_saved >= SAVE_EVERY_S:
@@ -176,9 +177,13 @@ class Evaluator:
             "state_file_ok": self.state_file.ok,
         }
 
-    def status_lines(self, r: RuleResults) -> list[str]:
+    def status_block(self, r: RuleResults) -> LineBlock:
         """One `loop_status` line per loop, each standing for `evaluate_every` (`interval_s`)."""
-        return loop_status_lines(self._status_encoder, r, self.config.rules.evaluate_every_s)
+        return loop_status_block(self._status_encoder, r, self.config.rules.evaluate_every_s)
+
+    def status_lines(self, r: RuleResults) -> list[str]:
+        """`status_block`'s lines as str."""
+        return self.status_block(r).lines()
 
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""
@@ -220,10 +225,15 @@ class Evaluator:
 
 
 def loop_status_lines(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> list[str]:
+    """`loop_status_block`'s lines as str."""
+    return loop_status_block(encoder, r, interval_s).lines()
+
+
+def loop_status_block(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> LineBlock:
     """One `loop_status` line per loop of `r` (sensor counts only where fresh household sensors report)."""
     sensors = r.indoor_sensors
     with_sensors = sensors > 0
     counts = [np.where(with_sensors, c, np.nan) for c in (sensors, r.indoor_below_target, r.indoor_below_refund)]
     floats = (r.required_supply, r.required_return, r.estimated_indoor, r.delta_t, r.measured_indoor, *counts)
     flags = (r.beyond_design, r.setback, np.full(len(r.status), r.inspection_hour))
-    return encoder.encode(r.now, r.status, r.compliant(), floats, r.verdict, flags, interval_s)
+    return encoder.encode_block(r.now, r.status, r.compliant(), floats, r.verdict, flags, interval_s)

@@ -26,6 +26,7 @@ from stationmon.domain.lineproto import (
     LOOP_STATUS_FLAGS,
     LOOP_STATUS_FLOATS,
     LoopStatusEncoder,
+    _Field,
     encode_loop_status,
     format_decimal,
     to_precision,
@@ -427,3 +428,79 @@ def test_mismatched_columns_are_refused() -> None:
         encoder.encode(1.0, [0, 0], [1, 1], [], [1, 1], [[True, False]])
     with pytest.raises(ValueError, match="precision"):
         LoopStatusEncoder([("s", "d", "a")], "m")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_floats_finite_on_most_lines_are_written_on_every_line_and_left_out_exactly(seed: int) -> None:
+    """With tags as long as real ones, a float finite on most lines is written on every line, of length 0
+    where it is left out (NaN, ±inf, too large: the next piece writes over it). Catches such a field's text
+    or padding left in a line, a line end moved, or a too-large value's line missing a neighbour's field."""
+    rng = np.random.default_rng(100 + seed)
+    n = 3_000
+    loops = [(f"st{i:06d}", f"district-{i % 9}", f"loop-{i % 7}") for i in range(n)]
+    encoder = LoopStatusEncoder(loops, "ms", {f"st{i:06d}": "company" for i in range(0, n, 3)})
+    floats = [random_floats(rng, n) for _ in LOOP_STATUS_FLOATS]
+    assert all(0.5 < np.isfinite(f).mean() < 1.0 for f in floats)
+    status, compliant, verdict = rng.integers(0, 5, n), rng.integers(-1, 2, n), rng.integers(0, 3, n)
+    flags = [rng.random(n) < 0.5 for _ in LOOP_STATUS_FLAGS]
+    lines = encoder.encode(1.7e9 + seed, status, compliant, floats, verdict, flags, 10.0)
+    check_lines(encoder, lines, 1.7e9 + seed, status, compliant, floats, verdict, flags, interval_s=10.0)
+    # the case takes that path: the tags leave room for a field's padding past a line's end
+    assert all(_Field(key, f, encoder._reach).dense for key, f in zip(LOOP_STATUS_FLOATS, floats, strict=True))
+
+
+def test_a_float_left_out_at_the_end_of_a_short_line_spoils_no_next_line() -> None:
+    """Without tags (the shortest prefix, "loop_status ") a float finite on half the lines is written only on
+    its lines: written on every line, a left-out field's 32 bytes at the end of a line (" 0" and a newline
+    follow) would reach past the part of the next line written last, into its status."""
+    encoder = LoopStatusEncoder([("", "", "")] * 4, "s")
+    lines = encoder.encode(0.0, [3, 3, 0, 4], [-1] * 4, [[1.5, math.nan, 2.5, math.nan]])
+    assert lines == [
+        'loop_status status="offline",required_supply_temp=1.5 0',
+        'loop_status status="offline" 0',
+        'loop_status status="ok",required_supply_temp=2.5 0',
+        'loop_status status="unknown" 0',
+    ]
+
+
+def test_a_lone_surrogate_in_a_tag_is_kept_on_a_line_with_a_too_large_value() -> None:
+    """The line `format_decimal` writes whole (a value beyond the table) keeps the tag's lone surrogate as the
+    other lines do, instead of failing to encode it."""
+    encoder = LoopStatusEncoder([("st\udc80", "d", "l"), ("st\udc80", "d", "m")])
+    lines = encoder.encode(0.0, [0, 0], [-1, -1], [[1234.5, 1.5]])
+    assert lines == [
+        'loop_status,district=d,loop=l,station=st\udc80 status="ok",required_supply_temp=1234.5 0',
+        'loop_status,district=d,loop=m,station=st\udc80 status="ok",required_supply_temp=1.5 0',
+    ]
+
+
+def test_a_left_out_field_at_the_very_end_may_reach_the_last_spare_byte() -> None:
+    """Tags of 29 bytes are just enough for a 32-byte field element written, of length 0, where the last line
+    ends in " 0" and a newline: it ends on the last of the spare bytes after the block's lines."""
+    encoder = LoopStatusEncoder([("abcdefgh", "", "")] * 2, "s")
+    lines = encoder.encode(0.0, [0, 0], [-1, -1], [[1.5, math.nan]])
+    assert lines == [
+        'loop_status,station=abcdefgh status="ok",required_supply_temp=1.5 0',
+        'loop_status,station=abcdefgh status="ok" 0',
+    ]
+
+
+def test_a_float32_column_is_written_from_its_exact_value() -> None:
+    """0.0125 as float32 is 0.012500000186...: rounded on that value (as `format` rounds the float64 it
+    becomes), not on float32 arithmetic, whose product 12.5 would round half to even to 0.012."""
+    [line] = LoopStatusEncoder([("s", "d", "l")]).encode(0.0, [0], [-1], [np.array([0.0125], dtype=np.float32)])
+    assert line == 'loop_status,district=d,loop=l,station=s status="ok",required_supply_temp=0.013 0'
+
+
+def test_a_column_of_the_wrong_length_is_named() -> None:
+    encoder = LoopStatusEncoder([("s", "d", "a"), ("s", "d", "b")])
+    with pytest.raises(ValueError, match=r"^status: 3 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0, 0], [1, 1], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"^required_return_temp: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [[1.0, 2.0], [3.0]])
+    with pytest.raises(ValueError, match=r"^compliant: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1], [])
+    with pytest.raises(ValueError, match=r"^verdict: 3 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"^setback: 1 values for 2 loops$"):
+        encoder.encode(0.0, [0, 0], [1, 1], [], [0, 1], [[True, False], [True], [False, False]])
