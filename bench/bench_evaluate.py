@@ -497,7 +497,7 @@ class Cycle:
         inp = self.gatherer.gather(now)
         marks.append((time.perf_counter(), time.process_time()))
         results = self.engine.evaluate(inp, self.engine.held_masks(self.book.held_keys()))
-        self.book.update(now, results.conditions(), results.lookup)
+        self.book.advance(now, results)
         marks.append((time.perf_counter(), time.process_time()))
         if self.new:
             lines = loop_status_lines(self.encoder, results, STEP_S)
@@ -617,7 +617,7 @@ def main() -> int:
     def vector_tick(inp: RuleInputs) -> tuple[Any, list[Any]]:
         held = engine.held_masks(book.held_keys())
         results = engine.evaluate(inp, held)
-        events = book.update(inp.now, results.conditions(), results.lookup)
+        events = book.advance(inp.now, results)
         return results, events
 
     vector_tick(ticks[0])  # warm up: numpy, caches, the alert book's first pending alerts

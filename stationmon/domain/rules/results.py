@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -12,7 +13,7 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
-from stationmon.domain.alerts import AlertKey, Condition
+from stationmon.domain.alerts import AlertKey, Condition, LoopColumn
 from stationmon.domain.heating import FloatArray
 from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
 from stationmon.domain.rules.faults import BoolArray, FaultArray, IntArray
@@ -52,6 +53,11 @@ class RuleResults:
     delta_t: FloatArray  # measured supply - return where both are usable, else NaN
     verdict: NDArray[np.int8]  # indexes into VERDICTS: what each loop's status rests on
     inspection_hour: bool = True  # readings now count for the legal verdict (not in inspection_exclude)
+
+    @property
+    def n_loops(self) -> int:
+        """Loops judged."""
+        return self.table.n_loops
 
     @property
     def outdoor(self) -> FloatArray:
@@ -155,11 +161,8 @@ class RuleResults:
 
     def conditions(self) -> dict[AlertKey, Condition]:
         """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
-        out: dict[AlertKey, Condition] = {}
+        out = self.station_conditions()
         t = self.table
-        for rule, check in self.station_checks.items():
-            for s in np.flatnonzero(check.active).tolist():
-                out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
         heat_source = self.heat_source
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
@@ -173,6 +176,67 @@ class RuleResults:
             for k in np.flatnonzero(heat_source[t.loop_station[idx]]).tolist():
                 out[keys[k]].cause = HEAT_SOURCE
         return out
+
+    def station_conditions(self) -> dict[AlertKey, Condition]:
+        """The active station checks as {(rule, station, None): Condition} (few: built at once)."""
+        out: dict[AlertKey, Condition] = {}
+        t = self.table
+        for rule, check in self.station_checks.items():
+            for s in np.flatnonzero(check.active).tolist():
+                out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
+        return out
+
+    def loop_columns(self) -> list[LoopColumn]:
+        """Per loop rule (table order), its active loops as columns: no object per condition.
+
+        The loops are ascending, in the order `conditions()` lists them; `critical` (None: the rule has
+        no such tier) and `heat_source` are per active loop, as `conditions()` sets severity and cause."""
+        heat = self.heat_source[self.table.loop_station]
+        out = []
+        for rule, check in self.loop_checks.items():
+            idx = np.flatnonzero(check.active)
+            critical = check.critical[idx] if check.critical is not None else None
+            out.append(LoopColumn(rule, idx, critical, heat[idx]))
+        return out
+
+    def loop_condition(self, rule: str, i: int) -> Condition:
+        """The Condition `conditions()` holds for the active loop rule `rule` at loop `i`."""
+        check, t = self.loop_checks[rule], self.table
+        s = int(t.loop_station[i])
+        value, threshold = float(check.value[i]), float(check.threshold[i])
+        fault = rule == "sensor_fault"
+        return Condition(
+            _nan_none(value) if fault else value,
+            None if fault else threshold,
+            "",
+            t.districts[s],
+            self._sensors_of(check, np.array([i]))[0],
+            partial(self._loop_message, rule, active=True),
+            "critical" if check.critical is not None and check.critical[i] else None,
+            HEAT_SOURCE if self.heat_source[s] else STATION,
+            t.companies[s],
+            i,
+        )
+
+    def loop_sensors(self, rule: str, idx: IntArray) -> list[frozenset[str]]:
+        """Per loop in `idx`: the sensors the loop rule read (sensor_fault: the faulty ones)."""
+        return self._sensors_of(self.loop_checks[rule], idx)
+
+    def loop_key(self, i: int) -> tuple[str, str]:
+        """(station, loop) of loop `i`."""
+        t = self.table
+        return t.station_ids[t.loop_station[i]], t.loop_ids[i]
+
+    def loop_position(self, station: str, loop: str) -> int | None:
+        """Index of the loop, None if unknown."""
+        return self.table.loop_index.get((station, loop))
+
+    def station_mask(self, stations: Iterable[str]) -> BoolArray:
+        """Per loop: whether its station is one of `stations` (unknown ones skipped)."""
+        t = self.table
+        mask = np.zeros(t.n_stations, dtype=bool)
+        mask[[s for sid in stations if (s := t.station_index.get(sid)) is not None]] = True
+        return mask[t.loop_station]
 
     def _loop_conditions(
         self, rule: str, check: Check, idx: IntArray, out: dict[AlertKey, Condition]
