@@ -131,11 +131,11 @@ class ActiveChecks(Protocol):
 
     def loop_columns(self) -> list[LoopColumn]: ...
 
-    def loop_condition(self, rule: str, i: int) -> Condition: ...
+    def loop_conditions(self, rule: str, idx: NDArray[np.int64]) -> tuple[list[AlertKey], list[Condition]]: ...
 
     def loop_sensors(self, rule: str, idx: NDArray[np.int64]) -> list[frozenset[str]]: ...
 
-    def loop_key(self, i: int) -> tuple[str, str]: ...
+    def loop_keys(self, rule: str, idx: NDArray[np.int64]) -> list[AlertKey]: ...
 
     def loop_position(self, station: str, loop: str) -> int | None: ...
 
@@ -250,27 +250,42 @@ class _Inhibitors:
                 inhibit.fault((station, loop), cond.sensors)
         for c in columns:
             if c.rule == "sensor_fault" and results is not None and c.rule in policies:
-                for i, bad in zip(c.loops.tolist(), results.loop_sensors(c.rule, c.loops), strict=True):
-                    if bad:
-                        inhibit.fault(results.loop_key(i), bad)
+                # (one condition per loop: nothing to merge, unlike the station's scope)
+                sensors = results.loop_sensors(c.rule, c.loops)
+                keys = results.loop_keys(c.rule, c.loops)
+                inhibit.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
         inhibit.stations = inhibit.offline | {station for station, _ in inhibit.faults}
         return inhibit if inhibit.offline or inhibit.faults else None
 
     def fault(self, scope: tuple[str, str | None], sensors: frozenset[str]) -> None:
         self.faults[scope] = self.faults.get(scope, frozenset()) | sensors
 
+    def columns(self, results: ActiveChecks, c: LoopColumn, at: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Per active loop of `c`: its condition is suppressed (`at`: per loop, where it may be)."""
+        out = np.zeros(len(c.loops), dtype=bool)
+        (maybe,) = np.nonzero(at[c.loops])
+        if maybe.size:
+            loops = c.loops[maybe]
+            pairs = zip(results.loop_keys(c.rule, loops), results.loop_sensors(c.rule, loops), strict=True)
+            out[maybe] = [self.blocks(key, sensors) for key, sensors in pairs]
+        return out
+
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
+        return self.blocks(key, cond.sensors)
+
+    def blocks(self, key: AlertKey, sensors: frozenset[str]) -> bool:
+        """The condition of `key`, reading `sensors`, is suppressed."""
         rule, station, loop = key
         if rule == "station_offline":
             return False
         if station in self.offline:
             # the outage is the one alert; the station's loop alerts and sensor faults wait
             return True
-        if rule == "sensor_fault" or not cond.sensors:
+        if rule == "sensor_fault" or not sensors:
             return False
         for scope in ((station, loop), (station, None)):
             bad = self.faults.get(scope)
-            if bad and not bad.isdisjoint(cond.sensors):
+            if bad and not bad.isdisjoint(sensors):
                 return True
         return False
 
@@ -444,9 +459,9 @@ class AlertBook:
             self._hold(now, key, cond, inhibit, events, escalate_from)
             self._sync(key)
         for rule, col, loops in visits:
-            for i in loops.tolist():
-                key = (rule, *results.loop_key(i))
-                self._hold(now, key, results.loop_condition(rule, i), inhibit, events, escalate_from)
+            keys, conditions = results.loop_conditions(rule, loops)
+            for i, key, cond in zip(loops.tolist(), keys, conditions, strict=True):
+                self._hold(now, key, cond, inhibit, events, escalate_from)
                 self._sync(key, col, i)
         for _, key, gone_col, i in sorted(self._gone_keys(results, stations, columns), key=lambda g: g[0]):
             self._gone(now, key, results.lookup, inhibit, events)
@@ -564,7 +579,7 @@ class AlertBook:
         `results` from now on (lazily), and the alerts that stop doing so take them from the last ones."""
         assert self._cols is not None
         escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
-        inhibited = results.station_mask(inhibit.stations) if inhibit is not None else None
+        at = (results.station_mask(inhibit.stations), results.station_mask(inhibit.offline)) if inhibit else None
         elsewhere: dict[str, list[int]] = {}
         for rule, station, loop in self.firing_elsewhere:
             if loop is not None and rule in self._cols and (i := results.loop_position(station, loop)) is not None:
@@ -573,15 +588,18 @@ class AlertBook:
         for c in columns:
             col = self._cols[c.rule]
             visit = col.due(now, c, self.policies[c.rule].for_s, escalate_from)
-            if inhibited is not None:
-                visit |= inhibited[c.loops]
             if c.rule in elsewhere:
                 visit |= np.isin(c.loops, elsewhere[c.rule])
             lazy = np.zeros(len(col.lazy), dtype=bool)
-            lazy[c.loops[~visit]] = True
+            if inhibit is not None and at is not None:
+                # suppressed (not judged): a pending alert starts over, a firing one keeps its values
+                suppressed = inhibit.columns(results, c, at[1] if c.rule == "sensor_fault" else at[0])
+                visit = (visit & ~suppressed) | (suppressed & (col.state[c.loops] == 1))
+                lazy[c.loops[~visit & ~suppressed]] = True
+            else:
+                lazy[c.loops[~visit]] = True
             if self._source is not None:
-                for i in np.flatnonzero(col.lazy & ~lazy).tolist():
-                    self._refresh(self._source, c.rule, i)
+                self._refresh(self._source, c.rule, np.flatnonzero(col.lazy & ~lazy))
             col.lazy = lazy
             visits.append((c.rule, col, c.loops[visit]))
         self._source = results
@@ -600,8 +618,8 @@ class AlertBook:
             col = self._cols[c.rule]
             held = col.state != 0
             held[c.loops] = False
-            for i in np.flatnonzero(held).tolist():
-                key = (c.rule, *results.loop_key(i))
+            idx = np.flatnonzero(held)
+            for i, key in zip(idx.tolist(), results.loop_keys(c.rule, idx), strict=True):
                 gone.append((seq[key], key, col, i))
         return gone
 
@@ -622,9 +640,13 @@ class AlertBook:
         else:
             col.put(i, alert)
 
-    def _refresh(self, source: ActiveChecks, rule: str, i: int) -> None:
-        """Give the alert of loop `i` its values of `source`, where its condition held (see `advance`)."""
-        _take(self._alerts[(rule, *source.loop_key(i))], source.loop_condition(rule, i))
+    def _refresh(self, source: ActiveChecks, rule: str, idx: NDArray[np.int64]) -> None:
+        """Give the alerts of `rule` at the loops `idx` their values of `source`, where their conditions
+        held (see `advance`)."""
+        if idx.size:
+            alerts = self._alerts
+            for key, cond in zip(*source.loop_conditions(rule, idx), strict=True):
+                _take(alerts[key], cond)
 
     def _settle(self, key: AlertKey | None = None) -> None:
         """Every held alert (or the one of `key`) takes its values of the last `advance`, to be read."""
@@ -633,14 +655,13 @@ class AlertBook:
             return
         for rule, col in cols.items():
             if key is None:
-                todo = np.flatnonzero(col.lazy).tolist()
+                idx = np.flatnonzero(col.lazy)
             elif key[0] != rule or key[2] is None or (i := source.loop_position(key[1], key[2])) is None:
                 continue
             else:
-                todo = [i] if col.lazy[i] else []
-            for i in todo:
-                self._refresh(source, rule, i)
-                col.lazy[i] = False
+                idx = np.array([i] if col.lazy[i] else [], dtype=np.int64)
+            self._refresh(source, rule, idx)
+            col.lazy[idx] = False
 
     def _fire(self, alert: Alert, now: float, since: float | None = None) -> AlertEvent:
         since = now if since is None else min(since, now)

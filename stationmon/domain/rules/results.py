@@ -162,19 +162,10 @@ class RuleResults:
     def conditions(self) -> dict[AlertKey, Condition]:
         """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
         out = self.station_conditions()
-        t = self.table
-        heat_source = self.heat_source
         for rule, check in self.loop_checks.items():
             idx = np.flatnonzero(check.active)
-            if not idx.size:
-                continue
-            keys = self._loop_conditions(rule, check, idx, out)
-            # the rare ones afterwards: a legal tier's severity, a heat-source cause
-            if check.critical is not None:
-                for k in np.flatnonzero(check.critical[idx]).tolist():
-                    out[keys[k]].severity = "critical"
-            for k in np.flatnonzero(heat_source[t.loop_station[idx]]).tolist():
-                out[keys[k]].cause = HEAT_SOURCE
+            if idx.size:
+                out.update(zip(*self.loop_conditions(rule, idx), strict=True))
         return out
 
     def station_conditions(self) -> dict[AlertKey, Condition]:
@@ -199,33 +190,29 @@ class RuleResults:
             out.append(LoopColumn(rule, idx, critical, heat[idx]))
         return out
 
-    def loop_condition(self, rule: str, i: int) -> Condition:
-        """The Condition `conditions()` holds for the active loop rule `rule` at loop `i`."""
-        check, t = self.loop_checks[rule], self.table
-        s = int(t.loop_station[i])
-        value, threshold = float(check.value[i]), float(check.threshold[i])
-        fault = rule == "sensor_fault"
-        return Condition(
-            _nan_none(value) if fault else value,
-            None if fault else threshold,
-            "",
-            t.districts[s],
-            self._sensors_of(check, np.array([i]))[0],
-            partial(self._loop_message, rule, active=True),
-            "critical" if check.critical is not None and check.critical[i] else None,
-            HEAT_SOURCE if self.heat_source[s] else STATION,
-            t.companies[s],
-            i,
-        )
+    def loop_conditions(self, rule: str, idx: IntArray) -> tuple[list[AlertKey], list[Condition]]:
+        """The keys and Conditions of the loop rule `rule` at its active loops `idx`, as `conditions()`."""
+        check = self.loop_checks[rule]
+        keys = self.loop_keys(rule, idx)
+        conditions = self._loop_conditions(rule, check, idx)
+        # the rare ones afterwards: a legal tier's severity, a heat-source cause
+        if check.critical is not None:
+            for k in np.flatnonzero(check.critical[idx]).tolist():
+                conditions[k].severity = "critical"
+        for k in np.flatnonzero(self.heat_source[self.table.loop_station[idx]]).tolist():
+            conditions[k].cause = HEAT_SOURCE
+        return keys, conditions
 
     def loop_sensors(self, rule: str, idx: IntArray) -> list[frozenset[str]]:
         """Per loop in `idx`: the sensors the loop rule read (sensor_fault: the faulty ones)."""
         return self._sensors_of(self.loop_checks[rule], idx)
 
-    def loop_key(self, i: int) -> tuple[str, str]:
-        """(station, loop) of loop `i`."""
+    def loop_keys(self, rule: str, idx: IntArray) -> list[AlertKey]:
+        """The alert keys of the loop rule `rule` at the loops `idx`."""
         t = self.table
-        return t.station_ids[t.loop_station[i]], t.loop_ids[i]
+        stations, loops = t.station_ids, t.loop_ids
+        owners = t.loop_station[idx].tolist()
+        return list(zip(repeat(rule), [stations[s] for s in owners], [loops[i] for i in idx.tolist()], strict=False))
 
     def loop_position(self, station: str, loop: str) -> int | None:
         """Index of the loop, None if unknown."""
@@ -238,33 +225,30 @@ class RuleResults:
         mask[[s for sid in stations if (s := t.station_index.get(sid)) is not None]] = True
         return mask[t.loop_station]
 
-    def _loop_conditions(
-        self, rule: str, check: Check, idx: IntArray, out: dict[AlertKey, Condition]
-    ) -> list[AlertKey]:
-        """Add the Conditions of one loop rule at the loops `idx` to `out`; their keys in `idx` order."""
+    def _loop_conditions(self, rule: str, check: Check, idx: IntArray) -> list[Condition]:
+        """The Conditions of one loop rule at the loops `idx` (severity and cause: the rule's, the station)."""
         t = self.table
         # plain lists and `map`: a Python statement per condition costs more than the rest together
         rows, owners = idx.tolist(), t.loop_station[idx].tolist()
         values, thresholds = check.value[idx].tolist(), check.threshold[idx].tolist()
         if rule == "sensor_fault":
             values, thresholds = [_nan_none(v) for v in values], [None] * len(rows)
-        stations, districts, companies = t.station_ids, t.districts, t.companies
-        keys = list(zip(repeat(rule), [stations[s] for s in owners], [t.loop_ids[i] for i in rows], strict=False))
-        conditions = map(
-            Condition,
-            values,
-            thresholds,
-            repeat(""),
-            [districts[s] for s in owners],
-            self._sensors_of(check, idx),
-            repeat(partial(self._loop_message, rule, active=True)),  # called with the loop: `at`
-            repeat(None),  # severity: the rule's
-            repeat(STATION),  # cause
-            [companies[s] for s in owners],
-            rows,
+        districts, companies = t.districts, t.companies
+        return list(
+            map(
+                Condition,
+                values,
+                thresholds,
+                repeat(""),
+                [districts[s] for s in owners],
+                self._sensors_of(check, idx),
+                repeat(partial(self._loop_message, rule, active=True)),  # called with the loop: `at`
+                repeat(None),  # severity: the rule's
+                repeat(STATION),  # cause
+                [companies[s] for s in owners],
+                rows,
+            )
         )
-        out.update(zip(keys, conditions, strict=False))
-        return keys
 
     def lookup(self, key: AlertKey) -> Condition | None:
         """The judged Condition of `key` (active or clear), None if not judged (or unknown key)."""
