@@ -139,7 +139,7 @@ class ActiveChecks(Protocol):
 
     def loop_position(self, station: str, loop: str) -> int | None: ...
 
-    def station_mask(self, stations: Iterable[str]) -> NDArray[np.bool_]: ...
+    def station_values(self, values: Mapping[str, int]) -> NDArray[np.int64]: ...
 
     def lookup(self, key: AlertKey) -> Condition | None: ...
 
@@ -231,6 +231,9 @@ class _Inhibitors:
     offline: set[str] = field(default_factory=set)
     faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
     stations: set[str] = field(default_factory=set)  # offline or with a faulty sensor: the only ones to test
+    # `advance`: per loop, its station is offline; the bits (`_sensor_bits`) of the sensors faulty there
+    offline_loops: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    fault_bits: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def of(
@@ -248,26 +251,37 @@ class _Inhibitors:
                 inhibit.offline.add(station)
             elif rule == "sensor_fault" and rule in policies and cond.sensors:
                 inhibit.fault((station, loop), cond.sensors)
-        for c in columns:
-            if c.rule == "sensor_fault" and results is not None and c.rule in policies:
-                # (one condition per loop: nothing to merge, unlike the station's scope)
-                sensors = results.loop_sensors(c.rule, c.loops)
-                keys = results.loop_keys(c.rule, c.loops)
-                inhibit.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
+        if results is not None:
+            inhibit.index(results, columns, "sensor_fault" in policies)
         inhibit.stations = inhibit.offline | {station for station, _ in inhibit.faults}
         return inhibit if inhibit.offline or inhibit.faults else None
 
     def fault(self, scope: tuple[str, str | None], sensors: frozenset[str]) -> None:
         self.faults[scope] = self.faults.get(scope, frozenset()) | sensors
 
-    def columns(self, results: ActiveChecks, c: LoopColumn, at: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Per active loop of `c`: its condition is suppressed (`at`: per loop, where it may be)."""
-        out = np.zeros(len(c.loops), dtype=bool)
-        (maybe,) = np.nonzero(at[c.loops])
+    def index(self, results: ActiveChecks, columns: Iterable[LoopColumn], faults_on: bool) -> None:
+        """Add the loop sensor faults of `columns`, and index offline stations and faulty sensors by loop."""
+        station_bits = {station: _sensor_bits(bad) for (station, loop), bad in self.faults.items() if loop is None}
+        self.fault_bits = results.station_values(station_bits)
+        self.offline_loops = results.station_values(dict.fromkeys(self.offline, 1)) != 0
+        for c in columns:
+            if c.rule == "sensor_fault" and faults_on:
+                # (one condition per loop: nothing to merge, unlike the station's scope)
+                sensors = results.loop_sensors(c.rule, c.loops)
+                keys = results.loop_keys(c.rule, c.loops)
+                self.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
+                self.fault_bits[c.loops] |= np.array([_sensor_bits(bad) for bad in sensors], dtype=np.int64)
+
+    def suppressed(self, results: ActiveChecks, c: LoopColumn) -> NDArray[np.bool_]:
+        """Per active loop of `c`: its condition is suppressed (`blocks`, by loop)."""
+        out = self.offline_loops[c.loops]
+        if c.rule == "sensor_fault":
+            return out
+        bad = self.fault_bits[c.loops]
+        (maybe,) = np.nonzero(~out & (bad != 0))
         if maybe.size:
-            loops = c.loops[maybe]
-            pairs = zip(results.loop_keys(c.rule, loops), results.loop_sensors(c.rule, loops), strict=True)
-            out[maybe] = [self.blocks(key, sensors) for key, sensors in pairs]
+            sensors = results.loop_sensors(c.rule, c.loops[maybe])
+            out[maybe] = (np.array([_sensor_bits(s) for s in sensors], dtype=np.int64) & bad[maybe]) != 0
         return out
 
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
@@ -288,6 +302,21 @@ class _Inhibitors:
             if bad and not bad.isdisjoint(sensors):
                 return True
         return False
+
+
+_SENSOR_BIT: dict[str, int] = {}  # a bit per sensor name seen, for `_Inhibitors.suppressed`
+_SET_BITS: dict[frozenset[str], int] = {}
+
+
+def _sensor_bits(sensors: frozenset[str]) -> int:
+    """The bits of a set of sensor names (the quantities: a few)."""
+    bits = _SET_BITS.get(sensors)
+    if bits is None:
+        bits = 0
+        for name in sensors:
+            bits |= 1 << _SENSOR_BIT.setdefault(name, len(_SENSOR_BIT))
+        _SET_BITS[sensors] = bits
+    return bits
 
 
 _CAUSE_CODES = {"station": 0, "heat_source": 1}  # any other cause: 2
@@ -579,7 +608,6 @@ class AlertBook:
         `results` from now on (lazily), and the alerts that stop doing so take them from the last ones."""
         assert self._cols is not None
         escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
-        at = (results.station_mask(inhibit.stations), results.station_mask(inhibit.offline)) if inhibit else None
         elsewhere: dict[str, list[int]] = {}
         for rule, station, loop in self.firing_elsewhere:
             if loop is not None and rule in self._cols and (i := results.loop_position(station, loop)) is not None:
@@ -591,9 +619,9 @@ class AlertBook:
             if c.rule in elsewhere:
                 visit |= np.isin(c.loops, elsewhere[c.rule])
             lazy = np.zeros(len(col.lazy), dtype=bool)
-            if inhibit is not None and at is not None:
+            if inhibit is not None:
                 # suppressed (not judged): a pending alert starts over, a firing one keeps its values
-                suppressed = inhibit.columns(results, c, at[1] if c.rule == "sensor_fault" else at[0])
+                suppressed = inhibit.suppressed(results, c)
                 visit = (visit & ~suppressed) | (suppressed & (col.state[c.loops] == 1))
                 lazy[c.loops[~visit & ~suppressed]] = True
             else:

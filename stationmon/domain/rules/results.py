@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -218,12 +218,15 @@ class RuleResults:
         """Index of the loop, None if unknown."""
         return self.table.loop_index.get((station, loop))
 
-    def station_mask(self, stations: Iterable[str]) -> BoolArray:
-        """Per loop: whether its station is one of `stations` (unknown ones skipped)."""
+    def station_values(self, values: Mapping[str, int]) -> IntArray:
+        """Per loop: the value of its station in `values`, else 0 (unknown stations skipped)."""
         t = self.table
-        mask = np.zeros(t.n_stations, dtype=bool)
-        mask[[s for sid in stations if (s := t.station_index.get(sid)) is not None]] = True
-        return mask[t.loop_station]
+        out = np.zeros(t.n_stations, dtype=np.int64)
+        for sid, value in values.items():
+            s = t.station_index.get(sid)
+            if s is not None:
+                out[s] = value
+        return out[t.loop_station]
 
     def _loop_conditions(self, rule: str, check: Check, idx: IntArray) -> list[Condition]:
         """The Conditions of one loop rule at the loops `idx` (severity and cause: the rule's, the station)."""
