@@ -30,11 +30,11 @@ from stationmon.domain.vocabulary import RULE_NAMES, SEVERITY_ORDER
 
 __all__ = [
     "STATE_VERSION",
+    "ActiveChecks",
     "Alert",
     "AlertBook",
     "AlertKey",
     "AlertSnapshot",
-    "ActiveChecks",
     "Condition",
     "LoopColumn",
     "make_alert_id",
