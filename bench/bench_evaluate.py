@@ -496,7 +496,7 @@ class Cycle:
         marks.append((time.perf_counter(), time.process_time()))
         inp = self.gatherer.gather(now)
         marks.append((time.perf_counter(), time.process_time()))
-        results = self.engine.evaluate(inp, self.engine.held_masks(self.book.held_keys()))
+        results = self.engine.evaluate(inp, self.engine.held_of(self.book))
         self.book.advance(now, results)
         marks.append((time.perf_counter(), time.process_time()))
         if self.new:
@@ -615,7 +615,7 @@ def main() -> int:
     ticks = [district.inputs(k) for k in range(args.ticks + 1)]
 
     def vector_tick(inp: RuleInputs) -> tuple[Any, list[Any]]:
-        held = engine.held_masks(book.held_keys())
+        held = engine.held_of(book)
         results = engine.evaluate(inp, held)
         events = book.advance(inp.now, results)
         return results, events

@@ -419,6 +419,13 @@ class AlertBook:
         """Keys with a pending or firing alert: the rules judge these with hysteresis."""
         return self._alerts.keys()
 
+    def held_loops(self, layout: object) -> tuple[dict[str, NDArray[np.bool_]], list[AlertKey]] | None:
+        """The held keys as `advance` indexed them for `layout` (the results' table): per loop rule a mask of
+        the loops held, and the other keys; None if not indexed for `layout` (use `held_keys`)."""
+        if self._cols is None or self._layout is not layout:
+            return None
+        return {rule: col.state != 0 for rule, col in self._cols.items()}, list(self._loose)
+
     def active_alerts(self, *, include_pending: bool = False) -> list[AlertSnapshot]:
         """Firing alerts (and pending ones if asked), oldest first."""
         self._settle()

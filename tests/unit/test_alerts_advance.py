@@ -116,6 +116,12 @@ class WideResults(RuleResults):
         return wide
 
 
+def _same_masks(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
+    assert old.keys() == new.keys()
+    for rule, mask in old.items():
+        assert np.array_equal(new[rule], mask), rule
+
+
 def _same_state(old: AlertBook, new: AlertBook) -> None:
     assert new.to_dict() == old.to_dict()
     assert new.active_alerts(include_pending=True) == old.active_alerts(include_pending=True)
@@ -146,6 +152,7 @@ def run(ticks: int, read_every: int, seed: int, wide: bool = False) -> Counter[s
     district = District(seed=seed)
     engine = RuleEngine(district.table, SETTINGS)
     old, new = AlertBook(SETTINGS), AlertBook(SETTINGS)
+    masks = RuleEngine(district.table, SETTINGS)  # the held masks of either book, from keys or the index
     rng = np.random.default_rng(seed + 1)
     seen: Counter[str] = Counter()
     for k in range(ticks):
@@ -162,6 +169,7 @@ def run(ticks: int, read_every: int, seed: int, wide: bool = False) -> Counter[s
                 book.firing_elsewhere = {(a.rule, a.station, a.loop): inp.now - 500.0 for a in pending[:2]}
         events = old.update(inp.now, results.conditions(), results.lookup)
         assert new.advance(inp.now, results) == events
+        _same_masks(masks.held_masks(old.held_keys()), masks.held_of(new))
         assert list(new.held_keys()) == list(old.held_keys())
         assert new.counts() == old.counts() and len(new) == len(old) and new.dirty == old.dirty
         old.dirty = new.dirty = False
