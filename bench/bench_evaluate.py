@@ -8,9 +8,9 @@ curve with noise; 2 % of loops under-supplied, 0.5 % with a broken probe (850 °
 offline. Every tick brings new samples (so flatline/rate tracking works) and the alert book holds the
 alerts of the previous ticks: the steady state of a running service.
 
-Timed (the target, < 50 ms per tick): `RuleEngine.evaluate` (heating model incl. the bisection
-estimate, every rule, fault tracking, outdoor smoothing) + `RuleResults.conditions()` +
-`AlertBook.update`.
+Timed (the target, < 50 ms per tick): the held masks (`RuleEngine.held_of`) + `RuleEngine.evaluate`
+(heating model incl. the Newton estimate, every rule, fault tracking, outdoor smoothing) +
+`AlertBook.advance` (the alert book from the rules' columns, as the evaluator's tick).
 
 The whole cycle (issue 15, target < 100 ms): gather the inputs (`InputGatherer`, arrays kept current
 by `LatestValues.track` as readings arrive) + the tick + encode every `loop_status` line
