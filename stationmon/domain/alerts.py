@@ -273,7 +273,7 @@ class _Inhibitors:
                 self.fault_bits[c.loops] |= np.array([_sensor_bits(bad) for bad in sensors], dtype=np.int64)
 
     def suppressed(self, results: ActiveChecks, c: LoopColumn) -> NDArray[np.bool_]:
-        """Per active loop of `c`: its condition is suppressed (`blocks`, by loop)."""
+        """Per active loop of `c`: its condition is suppressed (`suppresses`, by loop)."""
         out = self.offline_loops[c.loops]
         if c.rule == "sensor_fault":
             return out
@@ -285,21 +285,17 @@ class _Inhibitors:
         return out
 
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
-        return self.blocks(key, cond.sensors)
-
-    def blocks(self, key: AlertKey, sensors: frozenset[str]) -> bool:
-        """The condition of `key`, reading `sensors`, is suppressed."""
         rule, station, loop = key
         if rule == "station_offline":
             return False
         if station in self.offline:
             # the outage is the one alert; the station's loop alerts and sensor faults wait
             return True
-        if rule == "sensor_fault" or not sensors:
+        if rule == "sensor_fault" or not cond.sensors:
             return False
         for scope in ((station, loop), (station, None)):
             bad = self.faults.get(scope)
-            if bad and not bad.isdisjoint(sensors):
+            if bad and not bad.isdisjoint(cond.sensors):
                 return True
         return False
 
