@@ -21,6 +21,9 @@ the same, and the last cycle's lines to say the same (tags, time, fields; the ne
 ones rounded to 0.001, and there is the new `interval_s` field). Medians of wall time
 (`perf_counter`) and of process CPU time (`process_time`, less disturbed by other load).
 
+The garbage collector is set as `stationmon run` sets it (`stationmon.runtime.settle_heap`: what was built
+is frozen, the thresholds raised), once the district and the engines are built.
+
 Baseline, same run, same data: a plain Python loop computing the same results loop by loop (math
 module, scalar bisection to the same tolerance, dict state for flatline/rate) and feeding the same
 alert book. The script checks both agree (statuses, conditions, required temperatures, estimates).
@@ -74,6 +77,7 @@ from stationmon.domain.vocabulary import (
 )
 from stationmon.evaluator.core import loop_status_lines
 from stationmon.evaluator.gather import InputGatherer
+from stationmon.runtime import settle_heap
 
 T0 = 1_760_000_000.0
 STEP_S = 10.0
@@ -560,6 +564,7 @@ def whole_cycle(district: District, cycles: int) -> bool:
     for i, sid in enumerate(table.station_ids[::3]):  # a third of the stations polled over Modbus
         states[sid].last_success = T0 - 30.0 + (i % 20)
     sides = [Cycle(table, False, states), Cycle(table, True, states)]
+    settle_heap()  # as `stationmon run` (and main() above) does
     agree = True
     for k in range(cycles + 1):
         readings = district.readings(k)
@@ -613,6 +618,7 @@ def main() -> int:
     engine = RuleEngine(table, SETTINGS)
     book = AlertBook(SETTINGS)
     ticks = [district.inputs(k) for k in range(args.ticks + 1)]
+    settle_heap()  # the garbage collector as `stationmon run` sets it once its service is built
 
     def vector_tick(inp: RuleInputs) -> tuple[Any, list[Any]]:
         held = engine.held_of(book)
