@@ -231,9 +231,11 @@ class _Inhibitors:
     offline: set[str] = field(default_factory=set)
     faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
     stations: set[str] = field(default_factory=set)  # offline or with a faulty sensor: the only ones to test
-    # `advance`: per loop, its station is offline; the bits (`_sensor_bits`) of the sensors faulty there
+    # `advance`: per loop, its station is offline; the bits (`bits`) of the sensors faulty there
     offline_loops: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     fault_bits: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sensor_bit: dict[str, int] = field(default_factory=dict)  # a bit per sensor name seen (a few)
+    set_bits: dict[frozenset[str], int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -261,16 +263,16 @@ class _Inhibitors:
 
     def index(self, results: ActiveChecks, columns: Iterable[LoopColumn], faults_on: bool) -> None:
         """Add the loop sensor faults of `columns`, and index offline stations and faulty sensors by loop."""
-        station_bits = {station: _sensor_bits(bad) for (station, loop), bad in self.faults.items() if loop is None}
+        station_bits = {station: self.bits(bad) for (station, loop), bad in self.faults.items() if loop is None}
         self.fault_bits = results.station_values(station_bits)
-        self.offline_loops = results.station_values(dict.fromkeys(self.offline, 1)) != 0
+        self.offline_loops = results.station_values(dict.fromkeys(self.offline, 1)) == 1
         for c in columns:
             if c.rule == "sensor_fault" and faults_on:
                 # (one condition per loop: nothing to merge, unlike the station's scope)
                 sensors = results.loop_sensors(c.rule, c.loops)
                 keys = results.loop_keys(c.rule, c.loops)
                 self.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
-                self.fault_bits[c.loops] |= np.array([_sensor_bits(bad) for bad in sensors], dtype=np.int64)
+                self.fault_bits[c.loops] |= np.array([self.bits(bad) for bad in sensors], dtype=np.int64)
 
     def suppressed(self, results: ActiveChecks, c: LoopColumn) -> NDArray[np.bool_]:
         """Per active loop of `c`: its condition is suppressed (`suppresses`, by loop)."""
@@ -281,8 +283,18 @@ class _Inhibitors:
         (maybe,) = np.nonzero(~out & (bad != 0))
         if maybe.size:
             sensors = results.loop_sensors(c.rule, c.loops[maybe])
-            out[maybe] = (np.array([_sensor_bits(s) for s in sensors], dtype=np.int64) & bad[maybe]) != 0
+            out[maybe] = (np.array([self.bits(s) for s in sensors]) & bad[maybe]) != 0
         return out
+
+    def bits(self, sensors: frozenset[str]) -> int:
+        """The bits of a set of sensor names."""
+        bits = self.set_bits.get(sensors)
+        if bits is None:
+            bits = 0
+            for name in sensors:
+                bits |= 1 << self.sensor_bit.setdefault(name, len(self.sensor_bit))
+            self.set_bits[sensors] = bits
+        return bits
 
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
         rule, station, loop = key
@@ -298,21 +310,6 @@ class _Inhibitors:
             if bad and not bad.isdisjoint(cond.sensors):
                 return True
         return False
-
-
-_SENSOR_BIT: dict[str, int] = {}  # a bit per sensor name seen, for `_Inhibitors.suppressed`
-_SET_BITS: dict[frozenset[str], int] = {}
-
-
-def _sensor_bits(sensors: frozenset[str]) -> int:
-    """The bits of a set of sensor names (the quantities: a few)."""
-    bits = _SET_BITS.get(sensors)
-    if bits is None:
-        bits = 0
-        for name in sensors:
-            bits |= 1 << _SENSOR_BIT.setdefault(name, len(_SENSOR_BIT))
-        _SET_BITS[sensors] = bits
-    return bits
 
 
 _CAUSE_CODES = {"station": 0, "heat_source": 1}  # any other cause: 2
