@@ -272,7 +272,9 @@ class _Inhibitors:
                 sensors = results.loop_sensors(c.rule, c.loops)
                 keys = results.loop_keys(c.rule, c.loops)
                 self.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
-                self.fault_bits[c.loops] |= np.array([self.bits(bad) for bad in sensors], dtype=np.int64)
+                loop_bits = np.zeros_like(self.fault_bits)
+                loop_bits[c.loops] = [self.bits(bad) for bad in sensors]
+                self.fault_bits = self.fault_bits | loop_bits  # the station's faulty sensors and the loop's
 
     def suppressed(self, results: ActiveChecks, c: LoopColumn) -> NDArray[np.bool_]:
         """Per active loop of `c`: its condition is suppressed (`suppresses`, by loop)."""

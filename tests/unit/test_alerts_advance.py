@@ -260,3 +260,29 @@ def test_the_loop_index_serves_only_the_table_it_was_built_for() -> None:
     assert indexed is not None and any(mask.any() for mask in indexed[0].values())
     assert book.held_loops(other.table) is None
     assert sum(int(m.sum()) for m in indexed[0].values()) + len(indexed[1]) == len(book)
+
+
+def test_a_new_table_is_indexed_anew() -> None:
+    """The same book advanced with the results of another table (a reloaded configuration, the loops
+    in another order) indexes its alerts again: the same events and state as `update`."""
+    first = District(seed=4)
+    t = first.table
+    # the same stations and loops listed in reverse: every loop has another index
+    rows = [(t.station_of(i), t.loop_ids[i], *DESIGNS[i % 2], None, None) for i in reversed(range(t.n_loops))]
+    stations = list(zip(t.station_ids, t.districts, strict=True))
+    second = LoopTable.build(stations, rows, companies=list(t.companies))
+    old, new = AlertBook(SETTINGS), AlertBook(SETTINGS)
+    for table, ticks in ((t, range(30)), (second, range(30, 60)), (t, range(60, 75))):
+        engine = RuleEngine(table, SETTINGS)
+        for k in ticks:
+            inp = first.inputs(k)
+            if table is second:  # the loop arrays in the second table's order
+                inp = replace(inp, **{q: _reversed(getattr(inp, q)) for q in ("supply", "return_", "flow", "indoor")})
+            results = engine.evaluate(inp, engine.held_masks(old.held_keys()))
+            assert new.advance(inp.now, results) == old.update(inp.now, results.conditions(), results.lookup)
+            assert list(new.held_keys()) == list(old.held_keys())
+        _same_state(old, new)
+
+
+def _reversed(s: Series) -> Series:
+    return Series(s.value[::-1].copy(), s.ts[::-1].copy(), s.flagged[::-1].copy())
