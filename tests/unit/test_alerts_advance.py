@@ -286,3 +286,43 @@ def test_a_new_table_is_indexed_anew() -> None:
 
 def _reversed(s: Series) -> Series:
     return Series(s.value[::-1].copy(), s.ts[::-1].copy(), s.flagged[::-1].copy())
+
+
+def test_an_alert_of_a_loop_not_in_the_table_is_kept_unjudged() -> None:
+    """A state saved with a loop since removed (not yet retained): its firing alert is never judged
+    (it neither clears nor fires anew) and its pending one starts over, as with `update`."""
+    district = District(seed=4)
+    engine = RuleEngine(district.table, SETTINGS)
+    saved = {
+        "version": 1,
+        "alerts": [
+            {
+                "rule": "supply_low",
+                "station": "s1",
+                "loop": "gone",
+                "state": "firing",
+                "severity": "warning",
+                "pending_since": T0 - 900.0,
+                "since": T0 - 600.0,
+                "id": "s1.gone.supply_low.1",
+            },
+            {
+                "rule": "return_low",
+                "station": "s1",
+                "loop": "gone",
+                "state": "pending",
+                "severity": "warning",
+                "pending_since": T0 - 20.0,
+            },
+        ],
+    }
+    old, new = AlertBook(SETTINGS), AlertBook(SETTINGS)
+    assert old.load_dict(saved) == new.load_dict(saved) == 2
+    for k in range(20):
+        inp = district.inputs(k)
+        results = engine.evaluate(inp, engine.held_masks(old.held_keys()))
+        assert new.advance(inp.now, results) == old.update(inp.now, results.conditions(), results.lookup)
+        assert list(new.held_keys()) == list(old.held_keys())
+    assert new.get(("supply_low", "s1", "gone")) == old.get(("supply_low", "s1", "gone")) is not None
+    assert new.get(("return_low", "s1", "gone")) is None
+    _same_state(old, new)

@@ -171,10 +171,9 @@ class RuleEngine:
         for key in self._held_keys:
             self._mark_held(key, True)
         out = {rule: mask.copy() for rule, mask in self._held.items() if mask.any()}
-        for rule, mask in loops.items():
-            if mask.any():
-                out[rule] = out[rule] | mask if rule in out else mask
-        # (the next `held_masks` starts from the others: the loops' keys were not kept)
+        # (the others are never of a loop rule at a known loop: those are in `loops`; the next
+        # `held_masks` starts from the others, the loops' keys were not kept)
+        out.update((rule, mask) for rule, mask in loops.items() if mask.any())
         return out
 
     def _mark_held(self, key: AlertKey, held: bool) -> None:
