@@ -620,14 +620,11 @@ class AlertBook:
             visit = col.due(now, c, self.policies[c.rule].for_s, escalate_from)
             if c.rule in elsewhere:
                 visit |= np.isin(c.loops, elsewhere[c.rule])
+            # suppressed (not judged): a pending alert starts over, a firing one keeps its values
+            suppressed = inhibit.suppressed(results, c) if inhibit is not None else np.zeros(len(visit), dtype=bool)
+            visit = (visit & ~suppressed) | (suppressed & (col.state[c.loops] == 1))
             lazy = np.zeros(len(col.lazy), dtype=bool)
-            if inhibit is not None:
-                # suppressed (not judged): a pending alert starts over, a firing one keeps its values
-                suppressed = inhibit.suppressed(results, c)
-                visit = (visit & ~suppressed) | (suppressed & (col.state[c.loops] == 1))
-                lazy[c.loops[~visit & ~suppressed]] = True
-            else:
-                lazy[c.loops[~visit]] = True
+            lazy[c.loops[~visit & ~suppressed]] = True
             if self._source is not None:
                 self._refresh(self._source, c.rule, np.flatnonzero(col.lazy & ~lazy))
             col.lazy = lazy
