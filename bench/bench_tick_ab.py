@@ -6,12 +6,15 @@ On a busy machine two separate runs differ by more than a change to the tick: he
 the same ticks of `bench_evaluate.py`'s district alternately, in one process, and each part's ratio is
 the median of the per-tick ratios of process CPU time. The revision's `stationmon` is extracted with
 `git archive` into a temporary folder and imported as `stationmon_before`. Parts as the bench times
-them: `held_masks`, `RuleEngine.evaluate`, `RuleResults.conditions()`, `AlertBook.update`.
+them: `held_masks`, `RuleEngine.evaluate`, and the alert book: `RuleResults.conditions()` +
+`AlertBook.update`, or `AlertBook.advance` where the code has it. Every tick, both sides' events must
+be the same (field by field), and the alerts' saved state at the last tick: else the script fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import re
 import statistics
@@ -29,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_evaluate as bench  # noqa: E402
 
-PARTS = ("held", "evaluate", "conditions", "update", "total")
+PARTS = ("held", "evaluate", "book", "total")
 
 
 def extract(rev: str, into: Path) -> None:
@@ -69,20 +72,21 @@ def side(pkg: str, district: bench.District, raw: list[Any]) -> tuple[Any, Any, 
     return rules.RuleEngine(table, rules_settings), alerts.AlertBook(rules_settings), [convert(i) for i in raw]
 
 
-def tick(engine: Any, book: Any, inp: Any) -> dict[str, float]:
-    """One tick as the bench times it; CPU ms per part."""
+def tick(engine: Any, book: Any, inp: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """One tick as the bench times it: CPU ms per part, and the events as dicts."""
     marks = [time.process_time()]
-    held = engine.held_masks(book.held_keys())
+    held = engine.held_of(book) if hasattr(engine, "held_of") else engine.held_masks(book.held_keys())
     marks.append(time.process_time())
     results = engine.evaluate(inp, held)
     marks.append(time.process_time())
-    conditions = results.conditions()
-    marks.append(time.process_time())
-    book.update(inp.now, conditions, results.lookup)
+    if hasattr(book, "advance"):
+        events = book.advance(inp.now, results)
+    else:
+        events = book.update(inp.now, results.conditions(), results.lookup)
     marks.append(time.process_time())
     out = {p: (marks[k + 1] - marks[k]) * 1000 for k, p in enumerate(PARTS[:-1])}
     out["total"] = (marks[-1] - marks[0]) * 1000
-    return out
+    return out, [dataclasses.asdict(e) for e in events]
 
 
 def main() -> int:
@@ -99,11 +103,16 @@ def main() -> int:
         raw = [district.inputs(k) for k in range(args.ticks + 1)]
         sides = {"before": side("stationmon_before", district, raw), "now": side("stationmon", district, raw)}
         times: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+        same = True
         for k in range(len(raw)):
+            events = []
             for name, (engine, book, inputs) in sides.items():
-                measured = tick(engine, book, inputs[k])
+                measured, evs = tick(engine, book, inputs[k])
+                events.append(evs)
                 if k:  # the first tick warms up
                     times[name].append(measured)
+            same = same and events[0] == events[1]
+        same = same and sides["before"][1].to_dict() == sides["now"][1].to_dict()
     print(f"tick over {args.loops:,} loops, {args.ticks} ticks, CPU ms: {args.against} against the working tree")
     print(f"{'part':<12}{'before med':>11}{'now med':>9}{'before min':>11}{'now min':>9}{'ratio':>8}")
     for p in PARTS:
@@ -111,7 +120,8 @@ def main() -> int:
         ratio = statistics.median(b / n for b, n in zip(before, now, strict=True))
         row = (statistics.median(before), statistics.median(now), min(before), min(now))
         print(f"{p:<12}" + "".join(f"{v:>{w}.1f}" for v, w in zip(row, (11, 9, 11, 9), strict=True)) + f"{ratio:>8.2f}")
-    return 0
+    print(f"the same events every tick and the same alert state at the end: {same}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

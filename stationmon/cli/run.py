@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from stationmon.cli.common import bind_error, load_or_report, run_until_signal
 from stationmon.config import Config
 from stationmon.errors import StationmonError
+from stationmon.runtime import settle_heap
 from stationmon.service import Service
 
 __all__ = ["main", "preflight"]
@@ -62,9 +62,9 @@ def main(args: argparse.Namespace) -> int:
     for notice in config.notices:
         log.info("config: %s", notice)
     # Everything built so far (config, read plans, encoders) lives as long as the process: keep it out of
-    # the collector's way, which at 1,000 polls/s cuts the p99 poll lateness markedly (bench_modbus.py).
-    gc.collect()
-    gc.freeze()
+    # the collector's way, which at 1,000 polls/s cuts the p99 poll lateness markedly (bench_modbus.py);
+    # and collect less often (see stationmon/runtime.py: the evaluation tick and ingestion at 100,000 loops)
+    settle_heap()
     try:
         asyncio.run(run_until_signal(service.run))
     except StationmonError as exc:

@@ -19,7 +19,10 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from stationmon.domain.model import AlertEvent
 from stationmon.domain.settings import RuleSettings, RulesSettings
@@ -27,11 +30,13 @@ from stationmon.domain.vocabulary import RULE_NAMES, SEVERITY_ORDER
 
 __all__ = [
     "STATE_VERSION",
+    "ActiveChecks",
     "Alert",
     "AlertBook",
     "AlertKey",
     "AlertSnapshot",
     "Condition",
+    "LoopColumn",
     "make_alert_id",
 ]
 
@@ -101,6 +106,42 @@ class Condition:
             f"district={self.district!r}, company={self.company!r}, sensors={set(self.sensors)!r}, "
             f"severity={self.severity!r}, cause={self.cause!r})"
         )
+
+
+class LoopColumn(NamedTuple):
+    """One loop rule's active loops this evaluation, as arrays (ascending loop indexes)."""
+
+    rule: str
+    loops: NDArray[np.int64]
+    critical: NDArray[np.bool_] | None  # per active loop: the condition is at the critical tier
+    heat_source: NDArray[np.bool_]  # per active loop: its cause is the heat source
+
+
+class ActiveChecks(Protocol):
+    """One evaluation as `AlertBook.advance` reads it (`RuleResults`): the loop rules as columns, a
+    Condition built only for a key whose alert changes or is read."""
+
+    @property
+    def table(self) -> object: ...  # the loops' layout: the book indexes its alerts by it
+
+    @property
+    def n_loops(self) -> int: ...
+
+    def station_conditions(self) -> dict[AlertKey, Condition]: ...
+
+    def loop_columns(self) -> list[LoopColumn]: ...
+
+    def loop_conditions(self, rule: str, idx: NDArray[np.int64]) -> tuple[list[AlertKey], list[Condition]]: ...
+
+    def loop_sensors(self, rule: str, idx: NDArray[np.int64]) -> list[frozenset[str]]: ...
+
+    def loop_keys(self, rule: str, idx: NDArray[np.int64]) -> list[AlertKey]: ...
+
+    def loop_position(self, station: str, loop: str) -> int | None: ...
+
+    def station_values(self, values: Mapping[str, int]) -> NDArray[np.int64]: ...
+
+    def lookup(self, key: AlertKey) -> Condition | None: ...
 
 
 @dataclass(slots=True)
@@ -190,6 +231,72 @@ class _Inhibitors:
     offline: set[str] = field(default_factory=set)
     faults: dict[tuple[str, str | None], frozenset[str]] = field(default_factory=dict)
     stations: set[str] = field(default_factory=set)  # offline or with a faulty sensor: the only ones to test
+    # `advance`: per loop, its station is offline; the bits (`bits`) of the sensors faulty there
+    offline_loops: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    fault_bits: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sensor_bit: dict[str, int] = field(default_factory=dict)  # a bit per sensor name seen (a few)
+    set_bits: dict[frozenset[str], int] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        conditions: Mapping[AlertKey, Condition],
+        policies: Mapping[str, RuleSettings],
+        results: ActiveChecks | None = None,
+        columns: Iterable[LoopColumn] = (),
+    ) -> _Inhibitors | None:
+        """Stations offline and sensors faulty now (their dependent conditions count as not judged), from
+        `conditions` and the loop `columns` of `results`; None if there are none."""
+        inhibit = cls()
+        for (rule, station, loop), cond in conditions.items():
+            if rule == "station_offline" and rule in policies:
+                inhibit.offline.add(station)
+            elif rule == "sensor_fault" and rule in policies and cond.sensors:
+                inhibit.fault((station, loop), cond.sensors)
+        if results is not None:
+            inhibit.index(results, columns, "sensor_fault" in policies)
+        inhibit.stations = inhibit.offline | {station for station, _ in inhibit.faults}
+        return inhibit if inhibit.offline or inhibit.faults else None
+
+    def fault(self, scope: tuple[str, str | None], sensors: frozenset[str]) -> None:
+        self.faults[scope] = self.faults.get(scope, frozenset()) | sensors
+
+    def index(self, results: ActiveChecks, columns: Iterable[LoopColumn], faults_on: bool) -> None:
+        """Add the loop sensor faults of `columns`, and index offline stations and faulty sensors by loop."""
+        station_bits = {station: self.bits(bad) for (station, loop), bad in self.faults.items() if loop is None}
+        self.fault_bits = results.station_values(station_bits)
+        self.offline_loops = results.station_values(dict.fromkeys(self.offline, 1)) == 1
+        for c in columns:
+            if c.rule == "sensor_fault" and faults_on:
+                # (one condition per loop: nothing to merge, unlike the station's scope)
+                sensors = results.loop_sensors(c.rule, c.loops)
+                keys = results.loop_keys(c.rule, c.loops)
+                self.faults.update({(st, lp): bad for (_, st, lp), bad in zip(keys, sensors, strict=True) if bad})
+                loop_bits = np.zeros_like(self.fault_bits)
+                loop_bits[c.loops] = [self.bits(bad) for bad in sensors]
+                self.fault_bits = self.fault_bits | loop_bits  # the station's faulty sensors and the loop's
+
+    def suppressed(self, results: ActiveChecks, c: LoopColumn) -> NDArray[np.bool_]:
+        """Per active loop of `c`: its condition is suppressed (`suppresses`, by loop)."""
+        out = self.offline_loops[c.loops]
+        if c.rule == "sensor_fault":
+            return out
+        bad = self.fault_bits[c.loops]
+        (maybe,) = np.nonzero(~out & (bad != 0))
+        if maybe.size:
+            sensors = results.loop_sensors(c.rule, c.loops[maybe])
+            out[maybe] = (np.array([self.bits(s) for s in sensors]) & bad[maybe]) != 0
+        return out
+
+    def bits(self, sensors: frozenset[str]) -> int:
+        """The bits of a set of sensor names."""
+        bits = self.set_bits.get(sensors)
+        if bits is None:
+            bits = 0
+            for name in sensors:
+                bits |= 1 << self.sensor_bit.setdefault(name, len(self.sensor_bit))
+            self.set_bits[sensors] = bits
+        return bits
 
     def suppresses(self, key: AlertKey, cond: Condition) -> bool:
         rule, station, loop = key
@@ -205,6 +312,69 @@ class _Inhibitors:
             if bad and not bad.isdisjoint(cond.sensors):
                 return True
         return False
+
+
+_CAUSE_CODES = {"station": 0, "heat_source": 1}  # any other cause: 2
+_CRITICAL = SEVERITY_ORDER["critical"]
+
+
+@dataclass(slots=True)
+class _Column:
+    """One loop rule's alerts as arrays over the loops: what `advance` tests of every held alert."""
+
+    state: NDArray[np.int8]  # 0 none, 1 pending, 2 firing
+    pending_since: NDArray[np.float64]
+    since: NDArray[np.float64]  # NaN while pending
+    severity: NDArray[np.int8]  # SEVERITY_ORDER
+    clearing: NDArray[np.bool_]  # clearing_since set
+    cause: NDArray[np.int8]  # _CAUSE_CODES
+    lazy: NDArray[np.bool_]  # held at the last `advance` and not visited: its values are in `_source`
+
+    @classmethod
+    def empty(cls, n: int) -> _Column:
+        return cls(
+            np.zeros(n, np.int8),
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+            np.zeros(n, np.int8),
+            np.zeros(n, bool),
+            np.zeros(n, np.int8),
+            np.zeros(n, bool),
+        )
+
+    def put(self, i: int, alert: Alert | None) -> None:
+        """Loop `i`'s alert as it is now (None: none)."""
+        if alert is None:
+            self.state[i] = 0
+            return
+        self.state[i] = 2 if alert.state == "firing" else 1
+        self.pending_since[i] = alert.pending_since
+        self.since[i] = math.nan if alert.since is None else alert.since
+        self.severity[i] = SEVERITY_ORDER[alert.severity]
+        self.clearing[i] = alert.clearing_since is not None
+        self.cause[i] = _CAUSE_CODES.get(alert.cause, 2)
+
+    def due(self, now: float, c: LoopColumn, for_s: float, escalate_from: float) -> NDArray[np.bool_]:
+        """Per active loop of `c`: its alert may change now (`_hold` decides), else only its values do:
+        new, clearing, a pending one's cause changed or `for` passed, a firing one old enough to
+        escalate, a graver tier."""
+        loops = c.loops
+        state, severity = self.state[loops], self.severity[loops]
+        with np.errstate(invalid="ignore"):
+            due: NDArray[np.bool_] = (state == 0) | self.clearing[loops]
+            stale = (self.cause[loops] != c.heat_source) | (now - self.pending_since[loops] >= for_s)
+            due |= (state == 1) & stale
+            due |= (state == 2) & (severity != _CRITICAL) & (now - self.since[loops] >= escalate_from)
+        if c.critical is not None:
+            due |= c.critical & (severity < _CRITICAL)
+        return due
+
+
+def _take(alert: Alert, cond: Condition) -> None:
+    """The alert's condition holds: its value, threshold and message are this one's."""
+    alert.value, alert.threshold, alert.source = cond.value, cond.threshold, cond
+    alert.district = cond.district or alert.district
+    alert.company = cond.company or alert.company
 
 
 class AlertBook:
@@ -223,20 +393,37 @@ class AlertBook:
         # alerts another replica (or this one before a restart) has firing, as Alertmanager reports them
         self.firing_elsewhere: dict[AlertKey, float] = {}  # key -> its startsAt
         self.dirty = False  # set on every change worth persisting; the owner clears it after saving
+        # `advance`'s index of the loop rules' alerts (None: to build), the alerts outside it, the
+        # insertion order of every alert (the order `update` visits gone keys in), the lazy values' source
+        self._cols: dict[str, _Column] | None = None
+        self._layout: object | None = None
+        self._loose: set[AlertKey] = set()
+        self._seq: dict[AlertKey, int] = {}
+        self._next_seq = 0
+        self._source: ActiveChecks | None = None
 
     def __len__(self) -> int:
         return len(self._alerts)
 
     def get(self, key: AlertKey) -> Alert | None:
-        """The pending or firing alert of this key, or None."""
+        """The pending or firing alert of this key, or None (its values as of the last update)."""
+        self._settle(key)
         return self._alerts.get(key)
 
     def held_keys(self) -> Iterable[AlertKey]:
         """Keys with a pending or firing alert: the rules judge these with hysteresis."""
         return self._alerts.keys()
 
+    def held_loops(self, layout: object) -> tuple[dict[str, NDArray[np.bool_]], list[AlertKey]] | None:
+        """The held keys as `advance` indexed them for `layout` (the results' table): per loop rule a mask of
+        the loops held, and the other keys; None if not indexed for `layout` (use `held_keys`)."""
+        if self._cols is None or self._layout is not layout:
+            return None
+        return {rule: col.state != 0 for rule, col in self._cols.items()}, list(self._loose)
+
     def active_alerts(self, *, include_pending: bool = False) -> list[AlertSnapshot]:
         """Firing alerts (and pending ones if asked), oldest first."""
+        self._settle()
         out = [self._snapshot(a) for a in self._alerts.values() if include_pending or a.state == "firing"]
         out.sort(key=lambda s: (s.since if s.since is not None else s.pending_since, s.station, s.loop or "", s.rule))
         return out
@@ -244,7 +431,10 @@ class AlertBook:
     def snapshot(self, alert_id: str) -> AlertSnapshot | None:
         """The firing alert with this id, or None."""
         key = self._by_id.get(alert_id)
-        return self._snapshot(self._alerts[key]) if key is not None else None
+        if key is None:
+            return None
+        self._settle(key)
+        return self._snapshot(self._alerts[key])
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Number of alerts per (rule, state) for the metrics gauge (every known rule, zeros too)."""
@@ -267,105 +457,238 @@ class AlertBook:
         """Advance every alert to `now`; return the events of the transitions made.
 
         `conditions` hold now; `lookup(key)` gives any other key's judged-clear Condition, None if not judged.
+        (`advance` does the same from an evaluation's columns, without a Condition per held key.)
         """
-        inhibit = self._inhibitors(conditions)
-        events = self._held(now, conditions, inhibit)
-        self._gone(now, conditions, lookup, inhibit, events)
-        return events
-
-    def _inhibitors(self, conditions: Mapping[AlertKey, Condition]) -> _Inhibitors | None:
-        """Stations offline and sensors faulty now (their dependent conditions count as not judged)."""
-        inhibit = _Inhibitors()
-        for (rule, station, loop), cond in conditions.items():
-            if rule == "station_offline" and rule in self.policies:
-                inhibit.offline.add(station)
-            elif rule == "sensor_fault" and rule in self.policies and cond.sensors:
-                scope = (station, loop)
-                inhibit.faults[scope] = inhibit.faults.get(scope, frozenset()) | cond.sensors
-        inhibit.stations = inhibit.offline | {station for station, _ in inhibit.faults}
-        return inhibit if inhibit.offline or inhibit.faults else None
-
-    def _held(
-        self, now: float, conditions: Mapping[AlertKey, Condition], inhibit: _Inhibitors | None
-    ) -> list[AlertEvent]:
-        """Keys whose condition holds: start pending, fire after `for`, escalate with age."""
+        self._unindex()
+        inhibit = _Inhibitors.of(conditions, self.policies)
         escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
         events: list[AlertEvent] = []
-        alerts = self._alerts
         for key, cond in conditions.items():
-            policy = self.policies.get(key[0])
-            if policy is None:
-                continue
-            alert = alerts.get(key)
-            # (the station test first: few stations are offline or have a faulty sensor)
-            if inhibit is not None and key[1] in inhibit.stations and inhibit.suppresses(key, cond):
-                # not judged: a pending alert starts over, a firing one waits
-                if alert is not None and alert.state == "pending":
-                    del alerts[key]
-                    self.dirty = True
-                continue
-            if alert is None:
-                alert = alerts[key] = Alert(
-                    rule=key[0],
-                    station=key[1],
-                    loop=key[2],
-                    district=cond.district,
-                    company=cond.company,
-                    state="pending",
-                    pending_since=now,
-                    base_severity=policy.severity,
-                    severity=policy.severity,
-                )
-                self.dirty = True
-            alert.value, alert.threshold, alert.source = cond.value, cond.threshold, cond
-            alert.district = cond.district or alert.district
-            alert.company = cond.company or alert.company
-            if alert.state == "pending" and alert.cause != cond.cause:
-                alert.cause = cond.cause
-                self.dirty = True
-            if alert.clearing_since is not None:
-                alert.clearing_since = None
-                self.dirty = True
-            if cond.severity is not None and SEVERITY_ORDER[cond.severity] > SEVERITY_ORDER[alert.severity]:
-                event = self._raise(alert, cond.severity, now)
-                if event is not None:
-                    events.append(event)
-            if alert.state == "pending" and (now - alert.pending_since >= policy.for_s or key in self.firing_elsewhere):
-                # firing elsewhere: that replica already saw `for` pass; take its start (escalation clock)
-                events.append(self._fire(alert, now, self.firing_elsewhere.get(key)))
-            # (the age test first: escalation is rare and this runs for every held alert every tick)
-            if alert.state == "firing" and now - alert.since >= escalate_from and alert.severity != "critical":  # type: ignore[operator]
-                event = self._escalate(alert, now)
-                if event is not None:
-                    events.append(event)
+            self._hold(now, key, cond, inhibit, events, escalate_from)
+        for key in [k for k in self._alerts if k not in conditions]:
+            self._gone(now, key, lookup, inhibit, events)
         return events
+
+    def advance(self, now: float, results: ActiveChecks) -> list[AlertEvent]:
+        """`update(now, results.conditions(), results.lookup)`, the same events and state, but a held
+        alert whose condition still holds and changes nothing costs no Python object: the loop rules'
+        alerts are indexed by loop in arrays (`_Column`), a Condition is built only for a key that
+        starts, changes state or tier, is inhibited or gone, and the other held alerts take their value,
+        threshold and message from `results` when read (`get`, snapshots, `to_dict`, events)."""
+        columns = results.loop_columns()
+        if self._cols is None or self._layout is not results.table:
+            self._index(results, [c.rule for c in columns])
+        cols = self._cols
+        assert cols is not None
+        columns = [c for c in columns if c.rule in cols]
+        stations = results.station_conditions()
+        inhibit = _Inhibitors.of(stations, self.policies, results, columns)
+        visits = self._plan(now, results, columns, inhibit)
+        escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
+        events: list[AlertEvent] = []
+        for key, cond in stations.items():
+            self._hold(now, key, cond, inhibit, events, escalate_from)
+            self._sync(key)
+        for rule, col, loops in visits:
+            keys, conditions = results.loop_conditions(rule, loops)
+            for i, key, cond in zip(loops.tolist(), keys, conditions, strict=True):
+                self._hold(now, key, cond, inhibit, events, escalate_from)
+                self._sync(key, col, i)
+        for _, key, gone_col, i in sorted(self._gone_keys(results, stations, columns), key=lambda g: g[0]):
+            self._gone(now, key, results.lookup, inhibit, events)
+            self._sync(key, gone_col, i)
+        return events
+
+    def _hold(
+        self,
+        now: float,
+        key: AlertKey,
+        cond: Condition,
+        inhibit: _Inhibitors | None,
+        events: list[AlertEvent],
+        escalate_from: float,
+    ) -> None:
+        """A key whose condition holds: start pending, fire after `for`, escalate with age."""
+        policy = self.policies.get(key[0])
+        if policy is None:
+            return
+        alerts = self._alerts
+        alert = alerts.get(key)
+        # (the station test first: few stations are offline or have a faulty sensor)
+        if inhibit is not None and key[1] in inhibit.stations and inhibit.suppresses(key, cond):
+            # not judged: a pending alert starts over, a firing one waits
+            if alert is not None and alert.state == "pending":
+                del alerts[key]
+                self.dirty = True
+            return
+        if alert is None:
+            alert = alerts[key] = Alert(
+                rule=key[0],
+                station=key[1],
+                loop=key[2],
+                district=cond.district,
+                company=cond.company,
+                state="pending",
+                pending_since=now,
+                base_severity=policy.severity,
+                severity=policy.severity,
+            )
+            self.dirty = True
+        _take(alert, cond)
+        if alert.state == "pending" and alert.cause != cond.cause:
+            alert.cause = cond.cause
+            self.dirty = True
+        if alert.clearing_since is not None:
+            alert.clearing_since = None
+            self.dirty = True
+        if cond.severity is not None and SEVERITY_ORDER[cond.severity] > SEVERITY_ORDER[alert.severity]:
+            event = self._raise(alert, cond.severity, now)
+            if event is not None:
+                events.append(event)
+        if alert.state == "pending" and (now - alert.pending_since >= policy.for_s or key in self.firing_elsewhere):
+            # firing elsewhere: that replica already saw `for` pass; take its start (escalation clock)
+            events.append(self._fire(alert, now, self.firing_elsewhere.get(key)))
+        # (the age test first: escalation is rare)
+        if alert.state == "firing" and now - alert.since >= escalate_from and alert.severity != "critical":  # type: ignore[operator]
+            event = self._escalate(alert, now)
+            if event is not None:
+                events.append(event)
 
     def _gone(
         self,
         now: float,
-        conditions: Mapping[AlertKey, Condition],
+        key: AlertKey,
         lookup: Callable[[AlertKey], Condition | None],
         inhibit: _Inhibitors | None,
         events: list[AlertEvent],
     ) -> None:
-        """Pending alerts whose condition is gone start over; firing ones resolve after `clear_for` judged clear."""
-        alerts = self._alerts
-        for key in [k for k in alerts if k not in conditions]:
-            alert = alerts[key]
-            if alert.state == "pending":
-                # pending needs unbroken evidence: gone or not judged, it starts over
-                del alerts[key]
-                self.dirty = True
+        """A held key whose condition is gone: pending starts over; firing resolves after `clear_for` judged clear."""
+        alert = self._alerts[key]
+        if alert.state == "pending":
+            # pending needs unbroken evidence: gone or not judged, it starts over
+            del self._alerts[key]
+            self.dirty = True
+            return
+        policy = self.policies.get(key[0])
+        seen = lookup(key)
+        if seen is None or policy is None or (inhibit is not None and inhibit.suppresses(key, seen)):
+            return  # not judged: neither gone nor there
+        if alert.clearing_since is None:
+            alert.clearing_since = now
+            self.dirty = True
+        if now - alert.clearing_since >= policy.clear_for_s:
+            events.append(self._resolve(alert, now, seen))
+
+    # -- the columns of `advance` --------------------------------------------------------------------
+
+    def _index(self, results: ActiveChecks, rules: Iterable[str]) -> None:
+        """Index every alert of `results`' loops in the columns of its rule; the others are `_loose`."""
+        self._unindex()
+        cols = {rule: _Column.empty(results.n_loops) for rule in rules if rule in self.policies}
+        for seq, (key, alert) in enumerate(self._alerts.items()):
+            self._seq[key] = seq
+            rule, station, loop = key
+            col = cols.get(rule) if loop is not None else None
+            i = results.loop_position(station, loop) if col is not None and loop is not None else None
+            if col is None or i is None:
+                self._loose.add(key)
+            else:
+                col.put(i, alert)
+        self._next_seq = len(self._alerts)
+        self._cols, self._layout = cols, results.table
+
+    def _unindex(self) -> None:
+        """Drop the columns (the alerts change elsewhere): every held alert takes its values first."""
+        self._settle()
+        self._cols = self._layout = self._source = None
+        self._loose, self._seq = set(), {}
+
+    def _plan(
+        self, now: float, results: ActiveChecks, columns: list[LoopColumn], inhibit: _Inhibitors | None
+    ) -> list[tuple[str, _Column, NDArray[np.int64]]]:
+        """Per loop rule, the active loops to visit (`_hold`); the others only take their values from
+        `results` from now on (lazily), and the alerts that stop doing so take them from the last ones."""
+        assert self._cols is not None
+        escalate_from = min(self.escalate_major_after_s, self.escalate_critical_after_s)
+        elsewhere: dict[str, list[int]] = {}
+        for rule, station, loop in self.firing_elsewhere:
+            if loop is not None and rule in self._cols and (i := results.loop_position(station, loop)) is not None:
+                elsewhere.setdefault(rule, []).append(i)
+        visits = []
+        for c in columns:
+            col = self._cols[c.rule]
+            visit = col.due(now, c, self.policies[c.rule].for_s, escalate_from)
+            if c.rule in elsewhere:
+                visit |= np.isin(c.loops, elsewhere[c.rule])
+            # suppressed (not judged): a pending alert starts over, a firing one keeps its values
+            suppressed = inhibit.suppressed(results, c) if inhibit is not None else np.zeros(len(visit), dtype=bool)
+            visit = (visit & ~suppressed) | (suppressed & (col.state[c.loops] == 1))
+            lazy = np.zeros(len(col.lazy), dtype=bool)
+            lazy[c.loops[~visit & ~suppressed]] = True
+            if self._source is not None:
+                self._refresh(self._source, c.rule, np.flatnonzero(col.lazy & ~lazy))
+            col.lazy = lazy
+            visits.append((c.rule, col, c.loops[visit]))
+        self._source = results
+        return visits
+
+    def _gone_keys(
+        self, results: ActiveChecks, stations: Mapping[AlertKey, Condition], columns: list[LoopColumn]
+    ) -> list[tuple[int, AlertKey, _Column | None, int]]:
+        """The held keys whose condition does not hold: (insertion order, key, column, loop)."""
+        assert self._cols is not None
+        seq = self._seq
+        gone: list[tuple[int, AlertKey, _Column | None, int]] = [
+            (seq[k], k, None, -1) for k in self._loose if k not in stations
+        ]
+        for c in columns:
+            col = self._cols[c.rule]
+            held = col.state != 0
+            held[c.loops] = False
+            idx = np.flatnonzero(held)
+            for i, key in zip(idx.tolist(), results.loop_keys(c.rule, idx), strict=True):
+                gone.append((seq[key], key, col, i))
+        return gone
+
+    def _sync(self, key: AlertKey, col: _Column | None = None, i: int = -1) -> None:
+        """The index of `key` after `_hold` or `_gone` (col None: a `_loose` key)."""
+        alert = self._alerts.get(key)
+        known = key in self._loose if col is None else bool(col.state[i])
+        if alert is not None and not known:
+            self._seq[key] = self._next_seq
+            self._next_seq += 1
+        elif alert is None and known:
+            del self._seq[key]
+        if col is None:
+            if alert is None:
+                self._loose.discard(key)
+            else:
+                self._loose.add(key)
+        else:
+            col.put(i, alert)
+
+    def _refresh(self, source: ActiveChecks, rule: str, idx: NDArray[np.int64]) -> None:
+        """Give the alerts of `rule` at the loops `idx` their values of `source`, where their conditions
+        held (see `advance`)."""
+        if idx.size:
+            alerts = self._alerts
+            for key, cond in zip(*source.loop_conditions(rule, idx), strict=True):
+                _take(alerts[key], cond)
+
+    def _settle(self, key: AlertKey | None = None) -> None:
+        """Every held alert (or the one of `key`) takes its values of the last `advance`, to be read."""
+        source, cols = self._source, self._cols
+        if source is None or cols is None:
+            return
+        for rule, col in cols.items():
+            if key is None:
+                idx = np.flatnonzero(col.lazy)
+            elif key[0] != rule or key[2] is None or (i := source.loop_position(key[1], key[2])) is None:
                 continue
-            policy = self.policies.get(key[0])
-            seen = lookup(key)
-            if seen is None or policy is None or (inhibit is not None and inhibit.suppresses(key, seen)):
-                continue  # not judged: neither gone nor there
-            if alert.clearing_since is None:
-                alert.clearing_since = now
-                self.dirty = True
-            if now - alert.clearing_since >= policy.clear_for_s:
-                events.append(self._resolve(alert, now, seen))
+            else:
+                idx = np.array([i] if col.lazy[i] else [], dtype=np.int64)
+            self._refresh(source, rule, idx)
+            col.lazy[idx] = False
 
     def _fire(self, alert: Alert, now: float, since: float | None = None) -> AlertEvent:
         since = now if since is None else min(since, now)
@@ -427,6 +750,7 @@ class AlertBook:
         key = self._by_id.get(alert_id)
         if key is None:
             return None
+        self._settle(key)
         alert = self._alerts[key]
         if alert.acknowledged_at is not None:
             return self._event(alert, "acknowledged", alert.acknowledged_at)
@@ -440,10 +764,12 @@ class AlertBook:
         alert = self._alerts[key] if key is not None else None
         if alert is None or alert.acknowledged_at is None:
             return None
+        self._settle(key)
         return self._event(alert, "acknowledged", alert.acknowledged_at)
 
     def retain(self, keep: Callable[[AlertKey], bool], now: float, reason: str = "") -> list[AlertEvent]:
         """Drop alerts whose key `keep` refuses (a loop removed from the config): resolved events."""
+        self._unindex()
         events = []
         for key in [k for k in self._alerts if not keep(k)]:
             alert = self._alerts[key]
@@ -471,6 +797,7 @@ class AlertBook:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as a JSON-able dict."""
+        self._settle()
         return {"version": STATE_VERSION, "alerts": [_alert_to_dict(a) for a in self._alerts.values()]}
 
     def load_dict(self, data: Mapping[str, Any], companies: Mapping[str, str] | None = None) -> int:
@@ -495,6 +822,7 @@ class AlertBook:
             alert.base_severity = policy.severity
             alert.company = alert.company or (companies or {}).get(alert.station, "")
             alerts[alert.key] = alert
+        self._unindex()
         self._alerts = alerts
         self._by_id = {a.alert_id: a.key for a in alerts.values() if a.state == "firing"}
         self.dirty = False

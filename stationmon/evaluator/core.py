@@ -130,9 +130,9 @@ class Evaluator:
     def tick(self, now: float) -> list[AlertEvent]:
         """Judge every loop at `now`: update results, alerts, lines, state file; return the events."""
         started = time.perf_counter()
-        results = self.engine.evaluate(self.inputs.gather(now), self.engine.held_masks(self.alerts.held_keys()))
+        results = self.engine.evaluate(self.inputs.gather(now), self.engine.held_of(self.alerts))
         self.results = results
-        events = self._pending_events + self.alerts.update(now, results.conditions(), results.lookup)
+        events = self._pending_events + self.alerts.advance(now, results)
         self._pending_events = []
         self.last_tick = now
         self.last_duration_s = time.perf_counter() - started

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stationmon.domain import heating
-from stationmon.domain.alerts import AlertKey
+from stationmon.domain.alerts import AlertBook, AlertKey
 from stationmon.domain.heating import FloatArray
 from stationmon.domain.plant import Setback
 from stationmon.domain.rules.checks import INDOOR_MAX_AGE_S, Check, IndoorFacts, LoopFacts, StationFacts
@@ -162,6 +162,23 @@ class RuleEngine:
             self._mark_held(key, True)
         self._held_keys = keys
         return {rule: mask.copy() for rule, mask in self._held.items() if mask.any()}
+
+    def held_of(self, book: AlertBook) -> dict[str, BoolArray]:
+        """`held_masks` of the book's held alerts, from its index of them by loop where it has one."""
+        indexed = book.held_loops(self.table)
+        return self.held_masks(book.held_keys()) if indexed is None else self.held_masks_of(*indexed)
+
+    def held_masks_of(self, loops: Mapping[str, BoolArray], others: Iterable[AlertKey]) -> dict[str, BoolArray]:
+        """`held_masks` of the keys whose alerts `AlertBook.held_loops` gives: `loops`, per loop rule its
+        mask of held loops of this table, and the `others`, keys of station rules (or unknown loops)."""
+        self._held_keys, self._held = set(others), {}
+        for key in self._held_keys:
+            self._mark_held(key, True)
+        out = {rule: mask.copy() for rule, mask in self._held.items() if mask.any()}
+        # (the others are never of a loop rule at a known loop: those are in `loops`; the next
+        # `held_masks` starts from the others, the loops' keys were not kept)
+        out.update((rule, mask) for rule, mask in loops.items() if mask.any())
+        return out
 
     def _mark_held(self, key: AlertKey, held: bool) -> None:
         """Set or clear one key's element in its rule's mask (unknown stations and loops are skipped)."""

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -12,7 +13,7 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
-from stationmon.domain.alerts import AlertKey, Condition
+from stationmon.domain.alerts import AlertKey, Condition, LoopColumn
 from stationmon.domain.heating import FloatArray
 from stationmon.domain.rules.checks import Check, LoopFacts, StationFacts
 from stationmon.domain.rules.faults import BoolArray, FaultArray, IntArray
@@ -52,6 +53,11 @@ class RuleResults:
     delta_t: FloatArray  # measured supply - return where both are usable, else NaN
     verdict: NDArray[np.int8]  # indexes into VERDICTS: what each loop's status rests on
     inspection_hour: bool = True  # readings now count for the legal verdict (not in inspection_exclude)
+
+    @property
+    def n_loops(self) -> int:
+        """Loops judged."""
+        return self.table.n_loops
 
     @property
     def outdoor(self) -> FloatArray:
@@ -155,52 +161,97 @@ class RuleResults:
 
     def conditions(self) -> dict[AlertKey, Condition]:
         """Every active check as a sparse {(rule, station, loop): Condition} (messages built lazily)."""
+        out = self.station_conditions()
+        for rule, check in self.loop_checks.items():
+            idx = np.flatnonzero(check.active)
+            if idx.size:
+                out.update(zip(*self.loop_conditions(rule, idx), strict=True))
+        return out
+
+    def station_conditions(self) -> dict[AlertKey, Condition]:
+        """The active station checks as {(rule, station, None): Condition} (few: built at once)."""
         out: dict[AlertKey, Condition] = {}
         t = self.table
         for rule, check in self.station_checks.items():
             for s in np.flatnonzero(check.active).tolist():
                 out[(rule, t.station_ids[s], None)] = self._station_condition(rule, s, True)
-        heat_source = self.heat_source
-        for rule, check in self.loop_checks.items():
-            idx = np.flatnonzero(check.active)
-            if not idx.size:
-                continue
-            keys = self._loop_conditions(rule, check, idx, out)
-            # the rare ones afterwards: a legal tier's severity, a heat-source cause
-            if check.critical is not None:
-                for k in np.flatnonzero(check.critical[idx]).tolist():
-                    out[keys[k]].severity = "critical"
-            for k in np.flatnonzero(heat_source[t.loop_station[idx]]).tolist():
-                out[keys[k]].cause = HEAT_SOURCE
         return out
 
-    def _loop_conditions(
-        self, rule: str, check: Check, idx: IntArray, out: dict[AlertKey, Condition]
-    ) -> list[AlertKey]:
-        """Add the Conditions of one loop rule at the loops `idx` to `out`; their keys in `idx` order."""
+    def loop_columns(self) -> list[LoopColumn]:
+        """Per loop rule (table order), its active loops as columns: no object per condition.
+
+        The loops are ascending, in the order `conditions()` lists them; `critical` (None: the rule has
+        no such tier) and `heat_source` are per active loop, as `conditions()` sets severity and cause."""
+        heat = self.heat_source[self.table.loop_station]
+        out = []
+        for rule, check in self.loop_checks.items():
+            idx = np.flatnonzero(check.active)
+            critical = check.critical[idx] if check.critical is not None else None
+            out.append(LoopColumn(rule, idx, critical, heat[idx]))
+        return out
+
+    def loop_conditions(self, rule: str, idx: IntArray) -> tuple[list[AlertKey], list[Condition]]:
+        """The keys and Conditions of the loop rule `rule` at its active loops `idx`, as `conditions()`."""
+        check = self.loop_checks[rule]
+        keys = self.loop_keys(rule, idx)
+        conditions = self._loop_conditions(rule, check, idx)
+        # the rare ones afterwards: a legal tier's severity, a heat-source cause
+        if check.critical is not None:
+            for k in np.flatnonzero(check.critical[idx]).tolist():
+                conditions[k].severity = "critical"
+        for k in np.flatnonzero(self.heat_source[self.table.loop_station[idx]]).tolist():
+            conditions[k].cause = HEAT_SOURCE
+        return keys, conditions
+
+    def loop_sensors(self, rule: str, idx: IntArray) -> list[frozenset[str]]:
+        """Per loop in `idx`: the sensors the loop rule read (sensor_fault: the faulty ones)."""
+        return self._sensors_of(self.loop_checks[rule], idx)
+
+    def loop_keys(self, rule: str, idx: IntArray) -> list[AlertKey]:
+        """The alert keys of the loop rule `rule` at the loops `idx`."""
+        t = self.table
+        stations, loops = t.station_ids, t.loop_ids
+        owners = t.loop_station[idx].tolist()
+        return list(zip(repeat(rule), [stations[s] for s in owners], [loops[i] for i in idx.tolist()], strict=False))
+
+    def loop_position(self, station: str, loop: str) -> int | None:
+        """Index of the loop, None if unknown."""
+        return self.table.loop_index.get((station, loop))
+
+    def station_values(self, values: Mapping[str, int]) -> IntArray:
+        """Per loop: the value of its station in `values`, else 0 (unknown stations skipped)."""
+        t = self.table
+        out = np.zeros(t.n_stations, dtype=np.int64)
+        for sid, value in values.items():
+            s = t.station_index.get(sid)
+            if s is not None:
+                out[s] = value
+        return out[t.loop_station]
+
+    def _loop_conditions(self, rule: str, check: Check, idx: IntArray) -> list[Condition]:
+        """The Conditions of one loop rule at the loops `idx` (severity and cause: the rule's, the station)."""
         t = self.table
         # plain lists and `map`: a Python statement per condition costs more than the rest together
         rows, owners = idx.tolist(), t.loop_station[idx].tolist()
         values, thresholds = check.value[idx].tolist(), check.threshold[idx].tolist()
         if rule == "sensor_fault":
             values, thresholds = [_nan_none(v) for v in values], [None] * len(rows)
-        stations, districts, companies = t.station_ids, t.districts, t.companies
-        keys = list(zip(repeat(rule), [stations[s] for s in owners], [t.loop_ids[i] for i in rows], strict=False))
-        conditions = map(
-            Condition,
-            values,
-            thresholds,
-            repeat(""),
-            [districts[s] for s in owners],
-            self._sensors_of(check, idx),
-            repeat(partial(self._loop_message, rule, active=True)),  # called with the loop: `at`
-            repeat(None),  # severity: the rule's
-            repeat(STATION),  # cause
-            [companies[s] for s in owners],
-            rows,
+        districts, companies = t.districts, t.companies
+        return list(
+            map(
+                Condition,
+                values,
+                thresholds,
+                repeat(""),
+                [districts[s] for s in owners],
+                self._sensors_of(check, idx),
+                repeat(partial(self._loop_message, rule, active=True)),  # called with the loop: `at`
+                repeat(None),  # severity: the rule's
+                repeat(STATION),  # cause
+                [companies[s] for s in owners],
+                rows,
+            )
         )
-        out.update(zip(keys, conditions, strict=False))
-        return keys
 
     def lookup(self, key: AlertKey) -> Condition | None:
         """The judged Condition of `key` (active or clear), None if not judged (or unknown key)."""
