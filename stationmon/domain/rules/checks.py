@@ -49,7 +49,7 @@ class Check:
     judged: BoolArray
     value: FloatArray
     threshold: FloatArray
-    margin: float = 0.0  # how far below the required value the threshold lies
+    margin: float = 0.0  # supply_low/return_low: how far below the curve the threshold lies (their message says)
     curve_used: BoolArray | None = None  # supply_low/return_low: threshold from the curve, not the floor
     counts: tuple[IntArray, IntArray] | None = None  # indoor_low: (fresh sensors, sensors low) per loop
     critical: BoolArray | None = None  # where the condition is at its critical tier (indoor_low)
@@ -183,7 +183,7 @@ def indoor_estimate_low(f: LoopFacts, s: RuleSettings) -> Check:
     judged = f.judge & ~np.isnan(est)
     with np.errstate(invalid="ignore"):
         active = judged & f.demand & (est < threshold + f.hysteresis(s))
-    return Check(s.name, active, judged, est, threshold, s.margin)
+    return Check(s.name, active, judged, est, threshold)
 
 
 def indoor_low(f: LoopFacts, s: RuleSettings) -> Check:
@@ -209,9 +209,7 @@ def indoor_low(f: LoopFacts, s: RuleSettings) -> Check:
     judged = f.judge & (fresh > 0)
     active = judged & low_enough
     threshold = np.full(n, f.indoor_target - s.margin)
-    return Check(
-        s.name, active, judged, lowest, threshold, s.margin, counts=(fresh, n_low), critical=active & refund_enough
-    )
+    return Check(s.name, active, judged, lowest, threshold, counts=(fresh, n_low), critical=active & refund_enough)
 
 
 def no_circulation(f: LoopFacts, s: RuleSettings) -> Check:
