@@ -182,7 +182,8 @@ def estimate_indoor_temp(
     and, for m >= 1, is convex there, so Newton from t_o climbs to the root without overshooting.
     """
     t_o = _f(outdoor)
-    t_m = 0.5 * (_f(supply) + _f(return_))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf probes: NaN, silently
+        t_m = 0.5 * (_f(supply) + _f(return_))
     t_o, t_m, m = np.broadcast_arrays(t_o, t_m, _f(exponent))
     shape = t_o.shape
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):

@@ -95,6 +95,10 @@ def test_estimate_indoor_is_silent_on_degenerate_water() -> None:
     got = estimate_indoor(supply, return_, outdoor, design)  # the last: 0^0 / 0, a division by zero
     assert got[0] == -5.0  # no heat in the water: the room is as cold as outside
     assert math.isnan(got[3])
+    # the unvectorised entry point on the same water: silent too, the same estimates
+    exponents = np.array([1.3, 0.0, 2.0, 1.3, 0.0])
+    again = estimate_indoor_temp(supply, return_, outdoor, np.full(5, 75.0), np.full(5, 50.0), exponents)
+    np.testing.assert_array_equal(again, got)
 
 
 @pytest.mark.parametrize("outdoor", [-30.0, -12.0, 0.0, 8.0])
