@@ -448,3 +448,25 @@ def test_lines_lost_to_damage_in_two_segments_add_up(tmp_path: Path) -> None:
 def forged_record(nlines: int, payload: bytes) -> bytes:
     """A record whose CRC matches nothing: damage that keeps its header's length and line count."""
     return HEADER.pack(len(payload), 0xDEADBEEF, nlines, 1000.0) + payload
+
+
+def test_a_segment_that_vanishes_while_damage_is_skipped_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """Skipping a damaged record reads the segment again; if that read fails (the segment was removed by
+    hand between the two reads), the error names the spool and the system's reason, as every other read
+    error does (a bare `StorageError(None)` would leave the operator with "None")."""
+    segment = tmp_path / seg_name(1)
+    segment.write_bytes(encode_record(TWO, 1.0) + forged_record(1, b"abc") + encode_record(ONE, 2.0))
+    spool = Spool(tmp_path)
+    read_record = spool._read_record
+
+    def read_then_lose_the_segment(seq: int, off: int, size: int) -> Any:
+        record = read_record(seq, off, size)
+        if record is None:
+            segment.unlink()
+        return record
+
+    spool._read_record = read_then_lose_the_segment  # type: ignore[method-assign]
+    with pytest.raises(StorageError) as caught:
+        drain_spool(spool)
+    assert str(caught.value) == f"spool {tmp_path}: cannot read: [Errno 2] No such file or directory: '{segment}'"
+    spool.close()
