@@ -111,7 +111,7 @@ def _start_mosquitto(workdir: Path, servers: contextlib.ExitStack) -> MosquittoS
     binary = find_binary("mosquitto")
     if os.environ.get("STATIONMON_DEMO_BROKER", "") != "mosquitto" or binary is None:
         return None
-    server = MosquittoServer(binary, workdir / "mosquitto")
+    server = MosquittoServer(binary, workdir / "mosquitto", die_with_parent=True)
     try:
         server.start()
     except StationmonError as exc:
@@ -126,7 +126,7 @@ def _start_influxd(workdir: Path, servers: contextlib.ExitStack) -> InfluxServer
     binary = find_binary("influxd", sbin=False)
     if binary is None:
         return None
-    server = InfluxServer(binary, workdir / "influxdb")
+    server = InfluxServer(binary, workdir / "influxdb", die_with_parent=True)
     servers.callback(server.stop)
     try:
         server.start()

@@ -6,11 +6,14 @@ Each runs on a free port in a folder of its own; one that does not come up raise
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -69,12 +72,40 @@ def http_ok(url: str, status: int) -> bool:
         return False
 
 
-class ServerProcess:
-    """A server binary in `workdir` with its log in a file; stop() is SIGTERM, then SIGKILL after 10 s."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-    def __init__(self, name: str, workdir: Path) -> None:
+
+def _die_with_this_thread() -> Callable[[], None] | None:
+    """For Popen's preexec_fn on Linux: the child gets SIGTERM when the thread that starts it ends, however
+    it ends (SIGKILL included), and at once if this process is already gone; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call above: nobody would signal
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
+class ServerProcess:
+    """A server binary in `workdir` with its log in a file; stop() is SIGTERM, then SIGKILL after 10 s.
+
+    With `die_with_parent` (the demo's servers) the server also ends when the thread that started it does,
+    even by SIGKILL, so a killed demo leaves no influxd or mosquitto behind (Linux; start() it from a thread
+    that lives as long as the server should, such as the main thread). The tests' servers, which a test
+    may restart from a worker thread, leave it off."""
+
+    def __init__(self, name: str, workdir: Path, *, die_with_parent: bool = False) -> None:
         self.name = name
         self.workdir = workdir
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +116,12 @@ class ServerProcess:
             return
         with open(self.log_path, "ab") as log:  # the child keeps its own copy
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=_die_with_this_thread() if self.die_with_parent else None,
             )
         deadline = time.monotonic() + timeout_s
         while not ready():
@@ -118,8 +154,8 @@ class ServerProcess:
 class InfluxServer(ServerProcess):
     """influxd 1.x on a free port, API v1; its data stays in `workdir` across stop()/start()."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
-        super().__init__("influxd", workdir)
+    def __init__(self, binary: str, workdir: Path, *, die_with_parent: bool = False) -> None:
+        super().__init__("influxd", workdir, die_with_parent=die_with_parent)
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -170,8 +206,8 @@ bind-address = "127.0.0.1:{free_port()}"
 class MosquittoServer(ServerProcess):
     """mosquitto on 127.0.0.1 and a free port, anonymous, with persistence in `workdir`."""
 
-    def __init__(self, binary: str, workdir: Path, extra_conf: str = "") -> None:
-        super().__init__("mosquitto", workdir)
+    def __init__(self, binary: str, workdir: Path, extra_conf: str = "", *, die_with_parent: bool = False) -> None:
+        super().__init__("mosquitto", workdir, die_with_parent=die_with_parent)
         self.binary = binary
         self.host = "127.0.0.1"
         self.port = free_port()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -309,3 +310,53 @@ def test_summary_after_a_signal_tells_the_statuses_seen_while_running_not_offlin
         name, _, loop = where.rpartition("/")
         seen = watch.loops[(watch.names[name], loop)]
         assert status in seen, f"summary says {where} {status}; while running it was {sorted(seen)}\n{out}"
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes `pid` started (any of its threads), by name."""
+    found: dict[int, str] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                found[int(child)] = Path(f"/proc/{child}/comm").read_text().strip()
+    return found
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie waits for a reaper that may never come)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_killed_demo_leaves_no_influxd_or_mosquitto_running(tmp_path: Path) -> None:
+    """SIGKILL gives the demo no chance to stop its servers: the kernel ends them with it (the parent-death
+    signal), so a killed demo does not leave a private influxd and mosquitto running on the machine."""
+    env = {**os.environ, "STATIONMON_DEMO_BROKER": "mosquitto"}
+    port = free_port()
+    proc = _start(["--stations", "2", "--listen", f"127.0.0.1:{port}"], tmp_path, env=env)
+    try:
+        wait_until_sync(
+            lambda: _get_json(f"http://127.0.0.1:{port}/api/v1/stations"), timeout=60, message="the demo's API"
+        )
+        servers = {pid: name for pid, name in _children(proc.pid).items() if name in ("influxd", "mosquitto")}
+        assert sorted(servers.values()) == ["influxd", "mosquitto"], _children(proc.pid)
+        proc.kill()
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    try:
+        wait_until_sync(
+            lambda: not any(_running(pid) for pid in servers),
+            timeout=20,
+            message="the killed demo's servers to end",
+            seen=lambda: {pid: name for pid, name in servers.items() if _running(pid)},
+        )
+    finally:
+        for pid in servers:  # never leave them behind, even when the test fails
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
