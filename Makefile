@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := mosquitto influxdb prometheus prometheus-alertmanager chromium fonts-wqy-microhei docker-compose nodejs
 
-.PHONY: venv demo deps test test-unit check bench soak clean mutation mutation-fast mutation-registers
+.PHONY: venv demo deps test test-unit check bench soak clean mutation mutation-fast mutation-registers mutation-map
 
 $(BIN)/stationmon: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -59,16 +59,23 @@ MUTMUT_ARGS ?= --max-children 2
 MUTATION_FAIL_UNDER ?= 90
 MUTATION_FAST := "stationmon.domain.rules.*" "stationmon.domain.registers.*"
 
-mutation: venv
+## mutmut maps each test to the functions it calls once, and later maps only tests with new names: a test whose
+## body changed keeps its old map, and a mutant it now kills would still be reported as surviving. When a test
+## file changed since the map was made, drop the map: the run makes a new one (one traced run of the unit tests).
+mutation-map:
+	@if [ -f mutants/mutmut-stats.json ] && [ -n "$$(find tests -name '*.py' -newer mutants/mutmut-stats.json -print -quit)" ]; then \
+	  echo "tests changed since mutmut mapped them: mapping again"; rm -f mutants/mutmut-stats.json; fi
+
+mutation: venv mutation-map
 	$(BIN)/mutmut run $(MUTMUT_ARGS)
 	$(BIN)/python tools/mutation_report.py "stationmon.domain.*" "stationmon.adapters.spool.*"
 
-mutation-fast: venv
+mutation-fast: venv mutation-map
 	$(BIN)/mutmut run $(MUTMUT_ARGS) $(MUTATION_FAST)
 	$(BIN)/python tools/mutation_report.py $(MUTATION_FAST) --fail-under $(MUTATION_FAIL_UNDER)
 
 ## The part of the fast subset that fits CI on 2 cores (registers.py; rules/ takes hours: see README Development).
-mutation-registers: venv
+mutation-registers: venv mutation-map
 	$(BIN)/mutmut run $(MUTMUT_ARGS) "stationmon.domain.registers.*"
 	$(BIN)/python tools/mutation_report.py "stationmon.domain.registers.*" --fail-under $(MUTATION_FAIL_UNDER)
 
