@@ -26,6 +26,10 @@ def _table(**keys: Value | None) -> Table:
     return {key: value for key, value in keys.items() if value is not None}
 
 
+def _where(at: int | str | None) -> dict[str, int | str | None]:
+    return {"address": at} if isinstance(at, int) else {"topic": at}
+
+
 def _render(header: str, keys: Mapping[str, Value]) -> str:
     return header + "\n" + "".join(f"{key} = {_value(value)}\n" for key, value in keys.items())
 
@@ -47,13 +51,12 @@ def loop_entry(id: str = "sec1", emitter: str | None = "radiator", design: tuple
 def point_entry(quantity: str, at: int | str | None = None, *, loop: str | None = None, **keys: Value | None) -> Table:
     """A `[[stations.points]]` entry: `at` is its register address (an int) or its MQTT topic (a str);
     `keys` are any further keys of the point (type, scale, register, byte_order, format, ...)."""
-    where = {"address": at} if isinstance(at, int) else {"topic": at}
-    return _table(loop=loop, quantity=quantity, **where, **keys)
+    return _table(loop=loop, quantity=quantity, **_where(at), **keys)
 
 
 def outdoor(at: int | str = 0, **keys: Value | None) -> Table:
     """The station's outdoor temperature point (it belongs to no loop)."""
-    return point_entry("outdoor_temp", at, **keys)
+    return _table(quantity="outdoor_temp", **_where(at), **keys)
 
 
 def water(

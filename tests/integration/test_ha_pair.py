@@ -39,15 +39,25 @@ AM_YAML = "route:\n  receiver: nobody\n  group_wait: 1h\nreceivers:\n  - name: n
 def _config(tmp: Path, name: str, influx_url: str, db: str, am_url: str, modbus_port: int) -> tuple[Path, int]:
     port = free_port()
     (tmp / "token").write_text(TOKEN)
-    poll = {"district": "daoli", "interval": f"{INTERVAL_S * 1000:g}ms", "timeout": "300ms"}
+    interval = f"{INTERVAL_S * 1000:g}ms"
     live = station_toml(
         "st-live",
         port=modbus_port,
-        **poll,
+        district="daoli",
+        interval=interval,
+        timeout="300ms",
         loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
         points=[outdoor(type="float32"), *water(type="float32")],
     )
-    dead = station_toml("st-dead", port=free_port(), **poll, loops=(), points=[outdoor(type="float32")])
+    dead = station_toml(
+        "st-dead",
+        port=free_port(),
+        district="daoli",
+        interval=interval,
+        timeout="300ms",
+        loops=(),
+        points=[outdoor(type="float32")],
+    )
     text = f"""
 state_dir = "{tmp / name / "state"}"
 

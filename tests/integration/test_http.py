@@ -30,14 +30,6 @@ MQTT_STATION = station_toml(
     loops=[loop_entry("sec1", "floor")],
     points=[outdoor("plc/gamma/outdoor"), *water(supply="plc/gamma/sec1/supply", ret="plc/gamma/sec1/return")],
 )
-ALPHA: dict[str, str | int] = {
-    "name": "阿尔法换热站",
-    "district": "道里区",
-    "company": "冰城热力有限公司",
-    "heat_source": "哈尔滨第一热电厂",
-    "area_m2": 160000,
-    "households": 3000,
-}
 # beta's outdoor thermometer on an input register, in tenths; its loop's water at 10 and 12
 BETA_POINTS = [outdoor(register="input", type="int16", scale=0.1), *water(supply=10, ret=12)]
 
@@ -45,6 +37,17 @@ BETA_POINTS = [outdoor(register="input", type="int16", scale=0.1), *water(supply
 def _config(tmp_path: Path, http_port: int, faults: str = "", mqtt_url: str | None = None) -> Config:
     """Two Modbus stations (alpha, beta); with `mqtt_url`, also gamma, an MQTT-only station."""
     p1, p2 = free_port(), free_port()
+    alpha = station_toml(
+        "alpha",
+        port=p1,
+        name="阿尔法换热站",
+        district="道里区",
+        company="冰城热力有限公司",
+        heat_source="哈尔滨第一热电厂",
+        area_m2=160000,
+        households=3000,
+        loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
+    )
     mqtt = f'[mqtt]\nurl = "{mqtt_url}"\nclient_id = "stationmon-http-test"\n' if mqtt_url else ""
     return parse_config_text(
         f"""
@@ -62,7 +65,7 @@ water_smoothing = "0s"
 offline_after = "3s"
 evaluate_every = "500ms"
 
-{station_toml("alpha", port=p1, **ALPHA, loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))])}
+{alpha}
 {station_toml("beta", port=p2, name="贝塔换热站", district="南岗区", modbus={"byte_order": "CDAB"}, points=BETA_POINTS)}
 
 {MQTT_STATION if mqtt_url else ""}
