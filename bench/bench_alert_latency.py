@@ -39,6 +39,7 @@ from stationmon.domain.model import AlertEvent
 from stationmon.service import Service
 from tests.helpers import free_port
 from tests.servers import ModbusServer as ModbusTestServer
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 OK_SUPPLY = 450  # 45.0 °C: above the 50/40 floor-heating curve at -10 °C (39.9 °C)
 LOW_SUPPLY = 300  # 30.0 °C
@@ -117,6 +118,15 @@ def write_config(workdir: Path, modbus_port: int, am_url: str, poll_s: float, ev
             "station_offline",
         )
     )
+    station = station_toml(
+        "bench-1",
+        port=modbus_port,
+        district="bench",
+        interval=f"{poll_s}s",
+        timeout=f"{min(1.0, poll_s * 0.8):g}s",
+        loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
+        points=[*water(supply=0, ret=None, type="int16", scale=0.1), outdoor(1, type="int16", scale=0.1)],
+    )
     path = workdir / "bench.toml"
     path.write_text(
         f"""
@@ -143,35 +153,7 @@ water_smoothing = "0s"            # a step on the PLC is judged at once (the lat
 
 {disabled}
 
-[[stations]]
-id = "bench-1"
-district = "bench"
-
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {modbus_port}
-  interval = "{poll_s}s"
-  timeout = "{min(1.0, poll_s * 0.8):g}s"
-
-  [[stations.loops]]
-  id = "sec1"
-  emitter = "floor"
-  design_supply = 50.0
-  design_return = 40.0
-
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "supply_temp"
-  address = 0
-  type = "int16"
-  scale = 0.1
-
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 1
-  type = "int16"
-  scale = 0.1
-""",
+{station}""",
         encoding="utf-8",
     )
     return path

@@ -17,6 +17,7 @@ import aiohttp
 from stationmon.config import load_config
 from stationmon.service import Service
 from tests.helpers import free_port, wait_until, write_config
+from tests.stations_toml import loop_entry, station_toml, water
 
 TOKEN = "t0ken-for-the-test"
 
@@ -24,6 +25,15 @@ TOKEN = "t0ken-for-the-test"
 def service_config(tmp_path: Path, influx: Any, db: str, am_url: str, http_port: int) -> Path:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
+    station = station_toml(
+        "daoli-334",
+        port=free_port(),
+        district="daoli",
+        interval="200ms",
+        timeout="200ms",
+        loops=[loop_entry("sec1", "floor")],
+        points=water(supply=0, ret=None),
+    )
     return write_config(
         tmp_path,
         f"""
@@ -51,25 +61,7 @@ offline_after = "1s"
 season_start = "01-01"
 season_end = "12-31"
 
-[[stations]]
-id = "daoli-334"
-district = "daoli"
-
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {free_port()}
-  interval = "200ms"
-  timeout = "200ms"
-
-  [[stations.loops]]
-  id = "sec1"
-  emitter = "floor"
-
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "supply_temp"
-  address = 0
-""",
+{station}""",
     )
 
 

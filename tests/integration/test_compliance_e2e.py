@@ -17,11 +17,25 @@ from stationmon.config import load_config
 from stationmon.domain.registers import encode_value
 from stationmon.service import Service
 from tests.helpers import free_port, wait_until, write_config
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 STATION = "daoli-youyi-334"
 
 
 def _config(tmp_path: Path, influx_url: str, db: str, modbus_port: int) -> Path:
+    station = station_toml(
+        STATION,
+        port=modbus_port,
+        district="道里区",
+        interval="300ms",
+        timeout="250ms",
+        loops=[loop_entry("rad", design=(75.0, 50.0)), loop_entry("floor", "floor", design=(50.0, 40.0))],
+        points=[
+            outdoor(type="int16", scale=0.1),
+            *water("rad", supply=100, ret=102, type="float32"),
+            *water("floor", supply=110, ret=112, type="float32"),
+        ],
+    )
     return write_config(
         tmp_path,
         f"""
@@ -50,50 +64,7 @@ season_end = "12-31"
 outdoor_smoothing = "0s"
 water_smoothing = "0s"  # issue 12: the default 30 min mean would hold the fast test for half an hour
 
-[[stations]]
-id = "{STATION}"
-district = "道里区"
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {modbus_port}
-  interval = "300ms"
-  timeout = "250ms"
-  [[stations.loops]]
-  id = "rad"
-  emitter = "radiator"
-  design_supply = 75.0
-  design_return = 50.0
-  [[stations.loops]]
-  id = "floor"
-  emitter = "floor"
-  design_supply = 50.0
-  design_return = 40.0
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0
-  type = "int16"
-  scale = 0.1
-  [[stations.points]]
-  loop = "rad"
-  quantity = "supply_temp"
-  address = 100
-  type = "float32"
-  [[stations.points]]
-  loop = "rad"
-  quantity = "return_temp"
-  address = 102
-  type = "float32"
-  [[stations.points]]
-  loop = "floor"
-  quantity = "supply_temp"
-  address = 110
-  type = "float32"
-  [[stations.points]]
-  loop = "floor"
-  quantity = "return_temp"
-  address = 112
-  type = "float32"
-""",
+{station}""",
     )
 
 

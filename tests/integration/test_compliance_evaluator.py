@@ -19,15 +19,16 @@ from stationmon.domain.model import AlertEvent, Reading, StationState
 from stationmon.evaluator import Evaluator
 from stationmon.metrics import Metrics
 from tests.helpers import wait_until
+from tests.stations_toml import loop_entry, station_toml
 
 T0 = 1_760_000_000.0
 
 
 def make_config(tmp_path: Path, *, loops: str = "rad,floor", extra: str = "", state_file: str = "") -> Config:
-    loop_tables = {
-        "rad": '[[stations.loops]]\nid = "rad"\nemitter = "radiator"\n',
-        "floor": '[[stations.loops]]\nid = "floor"\nemitter = "floor"\n',
-    }
+    emitters = {"rad": "radiator", "floor": "floor"}
+    station = station_toml(
+        "s1", district="d1", loops=[loop_entry(n, emitters[n]) for n in loops.split(",") if n], points=()
+    )
     text = f"""
 state_dir = "{tmp_path}/state"
 [rules]
@@ -40,11 +41,7 @@ season_end = "12-31"
 outdoor_smoothing = "0s"
 {f'state_file = "{state_file}"' if state_file else ""}
 {extra}
-[[stations]]
-id = "s1"
-district = "d1"
-{"".join(loop_tables[name] for name in loops.split(",") if name)}
-"""
+{station}"""
     return parse_config_text(text, require_influxdb=False)
 
 

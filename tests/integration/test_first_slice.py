@@ -10,9 +10,22 @@ from pathlib import Path
 
 from stationmon.domain.registers import encode_value
 from tests.helpers import free_port, wait_until, write_config
+from tests.stations_toml import loop_entry, outdoor, point_entry, station_toml, water
 
 
 def _config(tmp_path: Path, influx_url: str, db: str, modbus_port: int, http_port: int) -> Path:
+    station = station_toml(
+        "daoli-youyi-334",
+        port=modbus_port,
+        name="友谊路334号换热站",
+        district="道里区",
+        loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
+        points=[
+            outdoor(type="int16", scale=0.1),
+            *water(supply=100, ret=None, type="float32"),
+            point_entry("return_temp", 102, loop="sec1", type="float32", byte_order="CDAB"),
+        ],
+    )
     return write_config(
         tmp_path,
         f"""
@@ -30,37 +43,7 @@ flush_interval = "200ms"
 [http]
 listen = "127.0.0.1:{http_port}"
 
-[[stations]]
-id = "daoli-youyi-334"
-name = "友谊路334号换热站"
-district = "道里区"
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {modbus_port}
-  interval = "500ms"
-  timeout = "400ms"
-  [[stations.loops]]
-  id = "sec1"
-  emitter = "floor"
-  design_supply = 50.0
-  design_return = 40.0
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0
-  type = "int16"
-  scale = 0.1
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "supply_temp"
-  address = 100
-  type = "float32"
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "return_temp"
-  address = 102
-  type = "float32"
-  byte_order = "CDAB"
-""",
+{station}""",
     )
 
 

@@ -28,6 +28,7 @@ from stationmon.adapters.modbus import automatic_jitter, station_phase
 from stationmon.domain.registers import encode_value
 from stationmon.domain.silences import parse_ack_silences
 from tests.helpers import free_port, wait_until, write_config
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 TOKEN = "ha-pair-token"
 RESEND_S = 2.0
@@ -38,6 +39,25 @@ AM_YAML = "route:\n  receiver: nobody\n  group_wait: 1h\nreceivers:\n  - name: n
 def _config(tmp: Path, name: str, influx_url: str, db: str, am_url: str, modbus_port: int) -> tuple[Path, int]:
     port = free_port()
     (tmp / "token").write_text(TOKEN)
+    interval = f"{INTERVAL_S * 1000:g}ms"
+    live = station_toml(
+        "st-live",
+        port=modbus_port,
+        district="daoli",
+        interval=interval,
+        timeout="300ms",
+        loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
+        points=[outdoor(type="float32"), *water(type="float32")],
+    )
+    dead = station_toml(
+        "st-dead",
+        port=free_port(),
+        district="daoli",
+        interval=interval,
+        timeout="300ms",
+        loops=(),
+        points=[outdoor(type="float32")],
+    )
     text = f"""
 state_dir = "{tmp / name / "state"}"
 
@@ -67,54 +87,8 @@ offline_after = "1500ms"
 season_start = "01-01"
 season_end = "12-31"
 
-[[stations]]
-id = "st-live"
-district = "daoli"
-
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {modbus_port}
-  interval = "{INTERVAL_S * 1000:g}ms"
-  timeout = "300ms"
-
-  [[stations.loops]]
-  id = "sec1"
-  emitter = "floor"
-  design_supply = 50.0
-  design_return = 40.0
-
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0
-  type = "float32"
-
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "supply_temp"
-  address = 2
-  type = "float32"
-
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "return_temp"
-  address = 4
-  type = "float32"
-
-[[stations]]
-id = "st-dead"
-district = "daoli"
-
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {free_port()}
-  interval = "{INTERVAL_S * 1000:g}ms"
-  timeout = "300ms"
-
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0
-  type = "float32"
-"""
+{live}
+{dead}"""
     (tmp / name).mkdir(exist_ok=True)
     return write_config(tmp / name, text), port
 

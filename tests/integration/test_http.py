@@ -21,32 +21,33 @@ from stationmon.errors import StationmonError
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.helpers import free_port, wait_until
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
-MQTT_STATION = """
-[[stations]]
-id = "gamma"
-name = "伽马换热站"
-district = "道里区"
-[[stations.loops]]
-id = "sec1"
-emitter = "floor"
-[[stations.points]]
-quantity = "outdoor_temp"
-topic = "plc/gamma/outdoor"
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-topic = "plc/gamma/sec1/supply"
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-topic = "plc/gamma/sec1/return"
-"""
+MQTT_STATION = station_toml(
+    "gamma",
+    name="伽马换热站",
+    district="道里区",
+    loops=[loop_entry("sec1", "floor")],
+    points=[outdoor("plc/gamma/outdoor"), *water(supply="plc/gamma/sec1/supply", ret="plc/gamma/sec1/return")],
+)
+# beta's outdoor thermometer on an input register, in tenths; its loop's water at 10 and 12
+BETA_POINTS = [outdoor(register="input", type="int16", scale=0.1), *water(supply=10, ret=12)]
 
 
 def _config(tmp_path: Path, http_port: int, faults: str = "", mqtt_url: str | None = None) -> Config:
     """Two Modbus stations (alpha, beta); with `mqtt_url`, also gamma, an MQTT-only station."""
     p1, p2 = free_port(), free_port()
+    alpha = station_toml(
+        "alpha",
+        port=p1,
+        name="阿尔法换热站",
+        district="道里区",
+        company="冰城热力有限公司",
+        heat_source="哈尔滨第一热电厂",
+        area_m2=160000,
+        households=3000,
+        loops=[loop_entry("sec1", "floor", design=(50.0, 40.0))],
+    )
     mqtt = f'[mqtt]\nurl = "{mqtt_url}"\nclient_id = "stationmon-http-test"\n' if mqtt_url else ""
     return parse_config_text(
         f"""
@@ -64,63 +65,8 @@ water_smoothing = "0s"
 offline_after = "3s"
 evaluate_every = "500ms"
 
-[[stations]]
-id = "alpha"
-name = "阿尔法换热站"
-district = "道里区"
-company = "冰城热力有限公司"
-heat_source = "哈尔滨第一热电厂"
-area_m2 = 160000
-households = 3000
-[stations.modbus]
-host = "127.0.0.1"
-port = {p1}
-interval = "500ms"
-timeout = "400ms"
-[[stations.loops]]
-id = "sec1"
-emitter = "floor"
-design_supply = 50.0
-design_return = 40.0
-[[stations.points]]
-quantity = "outdoor_temp"
-address = 0
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-address = 2
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-address = 4
-
-[[stations]]
-id = "beta"
-name = "贝塔换热站"
-district = "南岗区"
-[stations.modbus]
-host = "127.0.0.1"
-port = {p2}
-interval = "500ms"
-timeout = "400ms"
-byte_order = "CDAB"
-[[stations.loops]]
-id = "sec1"
-emitter = "radiator"
-[[stations.points]]
-quantity = "outdoor_temp"
-register = "input"
-address = 0
-type = "int16"
-scale = 0.1
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-address = 10
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-address = 12
+{alpha}
+{station_toml("beta", port=p2, name="贝塔换热站", district="南岗区", modbus={"byte_order": "CDAB"}, points=BETA_POINTS)}
 
 {MQTT_STATION if mqtt_url else ""}
 [simulator]

@@ -21,11 +21,20 @@ from stationmon.domain.model import AlertEvent, Reading
 from stationmon.domain.registers import encode_value
 from stationmon.service import Service
 from tests.helpers import free_port, wait_until
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 STATION = "s-return"
 
 
 def _config_text(tmp_path: Path, modbus_port: int) -> str:
+    station = station_toml(
+        STATION,
+        port=modbus_port,
+        interval="300ms",
+        timeout="250ms",
+        loops=[loop_entry("floor", "floor", design=(50.0, 40.0))],
+        points=[outdoor(type="int16", scale=0.1), *water("floor", supply=110, ret=112, type="float32")],
+    )
     # fresh_s = offline_after = 4 s: longer than the poller's backoff cap (10 x 300 ms) plus a poll
     return f"""
 state_dir = "{tmp_path}/state"
@@ -46,34 +55,7 @@ outdoor_smoothing = "0s"
 water_smoothing = "0s"
 [rules.indoor_low]
 min_sensors = 3  # one household thermometer: the water model judges the loop (and its sensor faults show)
-[[stations]]
-id = "{STATION}"
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {modbus_port}
-  interval = "300ms"
-  timeout = "250ms"
-  [[stations.loops]]
-  id = "floor"
-  emitter = "floor"
-  design_supply = 50.0
-  design_return = 40.0
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0
-  type = "int16"
-  scale = 0.1
-  [[stations.points]]
-  loop = "floor"
-  quantity = "supply_temp"
-  address = 110
-  type = "float32"
-  [[stations.points]]
-  loop = "floor"
-  quantity = "return_temp"
-  address = 112
-  type = "float32"
-"""
+{station}"""
 
 
 @contextlib.asynccontextmanager

@@ -19,6 +19,7 @@ from stationmon.config import Config, parse_config_text
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.helpers import free_port, wait_until
+from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 # One family from each adapter, and the process collector: the scrape really covers them all.
 EXPECTED_FAMILIES = (
@@ -31,6 +32,15 @@ EXPECTED_FAMILIES = (
     "stationmon_station_online",
     "stationmon_process_cpu_seconds_total",
     "stationmon_python_info",
+)
+
+
+# an MQTT-only station
+GAMMA = station_toml(
+    "gamma",
+    name="伽马换热站",
+    loops=[loop_entry("sec1", "floor")],
+    points=[outdoor("plc/gamma/outdoor"), *water(supply="plc/gamma/sec1/supply", ret=None)],
 )
 
 
@@ -56,43 +66,8 @@ evaluate_every = "500ms"
 [[alerting.webhook]]
 url = "http://127.0.0.1:{free_port()}/hook"
 
-[[stations]]
-id = "alpha"
-name = "阿尔法换热站"
-[stations.modbus]
-host = "127.0.0.1"
-port = {free_port()}
-interval = "500ms"
-timeout = "400ms"
-[[stations.loops]]
-id = "sec1"
-emitter = "radiator"
-[[stations.points]]
-quantity = "outdoor_temp"
-address = 0
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-address = 2
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-address = 4
-
-[[stations]]
-id = "gamma"
-name = "伽马换热站"
-[[stations.loops]]
-id = "sec1"
-emitter = "floor"
-[[stations.points]]
-quantity = "outdoor_temp"
-topic = "plc/gamma/outdoor"
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-topic = "plc/gamma/sec1/supply"
-
+{station_toml("alpha", port=free_port(), name="阿尔法换热站")}
+{GAMMA}
 [simulator]
 outdoor_temp = -10.0
 publish_interval = "200ms"

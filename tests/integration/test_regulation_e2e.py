@@ -25,6 +25,7 @@ from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
 from tests.helpers import free_port, wait_until, write_config
+from tests.stations_toml import loop_entry, outdoor, point_entry, station_toml, water
 
 COMPANY_A = "冰城热力有限公司"
 COMPANY_B = "松江供热集团"
@@ -39,56 +40,25 @@ receivers:
 
 
 def _station(sid: str, company: str, port: int, primary: bool = False) -> str:
-    primary_points = (
-        """
-  [[stations.points]]
-  quantity = "primary_supply_temp"
-  address = 2
-  [[stations.points]]
-  quantity = "primary_return_temp"
-  address = 4"""
-        if primary
-        else ""
+    primary_points = [point_entry("primary_supply_temp", 2), point_entry("primary_return_temp", 4)] if primary else []
+    return station_toml(
+        sid,
+        port=port,
+        interval="300ms",
+        timeout="250ms",
+        district="道里区",
+        company=company,
+        heat_source="哈尔滨第一热电厂",
+        area_m2=160000,
+        households=3000,
+        loops=[loop_entry("sec1", "radiator", design=(75.0, 50.0))],
+        points=[
+            outdoor(),
+            *primary_points,
+            *water(supply=100, ret=102, flow=104),
+            point_entry("pump_running", 106, loop="sec1", type="uint16"),
+        ],
     )
-    return f"""
-[[stations]]
-id = "{sid}"
-district = "道里区"
-company = "{company}"
-heat_source = "哈尔滨第一热电厂"
-area_m2 = 160000
-households = 3000
-  [stations.modbus]
-  host = "127.0.0.1"
-  port = {port}
-  interval = "300ms"
-  timeout = "250ms"
-  [[stations.loops]]
-  id = "sec1"
-  emitter = "radiator"
-  design_supply = 75.0
-  design_return = 50.0
-  [[stations.points]]
-  quantity = "outdoor_temp"
-  address = 0{primary_points}
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "supply_temp"
-  address = 100
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "return_temp"
-  address = 102
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "flow"
-  address = 104
-  [[stations.points]]
-  loop = "sec1"
-  quantity = "pump_running"
-  address = 106
-  type = "uint16"
-"""
 
 
 def _config(tmp_path: Path, influx: Any, db: str, am_url: str, mqtt_url: str) -> Config:

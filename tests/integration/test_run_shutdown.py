@@ -23,42 +23,14 @@ from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.helpers import free_port, wait_until, write_config
 from tests.servers import InfluxServer
+from tests.stations_toml import outdoor, station_toml, water
 
 STOP_DEADLINE_S = 10.0  # CONTRACT section 1: run flushes and exits within 10 s of a signal
 STATIONS = ("daoli-youyi-334", "nangang-hexing-48")
 
 
 def _config_text(tmp_path: Path, http_port: int, influx: str) -> str:
-    stations = "".join(
-        f"""
-[[stations]]
-id = "{sid}"
-[stations.modbus]
-host = "127.0.0.1"
-port = {free_port()}
-interval = "500ms"
-timeout = "400ms"
-[[stations.loops]]
-id = "sec1"
-emitter = "radiator"
-[[stations.points]]
-quantity = "outdoor_temp"
-address = 0
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-address = 2
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-address = 4
-[[stations.points]]
-loop = "sec1"
-quantity = "flow"
-address = 6
-"""
-        for sid in STATIONS
-    )
+    stations = "".join(station_toml(sid, port=free_port(), points=[outdoor(), *water(flow=6)]) for sid in STATIONS)
     return f"""
 state_dir = "{tmp_path / "state"}"
 [influxdb]

@@ -20,6 +20,7 @@ from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
 from tests.helpers import free_port, port_open, wait_until
+from tests.stations_toml import loop_entry, outdoor, point_entry, station_toml, water
 
 T0 = 1_764_000_000.0
 
@@ -106,19 +107,18 @@ async def test_registers_decode_through_the_collector_to_the_model_values(client
     assert latest[(None, "outdoor_temp")].value == pytest.approx(-12.5)
 
 
+def _bare_station(sid: str, port: int) -> str:
+    """A station of one loop "l" with one point, its supply_temp at 0; only the port set in [stations.modbus]."""
+    points = water("l", supply=0, ret=None)
+    return station_toml(
+        sid, port=port, host=None, interval=None, timeout=None, loops=[loop_entry("l", None)], points=points
+    )
+
+
 async def test_offline_fault_closes_the_server_and_it_comes_back() -> None:
     port = free_port()
     text = f"""
-[[stations]]
-id = "s"
-[stations.modbus]
-port = {port}
-[[stations.loops]]
-id = "l"
-[[stations.points]]
-loop = "l"
-quantity = "supply_temp"
-address = 0
+{_bare_station("s", port)}
 [simulator]
 outdoor_temp = 0.0
 [[simulator.faults]]
@@ -140,6 +140,16 @@ duration = "20s"
         assert await asyncio.to_thread(port_open, port)
 
 
+_MQTT_STATION = station_toml(
+    "m",
+    loops=[loop_entry("sec1", "floor")],
+    points=[
+        outdoor("plc/m/outdoor"),
+        point_entry("supply_temp", "plc/m/sec1/supply", loop="sec1", format="json", value="data.value", time="data.ts"),
+    ],
+)
+
+
 async def test_mqtt_points_and_indoor_sensors_arrive_through_the_mqtt_collector(
     mosquitto: MosquittoServer,
 ) -> None:
@@ -152,21 +162,7 @@ client_id = "sim-test-collector"
 topic = "heat/{{station}}/{{loop}}/indoor/{{sensor}}"
 quantity = "indoor_temp"
 
-[[stations]]
-id = "m"
-[[stations.loops]]
-id = "sec1"
-emitter = "floor"
-[[stations.points]]
-quantity = "outdoor_temp"
-topic = "plc/m/outdoor"
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-topic = "plc/m/sec1/supply"
-format = "json"
-value = "data.value"
-time = "data.ts"
+{_MQTT_STATION}
 
 [simulator]
 outdoor_temp = -5.0
@@ -228,38 +224,8 @@ def _fault_config(tmp_path: Path) -> Config:
     faults = []
     for kind in [*_FAULT_ALERTS, "none"]:
         sid = kind.replace("_", "-")
-        stations.append(
-            f"""
-[[stations]]
-id = "{sid}"
-[stations.modbus]
-host = "127.0.0.1"
-port = {free_port()}
-interval = "1s"
-timeout = "500ms"
-[[stations.loops]]
-id = "sec1"
-emitter = "radiator"
-[[stations.points]]
-quantity = "outdoor_temp"
-address = 0
-[[stations.points]]
-loop = "sec1"
-quantity = "supply_temp"
-address = 2
-[[stations.points]]
-loop = "sec1"
-quantity = "return_temp"
-address = 4
-[[stations.points]]
-loop = "sec1"
-quantity = "flow"
-address = 6
-[[stations.points]]
-loop = "sec1"
-quantity = "pump_running"
-address = 8"""
-        )
+        points = [outdoor(), *water(flow=6), point_entry("pump_running", 8, loop="sec1")]
+        stations.append(station_toml(sid, port=free_port(), interval="1s", timeout="500ms", points=points))
         if kind != "none":
             loop = "" if kind in STATION_FAULT_KINDS else 'loop = "sec1"\n'
             faults.append(
@@ -330,21 +296,7 @@ def test_simulate_command_serves_until_duration_and_exits_0(tmp_path: Path) -> N
     from tests.helpers import wait_until_sync, write_config
 
     port = free_port()
-    path = write_config(
-        tmp_path,
-        f"""
-[[stations]]
-id = "cli"
-[stations.modbus]
-port = {port}
-[[stations.loops]]
-id = "l"
-[[stations.points]]
-loop = "l"
-quantity = "supply_temp"
-address = 0
-""",
-    )
+    path = write_config(tmp_path, _bare_station("cli", port))
     exe = str(Path(sys.executable).parent / "stationmon")
     proc = subprocess.Popen([exe, "simulate", "-c", str(path), "--duration", "4"], stdout=subprocess.PIPE, text=True)
     try:
