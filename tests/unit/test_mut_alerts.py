@@ -527,3 +527,6 @@ def test_events_clean_nan_and_label_a_station_level_loop_empty() -> None:
     b = book()
     [event] = b.update(0.0, {SHORTAGE: Condition(math.nan, 40.0, "m", "d1")}, judged_clear)
     assert event.value is None and event.labels["loop"] == ""
+    # a threshold the rule could not compute is null on the wire too (Alertmanager's and the webhooks' JSON)
+    [event] = book().update(0.0, {SHORTAGE: Condition(30.0, math.nan, "m", "d1")}, judged_clear)
+    assert (event.value, event.threshold) == (30.0, None)

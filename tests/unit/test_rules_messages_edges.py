@@ -33,6 +33,8 @@ FIXED_41 = ("s1", "rad", 75.0, 50.0, 1.3, 41.0, None)  # a fixed 41 °C supply f
         (41.06, "back above", 41.0, "41.1 °C back above 41.0 °C"),
         (40.9999, "below", 41.0, "just below 41.0 °C"),  # alike even with three decimals
         (41.0, "back above", 41.0, "back at 41.0 °C"),
+        (41.0, "below", 41.0, "at 41.0 °C"),  # held by hysteresis at its threshold: "at", not "below"
+        (41.0, "above", 41.0, "at 41.0 °C"),
         (-12.04, "below", -12.0, "-12.04 °C below -12.00 °C"),
         (-11.97, "above", -12.0, "-11.97 °C above -12.00 °C"),
         (-0.04, "below", 0.0, "-0.04 °C below 0.00 °C"),  # not "-0.0 °C below 0.0 °C"
@@ -91,6 +93,9 @@ def test_indoor_low_prints_the_lowest_apart_from_both_tiers() -> None:
         r.conditions()[("indoor_low", *RAD)].message
         == "1 of 2 indoor sensors below 18.0 °C (lowest 15.0 °C, 1 below 16.0 °C)"
     )
+    # 16.04 is not below the 16 °C refund tier, which the message does not name: one decimal against 18 °C
+    r = judge(70.0, 50.0, indoor=[16.04, 19.0])
+    assert r.conditions()[("indoor_low", *RAD)].message == "1 of 2 indoor sensors below 18.0 °C (lowest 16.0 °C)"
 
 
 def test_delta_t_and_primary_shortage_at_their_thresholds() -> None:
