@@ -8,8 +8,9 @@ root: mutmut keeps each source file's results in `mutants/<path>.meta` (JSON, `e
 Score = killed / (mutants - equivalent). Killed includes a timeout (the mutant made a test hang) and a
 type-check catch. A survivor, a mutant no test reaches ("no tests") and a suspicious one count against
 the score. Mutants listed in the equivalents file (`docs/mutation-equivalents.txt`: `name  # reason`,
-one per line) are left out of the score; one that no longer survives is reported as stale. A mutant
-not yet checked (an interrupted run) fails the report: the score would be a guess.
+one per line) are left out of the score; one that no longer survives is reported as stale, and so is
+one that names no mutant now (renamed code). A mutant not yet checked (an interrupted run) fails the
+report: the score would be a guess.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     stale = [n for n in equivalents if n in results and status(results[n]) == "killed"]
     if stale:
         print("listed as equivalent but killed now (remove from the list): " + ", ".join(stale))
+    gone = [n for n in equivalents if n not in results and any(fnmatch.fnmatch(n, p) for p in args.patterns)]
+    if gone:  # the function was renamed, removed or renumbered: the reason no longer names a mutant
+        print("listed as equivalent but no such mutant now (drop or renumber): " + ", ".join(sorted(gone)))
     for scope in scopes:
         print(scope.line())
         if scope.counts["not checked"]:

@@ -62,11 +62,14 @@ def test_equivalents_leave_the_score_and_stale_ones_are_named(
         "# comment\n"
         "stationmon.domain.rules.checks.x_f__mutmut_9  # a copy of the value, never read\n"
         "stationmon.domain.rules.checks.x_f__mutmut_1  # killed by now\n"
+        "stationmon.domain.rules.checks.x_gone__mutmut_3  # its function was renamed since\n"
+        "stationmon.other.x_g__mutmut_1  # another scope's: not reported here\n"
     )
     assert report.main(["stationmon.domain.*", "--mutants", str(root), "--equivalents", str(listed)]) == 0
     out = capsys.readouterr().out
     assert "stationmon.domain.*: 9/10 killed (90.0 %); 0 survived, 1 without tests, 0 suspicious, 1 equivalent" in out
     assert "killed now (remove from the list): stationmon.domain.rules.checks.x_f__mutmut_1" in out
+    assert "no such mutant now (drop or renumber): stationmon.domain.rules.checks.x_gone__mutmut_3\n" in out
 
 
 def test_an_unfinished_run_fails(report: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
