@@ -21,6 +21,7 @@ from stationmon.domain.heating import (
     estimate_indoor,
     estimate_indoor_temp,
     expected_delta_t,
+    relative_load,
     required_temps,
 )
 
@@ -154,3 +155,26 @@ def test_largest_finite_step(values: list[float], largest: float) -> None:
 def test_largest_finite_of_a_table_is_over_every_element() -> None:
     assert _largest_finite(np.array([[1.0, -9.0], [np.inf, 4.0]])) == 9.0
     assert _largest_finite(np.array([[1.0, 2.0], [3.0, -4.0]])) == 4.0
+
+
+def test_relative_load_is_silent_on_a_design_point_at_the_design_indoor() -> None:
+    """A site whose design outdoor equals its design indoor (18 °C, a typo in the config) makes the load's
+    span 0: colder than the target is x/0 (inf, a "divide"), exactly at the target 0/0 (NaN, an "invalid"),
+    warmer is -inf clamped to no load. numpy must warn about neither. Catches `invalid` or `divide` dropped
+    from relative_load's errstate (or set to None, which inherits numpy's default: warn)."""
+    q = relative_load([-10.0, 18.0, 25.0], outdoor_design=18.0)
+    assert q[0] == math.inf and math.isnan(q[1]) and q[2] == 0.0
+
+
+def test_estimate_indoor_is_silent_when_the_water_mean_overflows() -> None:
+    """Supply and return both 1.5e308 (a float64 register's garbage): their sum overflows before it is halved,
+    so the water's mean is inf and no indoor temperature follows (NaN); numpy must not warn, and the loop
+    beside it, water built by hand for 20 °C at -5 °C (75/50, m = 1.3, designed 18 °C at -24.2 °C), is
+    still estimated at 20 °C. Catches `over="ignore"` dropped from the errstate around (supply + return) / 2."""
+    q = (20.0 - -5.0) / (18.0 - -24.2)
+    t_m = 20.0 + (62.5 - 18.0) * q ** (1 / 1.3)
+    supply = np.array([1.5e308, t_m + 12.5 * q])
+    return_ = np.array([1.5e308, t_m - 12.5 * q])
+    got = estimate_indoor_temp(supply, return_, -5.0, 75.0, 50.0, 1.3)
+    assert math.isnan(got[0])
+    assert got[1] == pytest.approx(20.0, abs=1e-9)
