@@ -23,8 +23,8 @@ from tests.unit.test_rules_edges import NOW, RADIATOR, make_inputs
 _UNSMOOTHED = RulesSettings(outdoor_smoothing_s=0.0, water_smoothing_s=0.0)
 
 
-def _engine(site: Site, settings: RulesSettings = _UNSMOOTHED, **build: object) -> RuleEngine:
-    return RuleEngine(LoopTable.build([("s1", "d1")], [RADIATOR], site, **build), settings)  # type: ignore[arg-type]
+def _engine(site: Site, points: dict[str, PointFacts] | None = None) -> RuleEngine:
+    return RuleEngine(LoopTable.build([("s1", "d1")], [RADIATOR], site, points=points), _UNSMOOTHED)
 
 
 def test_the_curve_uses_the_sites_design_indoor_temperature() -> None:
