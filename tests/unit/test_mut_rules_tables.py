@@ -183,8 +183,8 @@ def test_an_empty_household_list_with_an_empty_flag_list_is_no_household_reading
     """A collector that states its flags for an empty household list (`flagged=[]`): the loop has no
     household sensors, and the water model judges it.
 
-    Catches `Series.of` dropping the bool dtype of `flagged` (an empty list becomes a float array:
-    `~flagged` raises TypeError in the household facts)."""
+    Catches `Series.of` dropping the bool dtype of `flagged` (dtype None or left out: an empty list becomes
+    a float array, and `~flagged` raises TypeError in the household facts)."""
     inp = make_inputs(70.0, 50.0)
     inp.indoor = Series.of([], [], flagged=[])
     assert inp.indoor.flagged.dtype == np.bool_
