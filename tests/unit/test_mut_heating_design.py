@@ -178,3 +178,26 @@ def test_estimate_indoor_is_silent_when_the_water_mean_overflows() -> None:
     got = estimate_indoor_temp(supply, return_, -5.0, 75.0, 50.0, 1.3)
     assert math.isnan(got[0])
     assert got[1] == pytest.approx(20.0, abs=1e-9)
+
+
+def test_whole_numbers_and_float32_readings_are_computed_in_float64() -> None:
+    """A caller may pass whole numbers (75/50 °C design, exponent 1) or float32 arrays (register values as
+    decoded): every entry point computes in float64 and answers exactly as for the same values given as
+    float64 (without the conversion, float32 readings would be computed in float32: about 1e-6 relative,
+    coarser than Newton's tolerance)."""
+    supply, return_ = np.array([60.3, 45.7], dtype=np.float32), np.array([45.1, 35.2], dtype=np.float32)
+    narrow = estimate_indoor_temp(supply, return_, -10, [75, 45], [50, 35], [1, 2])
+    wide = estimate_indoor_temp(
+        supply.astype(np.float64), return_.astype(np.float64), -10.0, DS[[1, 0]], DR[[1, 0]], [1.0, 2.0]
+    )
+    assert narrow.dtype == np.float64
+    np.testing.assert_array_equal(narrow, wide)
+    outdoor32 = np.array([-10.3], dtype=np.float32)
+    outdoor64 = outdoor32.astype(np.float64)
+    for narrow_out, wide_out in (
+        (required_temps(outdoor32, 75, 50, 1), required_temps(outdoor64, 75.0, 50.0, 1.0)),
+        ((expected_delta_t(outdoor32, 75, 50),), (expected_delta_t(outdoor64, 75.0, 50.0),)),
+        ((relative_load(outdoor32, indoor_target=20),), (relative_load(outdoor64, indoor_target=20.0),)),
+    ):
+        for a, b in zip(narrow_out, wide_out, strict=True):
+            assert a.dtype == np.float64 and a.tolist() == b.tolist()
