@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from stationmon.adapters.spool import Spool
+from stationmon.service import Service
 from stationmon.sim.servers import free_port, port_open
 
-__all__ = ["drain_spool", "free_port", "port_open", "wait_for_count", "wait_until", "wait_until_sync", "write_config"]
+__all__ = [
+    "drain_spool",
+    "free_port",
+    "port_open",
+    "running_service",
+    "wait_for_count",
+    "wait_until",
+    "wait_until_sync",
+    "write_config",
+]
 
 
 async def wait_until(
@@ -135,3 +146,67 @@ def write_config(tmp_path: Path, text: str, name: str = "stationmon.toml") -> Pa
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@contextlib.asynccontextmanager
+async def running_service(service: Service, *, stop_timeout_s: float = 30.0) -> AsyncIterator[Service]:
+    """Run `service` (its `run(stop)`, as the task "service") while the block runs; stop it on exit.
+
+    The service's failure is the test's: a task that raises (or returns) before it is asked to stop
+    cancels the block at once, as a TaskGroup does, and its exception is raised in the block's place; one
+    that raises on stop raises it from here; one that does not stop within `stop_timeout_s` is cancelled
+    and fails the test with a message naming the timeout. An exception of the block itself is still the
+    one raised, with any failure of stopping the service added to it as a note."""
+    body = asyncio.current_task()
+    assert body is not None, "running_service needs a running task"
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop), name="service")
+    interrupted = False
+
+    def ended(_: asyncio.Task[None]) -> None:
+        nonlocal interrupted
+        if not stop.is_set():  # it ended by itself: stop waiting for whatever the block awaits
+            interrupted = True
+            body.cancel()
+
+    task.add_done_callback(ended)
+    try:
+        yield service
+    except asyncio.CancelledError as cancelled:
+        if not interrupted:
+            await _note_stop_failure(task, stop, stop_timeout_s, cancelled)
+            raise
+        body.uncancel()  # the cancellation was ours: the service's end is the failure to report
+    except BaseException as exc:
+        await _note_stop_failure(task, stop, stop_timeout_s, exc)
+        raise
+    else:
+        if interrupted:  # the block swallowed the cancellation that reported the service's end
+            body.uncancel()
+    failure = await _stop_service(task, stop, stop_timeout_s)
+    if failure is not None:  # raised as it is: its own cause and traceback kept
+        raise failure
+
+
+async def _note_stop_failure(task: asyncio.Task[None], stop: asyncio.Event, timeout: float, exc: BaseException) -> None:
+    """Stop the service while the block's `exc` is on its way; a failure to stop becomes its note."""
+    failure = await _stop_service(task, stop, timeout)
+    if failure is not None:
+        exc.add_note(f"and stopping the service failed too: {type(failure).__name__}: {failure}")
+
+
+async def _stop_service(task: asyncio.Task[None], stop: asyncio.Event, timeout: float) -> BaseException | None:
+    """Set `stop` and wait for the task: its exception, an AssertionError for a hang or an early end, or None."""
+    early = task.done()
+    stop.set()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout)
+        return AssertionError(f"the service did not stop within {timeout:g}s of stop being set (cancelled it)")
+    if task.cancelled():
+        return asyncio.CancelledError("the service task was cancelled")
+    failure = task.exception()
+    if failure is None and early:
+        return AssertionError("Service.run returned before it was asked to stop")
+    return failure

@@ -5,10 +5,7 @@ InfluxDB's alert_events. Real InfluxDB, Alertmanager, HTTP server; the station i
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import aiohttp
 
 from stationmon.config import load_config
 from stationmon.service import Service
-from tests.helpers import free_port, wait_until, write_config
+from tests.helpers import free_port, running_service, wait_until, write_config
 from tests.stations_toml import loop_entry, station_toml, water
 
 TOKEN = "t0ken-for-the-test"
@@ -65,17 +62,6 @@ season_end = "12-31"
     )
 
 
-@contextlib.asynccontextmanager
-async def running(service: Service) -> AsyncIterator[Service]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name="service")
-    try:
-        yield service
-    finally:
-        stop.set()
-        await task
-
-
 def counter(service: Service, name: str, *labels: str) -> float:
     metric = service.metrics.get(name)
     return 0.0 if metric is None else float(metric.value(*labels))
@@ -103,7 +89,7 @@ async def test_ack_over_the_api(tmp_path: Path, influxdb: Any, influx_db: str, a
     config = load_config(service_config(tmp_path, influxdb, influx_db, am.url, http_port))
     base = f"http://127.0.0.1:{http_port}"
     service = Service(config)
-    async with running(service), aiohttp.ClientSession() as http:
+    async with running_service(service), aiohttp.ClientSession() as http:
 
         async def offline_alert() -> dict[str, Any] | None:
             try:

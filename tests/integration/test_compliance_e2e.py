@@ -7,16 +7,13 @@ fire the alert again; warm water resolves it; a dead PLC gives one `station_offl
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from stationmon.config import load_config
 from stationmon.domain.registers import encode_value
 from stationmon.service import Service
-from tests.helpers import free_port, wait_until, write_config
+from tests.helpers import free_port, running_service, wait_until, write_config
 from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 STATION = "daoli-youyi-334"
@@ -73,18 +70,6 @@ def _set_water(server: Any, address: int, supply: float, ret: float) -> None:
     server.set_holding(address + 2, encode_value(ret, "float32", "ABCD"))
 
 
-@contextlib.asynccontextmanager
-async def _running(config_path: Path) -> AsyncIterator[Service]:
-    service = Service(load_config(config_path))
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name="service")
-    try:
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
-
-
 def _events(influxdb: Any, db: str, where: str = "") -> list[dict[str, Any]]:
     q = 'SELECT "state", "value", "threshold", "message", "alert_id", rule, loop, severity, district FROM alert_events'
     return influxdb.query(db, q + (f" WHERE {where}" if where else ""))
@@ -102,7 +87,7 @@ async def test_undersupplied_loop_fires_supply_low_survives_restart_and_resolves
     def supply_low_firing() -> list[dict[str, Any]]:
         return _events(influxdb, influx_db, "rule = 'supply_low' AND \"state\" = 'firing'")
 
-    async with _running(config) as service:
+    async with running_service(Service(load_config(config))) as service:
         [fired] = await wait_until(supply_low_firing, timeout=30, message="supply_low firing in alert_events")
         assert fired["loop"] == "rad" and fired["district"] == "道里区" and fired["severity"] == "warning"
         assert fired["value"] == 41.0
@@ -135,7 +120,7 @@ async def test_undersupplied_loop_fires_supply_low_survives_restart_and_resolves
     assert state_file.exists()
 
     # restart with the loop still cold: the alert is remembered, not fired again
-    async with _running(config) as service:
+    async with running_service(Service(load_config(config))) as service:
         await wait_until(
             lambda: service.evaluator.last_tick is not None and service.evaluator.results is not None,
             timeout=20,
@@ -169,7 +154,7 @@ async def test_dead_plc_raises_one_station_offline(  # type: ignore[no-untyped-d
     _set_water(server, 100, 62.0, 44.0)
     _set_water(server, 110, 41.0, 34.0)
     config = _config(tmp_path, influxdb.url, influx_db, server.port)
-    async with _running(config) as service:
+    async with running_service(Service(load_config(config))) as service:
         await wait_until(
             lambda: (
                 service.evaluator.results is not None and service.evaluator.loop_status[(STATION, "rad")].status == "ok"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import time
@@ -20,7 +19,7 @@ from stationmon.domain.model import Reading
 from stationmon.errors import StationmonError
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, running_service, wait_until
 from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 MQTT_STATION = station_toml(
@@ -81,30 +80,29 @@ noise = 0.0
 
 
 @contextlib.asynccontextmanager
+async def serving(service: Service) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The service running with its HTTP server answering /healthz, and a client for it; all closed on exit."""
+    base = f"http://127.0.0.1:{service.config.http.port}"
+    async with running_service(service, stop_timeout_s=20), aiohttp.ClientSession() as client:
+
+        async def up() -> bool:
+            try:
+                async with client.get(base + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await wait_until(up, timeout=15, message="the HTTP server")
+        yield client, base
+
+
+@contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[tuple[Service, Simulator, aiohttp.ClientSession, str]]:
     """Simulator, service and an HTTP client; everything closed on exit."""
     async with Simulator(config) as sim:
         service = Service(config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop), name="service")
-        base = f"http://127.0.0.1:{config.http.port}"
-        try:
-            async with aiohttp.ClientSession() as client:
-
-                async def up() -> bool:
-                    if task.done():
-                        task.result()
-                    try:
-                        async with client.get(base + "/healthz") as r:
-                            return r.status == 200
-                    except aiohttp.ClientConnectionError:
-                        return False
-
-                await wait_until(up, timeout=15, message="the HTTP server")
-                yield service, sim, client, base
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=20)
+        async with serving(service) as (client, base):
+            yield service, sim, client, base
 
 
 async def _json(client: aiohttp.ClientSession, url: str, status: int = 200) -> Any:
@@ -314,40 +312,24 @@ async def test_a_failing_handler_answers_500_and_the_server_keeps_serving(tmp_pa
     service = Service(config)
     service.http.add_route("GET", "/api/v1/broken", broken)
     service.http.add_route("POST", "/api/v1/test-write", write)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    base = f"http://127.0.0.1:{config.http.port}"
-    try:
-        async with aiohttp.ClientSession() as client:
-
-            async def up() -> bool:
-                try:
-                    async with client.get(base + "/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await wait_until(up, timeout=15, message="the HTTP server")
-            async with client.get(base + "/api/v1/broken") as r:
-                assert r.status == 500
-                assert await r.json() == {"error": "internal error"}
-            # a write endpoint guarded by check_bearer, as the acknowledgement is
-            async with client.post(base + "/api/v1/test-write") as r:
-                assert r.status == 401
-            async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer wrong"}) as r:
-                assert r.status == 401
-            async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer s3cret"}) as r:
-                assert r.status == 200
-            # CONTRACT 7: the acknowledgement without a token is 401 (no token configured: always)
-            async with client.post(base + "/api/v1/alerts/x/ack") as r:
-                assert r.status == 401
-            async with client.get(base + "/healthz") as r:
-                assert r.status == 200
-            metrics = service.metrics.render()
-            assert 'stationmon_http_requests_total{code="500",route="/api/v1/broken"} 1' in metrics
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=20)
+    async with serving(service) as (client, base):
+        async with client.get(base + "/api/v1/broken") as r:
+            assert r.status == 500
+            assert await r.json() == {"error": "internal error"}
+        # a write endpoint guarded by check_bearer, as the acknowledgement is
+        async with client.post(base + "/api/v1/test-write") as r:
+            assert r.status == 401
+        async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        async with client.post(base + "/api/v1/test-write", headers={"Authorization": "Bearer s3cret"}) as r:
+            assert r.status == 200
+        # CONTRACT 7: the acknowledgement without a token is 401 (no token configured: always)
+        async with client.post(base + "/api/v1/alerts/x/ack") as r:
+            assert r.status == 401
+        async with client.get(base + "/healthz") as r:
+            assert r.status == 200
+        metrics = service.metrics.render()
+        assert 'stationmon_http_requests_total{code="500",route="/api/v1/broken"} 1' in metrics
 
 
 async def test_a_taken_port_is_a_stationmon_error(tmp_path: Path) -> None:

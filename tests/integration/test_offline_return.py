@@ -20,7 +20,7 @@ from stationmon.config import parse_config_text
 from stationmon.domain.model import AlertEvent, Reading
 from stationmon.domain.registers import encode_value
 from stationmon.service import Service
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, running_service, wait_until
 from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 STATION = "s-return"
@@ -98,9 +98,7 @@ async def test_household_sensors_back_before_the_plc_raise_no_stale_fault_and_a_
     events: list[AlertEvent] = []
     service.on_event(events.append)
     status = _status(service)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop), name="service")
-    try:
+    async with running_service(service):
         await wait_until(lambda: status() == "ok", timeout=20, message="the loop judged ok")
         await server.stop()
         await wait_until(lambda: status() == "offline", timeout=20, message="the station offline")
@@ -121,6 +119,3 @@ async def test_household_sensors_back_before_the_plc_raise_no_stale_fault_and_a_
                 timeout=20,
                 message="a stale sensor_fault alert",
             )
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)

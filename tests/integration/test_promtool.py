@@ -7,7 +7,6 @@ server. No skip when promtool is missing: CI installs it (`.ci/run`, `make deps`
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import aiohttp
 from stationmon.config import Config, parse_config_text
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, running_service, wait_until
 from tests.stations_toml import loop_entry, outdoor, station_toml, water
 
 # One family from each adapter, and the process collector: the scrape really covers them all.
@@ -94,28 +93,22 @@ async def test_metrics_of_a_running_service_pass_promtool(
     tmp_path: Path, influxdb: Any, influx_db: str, mosquitto: Any
 ) -> None:
     config = _config(tmp_path, influxdb.url, influx_db, mosquitto.url)
-    async with Simulator(config):
-        service = Service(config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop), name="service")
-        try:
-            async with aiohttp.ClientSession() as client:
+    async with (
+        Simulator(config),
+        running_service(Service(config), stop_timeout_s=20) as service,
+        aiohttp.ClientSession() as client,
+    ):
 
-                async def scrape() -> str | None:
-                    if task.done():
-                        task.result()
-                    try:
-                        async with client.get(f"http://127.0.0.1:{config.http.port}/metrics") as r:
-                            text = await r.text()
-                    except aiohttp.ClientConnectionError:
-                        return None
-                    covered = all(f"\n{name}" in text for name in EXPECTED_FAMILIES)
-                    written = service.metrics.counter("stationmon_influx_lines_written_total", "").value()
-                    return text if covered and written > 0 else None
+        async def scrape() -> str | None:
+            try:
+                async with client.get(f"http://127.0.0.1:{config.http.port}/metrics") as r:
+                    text = await r.text()
+            except aiohttp.ClientConnectionError:
+                return None
+            covered = all(f"\n{name}" in text for name in EXPECTED_FAMILIES)
+            written = service.metrics.counter("stationmon_influx_lines_written_total", "").value()
+            return text if covered and written > 0 else None
 
-                text = await wait_until(scrape, timeout=30, message="every adapter's metrics on /metrics")
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=20)
+        text = await wait_until(scrape, timeout=30, message="every adapter's metrics on /metrics")
     result = promtool_check(text)
     assert result.returncode == 0 and not result.stderr.strip(), result.stdout + result.stderr

@@ -14,9 +14,6 @@ Every alert carries its station's `company` label; every measurement its `compan
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ from stationmon.config import Config, load_config
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
-from tests.helpers import free_port, wait_until, write_config
+from tests.helpers import free_port, running_service, wait_until, write_config
 from tests.stations_toml import loop_entry, outdoor, point_entry, station_toml, water
 
 COMPANY_A = "冰城热力有限公司"
@@ -120,19 +117,6 @@ indoor_sensors_per_loop = 3
     return load_config(write_config(tmp_path, text))
 
 
-@contextlib.asynccontextmanager
-async def _running(config: Config) -> AsyncIterator[Service]:
-    async with Simulator(config, lag_s=2.0):
-        service = Service(config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop), name="service")
-        try:
-            yield service
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
-
-
 def _am_alert(am: Any, **labels: str) -> dict[str, Any] | None:
     """The first Alertmanager alert whose labels include `labels`."""
     for alert in am.alerts():
@@ -146,7 +130,7 @@ async def test_pump_stop_cold_households_and_primary_shortage_reach_influxdb_and
 ) -> None:
     am = alertmanager_factory(AM_YAML)
     config = _config(tmp_path, influxdb, influx_db, am.url, mosquitto.url)
-    async with _running(config):
+    async with Simulator(config, lag_s=2.0), running_service(Service(config)):
         # the pump: no circulation, critical, with the company's label; its water still looks warm
         pump = await wait_until(
             lambda: _am_alert(am, alertname="no_circulation", station="pump"), timeout=30, message="no_circulation"

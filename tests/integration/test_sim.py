@@ -19,7 +19,7 @@ from stationmon.metrics import Metrics
 from stationmon.service import Service
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
-from tests.helpers import free_port, port_open, wait_until
+from tests.helpers import free_port, port_open, running_service, wait_until
 from tests.stations_toml import loop_entry, outdoor, point_entry, station_toml, water
 
 T0 = 1_764_000_000.0
@@ -268,9 +268,7 @@ async def test_each_fault_kind_raises_its_alert_and_the_healthy_station_none(tmp
     async with Simulator(config, lag_s=10.0):
         service = Service(config)
         service.on_event(events.append)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop), name="service")
-        try:
+        async with running_service(service):
             want = {(kind.replace("_", "-"), rule) for kind, rule in _FAULT_ALERTS.items()}
 
             def fired() -> bool:
@@ -279,9 +277,6 @@ async def test_each_fault_kind_raises_its_alert_and_the_healthy_station_none(tmp
                 return True
 
             await wait_until(fired, timeout=60, message="an alert per fault kind")
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
     assert not [e for e in events if e.station == "none"], "the healthy station raised an alert"
     # the fault alerts say why
     by = {(e.station, e.rule): e for e in events if e.state == "firing"}

@@ -8,11 +8,9 @@ screenshot is kept as a test artifact under artifacts/.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import re
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from stationmon.service import Service
 from stationmon.sim.district import FAULT_PLAN, SEED_STATION_ID, DemoPlan, build_demo_config, demo_stations
 from stationmon.sim.runner import Simulator
 from tests.conftest import MosquittoServer
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, running_service, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 N_STATIONS = 12  # every fault kind of the demo, and one healthy station
@@ -87,19 +85,6 @@ def _config(tmp_path: Path, mosquitto: MosquittoServer) -> Config:
     return parse_config_text(build_demo_config(stations, plan), str(tmp_path / "demo.toml"), require_influxdb=False)
 
 
-@contextlib.asynccontextmanager
-async def _running(config: Config) -> AsyncIterator[Service]:
-    async with Simulator(config, lag_s=30.0):
-        service = Service(config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop), name="service")
-        try:
-            yield service
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=30)
-
-
 def _articles(dom: str) -> dict[str, dict[str, str]]:
     """station id -> the data-* attributes of its rendered <article>."""
     out = {}
@@ -127,7 +112,11 @@ async def test_status_page_renders_every_station_and_marks_the_faulty_ones(
     healthy = {st.id for st in stations} - faulty - offline
     assert faulty and healthy
     base = f"http://{config.http.listen}"
-    async with _running(config) as service, aiohttp.ClientSession() as client:
+    async with (
+        Simulator(config, lag_s=30.0),
+        running_service(Service(config)) as service,
+        aiohttp.ClientSession() as client,
+    ):
 
         async def api() -> dict[str, Any]:
             try:

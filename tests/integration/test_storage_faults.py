@@ -29,7 +29,7 @@ from stationmon.errors import StorageError
 from stationmon.metrics import Metrics
 from stationmon.service import Service
 from tests.conftest import InfluxServer
-from tests.helpers import drain_spool, free_port, wait_until
+from tests.helpers import drain_spool, free_port, running_service, wait_until
 from tests.integration.test_influx import (
     assert_exactly_once,
     count,
@@ -245,39 +245,32 @@ id = "s1"
         filler = disk / "filler"
         filler.write_bytes(b"\0" * (48 << 10))  # the spool's directory fits; its data will not for long
         service = Service(config)
-        stop = asyncio.Event()
-        task = asyncio.create_task(service.run(stop))
         base = f"http://127.0.0.1:{port}/healthz"
-        try:
-            async with aiohttp.ClientSession() as client:
+        async with running_service(service, stop_timeout_s=20), aiohttp.ClientSession() as client:
 
-                async def health() -> tuple[int, Any]:
-                    try:
-                        async with client.get(base) as r:
-                            return r.status, await r.json()
-                    except aiohttp.ClientConnectionError:
-                        return 0, None
+            async def health() -> tuple[int, Any]:
+                try:
+                    async with client.get(base) as r:
+                        return r.status, await r.json()
+                except aiohttp.ClientConnectionError:
+                    return 0, None
 
-                await wait_until(lambda: _status(health, 200), timeout=15, message="up")
-                start = 0
-                deadline = asyncio.get_running_loop().time() + 60
-                while (last := await health())[0] != 503:
-                    service.writer.submit(lines_for(start, 100))
-                    start += 100
-                    await asyncio.sleep(0.05)  # let the flush task run (it decides, not this loop)
-                    assert start < 100_000 and asyncio.get_running_loop().time() < deadline, (
-                        f"storage never reported failing: {start} lines submitted, /healthz said {last}"
-                    )
-                code, doc = await health()
-                assert code == 503 and doc["status"] == "failing"
-                assert doc["components"]["storage"]["state"] == "failing"
-                filler.unlink()  # room again: the held readings are spooled, the service recovers
-                await wait_until(lambda: _status(health, 200), timeout=20, message="healthy again")
-                assert_closes(service.metrics)
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, timeout=20)
-    assert not task.exception()
+            await wait_until(lambda: _status(health, 200), timeout=15, message="up")
+            start = 0
+            deadline = asyncio.get_running_loop().time() + 60
+            while (last := await health())[0] != 503:
+                service.writer.submit(lines_for(start, 100))
+                start += 100
+                await asyncio.sleep(0.05)  # let the flush task run (it decides, not this loop)
+                assert start < 100_000 and asyncio.get_running_loop().time() < deadline, (
+                    f"storage never reported failing: {start} lines submitted, /healthz said {last}"
+                )
+            code, doc = await health()
+            assert code == 503 and doc["status"] == "failing"
+            assert doc["components"]["storage"]["state"] == "failing"
+            filler.unlink()  # room again: the held readings are spooled, the service recovers
+            await wait_until(lambda: _status(health, 200), timeout=20, message="healthy again")
+            assert_closes(service.metrics)
 
 
 async def _status(health: Any, want: int) -> bool:
