@@ -327,16 +327,24 @@ def _dropped_count(reason: str) -> int | None:
     return int(found[0]) if len(found) == 1 else None
 
 
+_UNPARSABLE = "unable to parse '"  # how InfluxDB's 400 names a line it rejects: unable to parse '<line>': <why>
+
+
+def _names_lines(reason: str) -> bool:
+    """Whether a 400 answer names the lines it rejects (`find_rejected_lines` can find them)."""
+    return _UNPARSABLE in reason
+
+
 def find_rejected_lines(lines: Sequence[str], reason: str) -> dict[int, str]:
     """Indexes of the lines a 400 answer names (`unable to parse '<line>': <why>`), each with its part of the reason."""
     found: dict[int, str] = {}
-    if "unable to parse '" not in reason:
+    if not _names_lines(reason):
         return found
     for i, line in enumerate(lines):
-        marker = f"unable to parse '{line}'"
+        marker = f"{_UNPARSABLE}{line}'"
         at = reason.find(marker)
         if at >= 0:
-            end = reason.find("unable to parse '", at + len(marker))
+            end = reason.find(_UNPARSABLE, at + len(marker))
             found[i] = reason[at : end if end >= 0 else len(reason)].strip()
     return found
 
@@ -875,7 +883,7 @@ class InfluxWriter:
     async def _quarantine(self, lines: LineBlock, reason: str) -> None:
         # The server answered, so it is up: rejected lines are our problem, not an outage.
         self._failure.success()
-        texts = lines.lines() if "unable to parse '" in reason else []  # str lines: on this rare path only
+        texts = lines.lines() if _names_lines(reason) else []  # str lines: on this rare path only
         rejected = find_rejected_lines(texts, reason)
         if rejected:
             for i, why in rejected.items():

@@ -30,7 +30,7 @@ from stationmon.evaluator.status_view import LoopStatusView
 from stationmon.logutil import FailureLog
 from stationmon.metrics import Metrics
 
-__all__ = ["Evaluator", "loop_status_block", "loop_status_lines"]
+__all__ = ["Evaluator", "loop_status_block"]
 
 log = logging.getLogger("stationmon.evaluator")
 
@@ -181,10 +181,6 @@ class Evaluator:
         """One `loop_status` line per loop, each standing for `evaluate_every` (`interval_s`)."""
         return loop_status_block(self._status_encoder, r, self.config.rules.evaluate_every_s)
 
-    def status_lines(self, r: RuleResults) -> list[str]:
-        """`status_block`'s lines as str."""
-        return self.status_block(r).lines()
-
     def _record(self, event: AlertEvent) -> str:
         """Count the event and return its `alert_events` line."""
         self._events_total.labels(event.rule, event.state).inc()
@@ -222,11 +218,6 @@ class Evaluator:
     def _known_key(self, key: AlertKey) -> bool:
         _, station, loop = key
         return station in self.table.station_index and (loop is None or (station, loop) in self.table.loop_index)
-
-
-def loop_status_lines(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> list[str]:
-    """`loop_status_block`'s lines as str."""
-    return loop_status_block(encoder, r, interval_s).lines()
 
 
 def loop_status_block(encoder: LoopStatusEncoder, r: RuleResults, interval_s: float) -> LineBlock:

@@ -400,7 +400,7 @@ id = "s2"
     h.tick(1.0)
     r = h.evaluator.results
     assert r is not None
-    got = h.evaluator.status_lines(r)
+    got = h.evaluator.status_block(r).lines()
     want = []
     for (station, loop), st in h.evaluator.loop_status.items():
         want.append(

@@ -79,6 +79,7 @@ class StationFacts:
     primary_faults: FaultArray  # FAULT_PRIMARY is added once the loops are known (the pair's other side)
     primary_ok: BoolArray  # fresh and fault-free
     setback: BoolArray  # a planned setback is on now
+    answering: BoolArray  # online for longer than fresh_s: only there is a point stale (`RuleEngine._answering`)
     required_secondary: FloatArray = field(default_factory=lambda: np.zeros(0))  # max required supply, NaN: none
     held: Mapping[str, BoolArray] = field(default_factory=dict)
 

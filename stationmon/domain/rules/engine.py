@@ -98,10 +98,8 @@ class RuleEngine:
         self._held_keys: set[AlertKey] = set()  # the keys of the last `held_masks`, and their masks
         self._held: dict[str, BoolArray] = {}
         self._station_runs = _station_runs(table.loop_station)
-        # per station: since when it answers (NaN: offline; -inf: since before the first evaluation), and
-        # where staleness is judged now (answering for longer than fresh_s: a poll has had its chance)
+        # per station: since when it answers (NaN: offline; -inf: since before the first evaluation)
         self._answering_since = np.full(ns, -np.inf)
-        self._stale_judged = np.ones(ns, dtype=bool)
 
     def _tracker(self, quantity: str, n: int) -> SensorTracker:
         """Flatline tolerance from the point (its own, or its register's step if coarser); the window grows
@@ -271,8 +269,7 @@ class RuleEngine:
         since = self._answering_since
         since[~online] = np.nan
         since[online & np.isnan(since)] = now
-        self._stale_judged = online & (now - since > self.fresh_s)
-        return self._stale_judged
+        return online & (now - since > self.fresh_s)
 
     def _station_facts(self, inp: RuleInputs, held: Mapping[str, BoolArray], minute: int) -> StationFacts:
         """Offline stations, outdoor and primary sensor faults, the outdoor running mean, setbacks."""
@@ -306,6 +303,7 @@ class RuleEngine:
             primary_faults=prim_bits,
             primary_ok=prim_ok,
             setback=setback_on,
+            answering=answering,
             held={k[n:]: v for k, v in held.items() if k.startswith(STATION_HELD)},
         )
 
@@ -408,7 +406,7 @@ class RuleEngine:
         """Everything the loop rules compare, per loop; the stations gain what their loops need of the primary."""
         t, st = self.table, self.table.loop_station
         online = ~stations.offline[st]
-        answering = self._stale_judged[st]  # (staleness only where the station answers, see `_answering`)
+        answering = stations.answering[st]  # (staleness only where the station answers, see `_answering`)
         flow_bits, flow_ok, pump_bits, pump_ok, pump, flowing = self._circulation(inp, answering)
         sup_bits, ret_bits, sup_ok, ret_ok, below_primary = self._water(inp, answering, flowing, stations)
         sup, ret = self._smooth_water(inp, sup_ok, ret_ok)
